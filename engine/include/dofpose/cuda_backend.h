@@ -1,0 +1,26 @@
+// The CUDA runtime as dofpose sees it. In a build without CUDA these exist too:
+// built() is false, device_count() is 0 and the rest throw a clear Error.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace dofpose::cuda {
+
+bool built();                      // compiled with the CUDA backend
+int device_count();                // 0 without a driver or a device
+std::string device_name(int device);
+std::string runtime_version();     // "13.0" or "not built"
+
+void* malloc(size_t bytes);
+void free(void* p);
+// Copies on `stream` (nullptr: the legacy default stream) then synchronise it.
+void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+void memset(void* dst, int value, size_t bytes, void* stream = nullptr);
+
+void* stream_create();
+void stream_destroy(void* stream);
+void stream_synchronize(void* stream);
+
+}  // namespace dofpose::cuda

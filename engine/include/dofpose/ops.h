@@ -1,0 +1,108 @@
+// The op API: every op checks its tensors (shape, dtype F32, device,
+// contiguity), names the op and tensor in any error, and runs the kernel of
+// the device its tensors live on (kernels/cpu/ or kernels/cuda/).
+// An empty TensorView ({}) stands for an absent optional tensor; backward
+// ops overwrite the gradients they are given and skip the empty ones.
+#pragma once
+#include <cstdint>
+
+#include "dofpose/op_shapes.h"
+#include "dofpose/tensor.h"
+
+namespace dofpose::ops {
+
+struct ConvParams {
+  int stride = 1, pad = 0, groups = 1;
+};
+
+// x [N,C,H,W], w [K,C/groups,R,S], bias [K] or empty -> y [N,K,P,Q].
+Conv2dShape conv2d_shape(const TensorView& x, const TensorView& w, ConvParams p);
+Shape conv2d_output_shape(const TensorView& x, const TensorView& w, ConvParams p);
+void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
+                    const TensorView& y, ConvParams p);
+void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
+                     const TensorView& dx, const TensorView& dw, const TensorView& dbias,
+                     ConvParams p);
+
+// x [N,in], w [out,in], b [out] or empty -> y [N,out].
+void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,
+                    const TensorView& y);
+void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
+                     const TensorView& dx, const TensorView& dw, const TensorView& db);
+
+// BatchNorm over x [N,C] or [N,C,H,W]; per-channel tensors are [C].
+struct BatchNormParams {
+  float momentum = 0.1f, eps = 1e-5f;
+};
+void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const TensorView& beta,
+                             const TensorView& running_mean, const TensorView& running_var,
+                             const TensorView& y, const TensorView& save_mean,
+                             const TensorView& save_invstd, BatchNormParams p = {});
+void batchnorm_forward_infer(const TensorView& x, const TensorView& gamma, const TensorView& beta,
+                             const TensorView& running_mean, const TensorView& running_var,
+                             const TensorView& y, BatchNormParams p = {});
+void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
+                              const TensorView& save_mean, const TensorView& save_invstd,
+                              const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
+                              const TensorView& dbeta);
+void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
+                              const TensorView& running_mean, const TensorView& running_var,
+                              const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
+                              const TensorView& dbeta, BatchNormParams p = {});
+// Folds an inference BatchNorm into the conv/linear before it: weight [K,...], bias [K].
+void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
+                    const TensorView& beta, const TensorView& running_mean,
+                    const TensorView& running_var, BatchNormParams p = {});
+
+void relu_forward(const TensorView& x, const TensorView& y);
+void relu_backward(const TensorView& x, const TensorView& dy, const TensorView& dx);
+void relu6_forward(const TensorView& x, const TensorView& y);
+void relu6_backward(const TensorView& x, const TensorView& dy, const TensorView& dx);
+
+void add_forward(const TensorView& a, const TensorView& b, const TensorView& y);
+void accumulate(const TensorView& x, const TensorView& y);  // y += x
+
+// 2x2 / stride 2 max pooling; x [N,C,H,W] -> y [N,C,H/2,W/2].
+void maxpool2x2_forward(const TensorView& x, const TensorView& y);
+void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx);
+
+// x [N,C,H,W] -> y [N,C,2H,2W].
+void upsample_nearest2x_forward(const TensorView& x, const TensorView& y);
+void upsample_nearest2x_backward(const TensorView& dy, const TensorView& dx);
+
+// x [N,C,H,W] -> y [N,C,OH,OW] (sizes taken from y / dy).
+void bilinear_forward(const TensorView& x, const TensorView& y, ResizeMode mode);
+void bilinear_backward(const TensorView& dy, const TensorView& dx, ResizeMode mode);
+
+// mask: U8 tensor of x's shape (1 = kept).
+void dropout_forward(const TensorView& x, const TensorView& y, const TensorView& mask, float p,
+                     uint64_t seed);
+void dropout_backward(const TensorView& mask, const TensorView& dy, const TensorView& dx, float p);
+
+// heat [N,J,H,W] -> prob [N,J,H,W], coords [N,J,2] (x, y in heatmap pixels).
+void softargmax_forward(const TensorView& heat, const TensorView& prob, const TensorView& coords,
+                        float beta);
+void softargmax_backward(const TensorView& prob, const TensorView& dcoords,
+                         const TensorView& dheat, float beta);
+
+void grad_reverse_forward(const TensorView& x, const TensorView& y);
+void grad_reverse_backward(const TensorView& dy, const TensorView& dx, float lambda);
+
+// pred/target [N,J,H,W]; joint_weight [N,J] or empty.
+float heatmap_mse_forward(const TensorView& pred, const TensorView& target,
+                          const TensorView& joint_weight);
+void heatmap_mse_backward(const TensorView& pred, const TensorView& target,
+                          const TensorView& joint_weight, const TensorView& dpred,
+                          float dloss = 1.f);
+// logits [N,T,C] F32, labels [N,T] I32 (-1 ignored).
+float cross_entropy_forward(const TensorView& logits, const TensorView& labels);
+void cross_entropy_backward(const TensorView& logits, const TensorView& labels,
+                            const TensorView& dlogits, float dloss = 1.f);
+float l1_forward(const TensorView& pred, const TensorView& target);
+void l1_backward(const TensorView& pred, const TensorView& target, const TensorView& dpred,
+                 float dloss = 1.f);
+
+// The CUDA stream that ops on CUDA tensors are queued on (this thread).
+void set_cuda_stream(void* stream);
+
+}  // namespace dofpose::ops

@@ -1,0 +1,28 @@
+#include "dofpose/context.h"
+
+#include "dofpose/cuda_backend.h"
+
+namespace dofpose {
+
+Context::Context(Device device) : device_(device), arena_(device) {
+  if (device == Device::CUDA) {
+    DOFPOSE_CHECK(cuda::built(), "Context: this dofpose was built without the CUDA backend");
+    DOFPOSE_CHECK(cuda::device_count() > 0, "Context: no CUDA device found");
+    stream_ = cuda::stream_create();
+  }
+}
+
+Context::~Context() {
+  if (stream_) {
+    try {
+      cuda::stream_destroy(stream_);
+    } catch (...) {  // destructors must not throw; the stream dies with the process anyway
+    }
+  }
+}
+
+void Context::synchronize() {
+  if (stream_) cuda::stream_synchronize(stream_);
+}
+
+}  // namespace dofpose

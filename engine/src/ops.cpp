@@ -1,0 +1,551 @@
+// The op API: validation, then dispatch to the kernel of the tensors' device.
+#include "dofpose/ops.h"
+
+#include "kernels/cpu/cpu_kernels.h"
+#ifdef DOFPOSE_WITH_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#endif
+
+namespace dofpose::ops {
+
+namespace {
+
+thread_local void* g_stream = nullptr;
+
+// A required float32 tensor on device d with the expected shape.
+void need(const char* op, const char* name, const TensorView& t, Device d, const Shape& s) {
+  DOFPOSE_CHECK(!t.empty(), op, ": tensor '", name, "' is required but empty");
+  check_f32(op, name, t, d);
+  check_shape(op, name, t, s);
+}
+
+// An optional tensor: checked only when present.
+void maybe(const char* op, const char* name, const TensorView& t, Device d, const Shape& s) {
+  if (!t.empty()) need(op, name, t, d, s);
+}
+
+float* ptr(const TensorView& t) { return t.empty() ? nullptr : static_cast<float*>(t.data); }
+
+void need_rank(const char* op, const char* name, const TensorView& t, int rank) {
+  DOFPOSE_CHECK(!t.empty(), op, ": tensor '", name, "' is required but empty");
+  DOFPOSE_CHECK(t.ndim() == rank, op, ": tensor '", name, "' has shape ", t.shape.str(),
+                ", expected ", rank, " dims");
+}
+
+[[noreturn]] void no_cuda_kernel(const char* op) {
+  fail(op, ": no CUDA kernel yet; run this op on CPU tensors");
+}
+
+// Runs the CPU kernel, or the CUDA one where it exists.
+#ifdef DOFPOSE_WITH_CUDA
+#define DISPATCH(op, dev, cpu_call, cuda_call) \
+  do {                                         \
+    if ((dev) == Device::CPU) {                \
+      cpu_call;                                \
+    } else {                                   \
+      cuda_call;                               \
+    }                                          \
+  } while (0)
+#else
+#define DISPATCH(op, dev, cpu_call, cuda_call) \
+  do {                                         \
+    if ((dev) == Device::CPU) {                \
+      cpu_call;                                \
+    } else {                                   \
+      no_cuda_kernel(op);                      \
+    }                                          \
+  } while (0)
+#endif
+
+#define CPU_ONLY(op, dev)                                \
+  do {                                                   \
+    if ((dev) != Device::CPU) no_cuda_kernel(op);        \
+  } while (0)
+
+Shape nchw(const TensorView& t) { return t.shape; }
+
+BatchNormShape bn_shape(const char* op, const TensorView& x) {
+  DOFPOSE_CHECK(!x.empty() && (x.ndim() == 2 || x.ndim() == 4), op, ": tensor 'x' has shape ",
+                x.shape.str(), ", expected [N,C] or [N,C,H,W]");
+  BatchNormShape s;
+  s.N = int(x.dim(0));
+  s.C = int(x.dim(1));
+  s.HW = x.ndim() == 4 ? int(x.dim(2) * x.dim(3)) : 1;
+  return s;
+}
+
+}  // namespace
+
+void set_cuda_stream(void* stream) { g_stream = stream; }
+
+// ---- conv2d
+Conv2dShape conv2d_shape(const TensorView& x, const TensorView& w, ConvParams p) {
+  const char* op = "conv2d";
+  need_rank(op, "x", x, 4);
+  need_rank(op, "weight", w, 4);
+  DOFPOSE_CHECK(p.groups >= 1 && p.stride >= 1 && p.pad >= 0, op, ": invalid stride ", p.stride,
+                " / pad ", p.pad, " / groups ", p.groups);
+  Conv2dShape s;
+  s.N = int(x.dim(0)); s.C = int(x.dim(1)); s.H = int(x.dim(2)); s.W = int(x.dim(3));
+  s.K = int(w.dim(0)); s.R = int(w.dim(2)); s.S = int(w.dim(3));
+  s.stride = p.stride; s.pad = p.pad; s.groups = p.groups;
+  DOFPOSE_CHECK(s.C % p.groups == 0 && s.K % p.groups == 0, op, ": groups ", p.groups,
+                " must divide input channels ", s.C, " and output channels ", s.K);
+  DOFPOSE_CHECK(w.dim(1) == s.C / p.groups, op, ": tensor 'weight' has shape ", w.shape.str(),
+                ", expected [", s.K, ",", s.C / p.groups, ",R,S] for input ", x.shape.str(),
+                " and groups ", p.groups);
+  DOFPOSE_CHECK(s.H + 2 * s.pad >= s.R && s.W + 2 * s.pad >= s.S, op, ": kernel ", s.R, "x", s.S,
+                " is larger than the padded input of ", x.shape.str());
+  return s;
+}
+
+Shape conv2d_output_shape(const TensorView& x, const TensorView& w, ConvParams p) {
+  Conv2dShape s = conv2d_shape(x, w, p);
+  return Shape{s.N, s.K, s.P(), s.Q()};
+}
+
+void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
+                    const TensorView& y, ConvParams p) {
+  const char* op = "conv2d_forward";
+  Conv2dShape s = conv2d_shape(x, w, p);
+  Device d = x.device;
+  need(op, "x", x, d, nchw(x));
+  need(op, "weight", w, d, w.shape);
+  maybe(op, "bias", bias, d, Shape{s.K});
+  need(op, "y", y, d, Shape{s.N, s.K, s.P(), s.Q()});
+  CPU_ONLY(op, d);
+  cpu::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32());
+}
+
+void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
+                     const TensorView& dx, const TensorView& dw, const TensorView& dbias,
+                     ConvParams p) {
+  const char* op = "conv2d_backward";
+  Conv2dShape s = conv2d_shape(x, w, p);
+  Device d = x.device;
+  need(op, "x", x, d, nchw(x));
+  need(op, "weight", w, d, w.shape);
+  need(op, "dy", dy, d, Shape{s.N, s.K, s.P(), s.Q()});
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dweight", dw, d, w.shape);
+  maybe(op, "dbias", dbias, d, Shape{s.K});
+  CPU_ONLY(op, d);
+  cpu::conv2d_backward(s, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(dbias));
+}
+
+// ---- linear
+void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,
+                    const TensorView& y) {
+  const char* op = "linear_forward";
+  need_rank(op, "x", x, 2);
+  need_rank(op, "weight", w, 2);
+  Device d = x.device;
+  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
+  need(op, "x", x, d, x.shape);
+  need(op, "weight", w, d, Shape{out, in});
+  maybe(op, "bias", b, d, Shape{out});
+  need(op, "y", y, d, Shape{N, out});
+  CPU_ONLY(op, d);
+  cpu::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32());
+}
+
+void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
+                     const TensorView& dx, const TensorView& dw, const TensorView& db) {
+  const char* op = "linear_backward";
+  need_rank(op, "x", x, 2);
+  need_rank(op, "weight", w, 2);
+  Device d = x.device;
+  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
+  need(op, "x", x, d, x.shape);
+  need(op, "weight", w, d, Shape{out, in});
+  need(op, "dy", dy, d, Shape{N, out});
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dweight", dw, d, w.shape);
+  maybe(op, "dbias", db, d, Shape{out});
+  CPU_ONLY(op, d);
+  cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db));
+}
+
+// ---- batchnorm
+void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const TensorView& beta,
+                             const TensorView& running_mean, const TensorView& running_var,
+                             const TensorView& y, const TensorView& save_mean,
+                             const TensorView& save_invstd, BatchNormParams p) {
+  const char* op = "batchnorm_forward_train";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  DOFPOSE_CHECK(int64_t(s.N) * s.HW > 1, op, ": batch statistics need more than one value per "
+                "channel, got x ", x.shape.str());
+  need(op, "gamma", gamma, d, c);
+  need(op, "beta", beta, d, c);
+  maybe(op, "running_mean", running_mean, d, c);
+  maybe(op, "running_var", running_var, d, c);
+  need(op, "y", y, d, x.shape);
+  need(op, "save_mean", save_mean, d, c);
+  need(op, "save_invstd", save_invstd, d, c);
+  CPU_ONLY(op, d);
+  cpu::batchnorm_forward_train(s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean),
+                               ptr(running_var), p.momentum, p.eps, y.f32(), save_mean.f32(),
+                               save_invstd.f32());
+}
+
+void batchnorm_forward_infer(const TensorView& x, const TensorView& gamma, const TensorView& beta,
+                             const TensorView& running_mean, const TensorView& running_var,
+                             const TensorView& y, BatchNormParams p) {
+  const char* op = "batchnorm_forward_infer";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  need(op, "gamma", gamma, d, c);
+  need(op, "beta", beta, d, c);
+  need(op, "running_mean", running_mean, d, c);
+  need(op, "running_var", running_var, d, c);
+  need(op, "y", y, d, x.shape);
+  CPU_ONLY(op, d);
+  cpu::batchnorm_forward_infer(s, x.f32(), gamma.f32(), beta.f32(), running_mean.f32(),
+                               running_var.f32(), p.eps, y.f32());
+}
+
+void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
+                              const TensorView& save_mean, const TensorView& save_invstd,
+                              const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
+                              const TensorView& dbeta) {
+  const char* op = "batchnorm_backward_train";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  need(op, "gamma", gamma, d, c);
+  need(op, "save_mean", save_mean, d, c);
+  need(op, "save_invstd", save_invstd, d, c);
+  need(op, "dy", dy, d, x.shape);
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dgamma", dgamma, d, c);
+  maybe(op, "dbeta", dbeta, d, c);
+  CPU_ONLY(op, d);
+  cpu::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(), save_invstd.f32(),
+                                dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta));
+}
+
+void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
+                              const TensorView& running_mean, const TensorView& running_var,
+                              const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
+                              const TensorView& dbeta, BatchNormParams p) {
+  const char* op = "batchnorm_backward_infer";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  need(op, "gamma", gamma, d, c);
+  need(op, "running_mean", running_mean, d, c);
+  need(op, "running_var", running_var, d, c);
+  need(op, "dy", dy, d, x.shape);
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dgamma", dgamma, d, c);
+  maybe(op, "dbeta", dbeta, d, c);
+  CPU_ONLY(op, d);
+  cpu::batchnorm_backward_infer(s, x.f32(), gamma.f32(), running_mean.f32(), running_var.f32(),
+                                p.eps, dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta));
+}
+
+void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
+                    const TensorView& beta, const TensorView& running_mean,
+                    const TensorView& running_var, BatchNormParams p) {
+  const char* op = "batchnorm_fold";
+  DOFPOSE_CHECK(!weight.empty() && weight.ndim() >= 2, op, ": tensor 'weight' has shape ",
+                weight.shape.str(), ", expected [K, ...]");
+  Device d = Device::CPU;
+  int K = int(weight.dim(0));
+  Shape c{K};
+  need(op, "weight", weight, d, weight.shape);
+  need(op, "bias", bias, d, c);
+  need(op, "gamma", gamma, d, c);
+  need(op, "beta", beta, d, c);
+  need(op, "running_mean", running_mean, d, c);
+  need(op, "running_var", running_var, d, c);
+  cpu::batchnorm_fold(K, weight.numel() / K, weight.f32(), bias.f32(), gamma.f32(), beta.f32(),
+                      running_mean.f32(), running_var.f32(), p.eps);
+}
+
+// ---- activations and element-wise
+void relu_forward(const TensorView& x, const TensorView& y) {
+  const char* op = "relu_forward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  DISPATCH(op, d, cpu::relu_forward(x.numel(), x.f32(), y.f32()),
+           cuda_kernels::relu_forward(x.numel(), x.f32(), y.f32(), g_stream));
+}
+
+void relu_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
+  const char* op = "relu_backward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "dy", dy, d, x.shape);
+  need(op, "dx", dx, d, x.shape);
+  DISPATCH(op, d, cpu::relu_backward(x.numel(), x.f32(), dy.f32(), dx.f32()),
+           cuda_kernels::relu_backward(x.numel(), x.f32(), dy.f32(), dx.f32(), g_stream));
+}
+
+void relu6_forward(const TensorView& x, const TensorView& y) {
+  const char* op = "relu6_forward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  CPU_ONLY(op, d);
+  cpu::relu6_forward(x.numel(), x.f32(), y.f32());
+}
+
+void relu6_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
+  const char* op = "relu6_backward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "dy", dy, d, x.shape);
+  need(op, "dx", dx, d, x.shape);
+  CPU_ONLY(op, d);
+  cpu::relu6_backward(x.numel(), x.f32(), dy.f32(), dx.f32());
+}
+
+void add_forward(const TensorView& a, const TensorView& b, const TensorView& y) {
+  const char* op = "add_forward";
+  Device d = a.device;
+  need(op, "a", a, d, a.shape);
+  need(op, "b", b, d, a.shape);
+  need(op, "y", y, d, a.shape);
+  DISPATCH(op, d, cpu::add_forward(a.numel(), a.f32(), b.f32(), y.f32()),
+           cuda_kernels::add_forward(a.numel(), a.f32(), b.f32(), y.f32(), g_stream));
+}
+
+void accumulate(const TensorView& x, const TensorView& y) {
+  const char* op = "accumulate";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  DISPATCH(op, d, cpu::accumulate(x.numel(), x.f32(), y.f32()),
+           cuda_kernels::accumulate(x.numel(), x.f32(), y.f32(), g_stream));
+}
+
+// ---- pooling and resizing
+void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
+  const char* op = "maxpool2x2_forward";
+  need_rank(op, "x", x, 4);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  CPU_ONLY(op, d);
+  cpu::maxpool2x2_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)), x.f32(),
+                          y.f32());
+}
+
+void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
+  const char* op = "maxpool2x2_backward";
+  need_rank(op, "x", x, 4);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "dy", dy, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  need(op, "dx", dx, d, x.shape);
+  CPU_ONLY(op, d);
+  cpu::maxpool2x2_backward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)), x.f32(),
+                           dy.f32(), dx.f32());
+}
+
+void upsample_nearest2x_forward(const TensorView& x, const TensorView& y) {
+  const char* op = "upsample_nearest2x_forward";
+  need_rank(op, "x", x, 4);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, Shape{x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)});
+  CPU_ONLY(op, d);
+  cpu::upsample_nearest2x_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)),
+                                  x.f32(), y.f32());
+}
+
+void upsample_nearest2x_backward(const TensorView& dy, const TensorView& dx) {
+  const char* op = "upsample_nearest2x_backward";
+  need_rank(op, "dx", dx, 4);
+  Device d = dx.device;
+  need(op, "dx", dx, d, dx.shape);
+  need(op, "dy", dy, d, Shape{dx.dim(0), dx.dim(1), 2 * dx.dim(2), 2 * dx.dim(3)});
+  CPU_ONLY(op, d);
+  cpu::upsample_nearest2x_backward(int(dx.dim(0)), int(dx.dim(1)), int(dx.dim(2)),
+                                   int(dx.dim(3)), dy.f32(), dx.f32());
+}
+
+void bilinear_forward(const TensorView& x, const TensorView& y, ResizeMode mode) {
+  const char* op = "bilinear_forward";
+  need_rank(op, "x", x, 4);
+  need_rank(op, "y", y, 4);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, Shape{x.dim(0), x.dim(1), y.dim(2), y.dim(3)});
+  DOFPOSE_CHECK(x.dim(2) > 0 && x.dim(3) > 0 && y.dim(2) > 0 && y.dim(3) > 0, op,
+                ": empty spatial size in x ", x.shape.str(), " or y ", y.shape.str());
+  CPU_ONLY(op, d);
+  cpu::bilinear_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)),
+                        int(y.dim(2)), int(y.dim(3)), mode, x.f32(), y.f32());
+}
+
+void bilinear_backward(const TensorView& dy, const TensorView& dx, ResizeMode mode) {
+  const char* op = "bilinear_backward";
+  need_rank(op, "dx", dx, 4);
+  need_rank(op, "dy", dy, 4);
+  Device d = dx.device;
+  need(op, "dx", dx, d, dx.shape);
+  need(op, "dy", dy, d, Shape{dx.dim(0), dx.dim(1), dy.dim(2), dy.dim(3)});
+  CPU_ONLY(op, d);
+  cpu::bilinear_backward(int(dx.dim(0)), int(dx.dim(1)), int(dx.dim(2)), int(dx.dim(3)),
+                         int(dy.dim(2)), int(dy.dim(3)), mode, dy.f32(), dx.f32());
+}
+
+// ---- dropout
+void dropout_forward(const TensorView& x, const TensorView& y, const TensorView& mask, float p,
+                     uint64_t seed) {
+  const char* op = "dropout_forward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
+                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
+  CPU_ONLY(op, d);
+  cpu::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8());
+}
+
+void dropout_backward(const TensorView& mask, const TensorView& dy, const TensorView& dx, float p) {
+  const char* op = "dropout_backward";
+  Device d = dy.device;
+  need(op, "dy", dy, d, dy.shape);
+  need(op, "dx", dx, d, dy.shape);
+  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == dy.shape && mask.device == d, op,
+                ": tensor 'mask' is ", mask.str(), ", expected U8", dy.shape.str());
+  CPU_ONLY(op, d);
+  cpu::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32());
+}
+
+// ---- soft-argmax
+void softargmax_forward(const TensorView& heat, const TensorView& prob, const TensorView& coords,
+                        float beta) {
+  const char* op = "softargmax_forward";
+  need_rank(op, "heat", heat, 4);
+  Device d = heat.device;
+  need(op, "heat", heat, d, heat.shape);
+  need(op, "prob", prob, d, heat.shape);
+  need(op, "coords", coords, d, Shape{heat.dim(0), heat.dim(1), 2});
+  DOFPOSE_CHECK(heat.dim(2) > 0 && heat.dim(3) > 0, op, ": heatmaps ", heat.shape.str(),
+                " have no pixels");
+  CPU_ONLY(op, d);
+  cpu::softargmax_forward(int(heat.dim(0) * heat.dim(1)), int(heat.dim(2)), int(heat.dim(3)),
+                          beta, heat.f32(), prob.f32(), coords.f32());
+}
+
+void softargmax_backward(const TensorView& prob, const TensorView& dcoords,
+                         const TensorView& dheat, float beta) {
+  const char* op = "softargmax_backward";
+  need_rank(op, "prob", prob, 4);
+  Device d = prob.device;
+  need(op, "prob", prob, d, prob.shape);
+  need(op, "dcoords", dcoords, d, Shape{prob.dim(0), prob.dim(1), 2});
+  need(op, "dheat", dheat, d, prob.shape);
+  CPU_ONLY(op, d);
+  cpu::softargmax_backward(int(prob.dim(0) * prob.dim(1)), int(prob.dim(2)), int(prob.dim(3)),
+                           beta, prob.f32(), dcoords.f32(), dheat.f32());
+}
+
+// ---- gradient reversal
+void grad_reverse_forward(const TensorView& x, const TensorView& y) {
+  const char* op = "grad_reverse_forward";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  CPU_ONLY(op, d);
+  cpu::grad_reverse_forward(x.numel(), x.f32(), y.f32());
+}
+
+void grad_reverse_backward(const TensorView& dy, const TensorView& dx, float lambda) {
+  const char* op = "grad_reverse_backward";
+  Device d = dy.device;
+  need(op, "dy", dy, d, dy.shape);
+  need(op, "dx", dx, d, dy.shape);
+  CPU_ONLY(op, d);
+  cpu::grad_reverse_backward(dy.numel(), lambda, dy.f32(), dx.f32());
+}
+
+// ---- losses
+namespace {
+void heatmap_checks(const char* op, const TensorView& pred, const TensorView& target,
+                    const TensorView& joint_weight) {
+  need_rank(op, "pred", pred, 4);
+  Device d = pred.device;
+  need(op, "pred", pred, d, pred.shape);
+  need(op, "target", target, d, pred.shape);
+  maybe(op, "joint_weight", joint_weight, d, Shape{pred.dim(0), pred.dim(1)});
+  CPU_ONLY(op, d);
+}
+
+void labels_checks(const char* op, const TensorView& logits, const TensorView& labels) {
+  need_rank(op, "logits", logits, 3);
+  Device d = logits.device;
+  need(op, "logits", logits, d, logits.shape);
+  DOFPOSE_CHECK(!labels.empty() && labels.dtype == DType::I32 && labels.device == d &&
+                    labels.shape == Shape({logits.dim(0), logits.dim(1)}),
+                op, ": tensor 'labels' is ", labels.str(), ", expected I32[", logits.dim(0), ",",
+                logits.dim(1), "]");
+  const int32_t* l = labels.i32();
+  int64_t C = logits.dim(2);
+  for (int64_t i = 0; i < labels.numel(); ++i)
+    DOFPOSE_CHECK(l[i] >= -1 && l[i] < C, op, ": tensor 'labels' holds ", l[i], " at index ", i,
+                  ", expected -1 (ignore) or a class in [0,", C, ")");
+  CPU_ONLY(op, d);
+}
+}  // namespace
+
+float heatmap_mse_forward(const TensorView& pred, const TensorView& target,
+                          const TensorView& joint_weight) {
+  heatmap_checks("heatmap_mse_forward", pred, target, joint_weight);
+  return cpu::heatmap_mse_forward(int(pred.dim(0) * pred.dim(1)), int(pred.dim(2) * pred.dim(3)),
+                                  pred.f32(), target.f32(), ptr(joint_weight));
+}
+
+void heatmap_mse_backward(const TensorView& pred, const TensorView& target,
+                          const TensorView& joint_weight, const TensorView& dpred, float dloss) {
+  const char* op = "heatmap_mse_backward";
+  heatmap_checks(op, pred, target, joint_weight);
+  need(op, "dpred", dpred, pred.device, pred.shape);
+  cpu::heatmap_mse_backward(int(pred.dim(0) * pred.dim(1)), int(pred.dim(2) * pred.dim(3)),
+                            pred.f32(), target.f32(), ptr(joint_weight), dloss, dpred.f32());
+}
+
+float cross_entropy_forward(const TensorView& logits, const TensorView& labels) {
+  labels_checks("cross_entropy_forward", logits, labels);
+  return cpu::cross_entropy_forward(int(logits.dim(0)), int(logits.dim(1)), int(logits.dim(2)),
+                                    logits.f32(), labels.i32());
+}
+
+void cross_entropy_backward(const TensorView& logits, const TensorView& labels,
+                            const TensorView& dlogits, float dloss) {
+  const char* op = "cross_entropy_backward";
+  labels_checks(op, logits, labels);
+  need(op, "dlogits", dlogits, logits.device, logits.shape);
+  cpu::cross_entropy_backward(int(logits.dim(0)), int(logits.dim(1)), int(logits.dim(2)),
+                              logits.f32(), labels.i32(), dloss, dlogits.f32());
+}
+
+float l1_forward(const TensorView& pred, const TensorView& target) {
+  const char* op = "l1_forward";
+  Device d = pred.device;
+  need(op, "pred", pred, d, pred.shape);
+  need(op, "target", target, d, pred.shape);
+  CPU_ONLY(op, d);
+  return cpu::l1_forward(pred.numel(), pred.f32(), target.f32());
+}
+
+void l1_backward(const TensorView& pred, const TensorView& target, const TensorView& dpred,
+                 float dloss) {
+  const char* op = "l1_backward";
+  Device d = pred.device;
+  need(op, "pred", pred, d, pred.shape);
+  need(op, "target", target, d, pred.shape);
+  need(op, "dpred", dpred, d, pred.shape);
+  CPU_ONLY(op, d);
+  cpu::l1_backward(pred.numel(), pred.f32(), target.f32(), dloss, dpred.f32());
+}
+
+}  // namespace dofpose::ops

@@ -1,0 +1,117 @@
+// CPU reference kernels: raw float32 pointers, contiguous NCHW / row-major.
+// Every function here is the reference the CUDA backend is checked against.
+// Convention: backward functions OVERWRITE their gradient outputs (they do not
+// accumulate); any gradient output pointer may be nullptr to skip it.
+#pragma once
+#include <cstdint>
+
+#include "dofpose/op_shapes.h"
+
+namespace dofpose::cpu {
+
+// ---- gemm.cpp: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (row-major).
+// Packed, cache-blocked, AVX2/FMA micro-kernel when compiled for it, all cores.
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
+// Straightforward triple loop (for tests and as the portable definition).
+void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+// ---- conv2d.cpp: groups divide C and K; depthwise is groups == C.
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    float* y);
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* dbias);
+
+// ---- linear.cpp: x [N,in], w [out,in] (PyTorch layout), b [out], y [N,out].
+void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
+                    float* y);
+void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db);
+
+// ---- batchnorm.cpp
+// Training: normalises with batch statistics (biased variance), stores
+// save_mean/save_invstd [C] for backward, and updates running statistics as
+// PyTorch does (momentum, unbiased variance). running_* may be nullptr.
+void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, float* running_mean, float* running_var,
+                             float momentum, float eps, float* y, float* save_mean,
+                             float* save_invstd);
+void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean,
+                             const float* running_var, float eps, float* y);
+void batchnorm_backward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* save_mean, const float* save_invstd, const float* dy,
+                              float* dx, float* dgamma, float* dbeta);
+// Backward of the inference form (running statistics are constants).
+void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* running_mean, const float* running_var, float eps,
+                              const float* dy, float* dx, float* dgamma, float* dbeta);
+// Folds an inference BatchNorm that FOLLOWS a conv/linear into its weight
+// [K, per_channel] and bias [K] (bias must exist; start it at zero if the layer had none).
+void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,
+                    const float* beta, const float* running_mean, const float* running_var,
+                    float eps);
+
+// ---- activation.cpp (backward takes the forward INPUT x)
+void relu_forward(int64_t n, const float* x, float* y);
+void relu_backward(int64_t n, const float* x, const float* dy, float* dx);
+void relu6_forward(int64_t n, const float* x, float* y);
+void relu6_backward(int64_t n, const float* x, const float* dy, float* dx);
+
+// ---- elementwise.cpp
+void add_forward(int64_t n, const float* a, const float* b, float* y);
+// y += x (gradient accumulation at fan-out points, and add's backward).
+void accumulate(int64_t n, const float* x, float* y);
+void scale(int64_t n, float alpha, const float* x, float* y);  // y = alpha * x
+
+// ---- pool.cpp: 2x2 window, stride 2, output [N,C,H/2,W/2] (floor). Ties go to
+// the first maximum in row-major window order, as PyTorch.
+void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y);
+void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx);
+
+// ---- resize.cpp
+void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y);
+void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, float* dx);
+void bilinear_forward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
+                      const float* x, float* y);
+void bilinear_backward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
+                       const float* dy, float* dx);
+
+// ---- dropout.cpp: keep element i iff uniform(seed, i) >= p; kept values are
+// scaled by 1/(1-p). The uniform comes from a counter-based hash, so any
+// backend reproduces the same mask from (seed, i). mask[i] is 1 if kept.
+float dropout_uniform(uint64_t seed, uint64_t index);
+void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y, uint8_t* mask);
+void dropout_backward(int64_t n, float p, const uint8_t* mask, const float* dy, float* dx);
+
+// ---- softargmax.cpp: rows of H*W heatmap values (NJ = batch * joints).
+// prob = softmax(beta * heat) over each row; coords[r] = (sum prob*x, sum prob*y)
+// with x in [0, W-1], y in [0, H-1] (pixel centres of the heatmap grid).
+void softargmax_forward(int NJ, int H, int W, float beta, const float* heat, float* prob,
+                        float* coords);
+void softargmax_backward(int NJ, int H, int W, float beta, const float* prob,
+                         const float* dcoords, float* dheat);
+
+// ---- grad_reverse.cpp: forward is identity, backward multiplies by -lambda.
+void grad_reverse_forward(int64_t n, const float* x, float* y);
+void grad_reverse_backward(int64_t n, float lambda, const float* dy, float* dx);
+
+// ---- loss.cpp: each forward returns the scalar loss; backward gets dloss
+// (the gradient flowing into the scalar, usually 1) and writes dpred.
+// Heatmap MSE: pred/target [NJ, HW]; joint_weight [NJ] or nullptr (all 1);
+// loss = sum_j w_j * sum_p (pred - target)^2 / (NJ * HW).
+float heatmap_mse_forward(int NJ, int HW, const float* pred, const float* target,
+                          const float* joint_weight);
+void heatmap_mse_backward(int NJ, int HW, const float* pred, const float* target,
+                          const float* joint_weight, float dloss, float* dpred);
+// Multi-output cross-entropy: logits [N, T, C] (T independent C-way outputs);
+// labels [N, T] in [0, C) or -1 to ignore. loss = mean over labelled outputs.
+float cross_entropy_forward(int N, int T, int C, const float* logits, const int32_t* labels);
+void cross_entropy_backward(int N, int T, int C, const float* logits, const int32_t* labels,
+                            float dloss, float* dlogits);
+// L1: loss = mean |pred - target| over n elements; d/dpred = sign(pred - target) / n.
+float l1_forward(int64_t n, const float* pred, const float* target);
+void l1_backward(int64_t n, const float* pred, const float* target, float dloss, float* dpred);
+
+}  // namespace dofpose::cpu

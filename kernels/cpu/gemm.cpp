@@ -1,0 +1,404 @@
+// Packed, cache-blocked single-precision GEMM (GotoBLAS/BLIS structure).
+//
+//   for pc in K step KC:            pack op(A)[:, pc:pc+KC] into MR-row panels (all M)
+//     for jc in N step NC:          pack op(B)[pc:pc+KC, jc:jc+NC] into NR-column panels
+//       parallel for tile (MC x NT) of C:
+//         for jr (NR panel), ir (MR panel): micro-kernel MR x NR over KC
+//
+// Determinism: the blocking depends only on (M, N, K), never on the thread
+// count, and threads only split WHICH C tiles they compute. Every C element is
+// therefore accumulated in exactly the same order (k ascending inside a KC
+// block, KC blocks ascending) whatever the number of threads.
+//
+// Memory: packing buffers belong to the calling thread, grow only, and are
+// reused, so repeated calls of the same size do no heap allocation.
+// See docs/cpu-kernels.md for the blocking sizes and measured performance.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "dofpose/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DOFPOSE_GEMM_AVX2 1
+#endif
+
+#if defined(DOFPOSE_WITH_OPENMP)
+#include <omp.h>
+#endif
+
+namespace dofpose::cpu {
+namespace {
+
+// Register tile: 6 rows x 16 columns = 12 ymm accumulators + 2 B vectors +
+// 1 broadcast A value = 15 of the 16 AVX2 registers.
+constexpr int MR = 6;
+constexpr int NR = 16;
+// KC x NR B micro-panel (16 KiB) stays in L1; the MC x KC A block (96 KiB)
+// stays in L2 (512 KiB per core on Zen 3); KC x NC B panel (4 MiB) in L3.
+constexpr int KC = 256;
+constexpr int MC = 96;   // multiple of MR
+constexpr int NC = 4096; // multiple of NT
+constexpr int NT = 256;  // tile width handed to one thread; multiple of NR
+
+// Below this many multiply-adds the packing and threading overhead dominates.
+constexpr int64_t kSmallWork = 32 * 1024;
+// Below this many multiply-adds one thread is faster than waking the team.
+constexpr int64_t kParallelWork = 256 * 1024;
+
+// 64-byte aligned float buffer that only ever grows.
+class GrowBuffer {
+ public:
+  GrowBuffer() = default;
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+  ~GrowBuffer() { std::free(data_); }
+  float* reserve(size_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+      void* p = std::aligned_alloc(64, bytes);
+      if (!p) throw std::bad_alloc();
+      data_ = static_cast<float*>(p);
+      capacity_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+struct GemmWorkspace {
+  GrowBuffer packed_a;
+  GrowBuffer packed_b;
+};
+
+GemmWorkspace& thread_workspace() {
+  thread_local GemmWorkspace ws;
+  return ws;
+}
+
+// op(A)(i, k) and op(B)(k, j) without materialising the transpose.
+inline float a_at(const float* A, int lda, bool trans, int i, int k) {
+  return trans ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+}
+inline float b_at(const float* B, int ldb, bool trans, int k, int j) {
+  return trans ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+}
+
+// Packs op(A)[i0:i0+mr, k0:k0+kc] as kc groups of MR consecutive values
+// (rows beyond mr are zero so the micro-kernel never needs a row edge case).
+void pack_a_panel(const float* A, int lda, bool trans, int i0, int mr, int k0, int kc,
+                  float* dst) {
+  if (trans) {
+    // op(A)(i, k) = A[k][i]: each k gives mr contiguous values.
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + (size_t)(k0 + k) * lda + i0;
+      float* d = dst + (size_t)k * MR;
+      int i = 0;
+      for (; i < mr; ++i) d[i] = src[i];
+      for (; i < MR; ++i) d[i] = 0.0f;
+    }
+  } else {
+    for (int i = 0; i < MR; ++i) {
+      if (i < mr) {
+        const float* src = A + (size_t)(i0 + i) * lda + k0;
+        for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = src[k];
+      } else {
+        for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nr] as kc rows of NR values (zero padded).
+void pack_b_panel(const float* B, int ldb, bool trans, int k0, int kc, int j0, int nr,
+                  float* dst) {
+  if (!trans) {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = B + (size_t)(k0 + k) * ldb + j0;
+      float* d = dst + (size_t)k * NR;
+      if (nr == NR) {
+        std::memcpy(d, src, NR * sizeof(float));
+      } else {
+        int j = 0;
+        for (; j < nr; ++j) d[j] = src[j];
+        for (; j < NR; ++j) d[j] = 0.0f;
+      }
+    }
+  } else {
+    // op(B)(k, j) = B[j][k]: read each source row contiguously.
+    for (int j = 0; j < NR; ++j) {
+      if (j < nr) {
+        const float* src = B + (size_t)(j0 + j) * ldb + k0;
+        for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = src[k];
+      } else {
+        for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = 0.0f;
+      }
+    }
+  }
+}
+
+// The one place C is written. acc is the MR x NR register tile (row stride NR).
+// beta == 0 never reads C (so NaN/garbage there is ignored). The same
+// arithmetic (fma(beta, c, alpha * acc)) is used by the vector path and the
+// edge path, so an element's value does not depend on which path wrote it.
+inline float update_one(float acc, float c, float alpha, float beta) {
+#if defined(__FMA__)
+  return beta == 0.0f ? alpha * acc : std::fma(beta, c, alpha * acc);
+#else
+  return beta == 0.0f ? alpha * acc : beta * c + alpha * acc;
+#endif
+}
+
+void update_edge(const float* acc, int mr, int nr, float alpha, float beta, float* C, int ldc) {
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      float* c = C + (size_t)i * ldc + j;
+      *c = update_one(acc[i * NR + j], beta == 0.0f ? 0.0f : *c, alpha, beta);
+    }
+}
+
+#if defined(DOFPOSE_GEMM_AVX2)
+
+// acc += Ap (kc x MR, packed) * Bp (kc x NR, packed); then writes C.
+// Full tiles update C directly; edge tiles go through a local tile.
+void micro_kernel(int kc, const float* Ap, const float* Bp, float alpha, float beta, float* C,
+                  int ldc, int mr, int nr) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(Bp);
+    const __m256 b1 = _mm256_load_ps(Bp + 8);
+    __m256 a;
+    a = _mm256_broadcast_ss(Ap + 0);
+    c00 = _mm256_fmadd_ps(a, b0, c00);
+    c01 = _mm256_fmadd_ps(a, b1, c01);
+    a = _mm256_broadcast_ss(Ap + 1);
+    c10 = _mm256_fmadd_ps(a, b0, c10);
+    c11 = _mm256_fmadd_ps(a, b1, c11);
+    a = _mm256_broadcast_ss(Ap + 2);
+    c20 = _mm256_fmadd_ps(a, b0, c20);
+    c21 = _mm256_fmadd_ps(a, b1, c21);
+    a = _mm256_broadcast_ss(Ap + 3);
+    c30 = _mm256_fmadd_ps(a, b0, c30);
+    c31 = _mm256_fmadd_ps(a, b1, c31);
+    a = _mm256_broadcast_ss(Ap + 4);
+    c40 = _mm256_fmadd_ps(a, b0, c40);
+    c41 = _mm256_fmadd_ps(a, b1, c41);
+    a = _mm256_broadcast_ss(Ap + 5);
+    c50 = _mm256_fmadd_ps(a, b0, c50);
+    c51 = _mm256_fmadd_ps(a, b1, c51);
+    Ap += MR;
+    Bp += NR;
+  }
+  if (mr == MR && nr == NR) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    auto store = [&](float* c, __m256 acc) {
+      __m256 t = _mm256_mul_ps(va, acc);
+      if (beta != 0.0f) t = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c), t);
+      _mm256_storeu_ps(c, t);
+    };
+    store(C + 0 * (size_t)ldc, c00);
+    store(C + 0 * (size_t)ldc + 8, c01);
+    store(C + 1 * (size_t)ldc, c10);
+    store(C + 1 * (size_t)ldc + 8, c11);
+    store(C + 2 * (size_t)ldc, c20);
+    store(C + 2 * (size_t)ldc + 8, c21);
+    store(C + 3 * (size_t)ldc, c30);
+    store(C + 3 * (size_t)ldc + 8, c31);
+    store(C + 4 * (size_t)ldc, c40);
+    store(C + 4 * (size_t)ldc + 8, c41);
+    store(C + 5 * (size_t)ldc, c50);
+    store(C + 5 * (size_t)ldc + 8, c51);
+  } else {
+    alignas(32) float acc[MR * NR];
+    _mm256_store_ps(acc + 0 * NR, c00);
+    _mm256_store_ps(acc + 0 * NR + 8, c01);
+    _mm256_store_ps(acc + 1 * NR, c10);
+    _mm256_store_ps(acc + 1 * NR + 8, c11);
+    _mm256_store_ps(acc + 2 * NR, c20);
+    _mm256_store_ps(acc + 2 * NR + 8, c21);
+    _mm256_store_ps(acc + 3 * NR, c30);
+    _mm256_store_ps(acc + 3 * NR + 8, c31);
+    _mm256_store_ps(acc + 4 * NR, c40);
+    _mm256_store_ps(acc + 4 * NR + 8, c41);
+    _mm256_store_ps(acc + 5 * NR, c50);
+    _mm256_store_ps(acc + 5 * NR + 8, c51);
+    update_edge(acc, mr, nr, alpha, beta, C, ldc);
+  }
+}
+
+#else  // portable scalar micro-kernel
+
+void micro_kernel(int kc, const float* Ap, const float* Bp, float alpha, float beta, float* C,
+                  int ldc, int mr, int nr) {
+  float acc[MR * NR] = {};
+  for (int k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const float a = Ap[i];
+      for (int j = 0; j < NR; ++j) acc[i * NR + j] += a * Bp[j];
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+  update_edge(acc, mr, nr, alpha, beta, C, ldc);
+}
+
+#endif
+
+// C = beta * C (beta == 0 writes zeros without reading C).
+void scale_c(int M, int N, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; ++i) {
+    float* row = C + (size_t)i * ldc;
+    if (beta == 0.0f) {
+      std::fill(row, row + N, 0.0f);
+    } else if (beta != 1.0f) {
+      for (int j = 0; j < N; ++j) row[j] *= beta;
+    }
+  }
+}
+
+// Small problems: one dot product per element, no packing, no threads.
+void gemm_small(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k)
+        acc += a_at(A, lda, trans_a, i, k) * b_at(B, ldb, trans_b, k, j);
+      float* c = C + (size_t)i * ldc + j;
+      *c = update_one(acc, beta == 0.0f ? 0.0f : *c, alpha, beta);
+    }
+}
+
+void check_args(const char* op, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
+                int lda, const float* B, int ldb, const float* C, int ldc) {
+  DOFPOSE_CHECK(M >= 0 && N >= 0 && K >= 0, op, ": sizes must be non-negative, got M=", M,
+                " N=", N, " K=", K);
+  const int a_cols = trans_a ? M : K;
+  const int b_cols = trans_b ? K : N;
+  DOFPOSE_CHECK(lda >= std::max(1, a_cols), op, ": lda=", lda, " is smaller than the ",
+                a_cols, " columns of ", trans_a ? "A (transposed, K x M)" : "A (M x K)");
+  DOFPOSE_CHECK(ldb >= std::max(1, b_cols), op, ": ldb=", ldb, " is smaller than the ",
+                b_cols, " columns of ", trans_b ? "B (transposed, N x K)" : "B (K x N)");
+  DOFPOSE_CHECK(ldc >= std::max(1, N), op, ": ldc=", ldc, " is smaller than N=", N);
+  if (M > 0 && N > 0) {
+    DOFPOSE_CHECK(C != nullptr, op, ": C is null for a ", M, "x", N, " result");
+    if (K > 0) DOFPOSE_CHECK(A != nullptr && B != nullptr, op, ": A or B is null with K=", K);
+  }
+}
+
+}  // namespace
+
+void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  check_args("gemm_naive", trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k)
+        acc += a_at(A, lda, trans_a, i, k) * b_at(B, ldb, trans_b, k, j);
+      float* c = C + (size_t)i * ldc + j;
+      *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+    }
+}
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  check_args("gemm", trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {  // A and B are not referenced (BLAS semantics)
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const int64_t work = (int64_t)M * N * K;
+  if (work <= kSmallWork) {
+    gemm_small(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+
+  const int kc_max = std::min(K, KC);
+  const int m_panels = (M + MR - 1) / MR;
+  const int nc_max = std::min(N, NC);
+  const int nc_panels_max = (nc_max + NR - 1) / NR;
+  GemmWorkspace& ws = thread_workspace();
+  float* const packed_a = ws.packed_a.reserve((size_t)m_panels * MR * kc_max);
+  float* const packed_b = ws.packed_b.reserve((size_t)nc_panels_max * NR * kc_max);
+  const int m_blocks = (M + MC - 1) / MC;
+  const bool parallel = work >= kParallelWork;
+  (void)parallel;
+
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel if (parallel)
+#endif
+  {
+    for (int pc = 0; pc < K; pc += KC) {
+      const int kc = std::min(KC, K - pc);
+      // Later KC blocks add to what the first one wrote.
+      const float beta_block = pc == 0 ? beta : 1.0f;
+
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp for schedule(static) nowait
+#endif
+      for (int p = 0; p < m_panels; ++p) {
+        const int i0 = p * MR;
+        pack_a_panel(A, lda, trans_a, i0, std::min(MR, M - i0), pc, kc,
+                     packed_a + (size_t)p * MR * kc);
+      }
+
+      for (int jc = 0; jc < N; jc += NC) {
+        const int nc = std::min(NC, N - jc);
+        const int n_panels = (nc + NR - 1) / NR;
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int p = 0; p < n_panels; ++p) {
+          const int j0 = p * NR;
+          pack_b_panel(B, ldb, trans_b, pc, kc, jc + j0, std::min(NR, nc - j0),
+                       packed_b + (size_t)p * NR * kc);
+        }
+        // (implicit barrier: both packs are complete)
+
+        const int n_tiles = (nc + NT - 1) / NT;
+        const int tiles = m_blocks * n_tiles;
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int t = 0; t < tiles; ++t) {
+          // Tiles sharing an A block are adjacent so it stays in L2.
+          const int ib = t / n_tiles, jb = t % n_tiles;
+          const int i_end = std::min(M, (ib + 1) * MC);
+          const int j_end = std::min(nc, (jb + 1) * NT);
+          for (int j0 = jb * NT; j0 < j_end; j0 += NR) {
+            const int nr = std::min(NR, j_end - j0);
+            const float* Bp = packed_b + (size_t)(j0 / NR) * NR * kc;
+            for (int i0 = ib * MC; i0 < i_end; i0 += MR) {
+              const int mr = std::min(MR, i_end - i0);
+              const float* Ap = packed_a + (size_t)(i0 / MR) * MR * kc;
+              micro_kernel(kc, Ap, Bp, alpha, beta_block, C + (size_t)i0 * ldc + jc + j0, ldc,
+                           mr, nr);
+            }
+          }
+        }
+        // (implicit barrier: packed_b and, after the last jc, packed_a are free)
+      }
+    }
+  }
+}
+
+}  // namespace dofpose::cpu

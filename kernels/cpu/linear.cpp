@@ -1,0 +1,52 @@
+// Fully connected layer, PyTorch layout: x [N, in], w [out, in], b [out].
+//   y  = x * w^T + b
+//   dx = dy * w        dw = dy^T * x        db = column sums of dy
+// All products go through the packed gemm (deterministic for any thread count).
+#include <cstddef>
+
+#include "dofpose/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace dofpose::cpu {
+namespace {
+
+void check_sizes(const char* op, int N, int in, int out) {
+  DOFPOSE_CHECK(N >= 0 && in >= 1 && out >= 1, op, ": need N >= 0, in >= 1, out >= 1, got N=",
+                N, " in=", in, " out=", out);
+}
+
+}  // namespace
+
+void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
+                    float* y) {
+  check_sizes("linear_forward", N, in, out);
+  if (N == 0) return;
+  DOFPOSE_CHECK(x && w && y, "linear_forward: x, w and y must not be null");
+  gemm(false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  if (b) {
+    for (int n = 0; n < N; ++n) {
+      float* row = y + (size_t)n * out;
+      for (int o = 0; o < out; ++o) row[o] += b[o];
+    }
+  }
+}
+
+void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db) {
+  check_sizes("linear_backward", N, in, out);
+  DOFPOSE_CHECK(N == 0 || dy, "linear_backward: dy must not be null");
+  DOFPOSE_CHECK(!dx || w, "linear_backward: dx requested but w is null");
+  DOFPOSE_CHECK(N == 0 || !dw || x, "linear_backward: dw requested but x is null");
+  if (dx && N > 0) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+  // With N == 0 gemm's K == 0 path writes zeros (gradients of an empty batch).
+  if (dw) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 0.0f, dw, in);
+  if (db) {
+    for (int o = 0; o < out; ++o) {
+      double acc = 0.0;  // batch sums in a fixed order, double for long batches
+      for (int n = 0; n < N; ++n) acc += dy[(size_t)n * out + o];
+      db[o] = (float)acc;
+    }
+  }
+}
+
+}  // namespace dofpose::cpu

@@ -1,0 +1,80 @@
+// The CUDA runtime wrapper (device memory, copies, streams), checked calls.
+#include "dofpose/cuda_backend.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace dofpose::cuda {
+
+namespace {
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+}  // namespace
+
+bool built() { return true; }
+
+int device_count() {
+  int n = 0;
+  // No driver or no device is not an error here: it means "no GPU".
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error
+    return 0;
+  }
+  return n;
+}
+
+std::string device_name(int device) {
+  cudaDeviceProp prop{};
+  DOFPOSE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return concat(prop.name, " (sm_", prop.major, prop.minor, ", ",
+                prop.totalGlobalMem >> 20, " MiB)");
+}
+
+std::string runtime_version() {
+  int v = 0;
+  cudaRuntimeGetVersion(&v);
+  return concat(v / 1000, ".", (v % 1000) / 10);
+}
+
+void* malloc(size_t bytes) {
+  void* p = nullptr;
+  DOFPOSE_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
+  return p;
+}
+
+void free(void* p) {
+  if (p) DOFPOSE_CUDA_CHECK(cudaFree(p));
+}
+
+void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
+  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
+  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)));
+  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+void memset(void* dst, int value, size_t bytes, void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, as_stream(stream)));
+  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+void* stream_create() {
+  cudaStream_t s = nullptr;
+  DOFPOSE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+void stream_destroy(void* stream) {
+  if (stream) DOFPOSE_CUDA_CHECK(cudaStreamDestroy(as_stream(stream)));
+}
+
+void stream_synchronize(void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+}  // namespace dofpose::cuda
