@@ -71,4 +71,13 @@ inline CloseReport compare_close(const std::vector<float>& got, const std::vecto
     const ::dofpose::test::CloseReport dofpose_report_ =                                   \
         ::dofpose::test::compare_close((got), (ref), (atol), (rtol));                      \
     CHECK_MESSAGE(dofpose_report_.ok, dofpose_report_.message(what));                      \
+    DOFPOSE_REPORT_CLOSE_(what, dofpose_report_);                                          \
   } while (0)
+
+// Build with -DDOFPOSE_REPORT_ERRORS to print every comparison's worst error
+// (for reviewing tolerances), passing or not.
+#ifdef DOFPOSE_REPORT_ERRORS
+#define DOFPOSE_REPORT_CLOSE_(what, report) MESSAGE((report).message(what))
+#else
+#define DOFPOSE_REPORT_CLOSE_(what, report) (void)0
+#endif

@@ -77,12 +77,14 @@ struct GradCheckResult {
   size_t checked = 0, failures = 0;
   int64_t worst_index = -1;
   double worst_analytic = 0, worst_numeric = 0, worst_excess = -INFINITY;
+  double max_abs_err = 0;  // largest |analytic - numeric| over the checked elements
   std::string message(const std::string& what) const {
     std::ostringstream os;
     os.precision(8);
     os << what << ": " << failures << " of " << checked
        << " checked elements disagree with the finite difference; worst at index "
-       << worst_index << ": analytic " << worst_analytic << ", numeric " << worst_numeric;
+       << worst_index << ": analytic " << worst_analytic << ", numeric " << worst_numeric
+       << "; max |analytic - numeric| " << max_abs_err;
     return os.str();
   }
 };
@@ -124,6 +126,7 @@ inline GradCheckResult gradcheck(std::vector<float>& param, const std::vector<fl
     const double tol = opt.atol + opt.rtol * std::max(std::fabs(a), std::fabs(numeric));
     const double excess = std::isfinite(err) ? err - tol : INFINITY;
     ++r.checked;
+    if (std::isfinite(err)) r.max_abs_err = std::max(r.max_abs_err, err);
     if (!(err <= tol)) ++r.failures;
     if (excess > r.worst_excess) {
       r.worst_excess = excess;
@@ -145,4 +148,12 @@ inline GradCheckResult gradcheck(std::vector<float>& param, const std::vector<fl
     const ::dofpose::test::GradCheckResult dofpose_gc_ =                                   \
         ::dofpose::test::gradcheck((param), (analytic), (loss), (opt));                    \
     CHECK_MESSAGE(dofpose_gc_.ok, dofpose_gc_.message(what));                              \
+    DOFPOSE_REPORT_GRADCHECK_(what, dofpose_gc_);                                          \
   } while (0)
+
+// Build with -DDOFPOSE_REPORT_ERRORS to print every check's worst element.
+#ifdef DOFPOSE_REPORT_ERRORS
+#define DOFPOSE_REPORT_GRADCHECK_(what, result) MESSAGE((result).message(what))
+#else
+#define DOFPOSE_REPORT_GRADCHECK_(what, result) (void)0
+#endif

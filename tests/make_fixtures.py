@@ -89,6 +89,8 @@ def make_conv2d():
         ("groups2_stride2_nobias", 2, 6, 8, 7, 10, 3, 3, 2, 1, 2, False),
         ("rect_kernel_1x3", 2, 3, 5, 6, 4, 1, 3, 1, 0, 1, True),
         ("stride2_nopad_odd", 3, 7, 11, 9, 9, 3, 3, 2, 0, 1, False),
+        # Enough channels and pixels for the long reductions of the weight gradient.
+        ("wide_c16_k20", 2, 16, 12, 11, 20, 3, 3, 1, 1, 1, True),
     ]
     for name, N, C, H, W, K, R, S, stride, pad, groups, has_bias in specs:
         x = leaf(f.randn(N, C, H, W))

@@ -132,6 +132,18 @@ TEST_CASE("gemm: blocks larger than one cache block in every dimension") {
   check_gemm({true, false, 13, 4113, 300, 2.0f, 0.0f, 1}, 10);
 }
 
+TEST_CASE("gemm: matrix-vector shapes (M == 1 or N == 1)") {
+  uint32_t seed = 2000;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int pad : {0, 3}) {  // pad > 0 makes the vector strided in some layouts
+        check_gemm({ta == 1, tb == 1, 1, 700, 301, 1.0f, 0.0f, pad}, seed++);
+        check_gemm({ta == 1, tb == 1, 601, 1, 203, -1.5f, 0.5f, pad}, seed++);
+        check_gemm({ta == 1, tb == 1, 1, 1, 40000, 1.0f, 1.0f, pad}, seed++);
+        check_gemm({ta == 1, tb == 1, 1, 67, 1000, 2.0f, 0.0f, pad}, seed++);
+      }
+}
+
 TEST_CASE("gemm: beta == 0 ignores NaN in C; alpha == 0 or K == 0 only scales C") {
   const int M = 40, N = 50, K = 60;
   const auto A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2);

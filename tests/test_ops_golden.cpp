@@ -4,6 +4,7 @@
 // instead of overwriting fails.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,6 +44,27 @@ dofpose::ResizeMode resize_mode(const std::string& name) {
 
 TEST_CASE("golden: a missing fixture file is an error, not a skip") {
   CHECK_THROWS_AS(load_fixture("no_such_fixture.safetensors"), dofpose::Error);
+}
+
+TEST_CASE("golden: the comparison flags mismatches, NaN and size differences") {
+  using dofpose::test::compare_close;
+  const std::vector<float> ref = {1.0f, -2.0f, 1000.0f};
+  CHECK(compare_close(ref, ref, 0.0, 0.0).ok);
+  // 1000 * 1e-4 = 0.1 of relative slack on the last element, none elsewhere.
+  CHECK(compare_close(std::vector<float>{1.0f, -2.0f, 1000.05f}, ref, 1e-6, 1e-4).ok);
+  const auto off = compare_close(std::vector<float>{1.0f, -2.01f, 1000.0f}, ref, 1e-3, 1e-4);
+  CHECK_FALSE(off.ok);
+  CHECK(off.worst_index == 1);
+  CHECK(off.failures == 1);
+  const auto nan = compare_close(std::vector<float>{1.0f, NAN, 1000.0f}, ref, 1.0, 1.0);
+  CHECK_FALSE(nan.ok);
+  CHECK(nan.worst_index == 1);
+  CHECK_FALSE(compare_close(std::vector<float>{1.0f}, ref, 1.0, 1.0).ok);
+  // A fixture asked for a tensor it lacks names the case and tensor.
+  const auto cases = load_fixture("add.safetensors");
+  REQUIRE(!cases.empty());
+  CHECK_THROWS_WITH_AS(cases[0].f32("no_such_tensor"), doctest::Contains("no_such_tensor"),
+                       dofpose::Error);
 }
 
 TEST_CASE("golden: conv2d forward and backward match PyTorch") {

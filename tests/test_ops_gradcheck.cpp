@@ -312,7 +312,7 @@ TEST_CASE("gradcheck: softargmax") {
     int NJ, H, W;
     float beta, step;
   };
-  const SaCase cases[] = {{3, 5, 6, 1.0f, 1e-2f}, {2, 4, 7, 10.0f, 1e-3f}};
+  const SaCase cases[] = {{3, 5, 6, 1.0f, 1e-2f}, {2, 4, 7, 10.0f, 3e-3f}};
   for (const SaCase& sc : cases) {
     CAPTURE(sc.beta);
     TestRng rng(27);
@@ -416,4 +416,28 @@ TEST_CASE("gradcheck: L1 loss (differences away from zero)") {
   opt.atol = 1e-4;
   opt.max_checks = pred.size();
   DOFPOSE_GRADCHECK("l1 dpred", pred, dpred, loss, opt);
+}
+
+TEST_CASE("gradcheck: the machinery flags a wrong gradient") {
+  // y = x^2 has gradient 2x; handing it x must fail, 2x must pass.
+  TestRng rng(32);
+  std::vector<float> x = random_uniform(20, rng, 0.5f, 2.0f);
+  auto loss = [&] {
+    double s = 0;
+    for (float xi : x) s += double(xi * xi);
+    return s;
+  };
+  std::vector<float> right(x.size()), wrong(x.size());
+  for (size_t i = 0; i < x.size(); ++i) right[i] = 2 * x[i], wrong[i] = x[i];
+  CHECK(dofpose::test::gradcheck(x, right, loss).ok);
+  const auto bad = dofpose::test::gradcheck(x, wrong, loss);
+  CHECK_FALSE(bad.ok);
+  CHECK(bad.failures == x.size());
+  // A gradient of the wrong size is a failure, not a crash.
+  std::vector<float> short_grad(3);
+  CHECK_FALSE(dofpose::test::gradcheck(x, short_grad, loss).ok);
+  // The parameter is restored after the check.
+  const std::vector<float> before = x;
+  dofpose::test::gradcheck(x, right, loss);
+  CHECK(x == before);
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "dofpose/arena.h"
+#include "dofpose/cuda_backend.h"
 #include "dofpose/ops.h"
 #include "dofpose/tensor.h"
 #include "tests/alloc_counter.h"

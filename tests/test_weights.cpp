@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -93,12 +94,6 @@ std::string open_error(const TempDir& dir, const std::string& header, const std:
 
 std::string floats_bytes(std::vector<float> v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
-
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
 }
 
 float float_of(uint32_t u) {
@@ -216,7 +211,7 @@ TEST_CASE("weights: f16 <-> f32 conversions are exact and round to nearest even"
       CHECK((f32_to_f16(f) & 0x7C00) == 0x7C00);
       CHECK((f32_to_f16(f) & 0x3FF) != 0);
     } else if (f32_to_f16(f) != h) {
-      FAIL("half 0x", std::hex, h, " -> ", f, " -> 0x", f32_to_f16(f));
+      FAIL("half ", h, " -> ", f, " -> ", f32_to_f16(f));
     }
   }
   CHECK(f16_to_f32(0x3C00) == 1.0f);
@@ -276,13 +271,13 @@ TEST_CASE("weights: bf16 <-> f32 conversions round to nearest even") {
   CHECK(f32_to_bf16(float_of(0xFFC00000)) == 0xFFC0);
   for (uint32_t h = 0; h <= 0xFFFF; ++h) {
     const float f = bf16_to_f32(uint16_t(h));
-    if (!std::isnan(f) && f32_to_bf16(f) != h) FAIL("bf16 0x", std::hex, h, " does not round trip");
+    if (!std::isnan(f) && f32_to_bf16(f) != h) FAIL("bf16 ", h, " does not round trip");
   }
 }
 
 // ============================================================ C++ round trip
 
-TEST_CASE("weights: C++ write -> read round trip of every dtype, 0-d, 5-d and empty tensors") {
+TEST_CASE("weights: C++ write -> read round trip of every dtype with 0-d 5-d and empty tensors") {
   TempDir dir;
   const std::string path = dir.file("rt.safetensors");
   write_round_trip_file(path);
@@ -381,6 +376,7 @@ TEST_CASE("weights: C++ -> Python (numpy) -> C++ round trip and reference-layout
   std::string probe;
   const bool usable = !python.empty() && run_command("'" + python + "' -c 'import numpy'", &probe) == 0;
   if (!usable) {
+    while (!probe.empty() && (probe.back() == '\n' || probe.back() == '\r')) probe.pop_back();
     const std::string why = python.empty()
                                 ? std::string("no Python interpreter was found at configure time")
                                 : "'" + python + "' cannot import numpy: " + probe;
@@ -474,7 +470,6 @@ TEST_CASE("weights: truncated files and bad header lengths are rejected") {
   CHECK(contains(msg, "exceeds the limit of 100000000 bytes"));
 
   std::string longer = good;
-  longer[0] = char(uint8_t(longer[0]) + 0);  // keep, then set a length just past the file
   uint64_t n = good.size() - 8 + 1;
   for (int i = 0; i < 8; ++i) longer[size_t(i)] = char(uint8_t(n >> (8 * i)));
   write_bytes(path, longer);
@@ -488,7 +483,7 @@ TEST_CASE("weights: truncated files and bad header lengths are rejected") {
   CHECK(contains(msg, "not a regular file"));
 }
 
-TEST_CASE("weights: bad offsets, shapes and dtypes are rejected naming the tensor") {
+TEST_CASE("weights: bad offsets or shapes or dtypes are rejected naming the tensor") {
   TempDir dir;
   const std::string data = floats_bytes({1, 2, 3, 4, 5, 6});  // 24 bytes
   std::string msg;
@@ -559,7 +554,7 @@ TEST_CASE("weights: bad offsets, shapes and dtypes are rejected naming the tenso
   CHECK(ok.load_f32("b", Shape{2}).f32()[1] == 5.0f);
 }
 
-TEST_CASE("weights: headers that are not UTF-8, not JSON or not an object are rejected") {
+TEST_CASE("weights: headers that are not UTF-8 or not JSON or not an object are rejected") {
   TempDir dir;
   std::string msg = open_error(
       dir, "{\"w\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", floats_bytes({1}));

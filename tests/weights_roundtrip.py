@@ -30,7 +30,6 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Appended, not prepended: weights_tools/ holds a script named inspect.py.
 sys.path.append(os.path.join(HERE, "..", "weights_tools"))
 import numpy as np  # noqa: E402
 import safetensors_np as st  # noqa: E402
@@ -74,7 +73,7 @@ def fail(msg):
     sys.exit(1)
 
 
-def as_float(name, dtype, arr):
+def as_float(dtype, arr):
     return st.bf16_to_f32(arr) if dtype == "BF16" else arr.astype(np.float32)
 
 
@@ -92,7 +91,7 @@ def check_cpp_file(path):
             fail(f"{path}: tensor '{name}' has shape {arr.shape}, expected {shape}")
         n = int(np.prod(shape)) if shape else 1
         want = gen(n).reshape(shape)
-        got = as_float(name, dtype, arr) if dtype in ("F32", "F16", "BF16") else arr
+        got = as_float(dtype, arr) if dtype in ("F32", "F16", "BF16") else arr
         if not np.array_equal(got, want):
             fail(f"{path}: tensor '{name}' values {got.ravel()[:8]} ..., expected {want.ravel()[:8]} ...")
     if meta != EXPECTED_METADATA:
@@ -182,6 +181,24 @@ def write_unpadded(path):
         filler += "x"
 
 
+def check_with_reference_library(path):
+    """When the real safetensors package (and torch, for BF16) is installed, it
+    must open the C++ file too. Optional: neither is a test dependency."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        print("weights_roundtrip.py: safetensors/torch not installed, reference-library check skipped")
+        return
+    loaded = load_file(path)
+    for name, (dtype, shape, gen) in EXPECTED.items():
+        t = loaded[name]
+        n = int(np.prod(shape)) if shape else 1
+        got = t.numpy() if dtype in ("I32", "U8") else t.float().numpy()
+        if tuple(t.shape) != shape or not np.array_equal(got, gen(n).reshape(shape)):
+            fail(f"{path}: the safetensors library reads tensor '{name}' differently")
+    print("weights_roundtrip.py: the safetensors library reads the C++ file")
+
+
 def main():
     if len(sys.argv) != 2:
         fail("usage: weights_roundtrip.py DIR")
@@ -194,6 +211,7 @@ def main():
     # Our own reader must accept both hand-written files too.
     for name in ("reference.safetensors", "unpadded.safetensors"):
         st.load(os.path.join(directory, name))
+    check_with_reference_library(os.path.join(directory, "cpp.safetensors"))
     print("weights_roundtrip.py: ok")
 
 

@@ -26,23 +26,7 @@ import tempfile
 from collections import namedtuple
 
 
-def _import_stdlib_inspect():
-    """This folder holds a script named inspect.py. When a caller put the folder
-    first on sys.path, `import numpy` would pick that script instead of the
-    standard library module; import the real one first, without the folder."""
-    if "inspect" in sys.modules:
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if os.path.abspath(p or ".") != here]
-    try:
-        import inspect  # noqa: F401
-    finally:
-        sys.path[:] = saved
-
-
-_import_stdlib_inspect()
-import numpy as np  # noqa: E402
+import numpy as np
 
 ALIGN = 64
 MAX_HEADER_BYTES = 100_000_000  # the safetensors reference limit

@@ -1,6 +1,7 @@
 #include "dofpose/context.h"
 
 #include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
 
 namespace dofpose {
 
@@ -20,6 +21,8 @@ Context::~Context() {
     }
   }
 }
+
+void Context::make_current() const { ops::set_cuda_stream(stream_); }
 
 void Context::synchronize() {
   if (stream_) cuda::stream_synchronize(stream_);

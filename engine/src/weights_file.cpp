@@ -416,8 +416,8 @@ Tensor WeightsFile::load_copy(const std::string& name) const {
 Tensor WeightsFile::load_f32(const std::string& name, const Shape& expected) const {
   const WeightsEntry& e = entry(name);
   Tensor out = Tensor::empty(e.shape, DType::F32, Device::CPU);
-  const bool any_shape = expected.ndim == 0 && expected == Shape();
-  load_into(name, any_shape ? out.view() : TensorView(out.view().data, expected));
+  // An empty expected Shape accepts any shape (so it cannot insist on 0-d).
+  load_into(name, expected.ndim == 0 ? out.view() : TensorView(out.view().data, expected));
   return out;
 }
 
@@ -565,8 +565,14 @@ void WeightsWriter::write(const std::string& path) const {
     if (!write_all(fd, order[i]->bytes.data(), order[i]->bytes.size())) step = "write tensor data";
   if (!step && ::fsync(fd) != 0) step = "fsync";
   int err = errno;
-  if (::close(fd) != 0 && !step) step = "close", err = errno;
-  if (!step && ::rename(tmp.c_str(), path.c_str()) != 0) step = "rename the temporary over it", err = errno;
+  if (::close(fd) != 0 && !step) {
+    step = "close";
+    err = errno;
+  }
+  if (!step && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    step = "rename the temporary over it";
+    err = errno;
+  }
   if (step) {
     ::unlink(tmp.c_str());
     fail(where, "cannot ", step, " (temporary '", tmp, "' removed): ", std::strerror(err));

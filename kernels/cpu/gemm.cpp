@@ -40,10 +40,12 @@ namespace {
 // 1 broadcast A value = 15 of the 16 AVX2 registers.
 constexpr int MR = 6;
 constexpr int NR = 16;
-// KC x NR B micro-panel (16 KiB) stays in L1; the MC x KC A block (96 KiB)
-// stays in L2 (512 KiB per core on Zen 3); KC x NC B panel (4 MiB) in L3.
-constexpr int KC = 256;
-constexpr int MC = 96;   // multiple of MR
+// KC x NR B micro-panel (24 KiB) stays in L1 (32 KiB); the MC x KC A block
+// (108 KiB) stays in L2 (512 KiB per core on Zen 3); the KC x NC B panel (6 MiB)
+// in L3. KC = 384 also divides 3x3 convs with 128/256 channels (K = 1152/2304).
+// Tuned on the 2-core EPYC (Zen 3) dev machine, see docs/cpu-kernels.md.
+constexpr int KC = 384;
+constexpr int MC = 72;   // multiple of MR
 constexpr int NC = 4096; // multiple of NT
 constexpr int NT = 256;  // tile width handed to one thread; multiple of NR
 
@@ -81,6 +83,7 @@ class GrowBuffer {
 struct GemmWorkspace {
   GrowBuffer packed_a;
   GrowBuffer packed_b;
+  GrowBuffer vec;  // gathered strided vector for the matrix-vector path
 };
 
 GemmWorkspace& thread_workspace() {
@@ -261,6 +264,77 @@ void micro_kernel(int kc, const float* Ap, const float* Bp, float alpha, float b
 
 #endif
 
+// ---- matrix-vector products (M == 1 or N == 1): no packing, the matrix is
+// streamed once. y[j * incy] = alpha * sum_k v[k] * mat(k, j) + beta * y, where
+// mat(k, j) is mat[j * ld + k] ("dot" form) or mat[k * ld + j] ("axpy" form).
+
+// Dot product with a fixed summation order (8 lanes x 4 accumulators, then a
+// fixed reduction), so the result never depends on the thread that runs it.
+inline float dot(const float* a, const float* b, int n) {
+  int k = 0;
+#if defined(DOFPOSE_GEMM_AVX2)
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  for (; k + 32 <= n; k += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
+  }
+  for (; k + 8 <= n; k += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, s);
+  float acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+#else
+  float acc = 0.0f;
+#endif
+  for (; k < n; ++k) acc += a[k] * b[k];
+  return acc;
+}
+
+void gemv(int n, int K, float alpha, const float* v, const float* mat, int ld, bool dot_form,
+          float beta, float* y, int incy, bool parallel) {
+  (void)parallel;
+  constexpr int kChunk = 64;  // outputs per task in the axpy form
+  const int chunks = (n + kChunk - 1) / kChunk;
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static) if (parallel)
+#endif
+  for (int c = 0; c < chunks; ++c) {
+    const int j0 = c * kChunk, j1 = std::min(n, j0 + kChunk);
+    float acc[kChunk];
+    if (dot_form) {
+      for (int j = j0; j < j1; ++j) acc[j - j0] = dot(v, mat + (size_t)j * ld, K);
+    } else {
+      std::fill(acc, acc + kChunk, 0.0f);
+      for (int k = 0; k < K; ++k) {
+        const float vk = v[k];
+        const float* row = mat + (size_t)k * ld;
+        for (int j = j0; j < j1; ++j) acc[j - j0] += vk * row[j];
+      }
+    }
+    for (int j = j0; j < j1; ++j) {
+      float* yj = y + (size_t)j * incy;
+      *yj = update_one(acc[j - j0], beta == 0.0f ? 0.0f : *yj, alpha, beta);
+    }
+  }
+}
+
+// Chooses the MC x NT tile so that every thread gets several tiles. Tile
+// shapes do not change any element's arithmetic (only KC blocking does), so
+// this may depend on the thread count without breaking determinism.
+void choose_tiles(int M, int nc, int threads, int& mc, int& nt) {
+  mc = MC;
+  nt = NT;
+  auto tiles = [&] { return ((M + mc - 1) / mc) * ((nc + nt - 1) / nt); };
+  const int want = 4 * threads;
+  while (tiles() < want && nt > 4 * NR) nt /= 2;
+  while (tiles() < want && mc > 4 * MR) mc /= 2;
+}
+
 // C = beta * C (beta == 0 writes zeros without reading C).
 void scale_c(int M, int N, float beta, float* C, int ldc) {
   for (int i = 0; i < M; ++i) {
@@ -332,16 +406,37 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     return;
   }
 
+  const bool parallel = work >= kParallelWork;
+  int threads = 1;
+#if defined(DOFPOSE_WITH_OPENMP)
+  if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  GemmWorkspace& ws = thread_workspace();
+
+  if (M == 1 || N == 1) {
+    // v: the length-K vector (gathered when strided); mat: the other operand.
+    const bool row_vec = M == 1;
+    const float* v = row_vec ? A : B;
+    const bool v_contiguous = row_vec ? (!trans_a || lda == 1) : (trans_b || ldb == 1);
+    if (!v_contiguous) {
+      const int stride = row_vec ? lda : ldb;
+      float* g = ws.vec.reserve((size_t)K);
+      for (int k = 0; k < K; ++k) g[k] = v[(size_t)k * stride];
+      v = g;
+    }
+    if (row_vec)  // C[0, j] = sum_k v[k] * op(B)(k, j)
+      gemv(N, K, alpha, v, B, ldb, trans_b, beta, C, 1, parallel);
+    else  // C[i, 0] = sum_k op(A)(i, k) * v[k]
+      gemv(M, K, alpha, v, A, lda, !trans_a, beta, C, ldc, parallel);
+    return;
+  }
+
   const int kc_max = std::min(K, KC);
   const int m_panels = (M + MR - 1) / MR;
   const int nc_max = std::min(N, NC);
   const int nc_panels_max = (nc_max + NR - 1) / NR;
-  GemmWorkspace& ws = thread_workspace();
   float* const packed_a = ws.packed_a.reserve((size_t)m_panels * MR * kc_max);
   float* const packed_b = ws.packed_b.reserve((size_t)nc_panels_max * NR * kc_max);
-  const int m_blocks = (M + MC - 1) / MC;
-  const bool parallel = work >= kParallelWork;
-  (void)parallel;
 
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp parallel if (parallel)
@@ -374,7 +469,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
         }
         // (implicit barrier: both packs are complete)
 
-        const int n_tiles = (nc + NT - 1) / NT;
+        int mc, nt;
+        choose_tiles(M, nc, threads, mc, nt);
+        const int m_blocks = (M + mc - 1) / mc;
+        const int n_tiles = (nc + nt - 1) / nt;
         const int tiles = m_blocks * n_tiles;
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp for schedule(dynamic, 1)
@@ -382,12 +480,12 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
         for (int t = 0; t < tiles; ++t) {
           // Tiles sharing an A block are adjacent so it stays in L2.
           const int ib = t / n_tiles, jb = t % n_tiles;
-          const int i_end = std::min(M, (ib + 1) * MC);
-          const int j_end = std::min(nc, (jb + 1) * NT);
-          for (int j0 = jb * NT; j0 < j_end; j0 += NR) {
+          const int i_end = std::min(M, (ib + 1) * mc);
+          const int j_end = std::min(nc, (jb + 1) * nt);
+          for (int j0 = jb * nt; j0 < j_end; j0 += NR) {
             const int nr = std::min(NR, j_end - j0);
             const float* Bp = packed_b + (size_t)(j0 / NR) * NR * kc;
-            for (int i0 = ib * MC; i0 < i_end; i0 += MR) {
+            for (int i0 = ib * mc; i0 < i_end; i0 += MR) {
               const int mr = std::min(MR, i_end - i0);
               const float* Ap = packed_a + (size_t)(i0 / MR) * MR * kc;
               micro_kernel(kc, Ap, Bp, alpha, beta_block, C + (size_t)i0 * ldc + jc + j0, ldc,

@@ -1,6 +1,7 @@
 // Nearest x2 upsampling and bilinear resize (PyTorch / TFLite conventions, see
-// ResizeMode). Source coordinates are computed in float exactly as PyTorch's
-// area_pixel_compute_source_index does, so the weights match bit for bit.
+// ResizeMode). Source coordinates are computed in float with PyTorch's
+// area_pixel_compute_source_index formulas; outputs agree with PyTorch to float
+// rounding (a few ulp: PyTorch's vectorised kernel fuses multiply-adds).
 #include <algorithm>
 #include <cmath>
 #include <vector>

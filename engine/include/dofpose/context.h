@@ -16,6 +16,8 @@ class Context {
   void* stream() const { return stream_; }  // cudaStream_t on CUDA, nullptr on CPU
   Arena& arena() { return arena_; }
   void synchronize();
+  // Makes this context's stream the one that ops on this thread queue CUDA work on.
+  void make_current() const;
 
  private:
   Device device_;

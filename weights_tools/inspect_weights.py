@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lists the tensors of a dofpose weights (safetensors) file.
 
-    python3 weights_tools/inspect.py FILE [--json]
+    python3 weights_tools/inspect_weights.py FILE [--json]
 
 Prints the header length, where the data section starts and whether it is
 64-byte aligned, the metadata, then one line per tensor: name, dtype, shape,
@@ -81,4 +81,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -1,0 +1,139 @@
+// CPU GEMM and convolution throughput. Counters report GFLOP/s
+// (2 flops per multiply-add) so results compare directly across sizes.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace {
+
+using dofpose::Conv2dShape;
+namespace cpu = dofpose::cpu;
+
+std::vector<float> random_vec(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+void set_gflops(benchmark::State& state, double flops_per_iter) {
+  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9 * state.iterations(),
+                                                 benchmark::Counter::kIsRate);
+}
+
+// Square C = A * B, optionally with transposed operands (arg 1: 0 NN, 1 TN, 2 NT).
+void BM_gemm(benchmark::State& state) {
+  const int n = (int)state.range(0);
+  const int mode = (int)state.range(1);
+  const bool ta = mode == 1, tb = mode == 2;
+  const auto A = random_vec((size_t)n * n, 1), B = random_vec((size_t)n * n, 2);
+  std::vector<float> C((size_t)n * n);
+  for (auto _ : state) {
+    cpu::gemm(ta, tb, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * n * n * n);
+}
+BENCHMARK(BM_gemm)
+    ->ArgNames({"n", "trans"})
+    ->Args({256, 0})
+    ->Args({512, 0})
+    ->Args({768, 0})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
+    ->Args({1024, 2})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_gemm_naive(benchmark::State& state) {
+  const int n = (int)state.range(0);
+  const auto A = random_vec((size_t)n * n, 1), B = random_vec((size_t)n * n, 2);
+  std::vector<float> C((size_t)n * n);
+  for (auto _ : state) {
+    cpu::gemm_naive(false, false, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C.data(), n);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * n * n * n);
+}
+BENCHMARK(BM_gemm_naive)->ArgName("n")->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+Conv2dShape conv_shape(int N, int C, int H, int K, int R, int stride, int pad, int groups) {
+  Conv2dShape s;
+  s.N = N, s.C = C, s.H = H, s.W = H, s.K = K, s.R = R, s.S = R;
+  s.stride = stride, s.pad = pad, s.groups = groups;
+  return s;
+}
+
+// Hourglass-style layers; args: N, C, H(=W), K, R(=S), stride, pad, groups.
+void conv_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "C", "H", "K", "R", "stride", "pad", "groups"});
+  b->Args({1, 128, 64, 128, 3, 1, 1, 1});   // residual 3x3 at 64x64
+  b->Args({1, 256, 64, 128, 1, 1, 0, 1});   // bottleneck 1x1 reduce
+  b->Args({1, 128, 64, 256, 1, 1, 0, 1});   // bottleneck 1x1 expand
+  b->Args({1, 3, 256, 64, 7, 2, 3, 1});     // 7x7/2 stem
+  b->Args({1, 128, 16, 128, 3, 1, 1, 1});   // 3x3 deep in the hourglass
+  b->Args({4, 128, 64, 128, 3, 1, 1, 1});   // batch 4
+  b->Args({1, 128, 64, 128, 3, 1, 1, 128}); // depthwise 3x3
+}
+
+void BM_conv2d_forward(benchmark::State& state) {
+  const Conv2dShape s = conv_shape((int)state.range(0), (int)state.range(1), (int)state.range(2),
+                                   (int)state.range(3), (int)state.range(4), (int)state.range(5),
+                                   (int)state.range(6), (int)state.range(7));
+  const auto x = random_vec((size_t)s.N * s.C * s.H * s.W, 1);
+  const auto w = random_vec((size_t)s.K * (s.C / s.groups) * s.R * s.S, 2);
+  const auto b = random_vec((size_t)s.K, 3);
+  std::vector<float> y((size_t)s.N * s.K * s.P() * s.Q());
+  for (auto _ : state) {
+    cpu::conv2d_forward(s, x.data(), w.data(), b.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, (double)s.flops());
+}
+BENCHMARK(BM_conv2d_forward)->Apply(conv_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// dx + dw + dbias: twice the forward flops.
+void BM_conv2d_backward(benchmark::State& state) {
+  const Conv2dShape s = conv_shape((int)state.range(0), (int)state.range(1), (int)state.range(2),
+                                   (int)state.range(3), (int)state.range(4), (int)state.range(5),
+                                   (int)state.range(6), (int)state.range(7));
+  const auto x = random_vec((size_t)s.N * s.C * s.H * s.W, 1);
+  const auto w = random_vec((size_t)s.K * (s.C / s.groups) * s.R * s.S, 2);
+  const auto dy = random_vec((size_t)s.N * s.K * s.P() * s.Q(), 3);
+  std::vector<float> dx(x.size()), dw(w.size()), db((size_t)s.K);
+  for (auto _ : state) {
+    cpu::conv2d_backward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * (double)s.flops());
+}
+BENCHMARK(BM_conv2d_backward)
+    ->ArgNames({"N", "C", "H", "K", "R", "stride", "pad", "groups"})
+    ->Args({1, 128, 64, 128, 3, 1, 1, 1})
+    ->Args({1, 256, 64, 128, 1, 1, 0, 1})
+    ->Args({1, 3, 256, 64, 7, 2, 3, 1})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Lifter-style fully connected layer: batch 64, 1024 -> 1024.
+void BM_linear_forward(benchmark::State& state) {
+  const int N = (int)state.range(0), in = 1024, out = 1024;
+  const auto x = random_vec((size_t)N * in, 1), w = random_vec((size_t)out * in, 2);
+  const auto b = random_vec((size_t)out, 3);
+  std::vector<float> y((size_t)N * out);
+  for (auto _ : state) {
+    cpu::linear_forward(N, in, out, x.data(), w.data(), b.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * N * in * out);
+}
+BENCHMARK(BM_linear_forward)->ArgName("N")->Arg(1)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
