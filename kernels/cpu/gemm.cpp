@@ -1,16 +1,18 @@
 // Packed, cache-blocked single-precision GEMM (GotoBLAS/BLIS structure).
 //
-//   for pc in K step KC:            pack op(A)[:, pc:pc+KC] into MR-row panels (all M)
-//     for jc in N step NC:          pack op(B)[pc:pc+KC, jc:jc+NC] into NR-column panels
-//       parallel for tile (MC x NT) of C:
-//         for jr (NR panel), ir (MR panel): micro-kernel MR x NR over KC
+//   parallel for tile (mc x nt) of C, dynamically scheduled:
+//     pack op(A)[tile rows, all K] into MR-row panels (skipped if the thread's
+//                                                     previous tile had the same rows)
+//     for pc in K step KC:
+//       pack op(B)[pc:pc+KC, tile cols] into NR-column panels
+//       for jr (NR panel), ir (MR panel): micro-kernel MR x NR over KC
 //
-// Determinism: the blocking depends only on (M, N, K), never on the thread
-// count, and threads only split WHICH C tiles they compute. Every C element is
-// therefore accumulated in exactly the same order (k ascending inside a KC
-// block, KC blocks ascending) whatever the number of threads.
+// Determinism: threads only split WHICH C tiles they compute, and the KC
+// blocking is fixed, so every C element is accumulated in exactly the same
+// order (k ascending inside a KC block, KC blocks ascending) whatever the
+// number of threads or the tile shape.
 //
-// Memory: packing buffers belong to the calling thread, grow only, and are
+// Memory: each thread's packing buffers are thread_local, grow only and are
 // reused, so repeated calls of the same size do no heap allocation.
 // See docs/cpu-kernels.md for the blocking sizes and measured performance.
 #include <algorithm>
@@ -41,18 +43,20 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 // KC x NR B micro-panel (24 KiB) stays in L1 (32 KiB); the MC x KC A block
-// (108 KiB) stays in L2 (512 KiB per core on Zen 3); the KC x NC B panel (6 MiB)
-// in L3. KC = 384 also divides 3x3 convs with 128/256 channels (K = 1152/2304).
+// (180 KiB) stays in L2 (512 KiB per core on Zen 3). KC = 384 also divides the
+// 3x3 convs with 128/256 channels (K = 1152/2304) into full blocks.
 // Tuned on the 2-core EPYC (Zen 3) dev machine, see docs/cpu-kernels.md.
 constexpr int KC = 384;
-constexpr int MC = 72;   // multiple of MR
-constexpr int NC = 4096; // multiple of NT
-constexpr int NT = 256;  // tile width handed to one thread; multiple of NR
+constexpr int MC = 120;  // tile height; multiple of MR
+constexpr int NT = 256;  // tile width; multiple of NR
 
 // Below this many multiply-adds the packing and threading overhead dominates.
 constexpr int64_t kSmallWork = 32 * 1024;
 // Below this many multiply-adds one thread is faster than waking the team.
 constexpr int64_t kParallelWork = 256 * 1024;
+// Matrix-vector products are memory bound: a second thread only pays off on
+// large matrices (and costs a lot when the OS preempts it).
+constexpr int64_t kParallelGemvWork = 4 * 1024 * 1024;
 
 // 64-byte aligned float buffer that only ever grows.
 class GrowBuffer {
@@ -327,12 +331,12 @@ void gemv(int n, int K, float alpha, const float* v, const float* mat, int ld, b
 // shapes do not change any element's arithmetic (only KC blocking does), so
 // this may depend on the thread count without breaking determinism.
 void choose_tiles(int M, int nc, int threads, int& mc, int& nt) {
-  mc = MC;
+  mc = std::min(MC, (M + MR - 1) / MR * MR);
   nt = NT;
   auto tiles = [&] { return ((M + mc - 1) / mc) * ((nc + nt - 1) / nt); };
   const int want = 4 * threads;
   while (tiles() < want && nt > 4 * NR) nt /= 2;
-  while (tiles() < want && mc > 4 * MR) mc /= 2;
+  while (tiles() < want && mc > 4 * MR) mc = (mc / 2 + MR - 1) / MR * MR;
 }
 
 // C = beta * C (beta == 0 writes zeros without reading C).
@@ -424,76 +428,69 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
       for (int k = 0; k < K; ++k) g[k] = v[(size_t)k * stride];
       v = g;
     }
+    const bool parallel_gemv = work >= kParallelGemvWork;
     if (row_vec)  // C[0, j] = sum_k v[k] * op(B)(k, j)
-      gemv(N, K, alpha, v, B, ldb, trans_b, beta, C, 1, parallel);
+      gemv(N, K, alpha, v, B, ldb, trans_b, beta, C, 1, parallel_gemv);
     else  // C[i, 0] = sum_k op(A)(i, k) * v[k]
-      gemv(M, K, alpha, v, A, lda, !trans_a, beta, C, ldc, parallel);
+      gemv(M, K, alpha, v, A, lda, !trans_a, beta, C, ldc, parallel_gemv);
     return;
   }
 
-  const int kc_max = std::min(K, KC);
-  const int m_panels = (M + MR - 1) / MR;
-  const int nc_max = std::min(N, NC);
-  const int nc_panels_max = (nc_max + NR - 1) / NR;
-  float* const packed_a = ws.packed_a.reserve((size_t)m_panels * MR * kc_max);
-  float* const packed_b = ws.packed_b.reserve((size_t)nc_panels_max * NR * kc_max);
+  int mc, nt;
+  choose_tiles(M, N, threads, mc, nt);
+  const int m_blocks = (M + mc - 1) / mc;
+  const int n_tiles = (N + nt - 1) / nt;
+  const int tiles = m_blocks * n_tiles;
+  const int k_blocks = (K + KC - 1) / KC;
 
+  // Each thread packs what its own tiles need, into its own buffers: no
+  // barrier inside the call, so a thread that the OS preempts delays only its
+  // current tile (the others keep taking tiles) instead of stalling the team.
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp parallel if (parallel)
 #endif
   {
-    for (int pc = 0; pc < K; pc += KC) {
-      const int kc = std::min(KC, K - pc);
-      // Later KC blocks add to what the first one wrote.
-      const float beta_block = pc == 0 ? beta : 1.0f;
+    GemmWorkspace& tw = thread_workspace();
+    // A block: all K for mc rows, stored KC block after KC block.
+    float* const packed_a = tw.packed_a.reserve((size_t)mc * K);
+    float* const packed_b = tw.packed_b.reserve((size_t)nt * std::min(K, KC));
+    int packed_ib = -1;  // A block already in packed_a (tiles of one row block are adjacent)
 
 #if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 1) nowait
 #endif
-      for (int p = 0; p < m_panels; ++p) {
-        const int i0 = p * MR;
-        pack_a_panel(A, lda, trans_a, i0, std::min(MR, M - i0), pc, kc,
-                     packed_a + (size_t)p * MR * kc);
-      }
-
-      for (int jc = 0; jc < N; jc += NC) {
-        const int nc = std::min(NC, N - jc);
-        const int n_panels = (nc + NR - 1) / NR;
-#if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (int p = 0; p < n_panels; ++p) {
-          const int j0 = p * NR;
-          pack_b_panel(B, ldb, trans_b, pc, kc, jc + j0, std::min(NR, nc - j0),
-                       packed_b + (size_t)p * NR * kc);
+    for (int t = 0; t < tiles; ++t) {
+      const int ib = t / n_tiles, jb = t % n_tiles;
+      const int i_begin = ib * mc, i_end = std::min(M, i_begin + mc);
+      const int j_begin = jb * nt, j_end = std::min(N, j_begin + nt);
+      if (ib != packed_ib) {
+        for (int kb = 0; kb < k_blocks; ++kb) {
+          const int pc = kb * KC, kc = std::min(KC, K - pc);
+          float* dst = packed_a + (size_t)mc * pc;
+          for (int i0 = i_begin; i0 < i_end; i0 += MR)
+            pack_a_panel(A, lda, trans_a, i0, std::min(MR, i_end - i0), pc, kc,
+                         dst + (size_t)(i0 - i_begin) * kc);
         }
-        // (implicit barrier: both packs are complete)
-
-        int mc, nt;
-        choose_tiles(M, nc, threads, mc, nt);
-        const int m_blocks = (M + mc - 1) / mc;
-        const int n_tiles = (nc + nt - 1) / nt;
-        const int tiles = m_blocks * n_tiles;
-#if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int t = 0; t < tiles; ++t) {
-          // Tiles sharing an A block are adjacent so it stays in L2.
-          const int ib = t / n_tiles, jb = t % n_tiles;
-          const int i_end = std::min(M, (ib + 1) * mc);
-          const int j_end = std::min(nc, (jb + 1) * nt);
-          for (int j0 = jb * nt; j0 < j_end; j0 += NR) {
-            const int nr = std::min(NR, j_end - j0);
-            const float* Bp = packed_b + (size_t)(j0 / NR) * NR * kc;
-            for (int i0 = ib * mc; i0 < i_end; i0 += MR) {
-              const int mr = std::min(MR, i_end - i0);
-              const float* Ap = packed_a + (size_t)(i0 / MR) * MR * kc;
-              micro_kernel(kc, Ap, Bp, alpha, beta_block, C + (size_t)i0 * ldc + jc + j0, ldc,
-                           mr, nr);
-            }
+        packed_ib = ib;
+      }
+      for (int kb = 0; kb < k_blocks; ++kb) {
+        const int pc = kb * KC, kc = std::min(KC, K - pc);
+        // Later KC blocks add to what the first one wrote.
+        const float beta_block = kb == 0 ? beta : 1.0f;
+        for (int j0 = j_begin; j0 < j_end; j0 += NR)
+          pack_b_panel(B, ldb, trans_b, pc, kc, j0, std::min(NR, j_end - j0),
+                       packed_b + (size_t)(j0 - j_begin) * kc);
+        const float* a_block = packed_a + (size_t)mc * pc;
+        // B micro-panel (KC x NR) stays in L1 while the A block streams from L2.
+        for (int j0 = j_begin; j0 < j_end; j0 += NR) {
+          const int nr = std::min(NR, j_end - j0);
+          const float* Bp = packed_b + (size_t)(j0 - j_begin) * kc;
+          for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+            const int mr = std::min(MR, i_end - i0);
+            micro_kernel(kc, a_block + (size_t)(i0 - i_begin) * kc, Bp, alpha, beta_block,
+                         C + (size_t)i0 * ldc + j0, ldc, mr, nr);
           }
         }
-        // (implicit barrier: packed_b and, after the last jc, packed_a are free)
       }
     }
   }

@@ -133,7 +133,7 @@ int cmd_selfcheck(int, char**) {
     double worst = 0;
     int n = 0;
     for (int64_t i = 0; i < c.param->numel(); i += 1 + c.param->numel() / 24, ++n) {
-      const float h = 1e-2f, keep = p[i];
+      const float h = 1e-3f, keep = p[i];
       p[i] = keep + h;
       double up = loss_of(k, x, v);
       p[i] = keep - h;

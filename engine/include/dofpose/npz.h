@@ -61,7 +61,12 @@ class NpzFile {
   const uint8_t* map_ = nullptr;
   size_t size_ = 0;
   std::vector<NpyArray> arrays_;
-  std::vector<uint32_t> crc_;             // expected CRC-32 of each member
+  struct Member {
+    const uint8_t* begin;  // the whole .npy member, which the CRC covers
+    size_t size;
+    uint32_t crc;
+  };
+  std::vector<Member> members_;
   mutable std::vector<bool> crc_checked_;
   std::map<std::string, size_t> index_;
   void release();
