@@ -324,6 +324,34 @@ def make_grad_reverse():
     return f
 
 
+# ---------------------------------------------------------------- dropout
+def dropout_uniform(seed, n):
+    """numpy twin of cpu::dropout_uniform (splitmix64 output i of the stream `seed`, top 24 bits)."""
+    with np.errstate(over="ignore"):
+        i = np.arange(n, dtype=np.uint64)
+        z = np.uint64(seed) + (i + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float64) / 16777216.0
+
+
+def make_dropout():
+    # The mask comes from the documented hash (numpy above); PyTorch computes the
+    # forward and backward from it, so a kernel that draws a different mask, or
+    # scales differently, fails.
+    f = FixtureFile("dropout", 115)
+    for name, n, p, seed in [("p0p5", 1000, 0.5, 42), ("p0p1_odd", 777, 0.1, 7),
+                             ("p0", 33, 0.0, 1), ("p0p9", 513, 0.9, 2**40 + 3)]:
+        mask = torch.from_numpy((dropout_uniform(seed, n) >= p).astype(np.float32))
+        x = leaf(f.randn(n))
+        y = x * mask / (1.0 - p)
+        dy = f.randn(n)
+        y.backward(dy)
+        f.add(dict(name=name, n=n, p=p, seed=seed), x=x, y=y, mask=mask, dy=dy, dx=x.grad)
+    return f
+
+
 # ---------------------------------------------------------------- losses
 def make_heatmap_mse():
     f = FixtureFile("heatmap_mse", 111)
@@ -433,7 +461,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     self_check_asymmetric()
     makers = [make_conv2d, make_linear, make_batchnorm, make_activation, make_add, make_maxpool,
-              make_upsample, make_bilinear, make_softargmax, make_grad_reverse, make_heatmap_mse,
+              make_upsample, make_bilinear, make_softargmax, make_grad_reverse, make_dropout, make_heatmap_mse,
               make_cross_entropy, make_l1, make_bottleneck]
     total = 0
     for make in makers:

@@ -296,7 +296,8 @@ TEST_CASE("metrics: attribute accuracy, action names, per-action accumulator") {
   CHECK(rows[1].joint_mpjpe[0] == 0.0);
   CHECK(rows[1].joint_mpjpe[5] == doctest::Approx(5.0));
   CHECK(rows[1].pck150 == 1.0);
-  CHECK(rows[1].auc == doctest::Approx((1.0 * 1 / 17 + 29.0 * 17 / 17) / 31));  // pelvis 0 mm: below every t > 0
+  // The pelvis (0 mm) is below 30 thresholds (every t > 0), the others (5 mm) below 29.
+  CHECK(rows[1].auc == doctest::Approx((30.0 + 16 * 29.0) / (17 * 31)));
   CHECK(rows[1].group_mpjpe[size_t(JointGroup::Distal)] == doctest::Approx(5.0));
   CHECK(rows[1].group_mpjpe[size_t(JointGroup::Torso)] == doctest::Approx(5.0 * 7 / 8));
   CHECK(rows[0].mpjpe == doctest::Approx(170.0 * 16 / 17));

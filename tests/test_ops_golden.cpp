@@ -317,6 +317,26 @@ TEST_CASE("golden: grad_reverse matches PyTorch") {
   }
 }
 
+TEST_CASE("golden: dropout reproduces the documented mask and PyTorch's scaling") {
+  const auto cases = load_fixture("dropout.safetensors");
+  REQUIRE(cases.size() >= 3);
+  for (const FixtureCase& c : cases) {
+    CAPTURE(c.name);
+    const auto& x = c.f32("x");
+    const int64_t n = int64_t(x.size());
+    const float p = float(c.param_double("p"));
+    const uint64_t seed = uint64_t(c.param_double("seed"));
+    std::vector<float> y = garbage(x.size()), dx = garbage(x.size()), mask_f(x.size());
+    std::vector<uint8_t> mask(x.size(), 7);
+    dofpose::cpu::dropout_forward(n, p, seed, x.data(), y.data(), mask.data());
+    for (size_t i = 0; i < mask.size(); ++i) mask_f[i] = float(mask[i]);
+    DOFPOSE_CHECK_CLOSE(label(c, "mask"), mask_f, c.f32("mask"), 0.0, 0.0);
+    DOFPOSE_CHECK_CLOSE(label(c, "y"), y, c.f32("y"), kAtol, kRtol);
+    dofpose::cpu::dropout_backward(n, p, mask.data(), c.f32("dy").data(), dx.data());
+    DOFPOSE_CHECK_CLOSE(label(c, "dx"), dx, c.f32("dx"), kAtol, kRtol);
+  }
+}
+
 TEST_CASE("golden: heatmap MSE loss matches PyTorch") {
   const auto cases = load_fixture("heatmap_mse.safetensors");
   REQUIRE(cases.size() >= 3);

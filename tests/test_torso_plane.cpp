@@ -226,5 +226,5 @@ TEST_CASE("torso plane: on Human3.6M the nose is in front of the torso plane") {
   }
   INFO(in_front, " of ", total, " poses have the nose in front");
   CHECK(total > 1000);
-  CHECK(double(in_front) / double(total) > 0.95);
+  CHECK(double(in_front) / double(total) > 0.99);  // 2119 of 2120 when written
 }

@@ -1,0 +1,50 @@
+// Layers for the networks: a Module owns parameters (value + gradient) and
+// buffers (e.g. BatchNorm running statistics), names them hierarchically like
+// a PyTorch state_dict ("hg.0.res.1.bn1.weight"), and implements forward and
+// backward by hand on top of the op API (dofpose/ops.h).
+//
+// Conventions every layer follows:
+//  * forward(arena, x, mode) returns a view allocated from `arena` and keeps
+//    whatever backward needs (views into the same arena) inside the layer, so
+//    a training step is: arena.reset(); forward; loss; backward; optimizer step.
+//  * backward(arena, dy) returns dx (from `arena`) and WRITES (does not
+//    accumulate) the gradients of the layer's parameters. Call it once per
+//    forward, in reverse order.
+//  * Inference mode uses BatchNorm running statistics and disables dropout.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dofpose/arena.h"
+#include "dofpose/tensor.h"
+
+namespace dofpose::nn {
+
+enum class Mode { Train, Infer };
+
+struct Param {
+  std::string name;  // full name, e.g. "pre.conv1.weight"
+  Tensor* value;
+  Tensor* grad;
+};
+
+struct Buffer {
+  std::string name;  // e.g. "pre.bn1.running_mean"
+  Tensor* value;
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  // Appends this module's parameters and buffers, names prefixed by `prefix`
+  // (which already ends with '.' unless empty).
+  virtual void collect(const std::string& prefix, std::vector<Param>& params,
+                       std::vector<Buffer>& buffers) = 0;
+
+  std::vector<Param> parameters();
+  std::vector<Buffer> buffers();
+  int64_t parameter_count();
+};
+
+}  // namespace dofpose::nn

@@ -1,0 +1,86 @@
+#include "dofpose/nn/basic_layers.h"
+
+namespace dofpose::nn {
+
+std::vector<Param> Module::parameters() {
+  std::vector<Param> p;
+  std::vector<Buffer> b;
+  collect("", p, b);
+  return p;
+}
+
+std::vector<Buffer> Module::buffers() {
+  std::vector<Param> p;
+  std::vector<Buffer> b;
+  collect("", p, b);
+  return b;
+}
+
+int64_t Module::parameter_count() {
+  int64_t n = 0;
+  for (const Param& p : parameters()) n += p.value->numel();
+  return n;
+}
+
+BatchNorm::BatchNorm(int c, float eps, float momentum)
+    : channels(c),
+      weight(Tensor::empty({c})),
+      bias(Tensor::zeros({c})),
+      running_mean(Tensor::zeros({c})),
+      running_var(Tensor::empty({c})),
+      grad_weight(Tensor::zeros({c})),
+      grad_bias(Tensor::zeros({c})) {
+  p.eps = eps;
+  p.momentum = momentum;
+  fill(weight, 1.f);
+  fill(running_var, 1.f);
+}
+
+TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
+  mode_ = mode;
+  x_ = x;
+  TensorView y = arena.alloc(x.shape);
+  if (mode == Mode::Train) {
+    save_mean_ = arena.alloc({channels});
+    save_invstd_ = arena.alloc({channels});
+    ops::batchnorm_forward_train(x, weight, bias, running_mean, running_var, y, save_mean_,
+                                 save_invstd_, p);
+  } else {
+    ops::batchnorm_forward_infer(x, weight, bias, running_mean, running_var, y, p);
+  }
+  return y;
+}
+
+TensorView BatchNorm::backward(Arena& arena, const TensorView& dy) {
+  TensorView dx = arena.alloc(x_.shape);
+  if (mode_ == Mode::Train)
+    ops::batchnorm_backward_train(x_, weight, save_mean_, save_invstd_, dy, dx, grad_weight,
+                                  grad_bias);
+  else
+    ops::batchnorm_backward_infer(x_, weight, running_mean, running_var, dy, dx, grad_weight,
+                                  grad_bias, p);
+  return dx;
+}
+
+void BatchNorm::collect(const std::string& prefix, std::vector<Param>& params,
+                        std::vector<Buffer>& buffers) {
+  params.push_back({prefix + "weight", &weight, &grad_weight});
+  params.push_back({prefix + "bias", &bias, &grad_bias});
+  buffers.push_back({prefix + "running_mean", &running_mean});
+  buffers.push_back({prefix + "running_var", &running_var});
+}
+
+TensorView ReLU::forward(Arena& arena, const TensorView& x) {
+  x_ = x;
+  TensorView y = arena.alloc(x.shape);
+  ops::relu_forward(x, y);
+  return y;
+}
+
+TensorView ReLU::backward(Arena& arena, const TensorView& dy) {
+  TensorView dx = arena.alloc(x_.shape);
+  ops::relu_backward(x_, dy, dx);
+  return dx;
+}
+
+}  // namespace dofpose::nn
