@@ -2,12 +2,8 @@
 // loading and its errors, and agreement with the 2D detections of Human3.6M.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -16,39 +12,14 @@
 #include "dofpose/error.h"
 #include "dofpose/npz.h"
 #include "dofpose/skeleton.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
-namespace fs = std::filesystem;
+using dofpose_test::error_of;
+using dofpose_test::require_shared;
+using dofpose_test::TempDir;
 
 namespace {
-
-bool ci_required() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-// The path of a file in shared/, or "" after skipping (failing under CI=true).
-std::string require_shared(const std::string& rel) {
-  const std::string p = std::string(DOFPOSE_SOURCE_DIR) + "/../shared/" + rel;
-  if (fs::exists(p)) return p;
-  if (ci_required()) FAIL("missing shared data file ", p, " (CI=true: shared/ must be present)");
-  MESSAGE("skipping: missing shared data file ", p);
-  return "";
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dofpose_cam_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 Camera simple_camera() {
   Camera c;
@@ -67,12 +38,7 @@ const char* kCameraJson = R"({"S1": {"cam1": {
   "k_radial": [0.1, -0.01, 0.001], "p_tangential": [0.001, -0.002], "width": 1000, "height": 1002}}})";
 
 std::string load_error(const std::string& path) {
-  try {
-    CameraSet::load(path);
-  } catch (const dofpose::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return error_of([&] { CameraSet::load(path); });
 }
 
 }  // namespace
@@ -129,7 +95,7 @@ TEST_CASE("camera: projection without and with distortion, by hand") {
 }
 
 TEST_CASE("camera: cameras.json loading and errors naming file, subject, camera and field") {
-  TempDir dir;
+  TempDir dir("camera");
   const std::string good = dir.file("cameras.json");
   std::ofstream(good) << kCameraJson;
   const CameraSet set = CameraSet::load(good);

@@ -6,27 +6,20 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "dofpose/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "tests/test_util.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 using namespace dofpose;
 using namespace dofpose::cpu;
+using dofpose_test::random_floats;
 
 namespace {
-
-std::vector<float> random_vector(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
@@ -128,7 +121,7 @@ TEST_CASE("cpu batchnorm infer, its backward and folding into a linear layer") {
 TEST_CASE("cpu batchnorm is bitwise identical with 1 and 2 threads") {
   const BatchNormShape s{4, 8, 4096};
   const size_t n = size_t(s.N) * s.C * s.HW;
-  const auto x = random_vector(n, 1), dy = random_vector(n, 2), gamma = random_vector(8, 3);
+  const auto x = random_floats(n, 1), dy = random_floats(n, 2), gamma = random_floats(8, 3);
   const std::vector<float> beta(8, 0.1f);
   auto run = [&](int threads, std::vector<float>& y, std::vector<float>& dx) {
     const int before = omp_get_max_threads();
@@ -257,8 +250,8 @@ TEST_CASE("cpu bilinear: 2x2 -> 3x3 and 4x4 in every ResizeMode, by hand") {
 TEST_CASE("cpu bilinear backward is the adjoint of forward") {
   for (ResizeMode mode : {ResizeMode::AlignCorners, ResizeMode::HalfPixel, ResizeMode::Asymmetric}) {
     const int N = 2, C = 3, H = 5, W = 7, OH = 9, OW = 4;
-    const auto x = random_vector(size_t(N * C * H * W), 4);
-    const auto dy = random_vector(size_t(N * C * OH * OW), 5);
+    const auto x = random_floats(size_t(N * C * H * W), 4);
+    const auto dy = random_floats(size_t(N * C * OH * OW), 5);
     std::vector<float> y(dy.size()), dx(x.size());
     bilinear_forward(N, C, H, W, OH, OW, mode, x.data(), y.data());
     bilinear_backward(N, C, H, W, OH, OW, mode, dy.data(), dx.data());
@@ -317,7 +310,7 @@ TEST_CASE("cpu soft-argmax: sharp peak, flat map and a finite-difference gradien
 
   // Gradient of L = gx*x + gy*y on a smooth random map, checked by central differences.
   const float beta = 1.5f;
-  auto h = random_vector(size_t(H * W), 6);
+  auto h = random_floats(size_t(H * W), 6);
   std::vector<float> p(h.size()), c(2), dh(h.size());
   const std::vector<float> g = {0.7f, -1.3f};
   softargmax_forward(1, H, W, beta, h.data(), p.data(), c.data());

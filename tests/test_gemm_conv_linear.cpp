@@ -7,13 +7,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "dofpose/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "tests/test_util.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -23,14 +24,7 @@ namespace {
 
 using dofpose::Conv2dShape;
 namespace cpu = dofpose::cpu;
-
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using dofpose_test::random_floats;
 
 bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -72,9 +66,9 @@ void check_gemm(const GemmCase& g, uint32_t seed) {
   const int a_rows = g.ta ? g.K : g.M, a_cols = g.ta ? g.M : g.K;
   const int b_rows = g.tb ? g.N : g.K, b_cols = g.tb ? g.K : g.N;
   const int lda = a_cols + g.pad, ldb = b_cols + g.pad, ldc = g.N + g.pad;
-  const auto A = random_vec((size_t)a_rows * lda, seed);
-  const auto B = random_vec((size_t)b_rows * ldb, seed + 1);
-  const auto C0 = random_vec((size_t)g.M * ldc, seed + 2);
+  const auto A = random_floats((size_t)a_rows * lda, seed);
+  const auto B = random_floats((size_t)b_rows * ldb, seed + 1);
+  const auto C0 = random_floats((size_t)g.M * ldc, seed + 2);
   auto C = C0, R = C0;
   cpu::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(), ldb, g.beta, C.data(),
             ldc);
@@ -146,7 +140,7 @@ TEST_CASE("gemm: matrix-vector shapes (M == 1 or N == 1)") {
 
 TEST_CASE("gemm: beta == 0 ignores NaN in C; alpha == 0 or K == 0 only scales C") {
   const int M = 40, N = 50, K = 60;
-  const auto A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2);
+  const auto A = random_floats((size_t)M * K, 1), B = random_floats((size_t)K * N, 2);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (int k : {3, K}) {  // small path and packed path
     std::vector<float> C((size_t)M * N, nan);
@@ -264,6 +258,30 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
                 worst);
 }
 
+// sum_i y[i] * g[i]: a scalar loss whose gradient with respect to y is g.
+double weighted_sum(const std::vector<double>& y, const std::vector<float>& g) {
+  double l = 0.0;
+  for (size_t i = 0; i < y.size(); ++i) l += y[i] * g[i];
+  return l;
+}
+
+// Central differences (step 1e-3) of `loss` with respect to every element of `v`,
+// which is perturbed in place and restored.
+std::vector<double> finite_difference_grad(std::vector<double>& v, const std::function<double()>& loss) {
+  const double eps = 1e-3;
+  std::vector<double> grad(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double saved = v[i];
+    v[i] = saved + eps;
+    const double lp = loss();
+    v[i] = saved - eps;
+    const double lm = loss();
+    v[i] = saved;
+    grad[i] = (lp - lm) / (2 * eps);
+  }
+  return grad;
+}
+
 const std::vector<Conv2dShape>& conv_shapes() {
   static const std::vector<Conv2dShape> shapes = {
       conv(1, 3, 9, 11, 8, 3, 3, 1, 1, 1),     // 3x3 same
@@ -286,8 +304,8 @@ const std::vector<Conv2dShape>& conv_shapes() {
 TEST_CASE("conv2d_forward: matches a direct convolution") {
   uint32_t seed = 100;
   for (const Conv2dShape& s : conv_shapes()) {
-    const auto x = random_vec(x_size(s), seed++), w = random_vec(w_size(s), seed++);
-    const auto b = random_vec((size_t)s.K, seed++);
+    const auto x = random_floats(x_size(s), seed++), w = random_floats(w_size(s), seed++);
+    const auto b = random_floats((size_t)s.K, seed++);
     for (bool with_bias : {true, false}) {
       std::vector<float> y(y_size(s), std::numeric_limits<float>::quiet_NaN());
       cpu::conv2d_forward(s, x.data(), w.data(), with_bias ? b.data() : nullptr, y.data());
@@ -304,8 +322,8 @@ TEST_CASE("conv2d: large shapes (several im2col bands, several gemm blocks)") {
                                            conv(2, 40, 40, 40, 100, 3, 3, 2, 1, 2)};
   uint32_t seed = 300;
   for (const Conv2dShape& s : shapes) {
-    const auto x = random_vec(x_size(s), seed++), w = random_vec(w_size(s), seed++);
-    const auto b = random_vec((size_t)s.K, seed++), dy = random_vec(y_size(s), seed++);
+    const auto x = random_floats(x_size(s), seed++), w = random_floats(w_size(s), seed++);
+    const auto b = random_floats((size_t)s.K, seed++), dy = random_floats(y_size(s), seed++);
     std::vector<float> y(y_size(s));
     cpu::conv2d_forward(s, x.data(), w.data(), b.data(), y.data());
     check_close(y, conv_ref(s, x.data(), w.data(), b.data()), 1e-4, "forward " + describe(s));
@@ -329,36 +347,17 @@ TEST_CASE("conv2d_backward: matches finite differences") {
       conv(1, 2, 9, 9, 3, 7, 7, 2, 3, 1),  conv(2, 5, 4, 5, 3, 1, 1, 2, 0, 1)};
   uint32_t seed = 500;
   for (const Conv2dShape& s : shapes) {
-    const auto x = random_vec(x_size(s), seed++), w = random_vec(w_size(s), seed++);
-    const auto g = random_vec(y_size(s), seed++);
+    const auto x = random_floats(x_size(s), seed++), w = random_floats(w_size(s), seed++);
+    const auto g = random_floats(y_size(s), seed++);
     std::vector<float> dx(x_size(s), 99.0f), dw(w_size(s), 99.0f), db((size_t)s.K, 99.0f);
     cpu::conv2d_backward(s, x.data(), w.data(), g.data(), dx.data(), dw.data(), db.data());
 
     std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end());
     std::vector<double> bd((size_t)s.K, 0.0);
-    auto loss = [&]() {
-      const auto y = conv_ref(s, xd.data(), wd.data(), bd.data());
-      double l = 0.0;
-      for (size_t i = 0; i < y.size(); ++i) l += y[i] * g[i];
-      return l;
-    };
-    auto fd = [&](std::vector<double>& v) {
-      const double eps = 1e-3;
-      std::vector<double> grad(v.size());
-      for (size_t i = 0; i < v.size(); ++i) {
-        const double saved = v[i];
-        v[i] = saved + eps;
-        const double lp = loss();
-        v[i] = saved - eps;
-        const double lm = loss();
-        v[i] = saved;
-        grad[i] = (lp - lm) / (2 * eps);
-      }
-      return grad;
-    };
-    check_close(dx, fd(xd), 1e-4, "dx " + describe(s));
-    check_close(dw, fd(wd), 1e-4, "dw " + describe(s));
-    check_close(db, fd(bd), 1e-4, "dbias " + describe(s));
+    auto loss = [&] { return weighted_sum(conv_ref(s, xd.data(), wd.data(), bd.data()), g); };
+    check_close(dx, finite_difference_grad(xd, loss), 1e-4, "dx " + describe(s));
+    check_close(dw, finite_difference_grad(wd, loss), 1e-4, "dw " + describe(s));
+    check_close(db, finite_difference_grad(bd, loss), 1e-4, "dbias " + describe(s));
 
     // nullptr outputs are skipped; the others are still written.
     std::vector<float> dw_only(w_size(s), 0.0f);
@@ -402,10 +401,10 @@ TEST_CASE("linear: forward matches the definition, backward matches finite diffe
   uint32_t seed = 700;
   for (Dims d : {Dims{1, 7, 5}, Dims{3, 33, 17}, Dims{4, 65, 40}, Dims{64, 130, 48},
                  Dims{1, 1024, 1000}}) {
-    const auto x = random_vec((size_t)d.N * d.in, seed++);
-    const auto w = random_vec((size_t)d.out * d.in, seed++);
-    const auto b = random_vec((size_t)d.out, seed++);
-    const auto g = random_vec((size_t)d.N * d.out, seed++);
+    const auto x = random_floats((size_t)d.N * d.in, seed++);
+    const auto w = random_floats((size_t)d.out * d.in, seed++);
+    const auto b = random_floats((size_t)d.out, seed++);
+    const auto g = random_floats((size_t)d.N * d.out, seed++);
     std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()), bd(b.begin(), b.end());
     const std::string what = "linear N=" + std::to_string(d.N) + " in=" + std::to_string(d.in) +
                              " out=" + std::to_string(d.out);
@@ -418,30 +417,11 @@ TEST_CASE("linear: forward matches the definition, backward matches finite diffe
     std::vector<float> dx(x.size(), 99.0f), dw(w.size(), 99.0f), db(b.size(), 99.0f);
     cpu::linear_backward(d.N, d.in, d.out, x.data(), w.data(), g.data(), dx.data(), dw.data(),
                          db.data());
-    auto loss = [&]() {
-      const auto yy = linear_ref(d.N, d.in, d.out, xd.data(), wd.data(), bd.data());
-      double l = 0.0;
-      for (size_t i = 0; i < yy.size(); ++i) l += yy[i] * g[i];
-      return l;
-    };
-    auto fd = [&](std::vector<double>& v) {
-      const double eps = 1e-3;
-      std::vector<double> grad(v.size());
-      for (size_t i = 0; i < v.size(); ++i) {
-        const double saved = v[i];
-        v[i] = saved + eps;
-        const double lp = loss();
-        v[i] = saved - eps;
-        const double lm = loss();
-        v[i] = saved;
-        grad[i] = (lp - lm) / (2 * eps);
-      }
-      return grad;
-    };
+    auto loss = [&] { return weighted_sum(linear_ref(d.N, d.in, d.out, xd.data(), wd.data(), bd.data()), g); };
     if ((int64_t)d.N * d.in * d.out <= 20000) {
-      check_close(dx, fd(xd), 1e-4, "dx " + what);
-      check_close(dw, fd(wd), 1e-4, "dw " + what);
-      check_close(db, fd(bd), 1e-4, "db " + what);
+      check_close(dx, finite_difference_grad(xd, loss), 1e-4, "dx " + what);
+      check_close(dw, finite_difference_grad(wd, loss), 1e-4, "dw " + what);
+      check_close(db, finite_difference_grad(bd, loss), 1e-4, "db " + what);
       continue;
     }
     // Larger sizes (finite differences would be slow): the gradient formulas in double.
@@ -474,15 +454,15 @@ TEST_CASE("linear: empty batch gives zero weight gradients; bad sizes are errors
 
 TEST_CASE("gemm/conv2d/linear: bitwise identical across calls and thread counts") {
   const int M = 150, N = 1100, K = 700;
-  const auto A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2);
+  const auto A = random_floats((size_t)M * K, 1), B = random_floats((size_t)K * N, 2);
   auto run_gemm = [&]() {
     std::vector<float> C((size_t)M * N, 0.25f);
     cpu::gemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.5f, C.data(), N);
     return C;
   };
   const Conv2dShape s = conv(2, 32, 40, 40, 48, 3, 3, 1, 1, 1);
-  const auto x = random_vec(x_size(s), 3), w = random_vec(w_size(s), 4);
-  const auto bias = random_vec((size_t)s.K, 5), dy = random_vec(y_size(s), 6);
+  const auto x = random_floats(x_size(s), 3), w = random_floats(w_size(s), 4);
+  const auto bias = random_floats((size_t)s.K, 5), dy = random_floats(y_size(s), 6);
   auto run_conv = [&]() {
     std::vector<float> out(y_size(s) + x_size(s) + w_size(s) + s.K);
     float* y = out.data();
@@ -494,8 +474,8 @@ TEST_CASE("gemm/conv2d/linear: bitwise identical across calls and thread counts"
     return out;
   };
   const Conv2dShape dws = conv(2, 32, 20, 20, 32, 3, 3, 1, 1, 32);
-  const auto dwx = random_vec(x_size(dws), 7), dww = random_vec(w_size(dws), 8);
-  const auto dwdy = random_vec(y_size(dws), 9);
+  const auto dwx = random_floats(x_size(dws), 7), dww = random_floats(w_size(dws), 8);
+  const auto dwdy = random_floats(y_size(dws), 9);
   auto run_depthwise = [&]() {
     std::vector<float> out(y_size(dws) + x_size(dws) + w_size(dws));
     cpu::conv2d_forward(dws, dwx.data(), dww.data(), nullptr, out.data());
@@ -504,8 +484,8 @@ TEST_CASE("gemm/conv2d/linear: bitwise identical across calls and thread counts"
     return out;
   };
   const int LN = 96, LI = 300, LO = 200;
-  const auto lx = random_vec((size_t)LN * LI, 10), lw = random_vec((size_t)LO * LI, 11);
-  const auto ldy = random_vec((size_t)LN * LO, 12);
+  const auto lx = random_floats((size_t)LN * LI, 10), lw = random_floats((size_t)LO * LI, 11);
+  const auto ldy = random_floats((size_t)LN * LO, 12);
   auto run_linear = [&]() {
     std::vector<float> out((size_t)LN * LO + (size_t)LN * LI + (size_t)LO * LI + LO);
     float* y = out.data();

@@ -2,15 +2,9 @@
 // PCKh, attribute accuracy, action names and the per-action accumulator.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <array>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,9 +12,13 @@
 #include "dofpose/error.h"
 #include "dofpose/metrics.h"
 #include "dofpose/npz.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
-namespace fs = std::filesystem;
+using dofpose_test::python_with_numpy;
+using dofpose_test::rotation_matrix;
+using dofpose_test::run_python_source;
+using dofpose_test::TempDir;
 
 namespace {
 
@@ -33,15 +31,6 @@ Pose random_pose(std::mt19937& rng) {
   return p;
 }
 
-std::array<double, 9> rotation(std::array<double, 3> axis, double angle) {
-  const double n = std::sqrt(axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2]);
-  for (double& a : axis) a /= n;
-  const double c = std::cos(angle), s = std::sin(angle), t = 1 - c;
-  const double x = axis[0], y = axis[1], z = axis[2];
-  return {t * x * x + c,     t * x * y - s * z, t * x * z + s * y, t * x * y + s * z, t * y * y + c,
-          t * y * z - s * x, t * x * z - s * y, t * y * z + s * x, t * z * z + c};
-}
-
 Pose similar(const Pose& p, const std::array<double, 9>& R, double s, std::array<double, 3> t) {
   Pose out;
   for (int j = 0; j < 17; ++j)
@@ -50,31 +39,6 @@ Pose similar(const Pose& p, const std::array<double, 9>& R, double s, std::array
                                           R[size_t(r * 3 + 2)] * p[size_t(j * 3 + 2)]) +
                                      t[size_t(r)]);
   return out;
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dofpose_metrics_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-int run_command(const std::string& cmd, std::string* output) {
-  output->clear();
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // Reference Procrustes (as in the public 3D-pose baselines' p_mpjpe): numpy SVD
@@ -149,7 +113,7 @@ TEST_CASE("metrics: P-MPJPE removes similarity transforms but not reflections") 
   std::uniform_real_distribution<double> u(-1, 1);
   for (int trial = 0; trial < 20; ++trial) {
     const Pose g = random_pose(rng);
-    const auto R = rotation({u(rng), u(rng), u(rng)}, u(rng) * M_PI);
+    const auto R = rotation_matrix({u(rng), u(rng), u(rng)}, u(rng) * M_PI);
     const double s = 1.5 + u(rng);
     const Pose p = similar(g, R, s, {u(rng) * 4000, u(rng) * 4000, u(rng) * 4000});
     CHECK(mpjpe(p.data(), g.data()) > 10.0);
@@ -181,21 +145,9 @@ TEST_CASE("metrics: P-MPJPE removes similarity transforms but not reflections") 
 }
 
 TEST_CASE("metrics: Procrustes matches a numpy SVD reference") {
-  const std::string python = DOFPOSE_PYTHON;
-  std::string probe;
-  if (python.empty() || run_command("'" + python + "' -c 'import numpy'", &probe) != 0) {
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") FAIL("the numpy Procrustes reference needs Python with numpy (CI=true): ", probe);
-    MESSAGE("skipping the numpy Procrustes reference: no Python with numpy at '", python, "'");
-    return;
-  }
-  TempDir dir;
-  const std::string script = dir.file("procrustes.py");
-  std::ofstream(script) << kNumpyProcrustes;
-  std::string out;
-  const int rc = run_command("'" + python + "' '" + script + "' '" + dir.file("ref.npz") + "'", &out);
-  INFO("python output:\n", out);
-  REQUIRE(rc == 0);
+  if (!python_with_numpy("the numpy Procrustes reference")) return;
+  TempDir dir("metrics");
+  run_python_source(dir, kNumpyProcrustes, {dir.file("ref.npz")});
 
   const NpzFile ref(dir.file("ref.npz"));
   const std::vector<float> pred = ref.array("pred").to_f32();

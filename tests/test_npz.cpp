@@ -2,16 +2,12 @@
 // ZIP64 records, and the real Human3.6M archive when shared/ is present.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -19,75 +15,16 @@
 
 #include "dofpose/error.h"
 #include "dofpose/npz.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
-namespace fs = std::filesystem;
+using dofpose_test::error_of;
+using dofpose_test::python_with_numpy;
+using dofpose_test::require_shared;
+using dofpose_test::run_python_source;
+using dofpose_test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dofpose_npz_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-bool ci_required() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-int run_command(const std::string& cmd, std::string* output) {
-  output->clear();
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// True when DOFPOSE_PYTHON can import numpy; otherwise skips (or fails under CI=true).
-bool python_with_numpy(const char* what) {
-  const std::string python = DOFPOSE_PYTHON;
-  std::string probe;
-  if (!python.empty() && run_command("'" + python + "' -c 'import numpy'", &probe) == 0) return true;
-  const std::string why = python.empty() ? std::string("no Python interpreter was found at configure time")
-                                         : "'" + python + "' cannot import numpy: " + probe;
-  if (ci_required()) FAIL(what, " needs Python with numpy (CI=true): ", why);
-  MESSAGE("skipping ", what, ": ", why);
-  return false;
-}
-
-// Runs a Python script (written to dir) with the given arguments; returns its output.
-std::string run_python(const TempDir& dir, const std::string& script, const std::string& args) {
-  const std::string path = dir.file("script.py");
-  std::ofstream(path) << script;
-  std::string out;
-  const int rc = run_command("'" + std::string(DOFPOSE_PYTHON) + "' '" + path + "' " + args, &out);
-  INFO("python output:\n", out);
-  REQUIRE(rc == 0);
-  return out;
-}
-
-std::string shared_path(const std::string& rel) { return std::string(DOFPOSE_SOURCE_DIR) + "/../shared/" + rel; }
-
-// The path of a file in shared/, or "" after skipping (failing under CI=true).
-std::string require_shared(const std::string& rel) {
-  const std::string p = shared_path(rel);
-  if (fs::exists(p)) return p;
-  if (ci_required()) FAIL("missing shared data file ", p, " (CI=true: shared/ must be present)");
-  MESSAGE("skipping: missing shared data file ", p);
-  return "";
-}
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -98,13 +35,10 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
 }
 
 std::string open_error(const std::string& path, const std::string& member = "") {
-  try {
+  return error_of([&] {
     NpzFile f(path);
     if (!member.empty()) f.array(member);
-  } catch (const dofpose::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  });
 }
 
 void add16(std::vector<uint8_t>& o, uint32_t v) { o.push_back(uint8_t(v)); o.push_back(uint8_t(v >> 8)); }
@@ -199,7 +133,7 @@ print('python ok')
 }  // namespace
 
 TEST_CASE("npz: writer -> reader round trip (all dtypes, scalar, empty, names with '/')") {
-  TempDir dir;
+  TempDir dir("npz");
   write_cpp_archive(dir.file("a.npz"));
   NpzFile f(dir.file("a.npz"));
   CHECK(f.names() == std::vector<std::string>{"poses/f32", "i32", "u8", "flags", "f64", "i64", "scalar", "empty"});
@@ -242,13 +176,13 @@ TEST_CASE("npz: writer -> reader round trip (all dtypes, scalar, empty, names wi
 
 TEST_CASE("npz: C++ -> numpy -> C++ round trip, numpy-written files and their errors, ZIP64") {
   if (!python_with_numpy("the numpy npz round trip")) return;
-  TempDir dir;
+  TempDir dir("npz");
   write_cpp_archive(dir.file("cpp.npz"));
   const int32_t m[4] = {1, 2, 3, 4};
   write_npy(dir.file("cpp.npy"), NpyDType::I32, {2, 2}, m);
   const std::vector<float> x = {1, 2, 3};
   write_bytes(dir.file("zip64.npz"), zip64_archive({{"x.npy", npy_bytes(NpyDType::F32, {3}, x.data())}}));
-  const std::string out = run_python(dir, kNumpyScript, "'" + dir.path + "'");
+  const std::string out = run_python_source(dir, kNumpyScript, {dir.path});
   CHECK(out.find("python ok") != std::string::npos);
 
   NpzFile py(dir.file("py.npz"));
@@ -280,7 +214,7 @@ TEST_CASE("npz: C++ -> numpy -> C++ round trip, numpy-written files and their er
 }
 
 TEST_CASE("npz: malformed archives give errors naming the file and member") {
-  TempDir dir;
+  TempDir dir("npz");
   write_cpp_archive(dir.file("good.npz"));
   const std::vector<uint8_t> good = read_bytes(dir.file("good.npz"));
 

@@ -1,21 +1,13 @@
 // The op API rejects bad tensors with messages naming the op, tensor and shapes.
 #include <doctest/doctest.h>
 
-#include <functional>
 #include <string>
 
 #include "dofpose/ops.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
-
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using dofpose_test::error_of;
 
 TEST_CASE("ops: shape mismatches name the op, the tensor and both shapes") {
   Tensor x = Tensor::zeros({1, 3, 8, 8});

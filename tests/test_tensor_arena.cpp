@@ -1,7 +1,6 @@
 // Tensor bookkeeping, the arena, and the no-allocation steady state.
 #include <doctest/doctest.h>
 
-#include <functional>
 #include <string>
 
 #include "dofpose/arena.h"
@@ -9,17 +8,10 @@
 #include "dofpose/ops.h"
 #include "dofpose/tensor.h"
 #include "tests/alloc_counter.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
-
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using dofpose_test::error_of;
 
 TEST_CASE("tensor: shape, strides, reshape, slice") {
   Tensor t = Tensor::zeros({2, 3, 4, 5});

@@ -4,8 +4,6 @@
 
 #include <array>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,8 +11,10 @@
 #include "dofpose/error.h"
 #include "dofpose/npz.h"
 #include "dofpose/torso_plane.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
+using dofpose_test::rotation_matrix;
 
 namespace {
 
@@ -50,16 +50,6 @@ Pose standing_pose() {
   set(p, kLeftWrist, 210, 920, 5);
   set(p, kRightWrist, -210, 920, 5);
   return p;
-}
-
-// Rotation from axis-angle (Rodrigues), row-major.
-std::array<double, 9> rotation(std::array<double, 3> axis, double angle) {
-  const double n = std::sqrt(axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2]);
-  for (double& a : axis) a /= n;
-  const double c = std::cos(angle), s = std::sin(angle), t = 1 - c;
-  const double x = axis[0], y = axis[1], z = axis[2];
-  return {t * x * x + c,     t * x * y - s * z, t * x * z + s * y, t * x * y + s * z, t * y * y + c,
-          t * y * z - s * x, t * x * z - s * y, t * y * z + s * x, t * z * z + c};
 }
 
 Pose transform(const Pose& p, const std::array<double, 9>& R, std::array<double, 3> t) {
@@ -141,7 +131,7 @@ TEST_CASE("torso plane: normal points the way the body faces; front / back / on-
   for (int a = 0; a < 9; ++a) CHECK(labels[size_t(a)] == int32_t(t.side[size_t(a)]));
 
   // A person turned around (facing -z): the stretched hand is still in front.
-  const Pose turned = transform(p, rotation({0, 1, 0}, M_PI), {0, 0, 0});
+  const Pose turned = transform(p, rotation_matrix({0, 1, 0}, M_PI), {0, 0, 0});
   const TorsoAttributes tt = torso_attributes(turned.data(), threshold);
   CHECK(tt.plane.normal[2] == doctest::Approx(-1.0));
   CHECK(tt.side[size_t(attribute_slot(h36m::kRightWrist))] == PlaneSide::Front);
@@ -165,7 +155,7 @@ TEST_CASE("torso plane: invariant to global rotation and translation") {
   std::mt19937 rng(4);
   std::uniform_real_distribution<double> u(-1, 1);
   for (int trial = 0; trial < 50; ++trial) {
-    const auto R = rotation({u(rng), u(rng), u(rng)}, u(rng) * M_PI);
+    const auto R = rotation_matrix({u(rng), u(rng), u(rng)}, u(rng) * M_PI);
     const Pose q = transform(p, R, {u(rng) * 5000, u(rng) * 5000, u(rng) * 5000});
     const TorsoAttributes t = torso_attributes(q.data(), 30.0);
     for (int a = 0; a < kNumAttributeJoints; ++a) {
@@ -206,13 +196,8 @@ TEST_CASE("torso plane: class balance over thresholds") {
 }
 
 TEST_CASE("torso plane: on Human3.6M the nose is in front of the torso plane") {
-  const std::string path = std::string(DOFPOSE_SOURCE_DIR) + "/../shared/data/h36m/S9.npz";
-  if (!std::filesystem::exists(path)) {
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") FAIL("missing shared data file ", path, " (CI=true: shared/ must be present)");
-    MESSAGE("skipping: missing shared data file ", path);
-    return;
-  }
+  const std::string path = dofpose_test::require_shared("data/h36m/S9.npz");
+  if (path.empty()) return;
   const NpzFile f(path);
   int64_t total = 0, in_front = 0;
   for (const char* action : {"Walking/pos3d", "Directions/pos3d", "Sitting/pos3d", "Phoning/pos3d"}) {

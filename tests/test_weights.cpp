@@ -3,18 +3,13 @@
 // file with a message naming the problem, and atomic writes.
 #include <doctest/doctest.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -22,33 +17,17 @@
 #include <vector>
 
 #include "dofpose/weights.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
 namespace fs = std::filesystem;
+using dofpose_test::error_of;
+using dofpose_test::kNoError;
+using dofpose_test::python_with_numpy;
+using dofpose_test::run_python;
+using dofpose_test::TempDir;
 
 namespace {
-
-// A fresh directory under /tmp, removed with its contents at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/dofpose-weights-XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    REQUIRE_MESSAGE(p != nullptr, "mkdtemp failed: ", std::strerror(errno));
-    path = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -68,16 +47,6 @@ std::string make_file(const std::string& header, const std::string& data) {
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[size_t(i)] = char(uint8_t(n >> (8 * i)));
   return out + header + data;
-}
-
-// The message of the Error `f` throws, or "" when it does not throw.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool contains(const std::string& s, const std::string& piece) {
@@ -186,17 +155,6 @@ void check_round_trip_file(const WeightsFile& f, float float_scale, int32_t int_
   CHECK(f.metadata_or("absent", "fallback") == "fallback");
 }
 
-// Runs a shell command, returning its exit status and combined output.
-int run_command(const std::string& cmd, std::string* output) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[512];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 }  // namespace
 
 // ========================================================= dtype conversions
@@ -278,7 +236,7 @@ TEST_CASE("weights: bf16 <-> f32 conversions round to nearest even") {
 // ============================================================ C++ round trip
 
 TEST_CASE("weights: C++ write -> read round trip of every dtype with 0-d 5-d and empty tensors") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string path = dir.file("rt.safetensors");
   write_round_trip_file(path);
   CHECK(dir.listing() == std::vector<std::string>{"rt.safetensors"});  // no temporary left
@@ -359,7 +317,7 @@ TEST_CASE("weights: C++ write -> read round trip of every dtype with 0-d 5-d and
 }
 
 TEST_CASE("weights: a file with no tensors and no metadata") {
-  TempDir dir;
+  TempDir dir("weights");
   WeightsWriter().write(dir.file("empty.safetensors"));
   WeightsFile f(dir.file("empty.safetensors"));
   CHECK(f.names().empty());
@@ -370,28 +328,10 @@ TEST_CASE("weights: a file with no tensors and no metadata") {
 // ============================================= C++ -> Python -> C++ round trip
 
 TEST_CASE("weights: C++ -> Python (numpy) -> C++ round trip and reference-layout files") {
-  const std::string python = DOFPOSE_PYTHON;
-  const char* ci = std::getenv("CI");
-  const bool required = ci && std::string(ci) == "true";
-  std::string probe;
-  const bool usable = !python.empty() && run_command("'" + python + "' -c 'import numpy'", &probe) == 0;
-  if (!usable) {
-    while (!probe.empty() && (probe.back() == '\n' || probe.back() == '\r')) probe.pop_back();
-    const std::string why = python.empty()
-                                ? std::string("no Python interpreter was found at configure time")
-                                : "'" + python + "' cannot import numpy: " + probe;
-    if (required) FAIL("cross-language weights test needs Python with numpy (CI=true): ", why);
-    MESSAGE("skipping the cross-language weights test: ", why);
-    return;
-  }
-
-  TempDir dir;
+  if (!python_with_numpy("the cross-language weights test")) return;
+  TempDir dir("weights");
   write_round_trip_file(dir.file("cpp.safetensors"));
-  std::string output;
-  const std::string script = std::string(DOFPOSE_SOURCE_DIR) + "/tests/weights_roundtrip.py";
-  const int rc = run_command("'" + python + "' '" + script + "' '" + dir.path + "'", &output);
-  INFO("weights_roundtrip.py output:\n", output);
-  REQUIRE(rc == 0);
+  run_python(std::string(DOFPOSE_SOURCE_DIR) + "/tests/weights_roundtrip.py", {dir.path});
 
   // Python's transformed file.
   WeightsFile py(dir.file("py.safetensors"));
@@ -440,7 +380,7 @@ TEST_CASE("weights: C++ -> Python (numpy) -> C++ round trip and reference-layout
 // ================================================================ rejections
 
 TEST_CASE("weights: truncated files and bad header lengths are rejected") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string good_path = dir.file("good.safetensors");
   write_round_trip_file(good_path);
   const std::string good = read_bytes(good_path);
@@ -484,7 +424,7 @@ TEST_CASE("weights: truncated files and bad header lengths are rejected") {
 }
 
 TEST_CASE("weights: bad offsets or shapes or dtypes are rejected naming the tensor") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string data = floats_bytes({1, 2, 3, 4, 5, 6});  // 24 bytes
   std::string msg;
 
@@ -555,7 +495,7 @@ TEST_CASE("weights: bad offsets or shapes or dtypes are rejected naming the tens
 }
 
 TEST_CASE("weights: headers that are not UTF-8 or not JSON or not an object are rejected") {
-  TempDir dir;
+  TempDir dir("weights");
   std::string msg = open_error(
       dir, "{\"w\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", floats_bytes({1}));
   CHECK(contains(msg, dir.file("bad.safetensors")));
@@ -584,7 +524,7 @@ TEST_CASE("weights: headers that are not UTF-8 or not JSON or not an object are 
 }
 
 TEST_CASE("weights: lookups of missing tensors and wrong shapes or dtypes fail clearly") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string path = dir.file("conv.safetensors");
   WeightsWriter w;
   std::vector<float> v(64 * 3 * 7 * 7, 0.5f);
@@ -612,7 +552,7 @@ TEST_CASE("weights: lookups of missing tensors and wrong shapes or dtypes fail c
 }
 
 TEST_CASE("weights: check_finite rejects NaN/Inf naming the tensor and index") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string path = dir.file("nan.safetensors");
   WeightsWriter w;
   std::vector<float> good = {1, 2, 3, 4, 5, 6};
@@ -639,12 +579,12 @@ TEST_CASE("weights: check_finite rejects NaN/Inf naming the tensor and index") {
     wh.write(path);
     const std::string m = error_of([&] { WeightsFile f(path, WeightsLoadOptions{true}); });
     CHECK(contains(m, "tensor 'h' has a non-finite value (-inf) at flat index 2"));
-    CHECK(error_of([&] { WeightsFile f(path); }).empty());
+    CHECK(error_of([&] { WeightsFile f(path); }) == kNoError);
   }
   WeightsWriter fine;
   fine.add("ok", TensorView(good.data(), Shape{6}));
   fine.write(path);
-  CHECK(error_of([&] { WeightsFile f(path, WeightsLoadOptions{true}); }).empty());
+  CHECK(error_of([&] { WeightsFile f(path, WeightsLoadOptions{true}); }) == kNoError);
 }
 
 // ================================================================== writing
@@ -670,7 +610,7 @@ TEST_CASE("weights: writer rejects bad input before touching the disk") {
 }
 
 TEST_CASE("weights: a failing write leaves no file and no temporary behind") {
-  TempDir dir;
+  TempDir dir("weights");
   std::vector<float> v(16, 2.0f);
   WeightsWriter w;
   w.add("w", TensorView(v.data(), Shape{16}));
@@ -690,7 +630,7 @@ TEST_CASE("weights: a failing write leaves no file and no temporary behind") {
 }
 
 TEST_CASE("weights: an error midway through writing keeps the old file intact") {
-  TempDir dir;
+  TempDir dir("weights");
   const std::string path = dir.file("model.safetensors");
   write_round_trip_file(path);
   const std::string before = read_bytes(path);

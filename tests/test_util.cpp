@@ -1,0 +1,129 @@
+#include "tests/test_util.h"
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "dofpose/error.h"
+
+namespace fs = std::filesystem;
+
+namespace dofpose_test {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const dofpose::Error& e) {
+    return e.what();
+  }
+  return kNoError;
+}
+
+TempDir::TempDir(const std::string& tag) {
+  std::string tmpl = "/tmp/dofpose-" + tag + "-XXXXXX";
+  const char* p = ::mkdtemp(tmpl.data());
+  REQUIRE_MESSAGE(p != nullptr, "mkdtemp(", tmpl, ") failed: ", std::strerror(errno));
+  path = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;  // best effort: a destructor must not throw
+  fs::remove_all(path, ec);
+}
+
+std::vector<std::string> TempDir::listing() const {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  output->clear();
+  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
+  const int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool ci_required() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+bool python_with_numpy(const std::string& what) {
+  const std::string python = DOFPOSE_PYTHON;
+  std::string probe;
+  if (!python.empty() && run_command(shell_quote(python) + " -c 'import numpy'", &probe) == 0) return true;
+  while (!probe.empty() && (probe.back() == '\n' || probe.back() == '\r')) probe.pop_back();
+  const std::string why = python.empty() ? std::string("no Python interpreter was found at configure time")
+                                         : shell_quote(python) + " cannot import numpy: " + probe;
+  if (ci_required()) FAIL(what, " needs Python with numpy (CI=true): ", why);
+  MESSAGE("skipping ", what, ": ", why);
+  return false;
+}
+
+std::string run_python(const std::string& script_path, const std::vector<std::string>& args) {
+  std::string cmd = shell_quote(DOFPOSE_PYTHON) + " " + shell_quote(script_path);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  std::string out;
+  const int rc = run_command(cmd, &out);
+  INFO("command: ", cmd, "\noutput:\n", out);
+  REQUIRE(rc == 0);
+  return out;
+}
+
+std::string run_python_source(const TempDir& dir, const std::string& source,
+                              const std::vector<std::string>& args) {
+  const std::string path = dir.file("script.py");
+  std::ofstream(path) << source;
+  return run_python(path, args);
+}
+
+std::string shared_path(const std::string& rel) { return std::string(DOFPOSE_SOURCE_DIR) + "/../shared/" + rel; }
+
+std::string require_shared(const std::string& rel) {
+  const std::string p = shared_path(rel);
+  if (fs::exists(p)) return p;
+  if (ci_required()) FAIL("missing shared data file ", p, " (CI=true: shared/ must be present)");
+  MESSAGE("skipping: missing shared data file ", p);
+  return "";
+}
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::array<double, 9> rotation_matrix(std::array<double, 3> axis, double angle) {
+  const double n = std::sqrt(axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2]);
+  for (double& a : axis) a /= n;
+  const double c = std::cos(angle), s = std::sin(angle), t = 1 - c;
+  const double x = axis[0], y = axis[1], z = axis[2];
+  return {t * x * x + c,     t * x * y - s * z, t * x * z + s * y, t * x * y + s * z, t * y * y + c,
+          t * y * z - s * x, t * x * z - s * y, t * y * z + s * x, t * z * z + c};
+}
+
+}  // namespace dofpose_test
