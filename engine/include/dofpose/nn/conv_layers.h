@@ -1,0 +1,63 @@
+// Convolution-network layers: Conv2d (weight [K, C/groups, R, S] + optional
+// bias, PyTorch names "weight"/"bias"), 2x2 max pooling and nearest 2x
+// upsampling. Same conventions as every Module (see dofpose/nn/module.h):
+// forward caches what backward needs, backward returns dx and writes the
+// parameter gradients.
+#pragma once
+#include <cstdint>
+#include <random>
+
+#include "dofpose/nn/module.h"
+#include "dofpose/ops.h"
+
+namespace dofpose::nn {
+
+class Conv2d : public Module {
+ public:
+  Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0,
+         int groups = 1, bool bias = true);
+  TensorView forward(Arena& arena, const TensorView& x);
+  // need_dx = false skips the input gradient (returns an empty view), e.g.
+  // for the first layer on an image; the parameter gradients are still written.
+  TensorView backward(Arena& arena, const TensorView& dy, bool need_dx = true);
+  void collect(const std::string& prefix, std::vector<Param>& params,
+               std::vector<Buffer>& buffers) override;
+  // PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
+  void reset_parameters(std::mt19937_64& rng);
+  // Multiply-adds x 2 for an input of N x H x W.
+  int64_t flops(int N, int H, int W) const;
+
+  int in_channels, out_channels, kernel;
+  ops::ConvParams p;
+  bool has_bias;
+  Tensor weight, bias;  // bias empty without one
+  Tensor grad_weight, grad_bias;
+
+ private:
+  TensorView x_;
+};
+
+// 2x2 / stride 2 max pooling (even H and W).
+class MaxPool2x2 {
+ public:
+  TensorView forward(Arena& arena, const TensorView& x);
+  TensorView backward(Arena& arena, const TensorView& dy);
+
+ private:
+  TensorView x_;
+};
+
+// Nearest-neighbour upsampling by 2 (PyTorch UpsamplingNearest2d(scale_factor=2)).
+class UpsampleNearest2x {
+ public:
+  TensorView forward(Arena& arena, const TensorView& x);
+  TensorView backward(Arena& arena, const TensorView& dy);
+
+ private:
+  Shape x_shape_;
+};
+
+// Fills `t` (CPU float32) uniformly in [-bound, bound).
+void uniform_fill(const TensorView& t, float bound, std::mt19937_64& rng);
+
+}  // namespace dofpose::nn
