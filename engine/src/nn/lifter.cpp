@@ -1,0 +1,574 @@
+#include "dofpose/nn/lifter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "dofpose/nn/optimizer.h"
+#include "dofpose/nn/serialize.h"
+
+namespace dofpose::nn {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------- config
+
+void LifterConfig::validate() const {
+  const char* op = "LifterConfig";
+  DOFPOSE_CHECK(kind == "martinez" || kind == "progressive" || kind == "two_block", op,
+                ": kind must be \"martinez\", \"progressive\" or \"two_block\", got \"", kind,
+                "\"");
+  DOFPOSE_CHECK(num_joints_in == 16 || num_joints_in == 17, op,
+                ": num_joints_in must be 16 or 17, got ", num_joints_in);
+  DOFPOSE_CHECK(attribute_encoding == "onehot", op,
+                ": attribute_encoding must be \"onehot\", got \"", attribute_encoding, "\"");
+  DOFPOSE_CHECK(width >= 1, op, ": width must be >= 1, got ", width);
+  DOFPOSE_CHECK(blocks >= 0, op, ": blocks must be >= 0, got ", blocks);
+  DOFPOSE_CHECK(dropout >= 0.f && dropout < 1.f, op, ": dropout must be in [0, 1), got ",
+                dropout);
+  DOFPOSE_CHECK(max_norm >= 0.f, op, ": max_norm must be >= 0 (0 = off), got ", max_norm);
+  DOFPOSE_CHECK(bn_eps > 0.f && bn_momentum >= 0.f && bn_momentum <= 1.f, op,
+                ": bn_eps must be > 0 and bn_momentum in [0, 1]");
+  std::vector<int> seen(kOutputJoints, 0);
+  for (const auto* g : {&torso, &proximal, &distal})
+    for (int j : *g) {
+      DOFPOSE_CHECK(j >= 0 && j < kOutputJoints, op, ": joint group entry ", j,
+                    " is not an H36M-17 index (0..16)");
+      ++seen[j];
+    }
+  for (int j = 0; j < kOutputJoints; ++j)
+    DOFPOSE_CHECK(seen[j] == 1, op, ": the joint groups must partition 0..16; joint ", j,
+                  " appears ", seen[j], " times");
+  DOFPOSE_CHECK(std::find(torso.begin(), torso.end(), 0) != torso.end(), op,
+                ": the pelvis (0) must be in the torso group");
+}
+
+std::vector<int> LifterConfig::input_joints() const {
+  std::vector<int> j;
+  for (int i = 0; i < kOutputJoints; ++i)
+    if (num_joints_in == 17 || i != 9) j.push_back(i);  // 16: no neck/nose
+  return j;
+}
+
+LifterConfig LifterConfig::from_json_string(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("LifterConfig: not valid JSON: ", e.what());
+  }
+  DOFPOSE_CHECK(j.is_object(), "LifterConfig: expected a JSON object, got ", j.dump());
+  LifterConfig c;
+  try {
+    for (const auto& [key, v] : j.items()) {
+      if (key == "kind") c.kind = v.get<std::string>();
+      else if (key == "num_joints_in") c.num_joints_in = v.get<int>();
+      else if (key == "use_attributes") c.use_attributes = v.get<bool>();
+      else if (key == "attribute_encoding") c.attribute_encoding = v.get<std::string>();
+      else if (key == "width") c.width = v.get<int>();
+      else if (key == "blocks") c.blocks = v.get<int>();
+      else if (key == "dropout") c.dropout = v.get<float>();
+      else if (key == "max_norm") c.max_norm = v.get<float>();
+      else if (key == "bn_momentum") c.bn_momentum = v.get<float>();
+      else if (key == "bn_eps") c.bn_eps = v.get<float>();
+      else if (key == "groups") {
+        for (const auto& [g, list] : v.items()) {
+          if (g == "torso") c.torso = list.get<std::vector<int>>();
+          else if (g == "proximal") c.proximal = list.get<std::vector<int>>();
+          else if (g == "distal") c.distal = list.get<std::vector<int>>();
+          else fail("LifterConfig: unknown joint group \"", g,
+                    "\" (expected torso, proximal, distal)");
+        }
+      } else {
+        fail("LifterConfig: unknown key \"", key, "\"");
+      }
+    }
+  } catch (const json::exception& e) {
+    fail("LifterConfig: a field has the wrong type: ", e.what());
+  }
+  c.validate();
+  return c;
+}
+
+std::string LifterConfig::to_json_string() const {
+  json j = {{"kind", kind},
+            {"num_joints_in", num_joints_in},
+            {"use_attributes", use_attributes},
+            {"attribute_encoding", attribute_encoding},
+            {"width", width},
+            {"blocks", blocks},
+            {"dropout", dropout},
+            {"max_norm", max_norm},
+            {"bn_momentum", bn_momentum},
+            {"bn_eps", bn_eps},
+            {"groups", {{"torso", torso}, {"proximal", proximal}, {"distal", distal}}}};
+  return j.dump();
+}
+
+// ---------------------------------------------------------------- blocks
+
+ResidualBlock::ResidualBlock(int w, float p, float momentum, float eps)
+    : linear1(w, w), linear2(w, w), bn1(w, eps, momentum), bn2(w, eps, momentum),
+      drop1(p), drop2(p) {}
+
+TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) {
+  TensorView h = drop1.forward(arena, relu1.forward(arena, bn1.forward(arena, linear1.forward(arena, x), mode)), mode);
+  h = drop2.forward(arena, relu2.forward(arena, bn2.forward(arena, linear2.forward(arena, h), mode)), mode);
+  TensorView y = arena.alloc(x.shape);
+  ops::add_forward(x, h, y);
+  return y;
+}
+
+TensorView ResidualBlock::backward(Arena& arena, const TensorView& dy) {
+  TensorView dh = drop2.backward(arena, dy);
+  dh = linear2.backward(arena, bn2.backward(arena, relu2.backward(arena, dh)));
+  dh = drop1.backward(arena, dh);
+  TensorView dx = linear1.backward(arena, bn1.backward(arena, relu1.backward(arena, dh)));
+  ops::accumulate(dy, dx);  // the identity path
+  return dx;
+}
+
+void ResidualBlock::collect(const std::string& prefix, std::vector<Param>& params,
+                            std::vector<Buffer>& buffers) {
+  linear1.collect(prefix + "linear1.", params, buffers);
+  bn1.collect(prefix + "bn1.", params, buffers);
+  linear2.collect(prefix + "linear2.", params, buffers);
+  bn2.collect(prefix + "bn2.", params, buffers);
+}
+
+Regressor::Regressor(int in, int out, const LifterConfig& c)
+    : in_features(in), out_features(out), input_layer(in, c.width),
+      input_bn(c.width, c.bn_eps, c.bn_momentum), input_drop(c.dropout),
+      output_layer(c.width, out) {
+  for (int b = 0; b < c.blocks; ++b)
+    blocks.push_back(std::make_unique<ResidualBlock>(c.width, c.dropout, c.bn_momentum, c.bn_eps));
+}
+
+TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
+  DOFPOSE_CHECK(x.ndim() == 2 && x.dim(1) == in_features, "Regressor: input must be [N,",
+                in_features, "], got ", x.str());
+  TensorView h = input_layer.forward(arena, x);
+  h = input_drop.forward(arena, input_relu.forward(arena, input_bn.forward(arena, h, mode)), mode);
+  for (auto& b : blocks) h = b->forward(arena, h, mode);
+  return output_layer.forward(arena, h);
+}
+
+TensorView Regressor::backward(Arena& arena, const TensorView& dy) {
+  TensorView dh = output_layer.backward(arena, dy);
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) dh = (*it)->backward(arena, dh);
+  dh = input_relu.backward(arena, input_drop.backward(arena, dh));
+  return input_layer.backward(arena, input_bn.backward(arena, dh));
+}
+
+void Regressor::collect(const std::string& prefix, std::vector<Param>& params,
+                        std::vector<Buffer>& buffers) {
+  input_layer.collect(prefix + "input_layer.", params, buffers);
+  input_bn.collect(prefix + "input_bn.", params, buffers);
+  for (size_t b = 0; b < blocks.size(); ++b)
+    blocks[b]->collect(prefix + "blocks." + std::to_string(b) + ".", params, buffers);
+  output_layer.collect(prefix + "output_layer.", params, buffers);
+}
+
+std::vector<Dropout*> Regressor::dropouts() {
+  std::vector<Dropout*> d = {&input_drop};
+  for (auto& b : blocks) {
+    d.push_back(&b->drop1);
+    d.push_back(&b->drop2);
+  }
+  return d;
+}
+
+std::vector<Linear*> Regressor::linears() {
+  std::vector<Linear*> l = {&input_layer};
+  for (auto& b : blocks) {
+    l.push_back(&b->linear1);
+    l.push_back(&b->linear2);
+  }
+  l.push_back(&output_layer);
+  return l;
+}
+
+void Regressor::init_parameters(uint64_t seed) {
+  uint64_t k = 0;
+  for (Linear* l : linears()) l->init_uniform(mix_seed(seed, k++));
+  std::vector<BatchNorm*> bns = {&input_bn};
+  for (auto& b : blocks) {
+    bns.push_back(&b->bn1);
+    bns.push_back(&b->bn2);
+  }
+  for (BatchNorm* bn : bns) {
+    fill(bn->weight, 1.f);
+    fill(bn->bias, 0.f);
+    fill(bn->running_mean, 0.f);
+    fill(bn->running_var, 1.f);
+  }
+}
+
+// ---------------------------------------------------------------- lifter
+
+namespace {
+
+std::vector<int> without_pelvis(const std::vector<int>& g) {
+  std::vector<int> out;
+  for (int j : g)
+    if (j != 0) out.push_back(j);
+  return out;
+}
+
+// [N, a] ++ [N, b] ++ ... -> [N, a+b+...] (plain row copies).
+TensorView concat_columns(Arena& arena, const std::vector<TensorView>& parts) {
+  const int64_t n = parts[0].dim(0);
+  int64_t total = 0;
+  for (const TensorView& p : parts) total += p.dim(1);
+  TensorView y = arena.alloc({n, total});
+  float* dst = y.f32();
+  for (int64_t r = 0; r < n; ++r)
+    for (const TensorView& p : parts) {
+      const int64_t w = p.dim(1);
+      std::copy(p.f32() + r * w, p.f32() + (r + 1) * w, dst);
+      dst += w;
+    }
+  return y;
+}
+
+// y[:, offset : offset+w] += dy-columns, i.e. the backward of concat for one part.
+void accumulate_columns(const TensorView& d_concat, int64_t offset, const TensorView& dpart) {
+  const int64_t n = d_concat.dim(0), total = d_concat.dim(1), w = dpart.dim(1);
+  const float* src = d_concat.f32();
+  float* dst = dpart.f32();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < w; ++c) dst[r * w + c] += src[r * total + offset + c];
+}
+
+void check_pose_batch(const char* op, const char* name, const TensorView& t, int64_t n,
+                      int64_t cols) {
+  check_f32(op, name, t, Device::CPU);
+  const bool flat = t.ndim() == 2 && t.dim(0) == n && t.dim(1) == cols;
+  DOFPOSE_CHECK(flat || (t.ndim() == 3 && t.dim(0) == n && t.dim(1) * t.dim(2) == cols), op,
+                ": tensor '", name, "' has shape ", t.shape.str(), ", expected [", n, ",", cols,
+                "] (or [N,J,D] with J*D = ", cols, ")");
+}
+
+}  // namespace
+
+Lifter::Lifter(const LifterConfig& c)
+    : norm_input_mean(Tensor::zeros({c.pose_input_dim()})),
+      norm_input_std(Tensor::empty({c.pose_input_dim()})),
+      norm_output_mean(Tensor::zeros({c.output_dim()})),
+      norm_output_std(Tensor::empty({c.output_dim()})),
+      config_(c) {
+  config_.validate();
+  fill(norm_input_std, 1.f);
+  fill(norm_output_std, 1.f);
+}
+
+void Lifter::add_regressor(const std::string& name, std::vector<int> joints,
+                           std::vector<int> sources, int block) {
+  int in = config_.input_dim();
+  for (int s : sources) in += slots_[s].net->out_features;
+  RegressorSlot slot;
+  slot.name = name;
+  slot.net = std::make_unique<Regressor>(in, int(joints.size()) * 3, config_);
+  slot.joints = std::move(joints);
+  slot.sources = std::move(sources);
+  slot.block = block;
+  num_blocks_ = std::max(num_blocks_, block + 1);
+  slots_.push_back(std::move(slot));
+}
+
+MartinezLifter::MartinezLifter(const LifterConfig& c) : Lifter(c) {
+  std::vector<int> all;
+  for (int j = 1; j < LifterConfig::kOutputJoints; ++j) all.push_back(j);
+  add_regressor("regressor", all, {}, 0);
+  init_parameters(0);
+}
+
+ProgressiveLifter::ProgressiveLifter(const LifterConfig& c) : Lifter(c) {
+  const auto t = without_pelvis(c.torso), p = without_pelvis(c.proximal),
+             d = without_pelvis(c.distal);
+  // Block I: each group sees the groups predicted before it.
+  add_regressor("block1.torso", t, {}, 0);
+  add_regressor("block1.proximal", p, {0}, 0);
+  add_regressor("block1.distal", d, {0, 1}, 0);
+  // Block II: each group is refined from the other two groups' latest predictions.
+  add_regressor("block2.torso", t, {1, 2}, 1);
+  add_regressor("block2.proximal", p, {3, 2}, 1);
+  add_regressor("block2.distal", d, {3, 4}, 1);
+  init_parameters(0);
+}
+
+TwoBlockLifter::TwoBlockLifter(const LifterConfig& c) : Lifter(c) {
+  const auto t = without_pelvis(c.torso), p = without_pelvis(c.proximal),
+             d = without_pelvis(c.distal);
+  add_regressor("block1.torso", t, {}, 0);
+  add_regressor("block1.proximal", p, {}, 0);
+  add_regressor("block1.distal", d, {}, 0);
+  add_regressor("block2.torso", t, {}, 1);
+  add_regressor("block2.proximal", p, {}, 1);
+  add_regressor("block2.distal", d, {}, 1);
+  init_parameters(0);
+}
+
+std::unique_ptr<Lifter> Lifter::create(const LifterConfig& c, uint64_t init_seed) {
+  c.validate();
+  std::unique_ptr<Lifter> l;
+  if (c.kind == "martinez") l = std::make_unique<MartinezLifter>(c);
+  else if (c.kind == "progressive") l = std::make_unique<ProgressiveLifter>(c);
+  else l = std::make_unique<TwoBlockLifter>(c);
+  l->init_parameters(init_seed);
+  l->set_dropout_seed(init_seed);
+  return l;
+}
+
+void Lifter::init_parameters(uint64_t seed) {
+  for (size_t k = 0; k < slots_.size(); ++k) slots_[k].net->init_parameters(mix_seed(seed, k));
+}
+
+std::vector<Dropout*> Lifter::dropouts() {
+  std::vector<Dropout*> all;
+  for (auto& s : slots_)
+    for (Dropout* d : s.net->dropouts()) all.push_back(d);
+  return all;
+}
+
+void Lifter::set_dropout_seed(uint64_t seed) {
+  const uint64_t base = mix_seed(seed, 0xD0D0);
+  uint64_t k = 0;
+  for (Dropout* d : dropouts()) d->set_seed(mix_seed(base, k++));
+}
+
+int64_t Lifter::flops_per_pose() const {
+  int64_t f = 0;
+  for (const auto& s : slots_)
+    for (Linear* l : s.net->linears())
+      f += 2 * int64_t(l->in_features) * l->out_features + l->out_features;
+  return f;
+}
+
+void Lifter::collect(const std::string& prefix, std::vector<Param>& params,
+                     std::vector<Buffer>& buffers) {
+  for (auto& s : slots_) s.net->collect(prefix + s.name + ".", params, buffers);
+  buffers.push_back({prefix + "norm.input.mean", &norm_input_mean});
+  buffers.push_back({prefix + "norm.input.std", &norm_input_std});
+  buffers.push_back({prefix + "norm.output.mean", &norm_output_mean});
+  buffers.push_back({prefix + "norm.output.std", &norm_output_std});
+}
+
+LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
+  check_f32("Lifter::forward", "x", x, Device::CPU);
+  DOFPOSE_CHECK(x.ndim() == 2 && x.dim(1) == config_.input_dim(), "Lifter::forward (",
+                config_.kind, "): input must be [N,", config_.input_dim(), "], got ",
+                x.shape.str());
+  batch_ = x.dim(0);
+  outs_.assign(slots_.size(), TensorView());
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const RegressorSlot& s = slots_[k];
+    TensorView in = x;
+    if (!s.sources.empty()) {
+      std::vector<TensorView> parts = {x};
+      for (int src : s.sources) parts.push_back(outs_[src]);
+      in = concat_columns(arena, parts);
+    }
+    outs_[k] = s.net->forward(arena, in, mode);
+  }
+  LifterOutput out;
+  for (int b = 0; b < num_blocks_; ++b) {
+    TensorView pose = arena.alloc({batch_, config_.output_dim()});
+    fill(pose, 0.f);  // the pelvis stays 0
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      if (slots_[k].block != b) continue;
+      const auto& joints = slots_[k].joints;
+      const int64_t w = int64_t(joints.size()) * 3;
+      const float* src = outs_[k].f32();
+      float* dst = pose.f32();
+      for (int64_t r = 0; r < batch_; ++r)
+        for (size_t j = 0; j < joints.size(); ++j)
+          for (int c = 0; c < 3; ++c)
+            dst[r * config_.output_dim() + joints[j] * 3 + c] = src[r * w + int64_t(j) * 3 + c];
+    }
+    out.poses.push_back(pose);
+  }
+  return out;
+}
+
+TensorView Lifter::backward(Arena& arena, const std::vector<TensorView>& dposes) {
+  DOFPOSE_CHECK(!outs_.empty(), "Lifter::backward: call forward first");
+  DOFPOSE_CHECK(int(dposes.size()) == num_blocks_, "Lifter::backward (", config_.kind,
+                "): expected ", num_blocks_, " pose gradients (one per block), got ",
+                dposes.size());
+  for (const TensorView& d : dposes)
+    if (!d.empty()) {
+      check_f32("Lifter::backward", "dpose", d, Device::CPU);
+      check_shape("Lifter::backward", "dpose", d, {batch_, config_.output_dim()});
+    }
+  // Gradient of each regressor's output: its block's pose gradient gathered
+  // for its joints, plus whatever later regressors send back through their inputs.
+  std::vector<TensorView> douts(slots_.size());
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const RegressorSlot& s = slots_[k];
+    const int64_t w = int64_t(s.joints.size()) * 3;
+    douts[k] = arena.alloc({batch_, w});
+    fill(douts[k], 0.f);
+    const TensorView& dp = dposes[s.block];
+    if (dp.empty()) continue;
+    for (int64_t r = 0; r < batch_; ++r)
+      for (size_t j = 0; j < s.joints.size(); ++j)
+        for (int c = 0; c < 3; ++c)
+          douts[k].f32()[r * w + int64_t(j) * 3 + c] =
+              dp.f32()[r * config_.output_dim() + s.joints[j] * 3 + c];
+  }
+  TensorView dx = arena.alloc({batch_, config_.input_dim()});
+  fill(dx, 0.f);
+  for (size_t k = slots_.size(); k-- > 0;) {
+    const RegressorSlot& s = slots_[k];
+    TensorView din = s.net->backward(arena, douts[k]);
+    accumulate_columns(din, 0, dx);
+    int64_t offset = config_.input_dim();
+    for (int src : s.sources) {
+      accumulate_columns(din, offset, douts[src]);  // src < k: not yet back-propagated
+      offset += douts[src].dim(1);
+    }
+  }
+  return dx;
+}
+
+TensorView Lifter::prepare_input(Arena& arena, const TensorView& pose2d,
+                                 const TensorView& attributes) const {
+  const char* op = "Lifter::prepare_input";
+  DOFPOSE_CHECK(pose2d.ndim() >= 1, op, ": pose2d is empty");
+  const int64_t n = pose2d.dim(0);
+  const int64_t pin = config_.pose_input_dim();
+  check_pose_batch(op, "pose2d", pose2d, n, pin);
+  if (config_.use_attributes) {
+    DOFPOSE_CHECK(!attributes.empty(), op, ": this lifter uses attributes; pass [N,27]");
+    check_f32(op, "attributes", attributes, Device::CPU);
+    check_shape(op, "attributes", attributes, {n, LifterConfig::kAttributeInputs});
+  } else {
+    DOFPOSE_CHECK(attributes.empty(), op,
+                  ": this lifter does not use attributes (use_attributes false), got ",
+                  attributes.str());
+  }
+  const int64_t in = config_.input_dim();
+  TensorView x = arena.alloc({n, in});
+  const float* m = norm_input_mean.f32();
+  const float* sd = norm_input_std.f32();
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < pin; ++c)
+      x.f32()[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
+    for (int64_t c = 0; c < config_.attribute_dim(); ++c)
+      x.f32()[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
+  }
+  return x;
+}
+
+TensorView Lifter::normalise_output(Arena& arena, const TensorView& pose3d) const {
+  const int64_t n = pose3d.ndim() >= 1 ? pose3d.dim(0) : 0, out = config_.output_dim();
+  check_pose_batch("Lifter::normalise_output", "pose3d", pose3d, n, out);
+  TensorView y = arena.alloc({n, out});
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < out; ++c)
+      y.f32()[r * out + c] =
+          (pose3d.f32()[r * out + c] - norm_output_mean.f32()[c]) / norm_output_std.f32()[c];
+  return y;
+}
+
+TensorView Lifter::denormalise_output(Arena& arena, const TensorView& yn) const {
+  const int64_t n = yn.ndim() >= 1 ? yn.dim(0) : 0, out = config_.output_dim();
+  check_pose_batch("Lifter::denormalise_output", "y", yn, n, out);
+  TensorView y = arena.alloc({n, out});
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < out; ++c)
+      y.f32()[r * out + c] =
+          yn.f32()[r * out + c] * norm_output_std.f32()[c] + norm_output_mean.f32()[c];
+    for (int c = 0; c < 3; ++c) y.f32()[r * out + c] = 0.f;  // the origin
+  }
+  return y;
+}
+
+void Lifter::fit_normalisation(const float* pose2d, const float* pose3d, int64_t n) {
+  DOFPOSE_CHECK(n >= 1, "Lifter::fit_normalisation: needs at least one pose, got ", n);
+  auto fit = [n](const float* data, int64_t dims, Tensor& mean, Tensor& sd) {
+    for (int64_t c = 0; c < dims; ++c) {
+      double s = 0, s2 = 0;
+      for (int64_t r = 0; r < n; ++r) s += data[r * dims + c];
+      const double mu = s / double(n);
+      for (int64_t r = 0; r < n; ++r) {
+        const double d = data[r * dims + c] - mu;
+        s2 += d * d;
+      }
+      const double sigma = std::sqrt(s2 / double(n));
+      mean.f32()[c] = float(mu);
+      sd.f32()[c] = sigma < 1e-4 ? 1.f : float(sigma);
+    }
+  };
+  fit(pose2d, config_.pose_input_dim(), norm_input_mean, norm_input_std);
+  fit(pose3d, config_.output_dim(), norm_output_mean, norm_output_std);
+  for (int c = 0; c < 3; ++c) {
+    norm_output_mean.f32()[c] = 0.f;
+    norm_output_std.f32()[c] = 1.f;
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+float lifter_l1_loss(Arena& arena, const LifterOutput& out, const TensorView& target,
+                     std::vector<TensorView>& dposes) {
+  dposes.clear();
+  float total = 0.f;
+  for (const TensorView& pose : out.poses) {
+    total += ops::l1_forward(pose, target);
+    TensorView d = arena.alloc(pose.shape);
+    ops::l1_backward(pose, target, d, 1.f);
+    dposes.push_back(d);
+  }
+  return total;
+}
+
+void encode_attribute_labels(const int32_t* labels, int64_t n, float* out) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int a = 0; a < 9; ++a) {
+      const int32_t l = labels[r * 9 + a];
+      DOFPOSE_CHECK(l >= 0 && l <= 2, "encode_attribute_labels: pose ", r, " attribute ", a,
+                    " has label ", l, ", expected 0 (front), 1 (back) or 2 (on-plane)");
+      for (int k = 0; k < 3; ++k) out[r * 27 + a * 3 + k] = k == l ? 1.f : 0.f;
+    }
+}
+
+void save_lifter(Lifter& lifter, const std::string& path, const Optimizer* optimizer) {
+  save_module(lifter, path,
+              {{"format_version", kModelFormatVersion},
+               {"kind", "lifter"},
+               {"config", lifter.config().to_json_string()}},
+              optimizer);
+}
+
+namespace {
+LifterConfig config_of(const WeightsFile& file) {
+  check_model_metadata(file, "lifter");
+  const auto it = file.metadata().find("config");
+  DOFPOSE_CHECK(it != file.metadata().end(), "model file ", file.path(),
+                ": metadata has no 'config'");
+  try {
+    return LifterConfig::from_json_string(it->second);
+  } catch (const Error& e) {
+    fail("model file ", file.path(), ": ", e.what());
+  }
+}
+}  // namespace
+
+std::unique_ptr<Lifter> load_lifter(const WeightsFile& file) {
+  auto lifter = Lifter::create(config_of(file));
+  load_module(*lifter, file);
+  return lifter;
+}
+
+void load_lifter_weights(Lifter& lifter, const WeightsFile& file) {
+  const LifterConfig c = config_of(file);
+  DOFPOSE_CHECK(c.kind == lifter.config().kind, "model file ", file.path(), " holds a '",
+                c.kind, "' lifter, this lifter is '", lifter.config().kind, "'");
+  load_module(lifter, file);
+}
+
+}  // namespace dofpose::nn

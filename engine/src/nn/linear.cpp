@@ -1,0 +1,108 @@
+#include "dofpose/nn/linear.h"
+
+#include <cmath>
+
+namespace dofpose::nn {
+
+uint64_t mix_seed(uint64_t seed, uint64_t index) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+namespace {
+
+// Uniform in [0, 1) from the top 24 bits: exact in float, same on every platform.
+float uniform01(uint64_t seed, uint64_t index) {
+  return float(mix_seed(seed, index) >> 40) * (1.0f / 16777216.0f);
+}
+
+}  // namespace
+
+Linear::Linear(int in, int out)
+    : in_features(in),
+      out_features(out),
+      weight(Tensor::zeros({out, in})),
+      bias(Tensor::zeros({out})),
+      grad_weight(Tensor::zeros({out, in})),
+      grad_bias(Tensor::zeros({out})) {
+  DOFPOSE_CHECK(in >= 1 && out >= 1, "Linear: features must be >= 1, got in=", in,
+                " out=", out);
+}
+
+void Linear::init_uniform(uint64_t seed) {
+  const float bound = 1.f / std::sqrt(float(in_features));
+  const uint64_t wseed = mix_seed(seed, 0), bseed = mix_seed(seed, 1);
+  float* w = weight.f32();
+  for (int64_t i = 0; i < weight.numel(); ++i) w[i] = (2.f * uniform01(wseed, i) - 1.f) * bound;
+  float* b = bias.f32();
+  for (int64_t i = 0; i < bias.numel(); ++i) b[i] = (2.f * uniform01(bseed, i) - 1.f) * bound;
+}
+
+TensorView Linear::forward(Arena& arena, const TensorView& x) {
+  x_ = x;
+  DOFPOSE_CHECK(x.ndim() == 2, "Linear: input must be [N,", in_features, "], got ", x.str());
+  TensorView y = arena.alloc({x.dim(0), out_features});
+  ops::linear_forward(x, weight, bias, y);
+  return y;
+}
+
+TensorView Linear::backward(Arena& arena, const TensorView& dy) {
+  TensorView dx = arena.alloc(x_.shape);
+  ops::linear_backward(x_, weight, dy, dx, grad_weight, grad_bias);
+  return dx;
+}
+
+void Linear::collect(const std::string& prefix, std::vector<Param>& params,
+                     std::vector<Buffer>&) {
+  params.push_back({prefix + "weight", &weight, &grad_weight});
+  params.push_back({prefix + "bias", &bias, &grad_bias});
+}
+
+Dropout::Dropout(float p_, uint64_t seed) : p(p_), base_seed_(seed) {
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, "Dropout: p must be in [0, 1), got ", p);
+}
+
+void Dropout::set_seed(uint64_t seed) {
+  base_seed_ = seed;
+  step_ = 0;
+}
+
+TensorView Dropout::forward(Arena& arena, const TensorView& x, Mode mode) {
+  active_ = mode == Mode::Train && p > 0.f;
+  if (!active_) return x;
+  TensorView y = arena.alloc(x.shape);
+  mask_ = arena.alloc(x.shape, DType::U8);
+  ops::dropout_forward(x, y, mask_, p, base_seed_ + step_);
+  ++step_;
+  return y;
+}
+
+TensorView Dropout::backward(Arena& arena, const TensorView& dy) {
+  if (!active_) return dy;
+  TensorView dx = arena.alloc(dy.shape);
+  ops::dropout_backward(mask_, dy, dx, p);
+  return dx;
+}
+
+void apply_max_norm(Module& module, float max_norm) {
+  if (!(max_norm > 0.f)) return;
+  for (const Param& prm : module.parameters()) {
+    if (prm.value->shape().ndim != 2) continue;
+    const int64_t rows = prm.value->shape()[0], cols = prm.value->shape()[1];
+    float* w = prm.value->f32();
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = w + r * cols;
+      double sq = 0;
+      for (int64_t c = 0; c < cols; ++c) sq += double(row[c]) * row[c];
+      const float norm = float(std::sqrt(sq));
+      if (norm > max_norm) {
+        const float scale = max_norm / (norm + 1e-7f);
+        for (int64_t c = 0; c < cols; ++c) row[c] *= scale;
+      }
+    }
+  }
+}
+
+}  // namespace dofpose::nn
