@@ -10,6 +10,10 @@
 namespace dofpose_cli {
 
 int cmd_info(int argc, char** argv) {
+  if (argc > 0 && (!std::strcmp(argv[0], "--help") || !std::strcmp(argv[0], "-h"))) {
+    std::printf("usage: dofpose info [--json]\n\nPrints the build configuration: version, compiler, SIMD level of the CPU\nkernels, threads, whether the CUDA backend is built and which devices it sees.\n");
+    return 0;
+  }
   bool json = argc > 0 && !std::strcmp(argv[0], "--json");
   dofpose::BuildInfo b = dofpose::build_info();
   std::vector<std::string> devices;
@@ -39,5 +43,8 @@ int cmd_info(int argc, char** argv) {
   }
   return 0;
 }
+
+DOFPOSE_COMMAND(info, "info [--json]",
+                "build configuration, SIMD level, threads, CUDA devices", cmd_info);
 
 }  // namespace dofpose_cli

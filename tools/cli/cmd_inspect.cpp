@@ -29,4 +29,7 @@ int cmd_inspect(int argc, char** argv) {
   return 0;
 }
 
+DOFPOSE_COMMAND(inspect, "inspect FILE",
+                "list the tensors and metadata of a weights file", cmd_inspect);
+
 }  // namespace dofpose_cli

@@ -174,4 +174,7 @@ int cmd_selfcheck(int, char**) {
   return ok ? 0 : 3;
 }
 
+DOFPOSE_COMMAND(selfcheck, "selfcheck",
+                "run a bottleneck block forward and backward, check gradients numerically, time it", cmd_selfcheck);
+
 }  // namespace dofpose_cli
