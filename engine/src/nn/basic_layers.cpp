@@ -37,6 +37,7 @@ BatchNorm::BatchNorm(int c, float eps, float momentum)
 }
 
 TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
+  TraceSpan span;
   mode_ = mode;
   x_ = x;
   TensorView y = arena.alloc(x.shape);
@@ -48,6 +49,7 @@ TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
   } else {
     ops::batchnorm_forward_infer(x, weight, bias, running_mean, running_var, y, p);
   }
+  if (span.on()) span.done(trace.get("BatchNorm"), "BatchNorm", y);
   return y;
 }
 
@@ -64,6 +66,7 @@ TensorView BatchNorm::backward(Arena& arena, const TensorView& dy) {
 
 void BatchNorm::collect(const std::string& prefix, std::vector<Param>& params,
                         std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   params.push_back({prefix + "weight", &weight, &grad_weight});
   params.push_back({prefix + "bias", &bias, &grad_bias});
   buffers.push_back({prefix + "running_mean", &running_mean});

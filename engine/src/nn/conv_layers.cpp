@@ -30,9 +30,11 @@ Conv2d::Conv2d(int in_c, int out_c, int k, int stride, int pad, int groups, bool
 }
 
 TensorView Conv2d::forward(Arena& arena, const TensorView& x) {
+  TraceSpan span;
   x_ = x;
   TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p));
   ops::conv2d_forward(x, weight, bias.view(), y, p);
+  if (span.on()) span.done(trace.get("Conv2d"), "Conv2d", y, ops::conv2d_shape(x, weight, p).flops());
   return y;
 }
 
@@ -45,6 +47,7 @@ TensorView Conv2d::backward(Arena& arena, const TensorView& dy, bool need_dx) {
 
 void Conv2d::collect(const std::string& prefix, std::vector<Param>& params,
                      std::vector<Buffer>&) {
+  trace.set(prefix);
   params.push_back({prefix + "weight", &weight, &grad_weight});
   if (has_bias) params.push_back({prefix + "bias", &bias, &grad_bias});
 }

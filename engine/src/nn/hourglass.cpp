@@ -179,13 +179,22 @@ Bottleneck::Bottleneck(int inplanes, int planes)
 }
 
 TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
-  TensorView h = conv1.forward(arena, relu1_.forward(arena, bn1.forward(arena, x, mode)));
-  h = conv2.forward(arena, relu2_.forward(arena, bn2.forward(arena, h, mode)));
-  h = conv3.forward(arena, relu3_.forward(arena, bn3.forward(arena, h, mode)));
-  if (downsample)
-    ops::accumulate(downsample->forward(arena, x), h);
-  else
-    ops::accumulate(x, h);
+  TraceSpan span;
+  // PyTorch's Bottleneck applies one nn.ReLU module ("relu") three times.
+  auto relu = [&](ReLU& r, const TensorView& v) {
+    return traced_op(trace, "relu", "ReLU", [&] { return r.forward(arena, v); });
+  };
+  TensorView h = conv1.forward(arena, relu(relu1_, bn1.forward(arena, x, mode)));
+  h = conv2.forward(arena, relu(relu2_, bn2.forward(arena, h, mode)));
+  h = conv3.forward(arena, relu(relu3_, bn3.forward(arena, h, mode)));
+  TensorView skip = x;
+  if (downsample) {
+    TraceSpan ds;
+    skip = downsample->forward(arena, x);
+    if (ds.on()) ds.done(trace.child("downsample"), "Sequential", skip, 0, true);
+  }
+  traced_inplace(trace, "add", "Add", h, [&] { ops::accumulate(skip, h); });
+  if (span.on()) span.done(trace.get("Bottleneck"), "Bottleneck", h, 0, true);
   return h;
 }
 
@@ -200,6 +209,7 @@ TensorView Bottleneck::backward(Arena& arena, const TensorView& dy) {
 
 void Bottleneck::collect(const std::string& prefix, std::vector<Param>& params,
                          std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   bn1.collect(prefix + "bn1.", params, buffers);
   conv1.collect(prefix + "conv1.", params, buffers);
   bn2.collect(prefix + "bn2.", params, buffers);
@@ -227,8 +237,10 @@ Residuals::Residuals(int inplanes, int planes, int count) {
 }
 
 TensorView Residuals::forward(Arena& arena, const TensorView& x, Mode mode) {
+  TraceSpan span;
   TensorView h = x;
   for (auto& b : blocks) h = b->forward(arena, h, mode);
+  if (span.on()) span.done(trace.get("Residuals"), "Residuals", h, 0, true);
   return h;
 }
 
@@ -240,6 +252,7 @@ TensorView Residuals::backward(Arena& arena, const TensorView& dy) {
 
 void Residuals::collect(const std::string& prefix, std::vector<Param>& params,
                         std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   for (size_t i = 0; i < blocks.size(); ++i)
     blocks[i]->collect(prefix + std::to_string(i) + ".", params, buffers);
 }
@@ -269,12 +282,15 @@ HourglassBlock::HourglassBlock(int blocks, int feats, int depth) {
 TensorView HourglassBlock::forward_level(Arena& arena, int n, const TensorView& x, Mode mode) {
   Level& L = levels_[size_t(n - 1)];
   TensorView up1 = L.branches[0]->forward(arena, x, mode);
-  TensorView low1 = L.branches[1]->forward(arena, L.pool.forward(arena, x), mode);
+  TensorView pooled =
+      traced_op(L.trace, "pool", "MaxPool2x2", [&] { return L.pool.forward(arena, x); });
+  TensorView low1 = L.branches[1]->forward(arena, pooled, mode);
   TensorView low2 = n > 1 ? forward_level(arena, n - 1, low1, mode)
                           : L.branches[3]->forward(arena, low1, mode);
   TensorView low3 = L.branches[2]->forward(arena, low2, mode);
-  TensorView out = L.upsample.forward(arena, low3);
-  ops::accumulate(up1, out);
+  TensorView out = traced_op(L.trace, "upsample", "Upsample2x",
+                             [&] { return L.upsample.forward(arena, low3); });
+  traced_inplace(L.trace, "add", "Add", out, [&] { ops::accumulate(up1, out); });
   return out;
 }
 
@@ -292,7 +308,10 @@ TensorView HourglassBlock::forward(Arena& arena, const TensorView& x, Mode mode)
   DOFPOSE_CHECK(x.ndim() == 4 && x.dim(2) % multiple == 0 && x.dim(3) % multiple == 0,
                 "HourglassBlock: input ", x.str(), " must be [N,C,H,W] with H and W multiples of ",
                 multiple, " (depth ", levels_.size(), ")");
-  return forward_level(arena, int(levels_.size()), x, mode);
+  TraceSpan span;
+  TensorView y = forward_level(arena, int(levels_.size()), x, mode);
+  if (span.on()) span.done(trace.get("Hourglass"), "Hourglass", y, 0, true);
+  return y;
 }
 
 TensorView HourglassBlock::backward(Arena& arena, const TensorView& dy) {
@@ -301,6 +320,9 @@ TensorView HourglassBlock::backward(Arena& arena, const TensorView& dy) {
 
 void HourglassBlock::collect(const std::string& prefix, std::vector<Param>& params,
                              std::vector<Buffer>& buffers) {
+  trace.set(prefix);
+  for (size_t level = 0; level < levels_.size(); ++level)
+    levels_[level].trace.set(prefix + "hg." + std::to_string(level) + ".");
   for (size_t level = 0; level < levels_.size(); ++level)
     for (size_t b = 0; b < levels_[level].branches.size(); ++b)
       levels_[level].branches[b]->collect(
@@ -337,9 +359,11 @@ FullyConnected::FullyConnected(int in, int out)
       grad_bias(Tensor::zeros({out})) {}
 
 TensorView FullyConnected::forward(Arena& arena, const TensorView& x) {
+  TraceSpan span;
   x_ = x;
   TensorView y = arena.alloc({x.dim(0), out_features});
   ops::linear_forward(x, weight, bias, y);
+  if (span.on()) span.done(trace.get("Linear"), "Linear", y, flops(int(x.dim(0))));
   return y;
 }
 
@@ -352,6 +376,7 @@ TensorView FullyConnected::backward(Arena& arena, const TensorView& dy) {
 
 void FullyConnected::collect(const std::string& prefix, std::vector<Param>& params,
                              std::vector<Buffer>&) {
+  trace.set(prefix);
   params.push_back({prefix + "weight", &weight, &grad_weight});
   params.push_back({prefix + "bias", &bias, &grad_bias});
 }
@@ -419,14 +444,20 @@ AttributeHead::AttributeHead(int feats_, int joints_, int channels, int heatmap_
 
 TensorView AttributeHead::forward(Arena& arena, const TensorView& f, const TensorView& heat,
                                   Mode mode) {
-  TensorView h = conv.forward(arena, concat_channels(arena, f, heat));
-  h = relu_.forward(arena, bn.forward(arena, h, mode));
-  for (MaxPool2x2& p : pools_) h = p.forward(arena, h);
+  TraceSpan span;
+  TensorView h = conv.forward(
+      arena, traced_op(trace, "concat", "Concat", [&] { return concat_channels(arena, f, heat); }));
+  h = bn.forward(arena, h, mode);
+  h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+  for (MaxPool2x2& p : pools_)
+    h = traced_op(trace, "pool", "MaxPool2x2", [&] { return p.forward(arena, h); });
   DOFPOSE_CHECK(h.dim(2) == 8 && h.dim(3) == 8, "AttributeHead: features of ", f.str(),
                 " pool to ", h.str(), ", expected 8x8 (heatmap size ", heatmap_size, ")");
   pooled_shape_ = h.shape;
   TensorView logits = fc.forward(arena, h.reshape({h.dim(0), h.numel() / h.dim(0)}));
-  return logits.reshape({h.dim(0), attr_joints, classes});
+  logits = logits.reshape({h.dim(0), attr_joints, classes});
+  if (span.on()) span.done(trace.get("AttributeHead"), "AttributeHead", logits, 0, true);
+  return logits;
 }
 
 std::pair<TensorView, TensorView> AttributeHead::backward(Arena& arena,
@@ -442,6 +473,7 @@ std::pair<TensorView, TensorView> AttributeHead::backward(Arena& arena,
 
 void AttributeHead::collect(const std::string& prefix, std::vector<Param>& params,
                             std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   conv.collect(prefix + "conv.", params, buffers);
   bn.collect(prefix + "bn.", params, buffers);
   fc.collect(prefix + "fc.", params, buffers);
@@ -461,8 +493,13 @@ DomainHead::DomainHead(int feats, int hidden, float lambda)
 
 TensorView DomainHead::forward(Arena& arena, const TensorView& f) {
   // The gradient reversal is the identity going forward: pool f directly.
-  TensorView h = fc1.forward(arena, pool_.forward(arena, f));
-  return fc2.forward(arena, relu_.forward(arena, h));
+  TraceSpan span;
+  TensorView h = fc1.forward(
+      arena, traced_op(trace, "pool", "GlobalAvgPool", [&] { return pool_.forward(arena, f); }));
+  h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+  TensorView logits = fc2.forward(arena, h);
+  if (span.on()) span.done(trace.get("DomainHead"), "DomainHead", logits, 0, true);
+  return logits;
 }
 
 TensorView DomainHead::backward(Arena& arena, const TensorView& dlogits) {
@@ -475,6 +512,7 @@ TensorView DomainHead::backward(Arena& arena, const TensorView& dlogits) {
 
 void DomainHead::collect(const std::string& prefix, std::vector<Param>& params,
                          std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   fc1.collect(prefix + "fc1.", params, buffers);
   fc2.collect(prefix + "fc2.", params, buffers);
 }
@@ -538,22 +576,33 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
   DOFPOSE_CHECK(x.ndim() == 4 && x.dim(1) == 3 && x.dim(2) == size && x.dim(3) == size,
                 "HourglassNet: input ", x.str(), " must be [N,3,", size, ",", size,
                 "] (config input_size)");
-  TensorView h = relu_.forward(arena, bn1.forward(arena, conv1.forward(arena, x), mode));
-  h = maxpool_.forward(arena, layer1.forward(arena, h, mode));
+  TensorView h = bn1.forward(arena, conv1.forward(arena, x), mode);
+  h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+  h = layer1.forward(arena, h, mode);
+  h = traced_op(trace, "maxpool", "MaxPool2x2", [&] { return maxpool_.forward(arena, h); });
   h = layer3.forward(arena, layer2.forward(arena, h, mode), mode);
 
   HourglassOutputs out;
   for (size_t s = 0; s < stacks.size(); ++s) {
     Stack& st = stacks[s];
     TensorView y = st.res->forward(arena, st.hg->forward(arena, h, mode), mode);
-    y = st.fc_relu.forward(arena, st.fc_bn->forward(arena, st.fc_conv->forward(arena, y), mode));
+    TraceSpan fc_span;  // PyTorch's fc.{s} = Sequential(conv, bn, relu)
+    y = st.fc_bn->forward(arena, st.fc_conv->forward(arena, y), mode);
+    TraceSpan relu_span;
+    y = st.fc_relu.forward(arena, y);
+    if (relu_span.on()) relu_span.done(trace.child(concat("fc.", s, ".2")), "ReLU", y);
+    if (fc_span.on()) fc_span.done(trace.child(concat("fc.", s)), "Sequential", y, 0, true);
     TensorView score = st.score->forward(arena, y);
     out.heatmaps.push_back(score);
     out.features = y;
     if (st.fc_) {  // x = x + fc_(y) + score_(score)
+      TensorView from_features = st.fc_->forward(arena, y);
+      TensorView from_score = st.score_->forward(arena, score);
       TensorView next = arena.alloc(h.shape);
-      ops::add_forward(h, st.fc_->forward(arena, y), next);
-      ops::accumulate(st.score_->forward(arena, score), next);
+      TraceSpan merge_span;  // not a PyTorch module: named after the stack
+      ops::add_forward(h, from_features, next);
+      ops::accumulate(from_score, next);
+      if (merge_span.on()) merge_span.done(trace.child(concat("merge.", s)), "Add", next);
       h = next;
     }
   }
@@ -622,6 +671,7 @@ void HourglassNet::collect(const std::string& prefix, std::vector<Param>& params
                            std::vector<Buffer>& buffers) {
   // PyTorch registration order: conv1, bn1, layer1-3, then each ModuleList
   // (hg, res, fc, score, fc_, score_) over all stacks, then the heads.
+  trace.set(prefix);
   conv1.collect(prefix + "conv1.", params, buffers);
   bn1.collect(prefix + "bn1.", params, buffers);
   layer1.collect(prefix + "layer1.", params, buffers);

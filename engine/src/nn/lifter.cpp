@@ -114,10 +114,16 @@ ResidualBlock::ResidualBlock(int w, float p, float momentum, float eps)
       drop1(p), drop2(p) {}
 
 TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) {
-  TensorView h = drop1.forward(arena, relu1.forward(arena, bn1.forward(arena, linear1.forward(arena, x), mode)), mode);
-  h = drop2.forward(arena, relu2.forward(arena, bn2.forward(arena, linear2.forward(arena, h), mode)), mode);
+  TraceSpan span;
+  TensorView h = bn1.forward(arena, linear1.forward(arena, x), mode);
+  h = traced_op(trace, "relu1", "ReLU", [&] { return relu1.forward(arena, h); });
+  h = drop1.forward(arena, h, mode);  // the identity at inference: not traced
+  h = bn2.forward(arena, linear2.forward(arena, h), mode);
+  h = traced_op(trace, "relu2", "ReLU", [&] { return relu2.forward(arena, h); });
+  h = drop2.forward(arena, h, mode);
   TensorView y = arena.alloc(x.shape);
-  ops::add_forward(x, h, y);
+  traced_inplace(trace, "add", "Add", y, [&] { ops::add_forward(x, h, y); });
+  if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
   return y;
 }
 
@@ -132,6 +138,7 @@ TensorView ResidualBlock::backward(Arena& arena, const TensorView& dy) {
 
 void ResidualBlock::collect(const std::string& prefix, std::vector<Param>& params,
                             std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   linear1.collect(prefix + "linear1.", params, buffers);
   bn1.collect(prefix + "bn1.", params, buffers);
   linear2.collect(prefix + "linear2.", params, buffers);
@@ -149,10 +156,14 @@ Regressor::Regressor(int in, int out, const LifterConfig& c)
 TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
   DOFPOSE_CHECK(x.ndim() == 2 && x.dim(1) == in_features, "Regressor: input must be [N,",
                 in_features, "], got ", x.str());
-  TensorView h = input_layer.forward(arena, x);
-  h = input_drop.forward(arena, input_relu.forward(arena, input_bn.forward(arena, h, mode)), mode);
+  TraceSpan span;
+  TensorView h = input_bn.forward(arena, input_layer.forward(arena, x), mode);
+  h = traced_op(trace, "input_relu", "ReLU", [&] { return input_relu.forward(arena, h); });
+  h = input_drop.forward(arena, h, mode);
   for (auto& b : blocks) h = b->forward(arena, h, mode);
-  return output_layer.forward(arena, h);
+  TensorView y = output_layer.forward(arena, h);
+  if (span.on()) span.done(trace.get("Regressor"), "Regressor", y, 0, true);
+  return y;
 }
 
 TensorView Regressor::backward(Arena& arena, const TensorView& dy) {
@@ -164,6 +175,7 @@ TensorView Regressor::backward(Arena& arena, const TensorView& dy) {
 
 void Regressor::collect(const std::string& prefix, std::vector<Param>& params,
                         std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   input_layer.collect(prefix + "input_layer.", params, buffers);
   input_bn.collect(prefix + "input_bn.", params, buffers);
   for (size_t b = 0; b < blocks.size(); ++b)
@@ -349,6 +361,7 @@ int64_t Lifter::flops_per_pose() const {
 
 void Lifter::collect(const std::string& prefix, std::vector<Param>& params,
                      std::vector<Buffer>& buffers) {
+  trace.set(prefix);
   for (auto& s : slots_) s.net->collect(prefix + s.name + ".", params, buffers);
   buffers.push_back({prefix + "norm.input.mean", &norm_input_mean});
   buffers.push_back({prefix + "norm.input.std", &norm_input_std});
@@ -367,14 +380,17 @@ LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
     const RegressorSlot& s = slots_[k];
     TensorView in = x;
     if (!s.sources.empty()) {
+      TraceSpan span;
       std::vector<TensorView> parts = {x};
       for (int src : s.sources) parts.push_back(outs_[src]);
       in = concat_columns(arena, parts);
+      if (span.on()) span.done(trace.child(s.name + ".concat"), "Concat", in);
     }
     outs_[k] = s.net->forward(arena, in, mode);
   }
   LifterOutput out;
   for (int b = 0; b < num_blocks_; ++b) {
+    TraceSpan span;
     TensorView pose = arena.alloc({batch_, config_.output_dim()});
     fill(pose, 0.f);  // the pelvis stays 0
     for (size_t k = 0; k < slots_.size(); ++k) {
@@ -388,6 +404,7 @@ LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
           for (int c = 0; c < 3; ++c)
             dst[r * config_.output_dim() + joints[j] * 3 + c] = src[r * w + int64_t(j) * 3 + c];
     }
+    if (span.on()) span.done(trace.child(concat("pose.block", b + 1)), "Assemble", pose);
     out.poses.push_back(pose);
   }
   return out;

@@ -41,10 +41,13 @@ void Linear::init_uniform(uint64_t seed) {
 }
 
 TensorView Linear::forward(Arena& arena, const TensorView& x) {
+  TraceSpan span;
   x_ = x;
   DOFPOSE_CHECK(x.ndim() == 2, "Linear: input must be [N,", in_features, "], got ", x.str());
   TensorView y = arena.alloc({x.dim(0), out_features});
   ops::linear_forward(x, weight, bias, y);
+  if (span.on())
+    span.done(trace.get("Linear"), "Linear", y, 2 * x.dim(0) * int64_t(in_features) * out_features);
   return y;
 }
 
@@ -56,6 +59,7 @@ TensorView Linear::backward(Arena& arena, const TensorView& dy) {
 
 void Linear::collect(const std::string& prefix, std::vector<Param>& params,
                      std::vector<Buffer>&) {
+  trace.set(prefix);
   params.push_back({prefix + "weight", &weight, &grad_weight});
   params.push_back({prefix + "bias", &bias, &grad_bias});
 }

@@ -1,6 +1,7 @@
 // The layers both networks share: BatchNorm (1d on [N,C], 2d on [N,C,H,W]) and ReLU.
 #pragma once
 #include "dofpose/nn/module.h"
+#include "dofpose/nn/trace.h"
 #include "dofpose/ops.h"
 
 namespace dofpose::nn {
@@ -17,6 +18,7 @@ class BatchNorm : public Module {
   ops::BatchNormParams p;
   Tensor weight, bias, running_mean, running_var;  // PyTorch names
   Tensor grad_weight, grad_bias;
+  TraceName trace;  // set by collect()
 
  private:
   TensorView x_, save_mean_, save_invstd_;

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "dofpose/nn/module.h"
+#include "dofpose/nn/trace.h"
 #include "dofpose/ops.h"
 
 namespace dofpose::nn {
@@ -32,6 +33,7 @@ class Conv2d : public Module {
   bool has_bias;
   Tensor weight, bias;  // bias empty without one
   Tensor grad_weight, grad_bias;
+  TraceName trace;  // set by collect()
 
  private:
   TensorView x_;

@@ -62,6 +62,7 @@ class Bottleneck : public Module {
   BatchNorm bn3;
   Conv2d conv3;
   std::unique_ptr<Conv2d> downsample;  // "downsample.0"
+  TraceName trace;  // set by collect()
 
  private:
   ReLU relu1_, relu2_, relu3_;
@@ -79,6 +80,7 @@ class Residuals : public Module {
   int64_t flops(int N, int H, int W) const;
 
   std::vector<std::unique_ptr<Bottleneck>> blocks;
+  TraceName trace;  // set by collect()
 };
 
 // One hourglass: "hg.{level}.{branch}." with level 0 the innermost; branches
@@ -93,12 +95,14 @@ class HourglassBlock : public Module {
                std::vector<Buffer>& buffers) override;
   void reset_parameters(std::mt19937_64& rng);
   int64_t flops(int N, int H, int W) const;
+  TraceName trace;  // set by collect()
 
  private:
   struct Level {
     std::vector<std::unique_ptr<Residuals>> branches;
     MaxPool2x2 pool;
     UpsampleNearest2x upsample;
+    TraceName trace;  // "hg.{s}.hg.{level}": names its pool, upsample and add
   };
   std::vector<Level> levels_;
   TensorView forward_level(Arena& arena, int n, const TensorView& x, Mode mode);
@@ -118,6 +122,7 @@ class FullyConnected : public Module {
 
   int in_features, out_features;
   Tensor weight, bias, grad_weight, grad_bias;
+  TraceName trace;  // set by collect()
 
  private:
   TensorView x_;
@@ -166,6 +171,7 @@ class AttributeHead : public Module {
   Conv2d conv;
   BatchNorm bn;
   FullyConnected fc;
+  TraceName trace;  // set by collect()
 
  private:
   ReLU relu_;
@@ -187,6 +193,7 @@ class DomainHead : public Module {
 
   float grl_lambda;
   FullyConnected fc1, fc2;
+  TraceName trace;  // set by collect()
 
  private:
   GlobalAvgPool pool_;
@@ -251,6 +258,7 @@ class HourglassNet : public Module {
   std::vector<Stack> stacks;
   std::unique_ptr<AttributeHead> attr;
   std::unique_ptr<DomainHead> domain;
+  TraceName trace;  // set by collect(); names the stem's relu/maxpool and the stack merges
 
  private:
   HourglassConfig config_;

@@ -70,6 +70,7 @@ class ResidualBlock : public Module {
   BatchNorm bn1, bn2;
   ReLU relu1, relu2;
   Dropout drop1, drop2;
+  TraceName trace;  // set by collect()
 };
 
 // Linear(in, width) -> BN -> ReLU -> Dropout, `blocks` residual blocks, Linear(width, out).
@@ -91,6 +92,7 @@ class Regressor : public Module {
   Dropout input_drop;
   std::vector<std::unique_ptr<ResidualBlock>> blocks;
   Linear output_layer;
+  TraceName trace;  // set by collect()
 };
 
 struct LifterOutput {
@@ -146,6 +148,7 @@ class Lifter : public Module {
     std::unique_ptr<Regressor> net;
   };
   const std::vector<RegressorSlot>& regressors() const { return slots_; }
+  TraceName trace;  // set by collect(); names the input concats and pose assembly
 
  protected:
   explicit Lifter(const LifterConfig& config);

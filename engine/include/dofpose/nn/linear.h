@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "dofpose/nn/module.h"
+#include "dofpose/nn/trace.h"
 #include "dofpose/ops.h"
 
 namespace dofpose::nn {
@@ -23,6 +24,7 @@ class Linear : public Module {
   int in_features, out_features;
   Tensor weight, bias;
   Tensor grad_weight, grad_bias;
+  TraceName trace;  // set by collect()
 
  private:
   TensorView x_;

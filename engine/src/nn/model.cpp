@@ -1,0 +1,379 @@
+#include "dofpose/nn/model.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "dofpose/build_info.h"
+#include "dofpose/npz.h"
+
+namespace dofpose::nn {
+
+namespace {
+
+std::vector<int64_t> dims_of(const Shape& s) { return std::vector<int64_t>(s.dims, s.dims + s.ndim); }
+
+// ---------------------------------------------------------------- hourglass
+
+class HourglassModel : public Model {
+ public:
+  explicit HourglassModel(std::unique_ptr<HourglassNet> net)
+      : net_(std::move(net)), softargmax_(net_->config().softargmax_beta) {
+    net_->parameters();  // runs collect(""): every layer learns its traced name
+  }
+
+  std::string kind() const override { return "hourglass"; }
+  std::string summary() const override {
+    const HourglassConfig& c = net_->config();
+    return concat("hourglass: ", c.stacks, " stacks, ", c.num_feats, " features, depth ", c.depth,
+                  ", ", c.num_joints, " joints, input ", c.input_size, "x", c.input_size,
+                  c.attribute_head ? ", attribute head" : "", c.domain_head ? ", domain head" : "");
+  }
+  std::string expected_input() const override {
+    const int s = net_->config().input_size;
+    return concat("[N,3,", s, ",", s, "]");
+  }
+
+  void check_inputs(const ModelInputs& in) const override {
+    const TensorView& x = in.input;
+    const int64_t s = net_->config().input_size;
+    DOFPOSE_CHECK(x.ndim() == 4 && x.dim(0) >= 1 && x.dim(1) == 3 && x.dim(2) == s && x.dim(3) == s,
+                  "forward: input has shape ", x.shape.str(), ", this hourglass model expects ",
+                  expected_input(), " (an NCHW float32 image batch, input_size ", s, ")");
+    DOFPOSE_CHECK(in.attributes.empty(),
+                  "forward: --attributes is for lifters; this is a hourglass model");
+  }
+
+  std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) override {
+    check_inputs(in);
+    HourglassOutputs o = net_->forward(arena, in.input, Mode::Infer);
+    std::vector<NamedView> out;
+    for (size_t s = 0; s < o.heatmaps.size(); ++s)
+      out.push_back({concat("heatmaps_stack", s), o.heatmaps[s]});
+    TraceSpan span;
+    TensorView coords = softargmax_.forward(arena, o.heatmaps.back());
+    if (span.on()) span.done("softargmax", "SoftArgmax", coords);
+    out.push_back({"coords", coords});
+    if (!o.attributes.empty()) out.push_back({"attributes", o.attributes});
+    if (!o.domain.empty()) out.push_back({"domain", o.domain});
+    return out;
+  }
+
+  Module& module() override { return *net_; }
+
+ private:
+  std::unique_ptr<HourglassNet> net_;
+  SoftArgmax softargmax_;
+};
+
+// ---------------------------------------------------------------- lifter
+
+class LifterModel : public Model {
+ public:
+  explicit LifterModel(std::unique_ptr<Lifter> net) : net_(std::move(net)) {
+    net_->parameters();  // traced names
+  }
+
+  std::string kind() const override { return "lifter"; }
+  std::string summary() const override {
+    const LifterConfig& c = net_->config();
+    return concat("lifter: ", c.kind, ", ", c.num_joints_in, " input joints",
+                  c.use_attributes ? " + attributes" : "", ", width ", c.width, ", ", c.blocks,
+                  " residual blocks per regressor, ", net_->num_blocks(), " block(s)");
+  }
+  std::string expected_input() const override {
+    const int j = net_->config().num_joints_in;
+    return concat("[N,", j, ",2] or [N,", 2 * j, "]");
+  }
+  bool uses_attributes() const override { return net_->config().use_attributes; }
+
+  void check_inputs(const ModelInputs& in) const override {
+    const TensorView& x = in.input;
+    const int64_t j = net_->config().num_joints_in;
+    const bool ok = (x.ndim() == 3 && x.dim(1) == j && x.dim(2) == 2) ||
+                    (x.ndim() == 2 && x.dim(1) == 2 * j);
+    DOFPOSE_CHECK(ok && x.dim(0) >= 1, "forward: input has shape ", x.shape.str(),
+                  ", this lifter expects 2D joints ", expected_input(), " (", j,
+                  " H36M joints", j == 16 ? " without the neck/nose, joint 9" : "",
+                  ", x y each, in the units of its normalisation statistics)");
+    const int64_t n = x.dim(0);
+    if (uses_attributes()) {
+      DOFPOSE_CHECK(!in.attributes.empty(), "forward: this lifter uses attributes: pass "
+                    "--attributes A.npy ([N,9] int labels or [N,9,3] float32 probabilities)");
+      check_shape("forward", "attributes", in.attributes, {n, LifterConfig::kAttributeInputs});
+    } else {
+      DOFPOSE_CHECK(in.attributes.empty(),
+                    "forward: this lifter does not use attributes (config use_attributes false); "
+                    "drop --attributes");
+    }
+  }
+
+  std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) override {
+    check_inputs(in);
+    TraceSpan norm_span;
+    TensorView x = net_->prepare_input(arena, in.input, in.attributes);
+    if (norm_span.on()) norm_span.done("norm.input", "Normalise", x);
+    LifterOutput o = net_->forward(arena, x, Mode::Infer);
+    const int64_t n = x.dim(0);
+    std::vector<NamedView> out;
+    TensorView final_pose;
+    for (size_t b = 0; b < o.poses.size(); ++b) {
+      TraceSpan span;
+      TensorView pose = net_->denormalise_output(arena, o.poses[b]);
+      if (span.on()) span.done(concat("norm.output.block", b + 1), "Denormalise", pose);
+      pose = pose.reshape({n, LifterConfig::kOutputJoints, 3});
+      if (o.poses.size() > 1) out.push_back({concat("pose3d_block", b + 1), pose});
+      final_pose = pose;
+    }
+    out.push_back({"pose3d", final_pose});
+    return out;
+  }
+
+  Module& module() override { return *net_; }
+
+ private:
+  std::unique_ptr<Lifter> net_;
+};
+
+std::vector<uint8_t> read_file(const std::string& path, const char* what) {
+  std::error_code ec;
+  DOFPOSE_CHECK(std::filesystem::exists(path, ec), "forward: ", what, " file '", path,
+                "' does not exist");
+  DOFPOSE_CHECK(std::filesystem::is_regular_file(path, ec), "forward: ", what, " '", path,
+                "' is not a regular file");
+  std::ifstream f(path, std::ios::binary);
+  DOFPOSE_CHECK(f.good(), "forward: cannot open ", what, " file '", path, "' for reading");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  DOFPOSE_CHECK(!f.bad(), "forward: error reading ", what, " file '", path, "'");
+  return bytes;
+}
+
+void check_finite(const float* p, int64_t n, const std::string& path, const char* what) {
+  for (int64_t i = 0; i < n; ++i)
+    DOFPOSE_CHECK(std::isfinite(p[i]), "forward: ", what, " '", path, "' has a non-finite value (",
+                  p[i], ") at flat index ", i, "; inputs must be finite");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_model(std::unique_ptr<HourglassNet> net) {
+  return std::make_unique<HourglassModel>(std::move(net));
+}
+
+std::unique_ptr<Model> make_model(std::unique_ptr<Lifter> net) {
+  return std::make_unique<LifterModel>(std::move(net));
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  std::error_code ec;
+  DOFPOSE_CHECK(std::filesystem::exists(path, ec), "forward: model file '", path,
+                "' does not exist");
+  WeightsFile file(path);
+  const std::string kind = file.metadata_or("kind", "");
+  DOFPOSE_CHECK(!kind.empty(), "model file ", path,
+                ": metadata has no 'kind' (expected \"hourglass\" or \"lifter\")");
+  if (kind == "hourglass") return make_model(HourglassNet::load(path));
+  if (kind == "lifter") return make_model(load_lifter(file));
+  fail("model file ", path, ": unknown model kind '", kind,
+       "' (dofpose runs \"hourglass\" and \"lifter\" models)");
+}
+
+Tensor read_npy_f32(const std::string& path, const char* what) {
+  const std::vector<uint8_t> bytes = read_file(path, what);
+  NpyArray a = parse_npy(bytes.data(), bytes.size(), path, what);
+  DOFPOSE_CHECK(a.dtype == NpyDType::F32, "forward: ", what, " '", path, "' has dtype '",
+                npy_descr(a.dtype), "', expected float32 ('<f4'); convert it with "
+                "x.astype(np.float32)");
+  DOFPOSE_CHECK(!a.shape.empty() && a.shape.size() <= size_t(kMaxDims), "forward: ", what, " '",
+                path, "' has shape ", a.shape_str(), ", expected 1 to ", kMaxDims, " dimensions");
+  Shape s = Shape::from(a.shape.data(), int(a.shape.size()));
+  const std::vector<float> values = a.to_f32();
+  check_finite(values.data(), int64_t(values.size()), path, what);
+  return Tensor::from_floats(s, values.data());
+}
+
+Tensor read_attributes_npy(const std::string& path) {
+  const char* what = "attributes";
+  const std::vector<uint8_t> bytes = read_file(path, what);
+  NpyArray a = parse_npy(bytes.data(), bytes.size(), path, what);
+  const int64_t n = a.shape.empty() ? 0 : a.shape[0];
+  if (a.dtype == NpyDType::I32 || a.dtype == NpyDType::I64 || a.dtype == NpyDType::U8) {
+    DOFPOSE_CHECK(a.shape.size() == 2 && a.shape[1] == 9, "forward: attributes '", path,
+                  "' hold integer labels of shape ", a.shape_str(),
+                  ", expected (N, 9) (0 front, 1 back, 2 on-plane)");
+    const std::vector<int32_t> labels = a.to_i32();
+    Tensor t = Tensor::empty({n, LifterConfig::kAttributeInputs});
+    try {
+      encode_attribute_labels(labels.data(), n, t.f32());
+    } catch (const Error& e) {
+      fail("forward: attributes '", path, "': ", e.what());
+    }
+    return t;
+  }
+  DOFPOSE_CHECK(a.dtype == NpyDType::F32, "forward: attributes '", path, "' have dtype '",
+                npy_descr(a.dtype), "', expected int32/int64 labels or float32 probabilities");
+  const bool ok = (a.shape.size() == 3 && a.shape[1] == 9 && a.shape[2] == 3) ||
+                  (a.shape.size() == 2 && a.shape[1] == LifterConfig::kAttributeInputs);
+  DOFPOSE_CHECK(ok, "forward: attribute probabilities '", path, "' have shape ", a.shape_str(),
+                ", expected (N, 9, 3) or (N, 27)");
+  const std::vector<float> values = a.to_f32();
+  check_finite(values.data(), int64_t(values.size()), path, what);
+  return Tensor::from_floats({n, LifterConfig::kAttributeInputs}, values.data());
+}
+
+// ---------------------------------------------------------------- run_forward
+
+ForwardResult run_forward(const ForwardOptions& opt) {
+  DOFPOSE_CHECK(!opt.model.empty(), "forward: no model given (--model FILE.safetensors)");
+  DOFPOSE_CHECK(!opt.input.empty(), "forward: no input given (--input X.npy)");
+  DOFPOSE_CHECK(opt.repeat >= 1, "forward: --repeat must be >= 1, got ", opt.repeat);
+  DOFPOSE_CHECK(opt.threads >= 0, "forward: --threads must be >= 1, got ", opt.threads);
+  if (!opt.output.empty()) {
+    const std::filesystem::path parent = std::filesystem::path(opt.output).parent_path();
+    std::error_code ec;
+    DOFPOSE_CHECK(parent.empty() || std::filesystem::is_directory(parent, ec),
+                  "forward: the folder of the output '", opt.output, "' does not exist");
+  }
+  if (opt.threads > 0) set_cpu_threads(opt.threads);
+
+  std::unique_ptr<Model> model = load_model(opt.model);
+  Tensor input = read_npy_f32(opt.input, "input");
+  Tensor attributes;
+  if (!opt.attributes.empty()) {
+    DOFPOSE_CHECK(model->kind() == "lifter",
+                  "forward: --attributes is for lifters; this is a ", model->kind(), " model");
+    DOFPOSE_CHECK(model->uses_attributes(), "forward: this lifter does not use attributes "
+                  "(config use_attributes false); drop --attributes");
+    attributes = read_attributes_npy(opt.attributes);
+  }
+  const ModelInputs in{input.view(), attributes.empty() ? TensorView() : attributes.view()};
+  model->check_inputs(in);
+
+  ForwardResult r;
+  r.model_summary = model->summary();
+  r.input_shape = input.shape();
+  r.threads = cpu_threads();
+  Arena arena;
+
+  // 1. The outputs (this pass is also the warm-up of the profile: it sizes the arena).
+  {
+    std::vector<NamedView> outs = model->forward(arena, in);
+    NpzWriter w;
+    for (const NamedView& o : outs) {
+      r.output_names.push_back(o.name);
+      r.output_shapes.push_back(o.value.shape);
+      Tensor host = Tensor::empty(o.value.shape);
+      copy(o.value, host);
+      w.add_f32(o.name, dims_of(o.value.shape), host.f32());
+    }
+    if (!opt.output.empty()) w.write(opt.output);
+  }
+
+  // 2. Every layer's output.
+  if (!opt.dump_dir.empty()) {
+    arena.reset();
+    DumpTracer dump(opt.dump_dir);
+    {
+      ScopedTracer on(&dump);
+      model->forward(arena, in);
+    }
+    r.dumped = dump.entries();
+  }
+
+  // 3. Per-layer times, averaged over the runs.
+  if (opt.profile) {
+    ProfileTracer prof;
+    double wall = 0;
+    for (int k = 0; k < opt.repeat; ++k) {
+      arena.reset();
+      ScopedTracer on(&prof);
+      const auto t0 = std::chrono::steady_clock::now();
+      model->forward(arena, in);
+      wall += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      prof.end_run();
+    }
+    r.repeat = opt.repeat;
+    r.wall_ms = wall / opt.repeat;
+    for (const ProfileTracer::Layer& l : prof.layers()) {
+      ProfileRow row;
+      row.name = l.name;
+      row.type = l.type;
+      row.shape = l.shape;
+      row.ms = l.total_ms / opt.repeat;
+      row.flops = l.flops;
+      row.composite = l.composite;
+      row.gflops_per_s = row.ms > 0 ? double(l.flops) / (row.ms * 1e6) : 0.0;
+      if (!row.composite) r.layers_ms += row.ms;
+      r.profile.push_back(row);
+    }
+    for (ProfileRow& row : r.profile)
+      if (!row.composite && r.layers_ms > 0) row.share = 100.0 * row.ms / r.layers_ms;
+  }
+  return r;
+}
+
+std::string format_profile(const ForwardResult& r) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%s\ninput %s, %d thread(s); mean of %d run(s) after 1 warm-up\n\n",
+                r.model_summary.c_str(), r.input_shape.str().c_str(), r.threads, r.repeat);
+  out += line;
+  std::snprintf(line, sizeof line, "%5s  %-32s %-14s %-18s %10s %7s %9s\n", "#", "layer", "type",
+                "output", "ms", "share", "GFLOP/s");
+  out += line;
+  int index = 0;
+  int64_t total_flops = 0;
+  for (const ProfileRow& row : r.profile) {
+    if (row.composite) continue;
+    char gf[32] = "-";
+    if (row.flops > 0) std::snprintf(gf, sizeof gf, "%.1f", row.gflops_per_s);
+    std::snprintf(line, sizeof line, "%5d  %-32s %-14s %-18s %10.3f %6.1f%% %9s\n", index++,
+                  row.name.c_str(), row.type.c_str(), row.shape.str().c_str(), row.ms, row.share,
+                  gf);
+    out += line;
+    total_flops += row.flops;
+  }
+  const double gflops = r.layers_ms > 0 ? double(total_flops) / (r.layers_ms * 1e6) : 0.0;
+  char gflop_text[48];
+  std::snprintf(gflop_text, sizeof gflop_text, "%.2f GFLOP", double(total_flops) * 1e-9);
+  std::snprintf(line, sizeof line, "%5s  %-32s %-14s %-18s %10.3f %6.1f%% %9.1f\n", "",
+                concat("total (", index, " layers)").c_str(), "",
+                gflop_text, r.layers_ms,
+                r.layers_ms > 0 ? 100.0 : 0.0, gflops);
+  out += line;
+  std::snprintf(line, sizeof line,
+                "\nwhole forward: %.3f ms (%.3f ms outside the traced layers, tracing overhead "
+                "included)\n",
+                r.wall_ms, r.wall_ms - r.layers_ms);
+  out += line;
+  return out;
+}
+
+std::string profile_json(const ForwardResult& r) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const ProfileRow& row : r.profile)
+    layers.push_back({{"name", row.name},
+                      {"type", row.type},
+                      {"shape", dims_of(row.shape)},
+                      {"ms", row.ms},
+                      {"share_percent", row.share},
+                      {"flops", row.flops},
+                      {"gflops_per_s", row.gflops_per_s},
+                      {"composite", row.composite}});
+  nlohmann::json j = {{"model", r.model_summary},
+                      {"input_shape", dims_of(r.input_shape)},
+                      {"threads", r.threads},
+                      {"repeat", r.repeat},
+                      {"layers_ms", r.layers_ms},
+                      {"wall_ms", r.wall_ms},
+                      {"layers", layers}};
+  return j.dump(2);
+}
+
+}  // namespace dofpose::nn

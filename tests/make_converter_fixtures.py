@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Writes the fixtures of tests/test_convert.cpp (needs torch; run by hand, commit outputs):
+
+  convert_pytorch_pose.pth            pytorch-pose checkpoint layout ({epoch, arch, perf,
+                                      state_dict with `module.` keys, optimizer}) of a small
+                                      weights_tools/reference_hourglass.py model (the engine's stem)
+  convert_pytorch_pose_io.safetensors its input x [2,3,16,16] and PyTorch's eval-mode heatmaps
+  convert_pytorch_pose_stem.pth       a tiny model with pytorch-pose's *own* stem (layer2 with a
+                                      downsample; stem and score.0 only): the converter must refuse it (legacy format)
+  convert_stacked_hourglass.pt        princeton-vl pytorch_stacked_hourglass layout (keys
+                                      model.module.pre/hgs/features/outs/merge_*), small widths,
+                                      legacy (torch < 1.6) format
+  convert_stacked_hourglass_io.safetensors  input (NCHW; the PyTorch model took NHWC) + heatmaps
+  convert_tensors_zip.pt / _legacy.pt tricky tensors (views, strides, dtypes, nesting) in the
+                                      ZIP and the legacy (torch < 1.6) format
+  convert_tensors_expected.safetensors  their values
+  convert_with_args.pth               {state_dict, args: argparse.Namespace} (refused unless
+                                      --ignore-key args)
+
+    /usr/bin/python3 tests/make_converter_fixtures.py
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "weights_tools"))
+import reference_hourglass as ref  # noqa: E402
+import safetensors_np  # noqa: E402
+
+OUT = os.path.join(HERE, "fixtures")
+SMALL = {"stacks": 2, "blocks": 1, "num_feats": 8, "num_joints": 3, "input_size": 16,
+         "depth": 1, "stem_channels": 4, "attribute_head": False, "domain_head": False}
+
+
+def randomise_batchnorms(model, gen):
+    """Default BN is the identity in eval mode; random statistics make the test meaningful."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(1 + 0.2 * (torch.rand(n, generator=gen) - 0.5))
+                m.bias.copy_(0.2 * (torch.rand(n, generator=gen) - 0.5))
+                m.running_mean.copy_(0.2 * (torch.rand(n, generator=gen) - 0.5))
+                m.running_var.copy_(0.8 + 0.4 * torch.rand(n, generator=gen))
+                m.num_batches_tracked.fill_(7)
+
+
+def one_training_step(model, x, heatmaps_of):
+    """So that the checkpoint's optimizer entry holds real state tensors (of the first
+    parameters only: every tensor costs ~200 bytes of ZIP overhead in the fixture)."""
+    opt = torch.optim.RMSprop(list(model.parameters())[:4], lr=1e-4)
+    model.train()
+    loss = sum(h.pow(2).mean() for h in heatmaps_of(model(x)))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return opt
+
+
+def make_pytorch_pose(gen):
+    torch.manual_seed(1)
+    model = ref.HourglassNet(SMALL)
+    x = torch.rand(2, 3, 16, 16, generator=gen) - 0.44
+    opt = one_training_step(model, x, lambda out: out["heatmaps"])
+    randomise_batchnorms(model, gen)
+    model.eval()
+    with torch.no_grad():
+        heat = model(x)["heatmaps"]
+    sd = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 3, "arch": "hg", "perf": torch.tensor(0.5), "best_acc": 0.25,
+                "state_dict": sd, "optimizer": opt.state_dict()},
+               os.path.join(OUT, "convert_pytorch_pose.pth"))
+    io = {"x": x.numpy()}
+    io.update({"heatmaps.%d" % i: h.numpy() for i, h in enumerate(heat)})
+    safetensors_np.save(os.path.join(OUT, "convert_pytorch_pose_io.safetensors"), io,
+                        {"config": str(SMALL)})
+
+
+def make_pytorch_pose_stem():
+    """pytorch-pose's stem: self.inplanes has grown to 2*stem when layer2 is made."""
+    torch.manual_seed(2)
+    stem = 2
+    model = ref.HourglassNet({"stacks": 1, "num_feats": 4 * stem, "num_joints": 2, "depth": 1,
+                              "input_size": 16, "stem_channels": stem,
+                              "attribute_head": False, "domain_head": False})
+    model.layer2 = nn.Sequential(ref.Bottleneck(2 * stem, 2 * stem))  # with downsample
+    model.layer3 = nn.Sequential(ref.Bottleneck(4 * stem, 2 * stem))  # without
+    # Only the stem and the first heatmap layer: enough for the refusal, and small.
+    sd = {"module." + k: v for k, v in model.state_dict().items()
+          if k.startswith(("conv1.", "bn1.", "layer", "score.0."))}
+    torch.save({"epoch": 1, "arch": "hg1", "state_dict": sd},  # legacy format: 10x smaller
+               os.path.join(OUT, "convert_pytorch_pose_stem.pth"),
+               _use_new_zipfile_serialization=False)
+
+
+# ---- a small twin of princeton-vl pytorch_stacked_hourglass models/{layers,posenet}.py,
+# written from its documented structure: same module names, so the same state_dict keys.
+
+class Conv(nn.Module):
+    def __init__(self, cin, cout, k=3, stride=1, bn=False, relu=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2, bias=True)
+        self.relu = nn.ReLU() if relu else None
+        self.bn = nn.BatchNorm2d(cout) if bn else None
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.relu(x) if self.relu is not None else x
+
+
+class Residual(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        mid = cout // 2
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), Conv(cin, mid, 1, relu=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(mid), Conv(mid, mid, 3, relu=False)
+        self.bn3, self.conv3 = nn.BatchNorm2d(mid), Conv(mid, cout, 1, relu=False)
+        self.skip_layer = Conv(cin, cout, 1, relu=False)  # always built, used when cin != cout
+        self.need_skip = cin != cout
+
+    def forward(self, x):
+        skip = self.skip_layer(x) if self.need_skip else x
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv3(F.relu(self.bn3(out)))
+        return out + skip
+
+
+class Hourglass(nn.Module):
+    def __init__(self, n, f):
+        super().__init__()
+        self.up1 = Residual(f, f)
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.low1 = Residual(f, f)
+        self.low2 = Hourglass(n - 1, f) if n > 1 else Residual(f, f)
+        self.low3 = Residual(f, f)
+
+    def forward(self, x):
+        low = self.low3(self.low2(self.low1(self.pool1(x))))
+        return self.up1(x) + F.interpolate(low, scale_factor=2, mode="nearest")
+
+
+class Merge(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = Conv(cin, cout, 1, relu=False, bn=False)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class PoseNet(nn.Module):
+    def __init__(self, nstack, inp_dim, oup_dim, stem=64, depth=4):
+        super().__init__()
+        self.nstack = nstack
+        self.pre = nn.Sequential(Conv(3, stem, 7, 2, bn=True, relu=True), Residual(stem, 2 * stem),
+                                 nn.MaxPool2d(2, 2), Residual(2 * stem, 2 * stem),
+                                 Residual(2 * stem, inp_dim))
+        self.hgs = nn.ModuleList([nn.Sequential(Hourglass(depth, inp_dim)) for _ in range(nstack)])
+        self.features = nn.ModuleList([nn.Sequential(Residual(inp_dim, inp_dim),
+                                                     Conv(inp_dim, inp_dim, 1, bn=True, relu=True))
+                                       for _ in range(nstack)])
+        self.outs = nn.ModuleList([Conv(inp_dim, oup_dim, 1, relu=False, bn=False)
+                                   for _ in range(nstack)])
+        self.merge_features = nn.ModuleList([Merge(inp_dim, inp_dim) for _ in range(nstack - 1)])
+        self.merge_preds = nn.ModuleList([Merge(oup_dim, inp_dim) for _ in range(nstack - 1)])
+
+    def forward(self, imgs):
+        x = self.pre(imgs.permute(0, 3, 1, 2))  # NHWC in [0,1]
+        preds = []
+        for i in range(self.nstack):
+            feature = self.features[i](self.hgs[i](x))
+            p = self.outs[i](feature)
+            preds.append(p)
+            if i < self.nstack - 1:
+                x = x + self.merge_preds[i](p) + self.merge_features[i](feature)
+        return torch.stack(preds, 1)
+
+
+class Trainer(nn.Module):
+    """princeton-vl's task/pose.py wraps DataParallel(PoseNet) as `model`."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.model = nn.DataParallel(net)
+
+
+def make_stacked_hourglass(gen):
+    torch.manual_seed(3)
+    net = PoseNet(nstack=2, inp_dim=8, oup_dim=3, stem=4, depth=2)
+    x = torch.rand(2, 16, 16, 3, generator=gen)
+    opt = one_training_step(net, x, lambda out: [out[:, i] for i in range(out.shape[1])])
+    randomise_batchnorms(net, gen)
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    trainer = Trainer(net)
+    # princeton-vl's released checkpoints predate PyTorch 1.6: the legacy format.
+    torch.save({"state_dict": trainer.state_dict(), "optimizer": opt.state_dict(), "epoch": 5},
+               os.path.join(OUT, "convert_stacked_hourglass.pt"),
+               _use_new_zipfile_serialization=False)
+    io = {"x": x.permute(0, 3, 1, 2).contiguous().numpy()}
+    io.update({"heatmaps.%d" % i: out[:, i].numpy() for i in range(out.shape[1])})
+    safetensors_np.save(os.path.join(OUT, "convert_stacked_hourglass_io.safetensors"), io, {})
+
+
+def make_tensors():
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 8
+    shared = torch.arange(10, dtype=torch.int64)
+    obj = {
+        "transposed": base.t(),                     # non-contiguous strides
+        "slice": base[1:3, 2:5],                    # storage offset + strides
+        "shared_a": shared[2:6], "shared_b": shared,  # one storage, two tensors
+        "half": torch.tensor([1.5, -2.25, 65504.0], dtype=torch.float16),
+        "bf16": torch.tensor([1.0, -3.5, 0.015625], dtype=torch.bfloat16),
+        "double": torch.tensor([[1e-300, 2.5]], dtype=torch.float64),
+        "int32": torch.tensor([-7, 9], dtype=torch.int32),
+        "uint8": torch.tensor([0, 255], dtype=torch.uint8),
+        "bool": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(3.25),
+        "empty": torch.zeros(0, 3),
+        "param": nn.Parameter(torch.ones(2, 2) * 0.5),
+        "nested": {"list": [torch.tensor([1.0]), 2, "three"], "tuple": (4.0, None, True), 5: "int key"},
+        "numpy": np.float64(0.125),
+    }
+    for name in ("zip", "legacy"):
+        torch.save(obj, os.path.join(OUT, "convert_tensors_%s.pt" % name),
+                   _use_new_zipfile_serialization=(name == "zip"))
+    expected = {k: (v.detach().float() if v.dtype == torch.bfloat16 else v.detach()).numpy()
+                for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    expected["nested.list.0"] = obj["nested"]["list"][0].numpy()
+    safetensors_np.save(os.path.join(OUT, "convert_tensors_expected.safetensors"), expected, {})
+    # A checkpoint that also pickles an object the safe loader must refuse to build.
+    torch.save({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1)},
+               os.path.join(OUT, "convert_with_args.pth"))
+
+
+def main():
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(2024)
+    make_pytorch_pose(gen)
+    make_pytorch_pose_stem()
+    make_stacked_hourglass(gen)
+    make_tensors()
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT) if f.startswith("convert_"))
+    print("convert_* fixtures: %d bytes" % total)
+
+
+if __name__ == "__main__":
+    main()

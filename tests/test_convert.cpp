@@ -1,0 +1,171 @@
+// weights_tools/convert.py and weights_tools/torch_pickle.py (docs/converters.md):
+//  * a pytorch-pose checkpoint (ZIP format, `module.` keys, optimizer state) and a
+//    princeton-vl stacked-hourglass checkpoint (legacy format, different names) are
+//    converted without torch; the C++ HourglassNet loads the result and its inference
+//    heatmaps match the PyTorch outputs stored by tests/make_converter_fixtures.py;
+//  * a checkpoint with pytorch-pose's own stem (which the engine cannot express) is
+//    refused with a message naming the missing config option;
+//  * tests/check_torch_pickle.py: tensor rebuilding (views, strides, dtypes, both
+//    formats), malicious pickles refused without executing anything, --ignore-key,
+//    truncated and corrupt files.
+// Python runs with `torch` made unimportable: the converter must need numpy only.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dofpose/nn/hourglass.h"
+#include "dofpose/weights.h"
+#include "tests/fixture_loader.h"
+#include "tests/test_util.h"
+
+using namespace dofpose;
+using dofpose::nn::HourglassNet;
+using dofpose::nn::HourglassOutputs;
+using dofpose::nn::Mode;
+using dofpose_test::run_command;
+using dofpose_test::shell_quote;
+using dofpose_test::TempDir;
+
+namespace {
+
+const std::string kSource = DOFPOSE_SOURCE_DIR;
+const std::string kFixtures = DOFPOSE_FIXTURES_DIR;
+
+// Runs weights_tools/convert.py with `args` under DOFPOSE_PYTHON with torch blocked;
+// returns the exit status, `output` gets stdout+stderr.
+int run_convert(const std::vector<std::string>& args, std::string* output) {
+  std::string cmd = shell_quote(DOFPOSE_PYTHON) +
+                    " -c 'import runpy, sys; sys.modules[\"torch\"] = None; "
+                    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name=\"__main__\")' " +
+                    shell_quote(kSource + "/weights_tools/convert.py");
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  const int rc = run_command(cmd, output);
+  INFO("command: ", cmd);
+  return rc;
+}
+
+std::vector<float> to_vector(const TensorView& t) {
+  return std::vector<float>(t.f32(), t.f32() + t.numel());
+}
+
+// Converts `checkpoint`, loads it into the engine and compares every stack's
+// inference heatmaps with PyTorch's (stored next to the input in `io_file`).
+void check_conversion(const std::string& source, const std::string& checkpoint,
+                      const std::string& io_file, const std::string& expected_norm) {
+  if (!dofpose_test::python_with_numpy("the checkpoint converter test")) return;
+  TempDir dir("convert");
+  const std::string out_path = dir.file("net.safetensors");
+  std::string out;
+  const int rc = run_convert({"--from", source, kFixtures + "/" + checkpoint, out_path, "--config",
+                              "{\"input_size\": 16}"},
+                             &out);
+  INFO("convert.py output:\n", out);
+  REQUIRE(rc == 0);
+
+  WeightsFile file(out_path);
+  CHECK(file.metadata_or("kind", "") == "hourglass");
+  CHECK(file.metadata_or("format_version", "") == "1");
+  CHECK(file.metadata_or("input_normalisation", "").find(expected_norm) != std::string::npos);
+  auto net = HourglassNet::load(out_path);
+  // The converter writes the config exactly as the engine would.
+  CHECK(file.metadata_or("config", "") == net->config().to_json_string());
+  CHECK(net->config().stacks == 2);
+  CHECK(net->config().num_joints == 3);
+  CHECK(!net->config().attribute_head);
+  CHECK(!net->config().domain_head);
+
+  WeightsFile io(kFixtures + "/" + io_file);
+  Tensor x = io.load_f32("x");
+  Arena arena;
+  HourglassOutputs got = net->forward(arena, x, Mode::Infer);
+  REQUIRE(got.heatmaps.size() == 2);
+  for (size_t s = 0; s < got.heatmaps.size(); ++s) {
+    Tensor ref = io.load_f32("heatmaps." + std::to_string(s), got.heatmaps[s].shape);
+    const std::vector<float> rv = to_vector(ref);
+    double scale = 1.0;
+    for (float v : rv) scale = std::max(scale, double(std::fabs(v)));
+    DOFPOSE_CHECK_CLOSE(source + " heatmaps stack " + std::to_string(s), to_vector(got.heatmaps[s]),
+                        rv, 1e-4 * scale, 1e-3);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("convert: pytorch-pose checkpoint (ZIP, module. keys, optimizer) matches PyTorch") {
+  check_conversion("pytorch-pose", "convert_pytorch_pose.pth", "convert_pytorch_pose_io.safetensors",
+                   "mean norm.input.mean");
+  // The default MPII mean is stored for the caller to subtract.
+  if (!dofpose_test::python_with_numpy("the pytorch-pose mean check")) return;
+  TempDir dir("convert-mean");
+  std::string out;
+  REQUIRE(run_convert({"--from", "pytorch-pose", kFixtures + "/convert_pytorch_pose.pth",
+                       dir.file("a.safetensors"), "--config", "{\"input_size\": 16}", "--mean",
+                       "0.5,0.25,0.125"},
+                      &out) == 0);
+  Tensor mean = WeightsFile(dir.file("a.safetensors")).load_f32("norm.input.mean", Shape{3});
+  CHECK(mean.view().f32()[0] == 0.5f);
+  CHECK(mean.view().f32()[1] == 0.25f);
+  CHECK(mean.view().f32()[2] == 0.125f);
+}
+
+TEST_CASE("convert: princeton-vl stacked-hourglass checkpoint (legacy format) matches PyTorch") {
+  check_conversion("stacked-hourglass", "convert_stacked_hourglass.pt",
+                   "convert_stacked_hourglass_io.safetensors", "no mean or std");
+}
+
+TEST_CASE("convert: pytorch-pose's own stem is refused, naming what the engine lacks") {
+  if (!dofpose_test::python_with_numpy("the converter refusal test")) return;
+  TempDir dir("convert-stem");
+  std::string out;
+  const int rc = run_convert({"--from", "pytorch-pose", kFixtures + "/convert_pytorch_pose_stem.pth",
+                              dir.file("x.safetensors")},
+                             &out);
+  INFO("output:\n", out);
+  CHECK(rc == 2);
+  CHECK(out.find("layer2.0.downsample") != std::string::npos);
+  CHECK(out.find("stem_layout") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir.file("x.safetensors")));
+}
+
+TEST_CASE("convert: bad arguments and mismatched sources fail with clear messages") {
+  if (!dofpose_test::python_with_numpy("the converter argument test")) return;
+  TempDir dir("convert-bad");
+  const std::string pp = kFixtures + "/convert_pytorch_pose.pth";
+  std::string out;
+  // --config contradicting the tensors.
+  CHECK(run_convert({"--from", "pytorch-pose", pp, dir.file("a.safetensors"), "--config",
+                     "{\"stacks\": 4, \"input_size\": 16}"},
+                    &out) == 2);
+  CHECK(out.find("stacks=4 contradicts") != std::string::npos);
+  // A pytorch-pose checkpoint read as princeton-vl's.
+  CHECK(run_convert({"--from", "stacked-hourglass", pp, dir.file("b.safetensors")}, &out) == 2);
+  CHECK(out.find("not a princeton-vl") != std::string::npos);
+  // The refused argparse.Namespace, then dropped on request.
+  const std::string args_ckpt = kFixtures + "/convert_with_args.pth";
+  CHECK(run_convert({"--from", "reference", args_ckpt, dir.file("c.safetensors")}, &out) == 2);
+  CHECK(out.find("argparse.Namespace") != std::string::npos);
+  CHECK(run_convert({"--from", "reference", args_ckpt, dir.file("c.safetensors"), "--ignore-key",
+                     "args"},
+                    &out) == 2);
+  CHECK(out.find("neither a reference hourglass") != std::string::npos);
+  // Not a checkpoint at all.
+  CHECK(run_convert({"--from", "reference", kFixtures + "/convert_pytorch_pose_io.safetensors",
+                     dir.file("d.safetensors")},
+                    &out) == 2);
+  CHECK(out.find("neither a ZIP") != std::string::npos);
+  CHECK(dir.listing().empty());
+}
+
+TEST_CASE("convert: torch_pickle rebuilds tensors and refuses code (tests/check_torch_pickle.py)") {
+  if (!dofpose_test::python_with_numpy("the torch_pickle checks")) return;
+  TempDir dir("torch-pickle");
+  const std::string out = dofpose_test::run_python(
+      kSource + "/tests/check_torch_pickle.py", {kFixtures, kSource + "/weights_tools", dir.path});
+  INFO(out);
+  CHECK(out.find("all torch_pickle checks passed") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir.file("pwned")));
+}

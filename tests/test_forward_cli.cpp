@@ -1,0 +1,495 @@
+// `dofpose forward` (nn::run_forward, engine/src/nn/model.cpp) and the layer
+// tracer (nn/trace.h) on tiny models built here:
+//  * the .npz outputs equal an in-process forward (hourglass and lifter, raw
+//    2D de/normalised with the stored statistics, attributes as labels or
+//    probabilities);
+//  * --dump writes every layer, named like the parameters, with the right
+//    shapes; the last heatmap layer equals the output;
+//  * --profile: leaf shares sum to 100%, conv/linear FLOPs add up to the
+//    network's forward_flops, table and JSON list every layer;
+//  * every error path names what was expected;
+//  * the dofpose binary itself, and (Python) make_random_model.py models load
+//    and dump_reference.py + compare_dumps.py agree with the engine's dump.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dofpose/npz.h"
+#include "dofpose/nn/model.h"
+#include "dofpose/weights.h"
+#include "tests/test_util.h"
+
+using namespace dofpose;
+using namespace dofpose::nn;
+using dofpose_test::error_of;
+using dofpose_test::TempDir;
+
+namespace {
+
+HourglassConfig tiny_hourglass_config() {
+  HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 8;
+  c.num_joints = 3;
+  c.input_size = 32;
+  c.depth = 2;
+  c.stem_channels = 4;
+  c.attribute_channels = 4;
+  c.domain_hidden = 4;
+  return c;
+}
+
+// Non-trivial BatchNorm statistics, so that inference mode is really exercised.
+void randomise_buffers(Module& m, uint32_t seed) {
+  uint32_t k = seed;
+  for (const Buffer& b : m.buffers()) {
+    const bool var = b.name.find("running_var") != std::string::npos;
+    std::vector<float> v = dofpose_test::random_floats(size_t(b.value->numel()), k++,
+                                                       var ? 0.5f : -0.3f, var ? 2.f : 0.3f);
+    std::copy(v.begin(), v.end(), b.value->f32());
+  }
+}
+
+std::unique_ptr<HourglassNet> tiny_hourglass() {
+  auto net = std::make_unique<HourglassNet>(tiny_hourglass_config(), 11);
+  randomise_buffers(*net, 100);
+  return net;
+}
+
+LifterConfig tiny_lifter_config(bool attributes) {
+  LifterConfig c;
+  c.kind = "progressive";
+  c.width = 16;
+  c.blocks = 1;
+  c.use_attributes = attributes;
+  return c;
+}
+
+std::unique_ptr<Lifter> tiny_lifter(bool attributes) {
+  auto l = Lifter::create(tiny_lifter_config(attributes), 5);
+  std::vector<float> p2 = dofpose_test::random_floats(size_t(8) * 32, 1, -500.f, 500.f);
+  std::vector<float> p3 = dofpose_test::random_floats(size_t(8) * 51, 2, -900.f, 900.f);
+  l->fit_normalisation(p2.data(), p3.data(), 8);
+  for (const Buffer& b : l->buffers())
+    if (b.name.find("running_var") != std::string::npos) fill(*b.value, 1.7f);
+  return l;
+}
+
+std::string write_f32_npy(const TempDir& dir, const std::string& name,
+                          const std::vector<int64_t>& shape, uint32_t seed, float lo = -1.f,
+                          float hi = 1.f) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> v = dofpose_test::random_floats(size_t(n), seed, lo, hi);
+  const std::string path = dir.file(name);
+  write_npy(path, NpyDType::F32, shape, v.data());
+  return path;
+}
+
+Tensor load_npy(const std::string& path) { return read_npy_f32(path, "test"); }
+
+void check_equal(const TensorView& a, const float* b, int64_t n, const std::string& what) {
+  INFO(what);
+  REQUIRE(a.numel() == n);
+  double worst = 0, scale = 1e-6;
+  for (int64_t i = 0; i < n; ++i) {
+    worst = std::max(worst, double(std::fabs(a.f32()[i] - b[i])));
+    scale = std::max(scale, double(std::fabs(b[i])));
+  }
+  CHECK(worst <= 1e-5 * scale);
+}
+
+void check_npz_member(const NpzFile& f, const std::string& name, const TensorView& expected) {
+  INFO("npz member " << name);
+  REQUIRE(f.has(name));
+  const NpyArray& a = f.array(name);
+  CHECK(a.shape == std::vector<int64_t>(expected.shape.dims, expected.shape.dims + expected.ndim()));
+  const std::vector<float> v = a.to_f32();
+  check_equal(expected, v.data(), int64_t(v.size()), name);
+}
+
+// Module names owning parameters: "layer1.0.conv1.weight" -> "layer1.0.conv1".
+std::set<std::string> parameter_modules(Module& m) {
+  std::set<std::string> out;
+  for (const Param& p : m.parameters()) out.insert(p.name.substr(0, p.name.rfind('.')));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("forward: hourglass outputs in the npz equal an in-process forward") {
+  TempDir dir("fwd-hg");
+  auto net = tiny_hourglass();
+  net->save(dir.file("hg.safetensors"));
+  const std::string input = write_f32_npy(dir, "x.npy", {2, 3, 32, 32}, 3);
+
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = input;
+  opt.output = dir.file("out.npz");
+  ForwardResult r = run_forward(opt);
+  CHECK(r.output_names ==
+        std::vector<std::string>{"heatmaps_stack0", "heatmaps_stack1", "coords", "attributes", "domain"});
+
+  Arena arena;
+  Tensor x = load_npy(input);
+  HourglassOutputs o = net->forward(arena, x, Mode::Infer);
+  SoftArgmax sa(net->config().softargmax_beta);
+  TensorView coords = sa.forward(arena, o.heatmaps.back());
+  NpzFile f(opt.output);
+  check_npz_member(f, "heatmaps_stack0", o.heatmaps[0]);
+  check_npz_member(f, "heatmaps_stack1", o.heatmaps[1]);
+  check_npz_member(f, "coords", coords);
+  check_npz_member(f, "attributes", o.attributes);
+  check_npz_member(f, "domain", o.domain);
+}
+
+TEST_CASE("forward: lifter de/normalises and writes one pose per block") {
+  TempDir dir("fwd-lifter");
+  auto lifter = tiny_lifter(true);
+  save_lifter(*lifter, dir.file("l.safetensors"));
+  const std::string input = write_f32_npy(dir, "p2d.npy", {3, 16, 2}, 4, -400.f, 400.f);
+  std::vector<int32_t> labels = {0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 2, 2, 1, 1, 1, 0, 0, 0,
+                                 1, 0, 2, 1, 0, 2, 1, 0, 2};
+  write_npy(dir.file("labels.npy"), NpyDType::I32, {3, 9}, labels.data());
+
+  ForwardOptions opt;
+  opt.model = dir.file("l.safetensors");
+  opt.input = input;
+  opt.attributes = dir.file("labels.npy");
+  opt.output = dir.file("out.npz");
+  ForwardResult r = run_forward(opt);
+  CHECK(r.output_names == std::vector<std::string>{"pose3d_block1", "pose3d_block2", "pose3d"});
+
+  // In process: normalise, forward, de-normalise.
+  Arena arena;
+  Tensor p2d = load_npy(input);
+  Tensor attr = Tensor::empty({3, 27});
+  encode_attribute_labels(labels.data(), 3, attr.f32());
+  TensorView xin = lifter->prepare_input(arena, p2d, attr);
+  LifterOutput o = lifter->forward(arena, xin, Mode::Infer);
+  NpzFile f(opt.output);
+  for (int b = 0; b < 2; ++b) {
+    TensorView mm = lifter->denormalise_output(arena, o.poses[size_t(b)]).reshape({3, 17, 3});
+    check_npz_member(f, concat("pose3d_block", b + 1), mm);
+    if (b == 1) check_npz_member(f, "pose3d", mm);
+    CHECK(mm.f32()[0] == 0.f);  // the pelvis is the origin
+  }
+
+  // The same attributes as [N,9,3] probabilities give the same poses.
+  write_npy(dir.file("probs.npy"), NpyDType::F32, {3, 9, 3}, attr.f32());
+  opt.attributes = dir.file("probs.npy");
+  opt.output = dir.file("out2.npz");
+  run_forward(opt);
+  NpzFile f2(opt.output);
+  const std::vector<float> a = f.array("pose3d").to_f32(), b = f2.array("pose3d").to_f32();
+  CHECK(a == b);
+}
+
+TEST_CASE("forward: --dump writes every layer under its parameter name") {
+  TempDir dir("fwd-dump");
+  auto net = tiny_hourglass();
+  net->save(dir.file("hg.safetensors"));
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = write_f32_npy(dir, "x.npy", {1, 3, 32, 32}, 5);
+  opt.output = dir.file("out.npz");
+  opt.dump_dir = dir.file("dump");
+  ForwardResult r = run_forward(opt);
+
+  REQUIRE(!r.dumped.empty());
+  std::set<std::string> dumped_names;
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(opt.dump_dir)) {
+    (void)e;
+    ++files;
+  }
+  CHECK(files == r.dumped.size());
+  for (size_t i = 0; i < r.dumped.size(); ++i) {
+    const DumpTracer::Entry& e = r.dumped[i];
+    dumped_names.insert(e.name);
+    std::string index = std::to_string(i);
+    index.insert(0, index.size() < 3 ? 3 - index.size() : 0, '0');
+    CHECK(e.file == opt.dump_dir + "/" + index + "_" + e.name + ".npy");
+    Tensor t = load_npy(e.file);
+    CHECK(t.shape() == e.shape);
+  }
+  // Every conv / BN / linear layer, the composites and the non-module ops.
+  for (const std::string& m : parameter_modules(*net)) {
+    INFO("layer " << m);
+    CHECK(dumped_names.count(m) == 1);
+  }
+  for (const char* n : {"relu", "maxpool", "layer1.0", "layer1", "hg.0", "hg.0.hg.1.pool",
+                        "hg.0.hg.0.upsample", "layer1.0.add", "layer1.0.relu", "fc.0.2", "fc.0",
+                        "merge.0", "attr", "attr.concat", "domain", "domain.pool", "softargmax"}) {
+    INFO("op " << n);
+    CHECK(dumped_names.count(n) == 1);
+  }
+  // Shapes: the stem conv halves the image; the last heatmap equals the output.
+  const auto find = [&](const std::string& name) {
+    for (const auto& e : r.dumped)
+      if (e.name == name) return e;
+    FAIL("no dump entry " << name);
+    return r.dumped[0];
+  };
+  CHECK(find("conv1").shape == Shape{1, 4, 16, 16});
+  CHECK(find("score.1").shape == Shape{1, 3, 8, 8});
+  CHECK(find("attr").shape == Shape{1, 9, 3});
+  NpzFile f(opt.output);
+  Tensor last = load_npy(find("score.1").file);
+  const std::vector<float> heat = f.array("heatmaps_stack1").to_f32();
+  check_equal(last, heat.data(), int64_t(heat.size()), "score.1 dump vs heatmaps_stack1");
+  Tensor coords = load_npy(find("softargmax").file);
+  const std::vector<float> c = f.array("coords").to_f32();
+  check_equal(coords, c.data(), int64_t(c.size()), "softargmax dump vs coords");
+  // In-place ops happen after the dump of the layer: conv3's file holds conv3's output,
+  // the add's file the sum (they differ by the skip connection).
+  Tensor conv3 = load_npy(find("layer1.0.conv3").file), add = load_npy(find("layer1.0.add").file);
+  CHECK(std::vector<float>(conv3.f32(), conv3.f32() + conv3.numel()) !=
+        std::vector<float>(add.f32(), add.f32() + add.numel()));
+}
+
+TEST_CASE("forward: lifter --dump names regressor layers like the parameters") {
+  TempDir dir("fwd-ldump");
+  auto lifter = tiny_lifter(false);
+  save_lifter(*lifter, dir.file("l.safetensors"));
+  ForwardOptions opt;
+  opt.model = dir.file("l.safetensors");
+  opt.input = write_f32_npy(dir, "p.npy", {2, 32}, 6, -300.f, 300.f);
+  opt.dump_dir = dir.file("dump");
+  ForwardResult r = run_forward(opt);
+  std::set<std::string> names;
+  for (const auto& e : r.dumped) names.insert(e.name);
+  for (const std::string& m : parameter_modules(*lifter)) {
+    INFO("layer " << m);
+    CHECK(names.count(m) == 1);
+  }
+  for (const char* n : {"norm.input", "block1.torso", "block1.torso.blocks.0",
+                        "block1.proximal.concat", "pose.block1", "pose.block2",
+                        "norm.output.block2"})
+    CHECK(names.count(n) == 1);
+  CHECK(r.dumped.back().name == "norm.output.block2");
+  CHECK(r.dumped.back().shape == Shape{2, 51});
+}
+
+TEST_CASE("forward: --profile shares sum to 100% and FLOPs match the network") {
+  TempDir dir("fwd-prof");
+  auto net = tiny_hourglass();
+  net->save(dir.file("hg.safetensors"));
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = write_f32_npy(dir, "x.npy", {2, 3, 32, 32}, 7);
+  opt.profile = true;
+  opt.repeat = 2;
+  ForwardResult r = run_forward(opt);
+  CHECK(r.repeat == 2);
+  REQUIRE(!r.profile.empty());
+  double share = 0, ms = 0;
+  int64_t flops = 0;
+  int leaves = 0;
+  for (const ProfileRow& row : r.profile) {
+    CHECK(row.ms >= 0);
+    if (row.composite) {
+      CHECK(row.share == 0);
+      continue;
+    }
+    ++leaves;
+    share += row.share;
+    ms += row.ms;
+    flops += row.flops;
+    if (row.type == std::string("Conv2d") || row.type == std::string("Linear"))
+      CHECK(row.flops > 0);
+    else
+      CHECK(row.flops == 0);
+  }
+  CHECK(share == doctest::Approx(100.0).epsilon(1e-6));
+  CHECK(ms == doctest::Approx(r.layers_ms).epsilon(1e-9));
+  CHECK(flops == net->forward_flops(2));
+  // The same layers as the dump (one event per traced op).
+  opt.profile = false;
+  opt.dump_dir = dir.file("dump");
+  ForwardResult d = run_forward(opt);
+  REQUIRE(d.dumped.size() == r.profile.size());
+  for (size_t i = 0; i < d.dumped.size(); ++i) CHECK(d.dumped[i].name == r.profile[i].name);
+
+  const std::string table = format_profile(r);
+  CHECK(table.find(concat("total (", leaves, " layers)")) != std::string::npos);
+  CHECK(table.find("layer1.0.conv2") != std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(profile_json(r));
+  CHECK(j["layers"].size() == r.profile.size());
+  CHECK(j["repeat"] == 2);
+}
+
+TEST_CASE("forward: bad inputs give errors naming what was expected") {
+  TempDir dir("fwd-err");
+  tiny_hourglass()->save(dir.file("hg.safetensors"));
+  save_lifter(*tiny_lifter(true), dir.file("l.safetensors"));
+  const std::string img = write_f32_npy(dir, "img.npy", {1, 3, 32, 32}, 8);
+  auto run = [&](const std::string& model, const std::string& input,
+                 const std::string& attributes = "", const std::string& output = "") {
+    ForwardOptions o;
+    o.model = model;
+    o.input = input;
+    o.attributes = attributes;
+    o.output = output;
+    return error_of([&] { run_forward(o); });
+  };
+  const std::string hg = dir.file("hg.safetensors"), lifter = dir.file("l.safetensors");
+
+  CHECK(run(dir.file("missing.safetensors"), img).find("missing.safetensors' does not exist") !=
+        std::string::npos);
+  CHECK(run(hg, dir.file("nope.npy")).find("input file") != std::string::npos);
+  CHECK(run(hg, dir.file("nope.npy")).find("does not exist") != std::string::npos);
+  CHECK(run(hg, img, "", dir.file("no/such/dir/out.npz")).find("does not exist") !=
+        std::string::npos);
+
+  // Shape vs config.
+  const std::string rank3 = write_f32_npy(dir, "rank3.npy", {3, 32, 32}, 9);
+  CHECK(run(hg, rank3).find("expects [N,3,32,32]") != std::string::npos);
+  const std::string big = write_f32_npy(dir, "big.npy", {1, 3, 64, 64}, 9);
+  CHECK(run(hg, big).find("[1,3,64,64]") != std::string::npos);
+  const std::string p17 = write_f32_npy(dir, "p17.npy", {2, 17, 2}, 9);
+  CHECK(run(lifter, p17).find("expects 2D joints [N,16,2] or [N,32]") != std::string::npos);
+
+  // dtype and values.
+  std::vector<double> f64(3 * 32 * 32, 0.5);
+  write_npy(dir.file("f64.npy"), NpyDType::F64, {1, 3, 32, 32}, f64.data());
+  CHECK(run(hg, dir.file("f64.npy")).find("dtype '<f8', expected float32") != std::string::npos);
+  std::vector<float> nan(3 * 32 * 32, 0.f);
+  nan[77] = std::nanf("");
+  write_npy(dir.file("nan.npy"), NpyDType::F32, {1, 3, 32, 32}, nan.data());
+  CHECK(run(hg, dir.file("nan.npy")).find("non-finite value (nan) at flat index 77") !=
+        std::string::npos);
+  {
+    std::ofstream junk(dir.file("junk.npy"), std::ios::binary);
+    junk << "this is not numpy";
+  }
+  CHECK(run(hg, dir.file("junk.npy")).find("junk.npy") != std::string::npos);
+
+  // Attributes.
+  const std::string p16 = write_f32_npy(dir, "p16.npy", {2, 16, 2}, 10);
+  CHECK(run(lifter, p16).find("this lifter uses attributes") != std::string::npos);
+  CHECK(run(hg, img, dir.file("p16.npy")).find("--attributes is for lifters") != std::string::npos);
+  std::vector<int32_t> bad_labels(18, 0);
+  bad_labels[4] = 5;
+  write_npy(dir.file("bad_labels.npy"), NpyDType::I32, {2, 9}, bad_labels.data());
+  CHECK(run(lifter, p16, dir.file("bad_labels.npy")).find("has label 5") != std::string::npos);
+  std::vector<int32_t> few(2 * 8, 0);
+  write_npy(dir.file("few.npy"), NpyDType::I32, {2, 8}, few.data());
+  CHECK(run(lifter, p16, dir.file("few.npy")).find("expected (N, 9)") != std::string::npos);
+
+  // Unknown kind / missing kind.
+  WeightsWriter w;
+  Tensor t = Tensor::zeros({2});
+  w.add("x", t);
+  w.set_metadata("kind", "segmenter");
+  w.write(dir.file("seg.safetensors"));
+  CHECK(run(dir.file("seg.safetensors"), img).find("unknown model kind 'segmenter'") !=
+        std::string::npos);
+  WeightsWriter w2;
+  w2.add("x", t);
+  w2.write(dir.file("nokind.safetensors"));
+  CHECK(run(dir.file("nokind.safetensors"), img).find("metadata has no 'kind'") !=
+        std::string::npos);
+}
+
+TEST_CASE("forward: with no tracer installed nothing is traced") {
+  // A counting tracer sees events only inside its scope.
+  struct Counter : Tracer {
+    int n = 0;
+    void record(const TraceEvent&) override { ++n; }
+  } counter;
+  auto net = tiny_hourglass();
+  auto model = make_model(std::move(net));
+  Tensor x = Tensor::zeros({1, 3, 32, 32});
+  Arena arena;
+  CHECK(active_tracer() == nullptr);
+  model->forward(arena, {x, {}});
+  CHECK(counter.n == 0);
+  {
+    ScopedTracer on(&counter);
+    arena.reset();
+    model->forward(arena, {x, {}});
+  }
+  CHECK(counter.n > 0);
+  CHECK(active_tracer() == nullptr);
+}
+
+TEST_CASE("forward: the dofpose binary runs a model and reports errors") {
+  // The program is built next to the tests folder: <build>/dofpose, <build>/tests/dofpose_tests.
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
+  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
+  if (!std::filesystem::exists(program)) {
+    if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
+    MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
+    return;
+  }
+  TempDir dir("fwd-cli");
+  tiny_hourglass()->save(dir.file("hg.safetensors"));
+  const std::string img = write_f32_npy(dir, "img.npy", {1, 3, 32, 32}, 12);
+  std::string out;
+  const std::string q = dofpose_test::shell_quote(program);
+  int rc = dofpose_test::run_command(
+      q + " forward --model " + dir.file("hg.safetensors") + " --input " + img + " --output " +
+          dir.file("o.npz") + " --profile --repeat 1 --profile-json " + dir.file("p.json") +
+          " --threads 1",
+      &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("heatmaps_stack1") != std::string::npos);
+  CHECK(out.find("total (") != std::string::npos);
+  CHECK(NpzFile(dir.file("o.npz")).has("coords"));
+  CHECK(std::filesystem::exists(dir.file("p.json")));
+  rc = dofpose_test::run_command(q + " forward --model " + dir.file("hg.safetensors") +
+                                     " --input " + dir.file("none.npy"),
+                                 &out);
+  CHECK(rc == 2);
+  CHECK(out.find("dofpose forward: error: input file") != std::string::npos);
+  rc = dofpose_test::run_command(q + " forward --bogus", &out);
+  CHECK(rc == 1);
+  CHECK(out.find("unknown option '--bogus'") != std::string::npos);
+}
+
+TEST_CASE("forward: make_random_model.py models load; dump_reference.py agrees with --dump") {
+  if (!dofpose_test::python_with_numpy("make_random_model.py / dump_reference.py")) return;
+  TempDir dir("fwd-py");
+  const std::string tools = std::string(DOFPOSE_SOURCE_DIR) + "/weights_tools/";
+  dofpose_test::run_python(tools + "make_random_model.py",
+                           {"hourglass", dir.file("hg.safetensors"), "--random-bn", "--config",
+                            "{\"num_feats\": 8, \"stem_channels\": 4, \"input_size\": 32, "
+                            "\"depth\": 2, \"num_joints\": 3, \"attribute_channels\": 4, "
+                            "\"domain_hidden\": 4}"});
+  dofpose_test::run_python(tools + "make_random_model.py",
+                           {"lifter", dir.file("l.safetensors"), "--config",
+                            "{\"kind\": \"two_block\", \"width\": 8, \"blocks\": 1}"});
+  auto lifter = load_model(dir.file("l.safetensors"));
+  CHECK(lifter->kind() == "lifter");
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = write_f32_npy(dir, "x.npy", {2, 3, 32, 32}, 13);
+  opt.dump_dir = dir.file("engine");
+  run_forward(opt);
+
+  std::string out;
+  const std::string py = dofpose_test::shell_quote(DOFPOSE_PYTHON);
+  if (dofpose_test::run_command(py + " -c 'import torch'", &out) != 0) {
+    if (dofpose_test::ci_required()) FAIL("torch is required in CI: " << out);
+    MESSAGE("skipped the PyTorch comparison: no torch (" << out << ")");
+    return;
+  }
+  dofpose_test::run_python(tools + "dump_reference.py",
+                           {opt.model, opt.input, dir.file("torch")});
+  const std::string report = dofpose_test::run_python(
+      tools + "compare_dumps.py", {dir.file("engine"), dir.file("torch"), "--tol", "1e-4"});
+  CHECK(report.find("layer1.0.conv2") != std::string::npos);
+  CHECK(report.find("fc.1.2") != std::string::npos);  // the shared nn.ReLU, named by its caller
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Compare two layer dumps (`dofpose forward --dump`, dump_reference.py) tensor by tensor.
+
+    compare_dumps.py DIR_A DIR_B [--tol 1e-4]
+
+Files are <index>_<name>.npy; they are paired by name, and a name that occurs
+several times (a module called repeatedly) by its order of occurrence, so the
+indices of the two dumps may differ. For each pair it prints the shape, the
+max absolute difference and the max relative difference, relative to the
+largest magnitude of B's tensor (elementwise ratios explode near zero).
+Names found in one dump only are listed at the end. With --tol, exits 1 when
+a pair's relative difference exceeds it or shapes differ.
+"""
+import argparse
+import os
+import re
+import sys
+
+import numpy as np
+
+PATTERN = re.compile(r"^(\d+)_(.+)\.npy$")
+
+
+def listing(d):
+    """{name: [paths in index order]}."""
+    items = []
+    for f in os.listdir(d):
+        m = PATTERN.match(f)
+        if m:
+            items.append((int(m.group(1)), m.group(2), os.path.join(d, f)))
+    out = {}
+    for _, name, path in sorted(items):
+        out.setdefault(name, []).append(path)
+    return out, [name for _, name, _ in sorted(items)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir_a")
+    ap.add_argument("dir_b")
+    ap.add_argument("--tol", type=float, default=None)
+    a = ap.parse_args()
+    A, order = listing(a.dir_a)
+    B, _ = listing(a.dir_b)
+    seen = {}
+    bad = 0
+    compared = 0
+    worst = (0.0, "")
+    print(f"{'tensor':44s} {'shape':22s} {'max abs':>11s} {'max rel':>11s}")
+    for name in order:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        if name not in B or k >= len(B[name]):
+            continue
+        x, y = np.load(A[name][k]), np.load(B[name][k])
+        label = name if len(A[name]) == 1 else f"{name}#{k}"
+        if x.shape != y.shape:
+            print(f"{label:44s} shape {x.shape} vs {y.shape}  MISMATCH")
+            bad += 1
+            continue
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        diff = float(np.max(np.abs(x - y))) if x.size else 0.0
+        rel = diff / max(float(np.max(np.abs(y))) if y.size else 0.0, 1e-12)
+        compared += 1
+        flag = ""
+        if a.tol is not None and rel > a.tol:
+            flag = "  > tol"
+            bad += 1
+        if rel >= worst[0]:
+            worst = (rel, label)
+        print(f"{label:44s} {str(list(x.shape)):22s} {diff:11.3e} {rel:11.3e}{flag}")
+    only_a = sorted(set(A) - set(B))
+    only_b = sorted(set(B) - set(A))
+    print(f"\n{compared} tensors compared; largest relative difference {worst[0]:.3e} ({worst[1]})")
+    if only_a:
+        print(f"only in {a.dir_a} ({len(only_a)}): " + ", ".join(only_a[:20]) + (" ..." if len(only_a) > 20 else ""))
+    if only_b:
+        print(f"only in {a.dir_b} ({len(only_b)}): " + ", ".join(only_b[:20]) + (" ..." if len(only_b) > 20 else ""))
+    if compared == 0:
+        print("no tensor names in common")
+        return 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
