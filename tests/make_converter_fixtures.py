@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """Writes the fixtures of tests/test_convert.cpp (needs torch; run by hand, commit outputs):
 
-  convert_pytorch_pose.pth            pytorch-pose checkpoint layout ({epoch, arch, perf,
-                                      state_dict with `module.` keys, optimizer}) of a small
-                                      weights_tools/reference_hourglass.py model (the engine's stem)
+  convert_pytorch_pose.pth            pytorch-pose checkpoint ({epoch, arch, perf, state_dict
+                                      with `module.` keys, optimizer}) of a small twin of
+                                      bearpaw's HourglassNet below: its own stem (layer2 with a
+                                      downsample, layer3 without), i.e. stem_layout "pytorch-pose"
   convert_pytorch_pose_io.safetensors its input x [2,3,16,16] and PyTorch's eval-mode heatmaps
-  convert_pytorch_pose_stem.pth       a tiny model with pytorch-pose's *own* stem (layer2 with a
-                                      downsample; stem and score.0 only): the converter must refuse it (legacy format)
   convert_stacked_hourglass.pt        princeton-vl pytorch_stacked_hourglass layout (keys
                                       model.module.pre/hgs/features/outs/merge_*), small widths,
                                       legacy (torch < 1.6) format
@@ -30,12 +29,10 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "weights_tools"))
-import reference_hourglass as ref  # noqa: E402
+import reference_hourglass as ref  # noqa: E402  (checked against the bearpaw twin)
 import safetensors_np  # noqa: E402
 
 OUT = os.path.join(HERE, "fixtures")
-SMALL = {"stacks": 2, "blocks": 1, "num_feats": 8, "num_joints": 3, "input_size": 16,
-         "depth": 1, "stem_channels": 4, "attribute_head": False, "domain_head": False}
 
 
 def randomise_batchnorms(model, gen):
@@ -63,40 +60,157 @@ def one_training_step(model, x, heatmaps_of):
     return opt
 
 
+# ---- a small twin of bearpaw/pytorch-pose pose/models/hourglass.py, written from its source:
+# same classes, same `self.inplanes` bookkeeping in _make_residual, so the same state_dict keys
+# and shapes. Independent of weights_tools/reference_hourglass.py on purpose: the test checks
+# that the engine's stem_layout "pytorch-pose" computes what pytorch-pose computes. Its
+# hard-coded inplanes 64, num_feats 128 and depth 4 are arguments here (small fixture).
+
+class BearpawBottleneck(nn.Module):
+    expansion = 2
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=True)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=True)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 2, kernel_size=1, bias=True)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        residual = x
+        out = self.conv1(self.relu(self.bn1(x)))
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        return out
+
+
+class BearpawHourglass(nn.Module):
+    def __init__(self, block, num_blocks, planes, depth):
+        super().__init__()
+        self.depth = depth
+        hg = []
+        for i in range(depth):
+            res = [self._make_residual(block, num_blocks, planes) for _ in range(3)]
+            if i == 0:
+                res.append(self._make_residual(block, num_blocks, planes))
+            hg.append(nn.ModuleList(res))
+        self.hg = nn.ModuleList(hg)
+
+    @staticmethod
+    def _make_residual(block, num_blocks, planes):
+        return nn.Sequential(*[block(planes * block.expansion, planes) for _ in range(num_blocks)])
+
+    def _hour_glass_forward(self, n, x):
+        up1 = self.hg[n - 1][0](x)
+        low1 = self.hg[n - 1][1](F.max_pool2d(x, 2, stride=2))
+        low2 = self._hour_glass_forward(n - 1, low1) if n > 1 else self.hg[n - 1][3](low1)
+        low3 = self.hg[n - 1][2](low2)
+        return up1 + F.interpolate(low3, scale_factor=2)
+
+    def forward(self, x):
+        return self._hour_glass_forward(self.depth, x)
+
+
+class BearpawHourglassNet(nn.Module):
+    def __init__(self, block, num_stacks, num_blocks, num_classes, inplanes, num_feats, depth):
+        super().__init__()
+        self.inplanes = inplanes
+        self.num_feats = num_feats
+        self.num_stacks = num_stacks
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=True)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_residual(block, self.inplanes, 1)
+        self.layer2 = self._make_residual(block, self.inplanes, 1)  # inplanes is 2x by now
+        self.layer3 = self._make_residual(block, self.num_feats, 1)
+        self.maxpool = nn.MaxPool2d(2, stride=2)
+        ch = self.num_feats * block.expansion
+        hg, res, fc, score, fc_, score_ = [], [], [], [], [], []
+        for i in range(num_stacks):
+            hg.append(BearpawHourglass(block, num_blocks, self.num_feats, depth))
+            res.append(self._make_residual(block, self.num_feats, num_blocks))
+            fc.append(self._make_fc(ch, ch))
+            score.append(nn.Conv2d(ch, num_classes, kernel_size=1, bias=True))
+            if i < num_stacks - 1:
+                fc_.append(nn.Conv2d(ch, ch, kernel_size=1, bias=True))
+                score_.append(nn.Conv2d(num_classes, ch, kernel_size=1, bias=True))
+        self.hg = nn.ModuleList(hg)
+        self.res = nn.ModuleList(res)
+        self.fc = nn.ModuleList(fc)
+        self.score = nn.ModuleList(score)
+        self.fc_ = nn.ModuleList(fc_)
+        self.score_ = nn.ModuleList(score_)
+
+    def _make_residual(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion,
+                                                 kernel_size=1, stride=stride, bias=True))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _make_fc(self, inplanes, outplanes):
+        bn = nn.BatchNorm2d(inplanes)
+        conv = nn.Conv2d(inplanes, outplanes, kernel_size=1, bias=True)
+        return nn.Sequential(conv, bn, self.relu)
+
+    def forward(self, x):
+        out = []
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(x)
+        x = self.maxpool(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        for i in range(self.num_stacks):
+            y = self.fc[i](self.res[i](self.hg[i](x)))
+            score = self.score[i](y)
+            out.append(score)
+            if i < self.num_stacks - 1:
+                x = x + self.fc_[i](y) + self.score_[i](score)
+        return out
+
+
 def make_pytorch_pose(gen):
     torch.manual_seed(1)
-    model = ref.HourglassNet(SMALL)
+    # inplanes 2, num_feats 4 (engine: stem_channels 2, num_feats 8): like the released models,
+    # num_feats = 4 x stem, so layer2 has a downsample and layer3 none.
+    model = BearpawHourglassNet(BearpawBottleneck, num_stacks=2, num_blocks=1, num_classes=3,
+                                inplanes=2, num_feats=4, depth=1)
+    assert "layer2.0.downsample.0.weight" in model.state_dict()
+    assert "layer3.0.downsample.0.weight" not in model.state_dict()
     x = torch.rand(2, 3, 16, 16, generator=gen) - 0.44
-    opt = one_training_step(model, x, lambda out: out["heatmaps"])
+    opt = one_training_step(model, x, lambda out: out)
     randomise_batchnorms(model, gen)
     model.eval()
     with torch.no_grad():
-        heat = model(x)["heatmaps"]
+        heat = model(x)
     sd = {"module." + k: v for k, v in model.state_dict().items()}
     torch.save({"epoch": 3, "arch": "hg", "perf": torch.tensor(0.5), "best_acc": 0.25,
                 "state_dict": sd, "optimizer": opt.state_dict()},
                os.path.join(OUT, "convert_pytorch_pose.pth"))
     io = {"x": x.numpy()}
     io.update({"heatmaps.%d" % i: h.numpy() for i, h in enumerate(heat)})
+    config = {"stacks": 2, "blocks": 1, "num_feats": 8, "num_joints": 3, "input_size": 16,
+              "depth": 1, "stem_channels": 2, "stem_layout": "pytorch-pose",
+              "attribute_head": False, "domain_head": False}
+    # The engine's twin must compute the same function (checked here, before writing).
+    twin = ref.HourglassNet(config)
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    with torch.no_grad():
+        for a, b in zip(twin(x)["heatmaps"], heat):
+            assert torch.allclose(a, b, atol=1e-6), "reference_hourglass.py differs from bearpaw"
     safetensors_np.save(os.path.join(OUT, "convert_pytorch_pose_io.safetensors"), io,
-                        {"config": str(SMALL)})
-
-
-def make_pytorch_pose_stem():
-    """pytorch-pose's stem: self.inplanes has grown to 2*stem when layer2 is made."""
-    torch.manual_seed(2)
-    stem = 2
-    model = ref.HourglassNet({"stacks": 1, "num_feats": 4 * stem, "num_joints": 2, "depth": 1,
-                              "input_size": 16, "stem_channels": stem,
-                              "attribute_head": False, "domain_head": False})
-    model.layer2 = nn.Sequential(ref.Bottleneck(2 * stem, 2 * stem))  # with downsample
-    model.layer3 = nn.Sequential(ref.Bottleneck(4 * stem, 2 * stem))  # without
-    # Only the stem and the first heatmap layer: enough for the refusal, and small.
-    sd = {"module." + k: v for k, v in model.state_dict().items()
-          if k.startswith(("conv1.", "bn1.", "layer", "score.0."))}
-    torch.save({"epoch": 1, "arch": "hg1", "state_dict": sd},  # legacy format: 10x smaller
-               os.path.join(OUT, "convert_pytorch_pose_stem.pth"),
-               _use_new_zipfile_serialization=False)
+                        {"config": str(config)})
 
 
 # ---- a small twin of princeton-vl pytorch_stacked_hourglass models/{layers,posenet}.py,
@@ -247,7 +361,6 @@ def main():
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(2024)
     make_pytorch_pose(gen)
-    make_pytorch_pose_stem()
     make_stacked_hourglass(gen)
     make_tensors()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT) if f.startswith("convert_"))

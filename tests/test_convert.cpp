@@ -1,10 +1,10 @@
 // weights_tools/convert.py and weights_tools/torch_pickle.py (docs/converters.md):
-//  * a pytorch-pose checkpoint (ZIP format, `module.` keys, optimizer state) and a
-//    princeton-vl stacked-hourglass checkpoint (legacy format, different names) are
-//    converted without torch; the C++ HourglassNet loads the result and its inference
-//    heatmaps match the PyTorch outputs stored by tests/make_converter_fixtures.py;
-//  * a checkpoint with pytorch-pose's own stem (which the engine cannot express) is
-//    refused with a message naming the missing config option;
+//  * a pytorch-pose checkpoint (ZIP format, `module.` keys, optimizer state, bearpaw's
+//    own stem: stem_layout "pytorch-pose") and a princeton-vl stacked-hourglass checkpoint
+//    (legacy format, different names, Newell's stem) are converted without torch; the C++
+//    HourglassNet loads the result and its inference heatmaps match the PyTorch outputs
+//    stored by tests/make_converter_fixtures.py;
+//  * the stem layout is inferred from the tensors; --config contradicting it is an error;
 //  * tests/check_torch_pickle.py: tensor rebuilding (views, strides, dtypes, both
 //    formats), malicious pickles refused without executing anything, --ignore-key,
 //    truncated and corrupt files.
@@ -55,7 +55,8 @@ std::vector<float> to_vector(const TensorView& t) {
 // Converts `checkpoint`, loads it into the engine and compares every stack's
 // inference heatmaps with PyTorch's (stored next to the input in `io_file`).
 void check_conversion(const std::string& source, const std::string& checkpoint,
-                      const std::string& io_file, const std::string& expected_norm) {
+                      const std::string& io_file, const std::string& expected_norm,
+                      const std::string& expected_stem_layout) {
   if (!dofpose_test::python_with_numpy("the checkpoint converter test")) return;
   TempDir dir("convert");
   const std::string out_path = dir.file("net.safetensors");
@@ -74,6 +75,7 @@ void check_conversion(const std::string& source, const std::string& checkpoint,
   // The converter writes the config exactly as the engine would.
   CHECK(file.metadata_or("config", "") == net->config().to_json_string());
   CHECK(net->config().stacks == 2);
+  CHECK(net->config().stem_layout == expected_stem_layout);
   CHECK(net->config().num_joints == 3);
   CHECK(!net->config().attribute_head);
   CHECK(!net->config().domain_head);
@@ -95,9 +97,9 @@ void check_conversion(const std::string& source, const std::string& checkpoint,
 
 }  // namespace
 
-TEST_CASE("convert: pytorch-pose checkpoint (ZIP, module. keys, optimizer) matches PyTorch") {
+TEST_CASE("convert: pytorch-pose checkpoint (own stem, ZIP, module. keys, optimizer) = PyTorch") {
   check_conversion("pytorch-pose", "convert_pytorch_pose.pth", "convert_pytorch_pose_io.safetensors",
-                   "mean norm.input.mean");
+                   "mean norm.input.mean", "pytorch-pose");
   // The default MPII mean is stored for the caller to subtract.
   if (!dofpose_test::python_with_numpy("the pytorch-pose mean check")) return;
   TempDir dir("convert-mean");
@@ -114,21 +116,7 @@ TEST_CASE("convert: pytorch-pose checkpoint (ZIP, module. keys, optimizer) match
 
 TEST_CASE("convert: princeton-vl stacked-hourglass checkpoint (legacy format) matches PyTorch") {
   check_conversion("stacked-hourglass", "convert_stacked_hourglass.pt",
-                   "convert_stacked_hourglass_io.safetensors", "no mean or std");
-}
-
-TEST_CASE("convert: pytorch-pose's own stem is refused, naming what the engine lacks") {
-  if (!dofpose_test::python_with_numpy("the converter refusal test")) return;
-  TempDir dir("convert-stem");
-  std::string out;
-  const int rc = run_convert({"--from", "pytorch-pose", kFixtures + "/convert_pytorch_pose_stem.pth",
-                              dir.file("x.safetensors")},
-                             &out);
-  INFO("output:\n", out);
-  CHECK(rc == 2);
-  CHECK(out.find("layer2.0.downsample") != std::string::npos);
-  CHECK(out.find("stem_layout") != std::string::npos);
-  CHECK(!std::filesystem::exists(dir.file("x.safetensors")));
+                   "convert_stacked_hourglass_io.safetensors", "no mean or std", "newell");
 }
 
 TEST_CASE("convert: bad arguments and mismatched sources fail with clear messages") {
@@ -141,6 +129,11 @@ TEST_CASE("convert: bad arguments and mismatched sources fail with clear message
                      "{\"stacks\": 4, \"input_size\": 16}"},
                     &out) == 2);
   CHECK(out.find("stacks=4 contradicts") != std::string::npos);
+  // The stem layout is read from layer2's width: the bearpaw fixture is not Newell's.
+  CHECK(run_convert({"--from", "pytorch-pose", pp, dir.file("a.safetensors"), "--config",
+                     "{\"stem_layout\": \"newell\", \"input_size\": 16}"},
+                    &out) == 2);
+  CHECK(out.find("stem_layout='newell' contradicts") != std::string::npos);
   // A pytorch-pose checkpoint read as princeton-vl's.
   CHECK(run_convert({"--from", "stacked-hourglass", pp, dir.file("b.safetensors")}, &out) == 2);
   CHECK(out.find("not a princeton-vl") != std::string::npos);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -257,8 +258,11 @@ TEST_CASE("hourglass: config JSON round trip and errors") {
   c.num_feats = 64;
   c.domain_head = false;
   c.grl_lambda = 0.25f;
+  c.stem_layout = "pytorch-pose";
   const HourglassConfig back = HourglassConfig::from_json_string(c.to_json_string());
   CHECK(back.to_json_string() == c.to_json_string());
+  CHECK(back.stem_layout == "pytorch-pose");
+  CHECK(HourglassConfig().stem_layout == "newell");
   CHECK(back.stacks == 3);
   CHECK(back.num_feats == 64);
   CHECK(!back.domain_head);
@@ -279,6 +283,12 @@ TEST_CASE("hourglass: config JSON round trip and errors") {
                  "num_feats"));
   CHECK(contains(error_of([] { HourglassConfig::from_json_string("{\"blocks\": 1.5}"); }),
                  "must be an integer"));
+  CHECK(contains(error_of([] {
+                   HourglassConfig::from_json_string(R"({"stem_layout": "bearpaw"})");
+                 }),
+                 "'stem_layout' must be \"newell\" or \"pytorch-pose\", got \"bearpaw\""));
+  CHECK(contains(error_of([] { HourglassConfig::from_json_string("{\"stem_layout\": 1}"); }),
+                 "'stem_layout' must be a string"));
   CHECK(contains(error_of([] { HourglassConfig::from_json_string("[1]"); }), "JSON object"));
   CHECK(contains(error_of([] { HourglassConfig::from_json_string("{"); }), "not valid JSON"));
   // 192 is a multiple of 64 but its 48x48 heatmaps do not pool to 8x8.
@@ -304,6 +314,10 @@ TEST_CASE("hourglass: parameter counts of the default config equal PyTorch's") {
   // 2 x multiply-adds of every Conv2d and Linear, counted in PyTorch with forward hooks.
   CHECK(with_heads.forward_flops(1) == 16740659456LL);
   CHECK(plain.forward_flops(1) == 16669212672LL);
+  // bearpaw/pytorch-pose's 2-stack 1-block model (counted with its HourglassNet).
+  c.stem_layout = "pytorch-pose";
+  HourglassNet bearpaw(c);
+  CHECK(bearpaw.parameter_count() == 6730912);
 }
 
 namespace {
@@ -313,6 +327,35 @@ HourglassConfig tiny_config() {
           "attribute_channels": 2, "domain_hidden": 4})");
 }
 }  // namespace
+
+TEST_CASE("hourglass: stem_layout pytorch-pose moves the stem downsample from layer3 to layer2") {
+  const auto stem_names = [](const char* layout, int num_feats) {
+    HourglassConfig c = tiny_config();
+    c.stem_layout = layout;
+    c.num_feats = num_feats;
+    HourglassNet net(c);
+    std::vector<nn::Param> params;
+    std::vector<nn::Buffer> buffers;
+    net.collect("", params, buffers);
+    std::map<std::string, Shape> shapes;
+    for (const nn::Param& p : params)
+      if (p.name.rfind("layer", 0) == 0) shapes[p.name] = p.value->shape();
+    return shapes;
+  };
+  // stem_channels 4: Newell's layer2 is 8 -> 8 (width 4), layer3 8 -> num_feats.
+  auto newell = stem_names("newell", 16);
+  CHECK(newell.count("layer2.0.downsample.0.weight") == 0);
+  CHECK(newell.at("layer2.0.conv1.weight") == Shape{4, 8, 1, 1});
+  CHECK(newell.at("layer3.0.downsample.0.weight") == Shape{16, 8, 1, 1});
+  // pytorch-pose: layer2 8 -> 16 (width 8) with a downsample, layer3 16 -> num_feats
+  // without one when num_feats = 4 x stem (its released models), with one otherwise.
+  auto bearpaw = stem_names("pytorch-pose", 16);
+  CHECK(bearpaw.at("layer2.0.conv1.weight") == Shape{8, 8, 1, 1});
+  CHECK(bearpaw.at("layer2.0.downsample.0.weight") == Shape{16, 8, 1, 1});
+  CHECK(bearpaw.at("layer3.0.conv1.weight") == Shape{8, 16, 1, 1});
+  CHECK(bearpaw.count("layer3.0.downsample.0.weight") == 0);
+  CHECK(stem_names("pytorch-pose", 8).at("layer3.0.downsample.0.weight") == Shape{8, 16, 1, 1});
+}
 
 TEST_CASE("hourglass: empty output gradients give zero parameter gradients") {
   HourglassNet net(tiny_config(), 3);

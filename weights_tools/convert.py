@@ -36,9 +36,9 @@ PYTORCH_POSE_MPII_MEAN = (0.4404, 0.4440, 0.4327)
 # HourglassConfig defaults (engine/include/dofpose/nn/hourglass.h).
 HOURGLASS_DEFAULTS = {
     "stacks": 2, "blocks": 1, "num_feats": 256, "num_joints": 16, "input_size": 256,
-    "depth": 4, "stem_channels": 64, "attribute_head": True, "num_attribute_joints": 9,
-    "attribute_classes": 3, "attribute_channels": 32, "domain_head": True,
-    "domain_hidden": 64, "grl_lambda": 1.0, "softargmax_beta": 1.0,
+    "depth": 4, "stem_channels": 64, "stem_layout": "newell", "attribute_head": True,
+    "num_attribute_joints": 9, "attribute_classes": 3, "attribute_channels": 32,
+    "domain_head": True, "domain_hidden": 64, "grl_lambda": 1.0, "softargmax_beta": 1.0,
 }
 HOURGLASS_FLOAT_KEYS = ("grl_lambda", "softargmax_beta")
 
@@ -84,13 +84,26 @@ def _residuals(p, inplanes, planes, blocks):
     return out
 
 
+STEM_LAYOUTS = ("newell", "pytorch-pose")
+
+
+def stem_mid_channels(c):
+    """Channels between layer2 and layer3 (HourglassConfig::stem_layout): pytorch-pose makes
+    layer2 after its `self.inplanes` has grown to 2 * stem, so layer2 widens to 4 * stem."""
+    return (4 if c["stem_layout"] == "pytorch-pose" else 2) * c["stem_channels"]
+
+
 def hourglass_layout(c):
     """[(name, shape)] of HourglassNet::collect for config c (engine/src/nn/hourglass.cpp)."""
     stem, feats, joints, blocks = c["stem_channels"], c["num_feats"], c["num_joints"], c["blocks"]
+    if c["stem_layout"] not in STEM_LAYOUTS:
+        raise ConvertError("stem_layout must be one of %s, got %r"
+                           % (", ".join(STEM_LAYOUTS), c["stem_layout"]))
+    mid = stem_mid_channels(c)
     out = _conv("conv1.", 3, stem, 7) + _bn("bn1.", stem)
     out += _residuals("layer1.", stem, stem, 1)
-    out += _residuals("layer2.", 2 * stem, stem, 1)
-    out += _residuals("layer3.", 2 * stem, feats // 2, 1)
+    out += _residuals("layer2.", 2 * stem, mid // 2, 1)
+    out += _residuals("layer3.", mid, feats // 2, 1)
     S = c["stacks"]
     for s in range(S):
         for level in range(c["depth"]):
@@ -203,6 +216,8 @@ def infer_hourglass_config(sd, overrides, source):
     """Config of an engine-layout (pytorch-pose names) state_dict from its shapes."""
     cfg = dict(HOURGLASS_DEFAULTS)
     cfg["stem_channels"] = shape_of(sd, "conv1.weight", "stem convolution")[0]
+    bearpaw = detect_bearpaw_stem(sd, cfg["stem_channels"])
+    cfg["stem_layout"] = "pytorch-pose" if bearpaw else "newell"
     cfg["stacks"] = count_indexed(sd, r"score\.(\d+)\.weight$")
     if cfg["stacks"] == 0:
         raise ConvertError("no 'score.{s}.weight' tensors: not a stacked hourglass state_dict "
@@ -211,8 +226,8 @@ def infer_hourglass_config(sd, overrides, source):
     cfg["num_joints"], cfg["num_feats"] = score[0], score[1]
     cfg["blocks"] = count_indexed(sd, r"res\.0\.(\d+)\.bn1\.weight$")
     cfg["depth"] = count_indexed(sd, r"hg\.0\.hg\.(\d+)\.0\.")
-    inferred = ["stem_channels", "stacks", "num_joints", "num_feats", "blocks", "depth",
-                "attribute_head", "domain_head"]
+    inferred = ["stem_channels", "stem_layout", "stacks", "num_joints", "num_feats", "blocks",
+                "depth", "attribute_head", "domain_head"]
     cfg["attribute_head"] = "attr.conv.weight" in sd
     if cfg["attribute_head"]:
         cfg["attribute_channels"] = sd["attr.conv.weight"].shape[0]
@@ -234,28 +249,18 @@ def infer_hourglass_config(sd, overrides, source):
 # ----------------------------------------------------------------- sources
 
 def detect_bearpaw_stem(sd, stem):
-    """pytorch-pose builds layer2 as Bottleneck(2*stem, 2*stem) with a downsample to 4*stem
-    and layer3 as Bottleneck(4*stem, num_feats/2): its `self.inplanes` has already grown
-    when layer2 is made. The engine (and Newell's original) uses Bottleneck(2*stem, stem)
-    and Bottleneck(2*stem, num_feats/2)."""
+    """True for pytorch-pose's own stem (config stem_layout "pytorch-pose"): layer2 =
+    Bottleneck(2*stem, width 2*stem) with a downsample to 4*stem, layer3 =
+    Bottleneck(4*stem, num_feats/2) -- its `self.inplanes` has already grown when layer2 is
+    made. Newell's stem ("newell") has layer2 = Bottleneck(2*stem, width stem), no downsample.
+    Decided by the width alone: princeton-vl checkpoints carry an unused layer2 skip layer.
+    A layer2 fitting neither is left to check_against_layout to report."""
     w = sd.get("layer2.0.conv1.weight")
-    return "layer2.0.downsample.0.weight" in sd or (w is not None and w.shape[0] != stem)
+    return w is not None and len(w.shape) == 4 and w.shape[0] == 2 * stem
 
 
 def convert_pytorch_pose(ckpt, args):
     sd = strip_prefixes(find_state_dict(ckpt, args.input), ["module."])
-    stem = shape_of(sd, "conv1.weight", "stem convolution")[0]
-    if detect_bearpaw_stem(sd, stem):
-        l2 = sd.get("layer2.0.conv1.weight")
-        raise ConvertError(
-            "this checkpoint has pytorch-pose's own stem: layer2 = Bottleneck(%d -> %d, width %s) "
-            "with layer2.0.downsample, layer3 = Bottleneck(%d -> %d) without one. The engine's "
-            "HourglassNet builds Newell's stem (layer2 = Bottleneck(%d -> %d, width %d) without a "
-            "downsample, layer3 = Bottleneck(%d -> num_feats) with one) and has no config option "
-            "for pytorch-pose's, so these weights cannot be represented. Needed in the engine: a "
-            "config key such as \"stem_layout\": \"pytorch-pose\" (see docs/converters.md)."
-            % (2 * stem, 4 * stem, l2.shape[0] if l2 is not None else "?", 4 * stem, 4 * stem,
-               2 * stem, 2 * stem, stem, 2 * stem))
     overrides = dict(args.config)
     cfg = infer_hourglass_config(sd, overrides, "pytorch-pose")
     tensors = check_against_layout(sd, cfg, "pytorch-pose")

@@ -2,9 +2,8 @@
 """PyTorch reference of the dofpose stacked hourglass (engine/src/nn/hourglass.cpp).
 
 The backbone is the pre-activation stacked hourglass of Newell et al. (ECCV
-2016) exactly as the `pytorch-pose` repository (bearpaw/pytorch-pose,
-pose/models/hourglass.py) builds it, so its state_dict keys are the same and
-converting a pytorch-pose checkpoint is a plain copy:
+2016) with the module names of the `pytorch-pose` repository (bearpaw/pytorch-pose,
+pose/models/hourglass.py), so its state_dict keys are the same:
 
     conv1, bn1, layer1, layer2, layer3             stem (7x7/2 conv, 3 residuals, maxpool)
     hg.{s}.hg.{level}.{branch}.{block}.*           hourglass; level 0 is the innermost one,
@@ -12,9 +11,17 @@ converting a pytorch-pose checkpoint is a plain copy:
     res.{s}.{block}.*, fc.{s}.0 (conv) fc.{s}.1 (bn), score.{s}
     fc_.{s}, score_.{s}                            re-injection, all stacks but the last
 
-pytorch-pose's own models are the special case stem_channels=64, num_feats=256
-(its `num_feats` = 128 is our num_feats / 2), depth=4, both heads off.
-Its checkpoints are saved from nn.DataParallel: strip the "module." prefix.
+The stem has two layouts (config "stem_layout", same keys, different shapes):
+    "newell" (default)  Newell's original: layer2 Bottleneck(2s -> 2s), layer3
+                        Bottleneck(2s -> num_feats) with a downsample (s = stem_channels)
+    "pytorch-pose"      bearpaw's models (its `self.inplanes` has already grown to 2s when
+                        layer2 is made): layer2 Bottleneck(2s -> 4s) with a downsample,
+                        layer3 Bottleneck(4s -> num_feats), downsample iff 4s != num_feats
+pytorch-pose's own models are the special case stem_layout="pytorch-pose",
+stem_channels=64, num_feats=256 (its `num_feats` = 128 is our num_feats / 2),
+depth=4, both heads off. A pytorch-pose checkpoint loads into that config after
+stripping nn.DataParallel's "module." prefix and dropping num_batches_tracked
+(weights_tools/convert.py --from pytorch-pose does both and sets stem_layout).
 
 dofpose adds two optional heads on the last stack (see docs/models.md):
     attr.conv/attr.bn/attr.fc    attribute logits [N, num_attribute_joints, attribute_classes]
@@ -34,6 +41,7 @@ DEFAULT_CONFIG = {
     "input_size": 256,
     "depth": 4,
     "stem_channels": 64,
+    "stem_layout": "newell",
     "attribute_head": True,
     "num_attribute_joints": 9,
     "attribute_classes": 3,
@@ -45,12 +53,23 @@ DEFAULT_CONFIG = {
 }
 
 
+STEM_LAYOUTS = ("newell", "pytorch-pose")
+
+
+def stem_mid_channels(cfg):
+    """Channels between layer2 and layer3 (see the module docstring)."""
+    stem = cfg["stem_channels"]
+    return 4 * stem if cfg["stem_layout"] == "pytorch-pose" else 2 * stem
+
+
 def make_config(overrides=None):
     cfg = dict(DEFAULT_CONFIG)
     for key, value in (overrides or {}).items():
         if key not in cfg:
             raise KeyError(f"unknown hourglass config key '{key}'")
         cfg[key] = value
+    if cfg["stem_layout"] not in STEM_LAYOUTS:
+        raise ValueError(f"stem_layout must be one of {STEM_LAYOUTS}, got {cfg['stem_layout']!r}")
     return cfg
 
 
@@ -161,8 +180,9 @@ class HourglassNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = residuals(stem, stem, 1)
-        self.layer2 = residuals(stem * 2, stem, 1)
-        self.layer3 = residuals(stem * 2, feats // 2, 1)
+        mid = stem_mid_channels(cfg)
+        self.layer2 = residuals(stem * 2, mid // 2, 1)
+        self.layer3 = residuals(mid, feats // 2, 1)
         self.maxpool = nn.MaxPool2d(2, stride=2)
         hg, res, fc, score, fc_, score_ = [], [], [], [], [], []
         for i in range(self.num_stacks):

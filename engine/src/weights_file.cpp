@@ -190,9 +190,26 @@ WeightsFile::WeightsFile(const std::string& path, WeightsLoadOptions opt) : path
   if (map == MAP_FAILED) fail(where, "cannot mmap ", file_size, " bytes: ", std::strerror(map_err));
   map_ = map;
   map_size_ = size_t(file_size);
+  open_bytes(static_cast<const uint8_t*>(map_), file_size, opt);
+}
 
+WeightsFile WeightsFile::from_memory(const void* bytes, size_t size, std::string name,
+                                     WeightsLoadOptions opt) {
+  WeightsFile w;
+  w.path_ = std::move(name);
+  DOFPOSE_CHECK(bytes != nullptr || size == 0, file_prefix(w.path_), "no bytes (null pointer)");
+  DOFPOSE_CHECK(size >= 8, file_prefix(w.path_), "buffer is ", size,
+                " bytes, expected at least 8 (the little-endian header length)");
+  // map_ stays null: the bytes belong to the caller and are never unmapped.
+  w.open_bytes(static_cast<const uint8_t*>(bytes), size, opt);
+  return w;
+}
+
+// Validates the whole file image (header length, header, offsets) and sets
+// data_; on failure releases everything (close()) and rethrows.
+void WeightsFile::open_bytes(const uint8_t* bytes, uint64_t file_size, WeightsLoadOptions opt) {
+  const std::string where = file_prefix(path_);
   try {
-    const uint8_t* bytes = static_cast<const uint8_t*>(map_);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little-endian
     DOFPOSE_CHECK(header_len <= kMaxHeaderBytes, where, "header length ", header_len,
@@ -201,6 +218,7 @@ WeightsFile::WeightsFile(const std::string& path, WeightsLoadOptions opt) : path
                   " exceeds the file: only ", file_size - 8,
                   " bytes follow the 8-byte length (truncated file?)");
     data_ = bytes + 8 + header_len;
+    data_offset_ = 8 + header_len;
     parse_header(bytes + 8, header_len, file_size - 8 - header_len);
     if (opt.check_finite)
       for (const WeightsEntry& e : entries_) check_finite(e);
@@ -345,6 +363,7 @@ void WeightsFile::close() {
   map_ = nullptr;
   map_size_ = 0;
   data_ = nullptr;
+  data_offset_ = 0;
   entries_.clear();
   index_.clear();
   metadata_.clear();
@@ -359,6 +378,7 @@ WeightsFile& WeightsFile::operator=(WeightsFile&& o) noexcept {
     map_ = std::exchange(o.map_, nullptr);
     map_size_ = std::exchange(o.map_size_, 0);
     data_ = std::exchange(o.data_, nullptr);
+    data_offset_ = std::exchange(o.data_offset_, 0);
     entries_ = std::move(o.entries_);
     index_ = std::move(o.index_);
     metadata_ = std::move(o.metadata_);
@@ -399,7 +419,7 @@ TensorView WeightsFile::raw(const std::string& name) const {
   const uint8_t* p = data_ + e.begin;
   DOFPOSE_CHECK(reinterpret_cast<uintptr_t>(p) % dtype_size(e.dtype) == 0, file_prefix(path_),
                 "tensor '", name, "' (", dtype_name(e.dtype), ") starts at file byte ",
-                size_t(p - static_cast<const uint8_t*>(map_)), ", not aligned to ",
+                data_offset_ + e.begin, ", not aligned to ",
                 dtype_size(e.dtype), " bytes (file not written with the dofpose alignment rule); "
                 "use load_copy or load_f32");
   // The mapping is read-only: callers must not write through this view.

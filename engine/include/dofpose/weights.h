@@ -35,6 +35,13 @@ class WeightsFile {
   WeightsFile(const WeightsFile&) = delete;
   WeightsFile& operator=(const WeightsFile&) = delete;
 
+  // Opens weights already in memory (e.g. embedded in the program) with the
+  // same validation as a file. Nothing is copied: `bytes` must outlive the
+  // returned object. `name` stands in for the path in path() and in errors.
+  // Tensors are aligned for raw() when `bytes` is 64-byte aligned.
+  static WeightsFile from_memory(const void* bytes, size_t size, std::string name,
+                                 WeightsLoadOptions opt = {});
+
   const std::string& path() const { return path_; }
   bool has(const std::string& name) const;
   const WeightsEntry& entry(const std::string& name) const;  // throws naming file and tensor
@@ -61,10 +68,12 @@ class WeightsFile {
   void* map_ = nullptr;
   size_t map_size_ = 0;
   const uint8_t* data_ = nullptr;  // start of the data section
+  uint64_t data_offset_ = 0;       // where the data section starts in the file's bytes
   std::vector<WeightsEntry> entries_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
   void close();
+  void open_bytes(const uint8_t* bytes, uint64_t size, WeightsLoadOptions opt);
   void parse_header(const uint8_t* header, uint64_t header_len, uint64_t data_size);
   void check_finite(const WeightsEntry& e) const;
 };

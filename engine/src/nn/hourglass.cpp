@@ -58,6 +58,12 @@ void zero_grads(Module& m) {
   for (const Param& p : m.parameters()) fill(*p.grad, 0.f);
 }
 
+// Channels between layer2 and layer3 (HourglassConfig::stem_layout): pytorch-pose makes
+// layer2 after its `self.inplanes` has grown to 2 * stem, so layer2 widens to 4 * stem.
+int stem_mid_channels(const HourglassConfig& c) {
+  return c.stem_layout == "pytorch-pose" ? 4 * c.stem_channels : 2 * c.stem_channels;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- config
@@ -73,6 +79,8 @@ void HourglassConfig::validate() const {
   need(num_joints >= 1, "num_joints", concat("must be >= 1, got ", num_joints));
   need(depth >= 1 && depth <= 8, "depth", concat("must be in [1, 8], got ", depth));
   need(stem_channels >= 1, "stem_channels", concat("must be >= 1, got ", stem_channels));
+  need(stem_layout == "newell" || stem_layout == "pytorch-pose", "stem_layout",
+       concat("must be \"newell\" or \"pytorch-pose\", got \"", stem_layout, "\""));
   const int64_t multiple = 4LL << depth;  // stride-4 stem, then depth halvings
   need(input_size >= multiple && input_size % multiple == 0, "input_size",
        concat("must be a positive multiple of 4 * 2^depth = ", multiple, ", got ", input_size));
@@ -120,6 +128,11 @@ HourglassConfig HourglassConfig::from_json_string(const std::string& text) {
                     v.dump());
       dst = v.get<bool>();
     };
+    auto as_string = [&](std::string& dst) {
+      DOFPOSE_CHECK(v.is_string(), "hourglass config: '", key, "' must be a string, got ",
+                    v.dump());
+      dst = v.get<std::string>();
+    };
     auto as_float = [&](float& dst) {
       DOFPOSE_CHECK(v.is_number(), "hourglass config: '", key, "' must be a number, got ",
                     v.dump());
@@ -132,6 +145,7 @@ HourglassConfig HourglassConfig::from_json_string(const std::string& text) {
     else if (key == "input_size") as_int(c.input_size);
     else if (key == "depth") as_int(c.depth);
     else if (key == "stem_channels") as_int(c.stem_channels);
+    else if (key == "stem_layout") as_string(c.stem_layout);
     else if (key == "attribute_head") as_bool(c.attribute_head);
     else if (key == "num_attribute_joints") as_int(c.num_attribute_joints);
     else if (key == "attribute_classes") as_int(c.attribute_classes);
@@ -155,6 +169,7 @@ std::string HourglassConfig::to_json_string() const {
   j["input_size"] = input_size;
   j["depth"] = depth;
   j["stem_channels"] = stem_channels;
+  j["stem_layout"] = stem_layout;
   j["attribute_head"] = attribute_head;
   j["num_attribute_joints"] = num_attribute_joints;
   j["attribute_classes"] = attribute_classes;
@@ -528,8 +543,8 @@ HourglassNet::HourglassNet(const HourglassConfig& config, uint64_t seed)
     : conv1((config.validate(), 3), config.stem_channels, 7, 2, 3),
       bn1(config.stem_channels),
       layer1(config.stem_channels, config.stem_channels, 1),
-      layer2(2 * config.stem_channels, config.stem_channels, 1),
-      layer3(2 * config.stem_channels, config.num_feats / 2, 1),
+      layer2(2 * config.stem_channels, stem_mid_channels(config) / 2, 1),
+      layer3(stem_mid_channels(config), config.num_feats / 2, 1),
       config_(config) {
   const HourglassConfig& c = config_;
   for (int s = 0; s < c.stacks; ++s) {

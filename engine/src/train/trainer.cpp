@@ -718,11 +718,12 @@ TrainResult Trainer::run() {
         ++st_.batch;
         save_checkpoint();
         end_progress_line();
-        std::fprintf(stderr,
-                     "interrupted at epoch %d, batch %lld (step %lld): checkpoint saved to %s; "
-                     "continue with --resume\n",
-                     st_.epoch + 1, (long long)st_.batch, (long long)st_.step,
-                     checkpoint_path_.c_str());
+        if (opt_.progress)
+          std::fprintf(stderr,
+                       "interrupted at epoch %d, batch %lld (step %lld): checkpoint saved to %s; "
+                       "continue with --resume\n",
+                       st_.epoch + 1, (long long)st_.batch, (long long)st_.step,
+                       checkpoint_path_.c_str());
         result.interrupted = true;
         result.epochs_completed = st_.epoch;
         result.steps = st_.step;

@@ -25,6 +25,13 @@ struct HourglassConfig {
   int input_size = 256;      // square input; heatmaps are input_size / 4
   int depth = 4;             // hourglass levels (pytorch-pose: 4)
   int stem_channels = 64;    // conv1 output (pytorch-pose: 64)
+  // Widths of layer2/layer3 (same parameter names either way, see docs/models.md):
+  //   "newell"       Newell's original (and princeton-vl's): layer2 Bottleneck(2s -> 2s),
+  //                  layer3 Bottleneck(2s -> num_feats) with a downsample when 2s != num_feats;
+  //   "pytorch-pose" bearpaw/pytorch-pose's released models: layer2 Bottleneck(2s -> 4s)
+  //                  with a downsample, layer3 Bottleneck(4s -> num_feats), downsample
+  //                  when 4s != num_feats (s = stem_channels).
+  std::string stem_layout = "newell";
   bool attribute_head = true;
   int num_attribute_joints = 9;
   int attribute_classes = 3;
