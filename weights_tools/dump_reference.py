@@ -70,7 +70,10 @@ def attach_hooks(model, rec):
 
 
 def load_state(model, tensors, path):
-    state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items() if not k.startswith("optim.")}
+    # optim.* is optimizer state; norm.* are input/output statistics applied outside the
+    # modules (the lifter's are handled in main, an hourglass's input mean by the caller).
+    state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()
+             if not k.startswith(("optim.", "norm."))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("num_batches_tracked")]
     if missing or unexpected:

@@ -29,7 +29,7 @@ HOURGLASS_DEFAULTS = {
     "stacks": 2, "blocks": 1, "num_feats": 256, "num_joints": 16, "input_size": 256,
     "depth": 4, "stem_channels": 64, "attribute_head": True, "num_attribute_joints": 9,
     "attribute_classes": 3, "attribute_channels": 32, "domain_head": True,
-    "domain_hidden": 64, "grl_lambda": 1.0, "softargmax_beta": 1.0,
+    "domain_hidden": 64, "grl_lambda": 1.0, "softargmax_beta": 1.0, "stem_layout": "newell",
 }
 # Mirrors DEFAULT_CONFIG of reference_lifter.py / LifterConfig.
 LIFTER_DEFAULTS = {
@@ -94,8 +94,11 @@ def hourglass(b, c):
     b.conv("conv1", 3, stem, 7)
     b.bn("bn1", stem)
     residuals("layer1.", stem, stem, 1)
-    residuals("layer2.", 2 * stem, stem, 1)
-    residuals("layer3.", 2 * stem, feats // 2, 1)
+    # stem_layout (HourglassConfig): pytorch-pose builds layer2 after its inplanes grew to
+    # 2 * stem, so layer2 widens to 4 * stem and layer3 starts there.
+    mid = (4 if c["stem_layout"] == "pytorch-pose" else 2) * stem
+    residuals("layer2.", 2 * stem, mid // 2, 1)
+    residuals("layer3.", mid, feats // 2, 1)
     for s in range(c["stacks"]):
         for level in range(c["depth"]):
             for branch in range(4 if level == 0 else 3):

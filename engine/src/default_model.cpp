@@ -1,5 +1,5 @@
 // The default lifter's weights file, embedded in the library at build time
-// (cmake/embed_default_model.cmake passes its path as DOFPOSE_DEFAULT_MODEL_FILE).
+// (engine/cmake/embed_default_model.cmake passes its path as DOFPOSE_DEFAULT_MODEL_FILE).
 // The assembler's .incbin copies the file's bytes into read-only data, aligned
 // to 64 bytes so that WeightsFile::from_memory can hand out aligned views.
 #include "dofpose/lift.h"
