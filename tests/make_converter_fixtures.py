@@ -15,10 +15,21 @@
   convert_tensors_expected.safetensors  their values
   convert_with_args.pth               {state_dict, args: argparse.Namespace} (refused unless
                                       --ignore-key args)
+  convert_reference_hourglass.pth     torch.save(state_dict) of weights_tools/reference_hourglass.py
+                                      (1 stack, attribute and domain heads, input 32)
+  convert_reference_hourglass_io.safetensors  its input x and eval-mode heatmaps.{s},
+                                      attributes, domain
+  convert_reference_lifter.pth        {state_dict, config} of weights_tools/reference_lifter.py
+                                      (progressive, attributes on, norm.* statistics)
+  convert_reference_lifter_io.safetensors  raw 2D input pose2d [N,32] (pixels), attributes
+                                      [N,27], normalised input x, per block the network's
+                                      normalised output pose{b} and de-normalised pose3d{b} (mm)
 
     /usr/bin/python3 tests/make_converter_fixtures.py
 """
 import argparse
+import io
+import json
 import os
 import sys
 
@@ -46,6 +57,35 @@ def randomise_batchnorms(model, gen):
                 m.running_mean.copy_(0.2 * (torch.rand(n, generator=gen) - 0.5))
                 m.running_var.copy_(0.8 + 0.4 * torch.rand(n, generator=gen))
                 m.num_batches_tracked.fill_(7)
+
+
+def _content(obj, storages):
+    """A comparable description of a checkpoint: structure, tensor dtypes, shapes, strides,
+    offsets and values, and which tensors share a storage (numbered by first use)."""
+    if isinstance(obj, torch.Tensor):
+        key = obj.untyped_storage().data_ptr() if hasattr(obj, "untyped_storage") \
+            else obj.storage().data_ptr()
+        return ("tensor", str(obj.dtype), tuple(obj.shape), obj.stride(), obj.storage_offset(),
+                storages.setdefault(key, len(storages)), obj.detach().float().tolist())
+    if isinstance(obj, dict):
+        return ("dict", type(obj).__name__, [(k, _content(v, storages)) for k, v in obj.items()])
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, [_content(v, storages) for v in obj])
+    return ("value", repr(obj))
+
+
+def save_legacy(obj, path):
+    """torch.save in the legacy format, keeping an existing file of the same content: its
+    storage keys are memory addresses (torch/serialization.py, _legacy_save), so every run
+    writes different bytes for the same checkpoint."""
+    if os.path.exists(path):
+        old = torch.load(path)
+        buf = io.BytesIO()
+        torch.save(obj, buf, _use_new_zipfile_serialization=False)
+        buf.seek(0)
+        if _content(old, {}) == _content(torch.load(buf), {}):
+            return
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
 
 
 def one_training_step(model, x, heatmaps_of):
@@ -318,9 +358,8 @@ def make_stacked_hourglass(gen):
         out = net(x)
     trainer = Trainer(net)
     # princeton-vl's released checkpoints predate PyTorch 1.6: the legacy format.
-    torch.save({"state_dict": trainer.state_dict(), "optimizer": opt.state_dict(), "epoch": 5},
-               os.path.join(OUT, "convert_stacked_hourglass.pt"),
-               _use_new_zipfile_serialization=False)
+    save_legacy({"state_dict": trainer.state_dict(), "optimizer": opt.state_dict(), "epoch": 5},
+                os.path.join(OUT, "convert_stacked_hourglass.pt"))
     io = {"x": x.permute(0, 3, 1, 2).contiguous().numpy()}
     io.update({"heatmaps.%d" % i: out[:, i].numpy() for i in range(out.shape[1])})
     safetensors_np.save(os.path.join(OUT, "convert_stacked_hourglass_io.safetensors"), io, {})
@@ -345,9 +384,8 @@ def make_tensors():
         "nested": {"list": [torch.tensor([1.0]), 2, "three"], "tuple": (4.0, None, True), 5: "int key"},
         "numpy": np.float64(0.125),
     }
-    for name in ("zip", "legacy"):
-        torch.save(obj, os.path.join(OUT, "convert_tensors_%s.pt" % name),
-                   _use_new_zipfile_serialization=(name == "zip"))
+    torch.save(obj, os.path.join(OUT, "convert_tensors_zip.pt"))
+    save_legacy(obj, os.path.join(OUT, "convert_tensors_legacy.pt"))
     expected = {k: (v.detach().float() if v.dtype == torch.bfloat16 else v.detach()).numpy()
                 for k, v in obj.items() if isinstance(v, torch.Tensor)}
     expected["nested.list.0"] = obj["nested"]["list"][0].numpy()
@@ -357,12 +395,88 @@ def make_tensors():
                os.path.join(OUT, "convert_with_args.pth"))
 
 
+# ---- dofpose's own PyTorch twins (--from reference). Own generators and seeds, made after
+# the fixtures above, so those stay byte-identical.
+
+def make_reference_hourglass():
+    torch.manual_seed(11)
+    gen = torch.Generator().manual_seed(2031)
+    # Input 32 -> 8x8 heatmaps, the smallest the attribute head takes (it pools to 8x8);
+    # attribute_channels and domain_hidden differ from the defaults: inferred from the tensors.
+    # One stack (the two-stack wiring is checked by the fixtures above): every tensor costs
+    # ~350 bytes of ZIP and pickle overhead.
+    config = {"stacks": 1, "blocks": 1, "num_feats": 4, "num_joints": 3, "input_size": 32,
+              "depth": 1, "stem_channels": 2, "attribute_head": True, "attribute_channels": 1,
+              "domain_head": True, "domain_hidden": 5}
+    model = ref.HourglassNet(config)
+    randomise_batchnorms(model, gen)
+    model.eval()
+    x = torch.rand(1, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        out = model(x)
+    # The plain form: no config, so input_size comes from --config.
+    torch.save(model.state_dict(), os.path.join(OUT, "convert_reference_hourglass.pth"))
+    io = {"x": x.numpy(), "attributes": out["attributes"].numpy(), "domain": out["domain"].numpy()}
+    io.update({"heatmaps.%d" % i: h.numpy() for i, h in enumerate(out["heatmaps"])})
+    safetensors_np.save(os.path.join(OUT, "convert_reference_hourglass_io.safetensors"), io, {})
+
+
+def make_reference_lifter():
+    import reference_lifter  # noqa: E402  (weights_tools is on sys.path)
+    torch.manual_seed(12)
+    gen = torch.Generator().manual_seed(2032)
+    # blocks 0 (no residual blocks, which only repeat the names test_lifter checks): the six
+    # regressors' tensors already cost ~35 KB of ZIP overhead.
+    config = {"kind": "progressive", "num_joints_in": 16, "use_attributes": True, "width": 6,
+              "blocks": 0, "dropout": 0.25}
+    model = reference_lifter.build(config)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                n = m.num_features
+                m.weight.copy_(1 + 0.4 * (torch.rand(n, generator=gen) - 0.5))
+                m.bias.copy_(0.4 * (torch.rand(n, generator=gen) - 0.5))
+                m.running_mean.copy_(0.4 * (torch.rand(n, generator=gen) - 0.5))
+                m.running_var.copy_(0.6 + 0.8 * torch.rand(n, generator=gen))
+                m.num_batches_tracked.fill_(9)
+        # Statistics as Lifter::fit_normalisation leaves them: 2D in pixels, 3D in mm, the
+        # pelvis (output joint 0) mean 0 std 1.
+        model.norm.input.mean.copy_(500 + 100 * torch.randn(32, generator=gen))
+        model.norm.input.std.copy_(50 + 100 * torch.rand(32, generator=gen))
+        model.norm.output.mean.copy_(200 * torch.randn(51, generator=gen))
+        model.norm.output.std.copy_(100 + 300 * torch.rand(51, generator=gen))
+        model.norm.output.mean[:3] = 0
+        model.norm.output.std[:3] = 1
+    model.eval()
+    n = 3
+    pose2d = model.norm.input.mean + model.norm.input.std * torch.randn(n, 32, generator=gen)
+    labels = torch.randint(0, 3, (n, 9), generator=gen)
+    attributes = F.one_hot(labels, 3).reshape(n, 27).float()
+    # The reference model takes the normalised input and returns normalised poses; the
+    # statistics are buffers it carries for the caller (the engine's Model applies them).
+    x = torch.cat([(pose2d - model.norm.input.mean) / model.norm.input.std, attributes], dim=1)
+    with torch.no_grad():
+        poses = model(x)
+    torch.save({"state_dict": model.state_dict(), "config": model.config},
+               os.path.join(OUT, "convert_reference_lifter.pth"))
+    io = {"pose2d": pose2d.numpy(), "attributes": attributes.numpy(), "x": x.numpy()}
+    for b, p in enumerate(poses):
+        mm = p * model.norm.output.std + model.norm.output.mean
+        mm[:, :3] = 0  # the pelvis is the origin
+        io["pose%d" % (b + 1)] = p.numpy()
+        io["pose3d%d" % (b + 1)] = mm.numpy()
+    safetensors_np.save(os.path.join(OUT, "convert_reference_lifter_io.safetensors"), io,
+                        {"config": json.dumps(model.config)})
+
+
 def main():
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(2024)
     make_pytorch_pose(gen)
     make_stacked_hourglass(gen)
     make_tensors()
+    make_reference_hourglass()
+    make_reference_lifter()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT) if f.startswith("convert_"))
     print("convert_* fixtures: %d bytes" % total)
 

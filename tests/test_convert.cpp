@@ -4,6 +4,11 @@
 //    (legacy format, different names, Newell's stem) are converted without torch; the C++
 //    HourglassNet loads the result and its inference heatmaps match the PyTorch outputs
 //    stored by tests/make_converter_fixtures.py;
+//  * dofpose's own PyTorch twins (--from reference): a reference_hourglass.py state_dict
+//    (attribute and domain heads, config inferred) and a reference_lifter.py
+//    {state_dict, config} checkpoint (progressive, attributes, norm.* statistics) give the
+//    PyTorch outputs: heatmaps / attribute / domain logits, and each block's pose both
+//    normalised (Lifter::forward) and in mm (Model::forward de-normalises);
 //  * the stem layout is inferred from the tensors; --config contradicting it is an error;
 //  * tests/check_torch_pickle.py: tensor rebuilding (views, strides, dtypes, both
 //    formats), malicious pickles refused without executing anything, --ignore-key,
@@ -18,6 +23,8 @@
 #include <vector>
 
 #include "dofpose/nn/hourglass.h"
+#include "dofpose/nn/lifter.h"
+#include "dofpose/nn/model.h"
 #include "dofpose/weights.h"
 #include "tests/fixture_loader.h"
 #include "tests/test_util.h"
@@ -25,6 +32,7 @@
 using namespace dofpose;
 using dofpose::nn::HourglassNet;
 using dofpose::nn::HourglassOutputs;
+using dofpose::nn::LifterConfig;
 using dofpose::nn::Mode;
 using dofpose_test::run_command;
 using dofpose_test::shell_quote;
@@ -50,6 +58,19 @@ int run_convert(const std::vector<std::string>& args, std::string* output) {
 
 std::vector<float> to_vector(const TensorView& t) {
   return std::vector<float>(t.f32(), t.f32() + t.numel());
+}
+
+// `got` against PyTorch's `name` in `io` (same element count, read flat), with the
+// tolerance every test here uses: |d| <= 1e-4 max(1, max|ref|) + 1e-3 |ref|.
+void check_against_pytorch(const std::string& what, const TensorView& got, const WeightsFile& io,
+                           const std::string& name) {
+  Tensor ref = io.load_f32(name);
+  REQUIRE_MESSAGE(ref.view().numel() == got.numel(), what, ": PyTorch's ", name, " has ",
+                  ref.view().numel(), " values, the engine gave ", got.shape.str());
+  const std::vector<float> rv = to_vector(ref.view());
+  double scale = 1.0;
+  for (float v : rv) scale = std::max(scale, double(std::fabs(v)));
+  DOFPOSE_CHECK_CLOSE(what, to_vector(got), rv, 1e-4 * scale, 1e-3);
 }
 
 // Converts `checkpoint`, loads it into the engine and compares every stack's
@@ -117,6 +138,113 @@ TEST_CASE("convert: pytorch-pose checkpoint (own stem, ZIP, module. keys, optimi
 TEST_CASE("convert: princeton-vl stacked-hourglass checkpoint (legacy format) matches PyTorch") {
   check_conversion("stacked-hourglass", "convert_stacked_hourglass.pt",
                    "convert_stacked_hourglass_io.safetensors", "no mean or std", "newell");
+}
+
+TEST_CASE("convert: reference hourglass state_dict (heads, config inferred) matches PyTorch") {
+  if (!dofpose_test::python_with_numpy("the reference hourglass converter test")) return;
+  TempDir dir("convert-ref-hg");
+  const std::string ckpt = kFixtures + "/convert_reference_hourglass.pth";
+  const std::string out_path = dir.file("hg.safetensors");
+  std::string out;
+  // A bare state_dict carries no config: input_size comes from --config, the rest from the
+  // tensors, which a contradicting key must not override.
+  CHECK(run_convert({"--from", "reference", ckpt, dir.file("bad.safetensors"), "--config",
+                     "{\"input_size\": 32, \"stacks\": 2}"},
+                    &out) == 2);
+  CHECK(out.find("stacks=2 contradicts") != std::string::npos);
+  const int rc =
+      run_convert({"--from", "reference", ckpt, out_path, "--config", "{\"input_size\": 32}"}, &out);
+  INFO("convert.py output:\n", out);
+  REQUIRE(rc == 0);
+  CHECK(!std::filesystem::exists(dir.file("bad.safetensors")));
+
+  WeightsFile file(out_path);
+  CHECK(file.metadata_or("kind", "") == "hourglass");
+  CHECK(file.metadata_or("format_version", "") == "1");
+  CHECK(file.metadata_or("source", "") == "reference:convert_reference_hourglass.pth");
+  auto net = HourglassNet::load(out_path);
+  CHECK(file.metadata_or("config", "") == net->config().to_json_string());
+  const auto& c = net->config();
+  CHECK(c.stacks == 1);
+  CHECK(c.depth == 1);
+  CHECK(c.num_feats == 4);
+  CHECK(c.stem_channels == 2);
+  CHECK(c.stem_layout == "newell");
+  CHECK(c.input_size == 32);
+  CHECK(c.attribute_head);
+  CHECK(c.attribute_channels == 1);  // not the default 32: read from attr.conv
+  CHECK(c.domain_head);
+  CHECK(c.domain_hidden == 5);       // not the default 64: read from domain.fc1
+
+  WeightsFile io(kFixtures + "/convert_reference_hourglass_io.safetensors");
+  Tensor x = io.load_f32("x");
+  Arena arena;
+  HourglassOutputs got = net->forward(arena, x, Mode::Infer);
+  REQUIRE(got.heatmaps.size() == 1);
+  check_against_pytorch("reference heatmaps", got.heatmaps[0], io, "heatmaps.0");
+  REQUIRE(!got.attributes.empty());
+  REQUIRE(!got.domain.empty());
+  check_against_pytorch("reference attribute logits", got.attributes, io, "attributes");
+  check_against_pytorch("reference domain logits", got.domain, io, "domain");
+}
+
+TEST_CASE("convert: reference lifter {state_dict, config} matches PyTorch, normalised and in mm") {
+  if (!dofpose_test::python_with_numpy("the reference lifter converter test")) return;
+  TempDir dir("convert-ref-lifter");
+  const std::string out_path = dir.file("lifter.safetensors");
+  std::string out;
+  const int rc = run_convert(
+      {"--from", "reference", kFixtures + "/convert_reference_lifter.pth", out_path}, &out);
+  INFO("convert.py output:\n", out);
+  REQUIRE(rc == 0);
+
+  WeightsFile file(out_path);
+  CHECK(file.metadata_or("kind", "") == "lifter");
+  CHECK(file.metadata_or("format_version", "") == "1");
+  CHECK(file.metadata_or("input_normalisation", "").find("norm.input") != std::string::npos);
+  const LifterConfig c = LifterConfig::from_json_string(file.metadata_or("config", ""));
+  CHECK(c.kind == "progressive");
+  CHECK(c.use_attributes);
+  CHECK(c.num_joints_in == 16);
+  CHECK(c.width == 6);
+  CHECK(c.dropout == 0.25f);  // and Mode::Infer must not apply it
+
+  WeightsFile io(kFixtures + "/convert_reference_lifter_io.safetensors");
+  Tensor pose2d = io.load_f32("pose2d", Shape{3, 32});
+  Tensor attributes = io.load_f32("attributes", Shape{3, 27});
+
+  // The network itself: reference_lifter.Lifter.forward takes the normalised input and
+  // returns normalised poses, as nn::Lifter::forward does.
+  {
+    auto lifter = nn::load_lifter(file);
+    REQUIRE(lifter->num_blocks() == 2);
+    Tensor x = io.load_f32("x", Shape{3, 59});
+    Arena arena;
+    nn::LifterOutput got = lifter->forward(arena, x, Mode::Infer);
+    REQUIRE(got.poses.size() == 2);
+    for (size_t b = 0; b < 2; ++b)
+      check_against_pytorch("reference lifter normalised pose, block " + std::to_string(b + 1),
+                            got.poses[b], io, "pose" + std::to_string(b + 1));
+    // The normalisation statistics came through: the engine's own input normalisation of
+    // the raw 2D joints gives PyTorch's network input.
+    check_against_pytorch("reference lifter prepared input", lifter->prepare_input(arena, pose2d, attributes),
+                          io, "x");
+  }
+  // The model interface: raw 2D joints in, each block's pose de-normalised to mm out.
+  {
+    auto model = nn::load_model(out_path);
+    REQUIRE(model->kind() == "lifter");
+    Arena arena;
+    std::vector<nn::NamedView> got = model->forward(arena, {pose2d.view(), attributes.view()});
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].name == "pose3d_block1");
+    CHECK(got[1].name == "pose3d_block2");
+    CHECK(got[2].name == "pose3d");
+    for (size_t b = 0; b < 2; ++b)
+      check_against_pytorch("reference lifter pose in mm, block " + std::to_string(b + 1),
+                            got[b].value, io, "pose3d" + std::to_string(b + 1));
+    check_against_pytorch("reference lifter final pose in mm", got[2].value, io, "pose3d2");
+  }
 }
 
 TEST_CASE("convert: bad arguments and mismatched sources fail with clear messages") {
