@@ -1,0 +1,224 @@
+// dofpose_model_timer: times one model from a weights file, for
+// bench/compare_cpu.py (which runs PyTorch on the same weights, interleaved).
+// Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
+//
+//   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
+//       [--train --target T.npy] [--warmup 1] [--output-dir DIR]
+//       (--repeat N | --serve)
+//
+// Inference (default): nn::load_model + Model::forward on X (what `dofpose
+// forward` runs). --train (lifters only): X is the normalised network input
+// [N, input_dim], T the normalised target [N,51]; one step = forward (train
+// mode) + lifter_l1_loss + backward + Adam (PyTorch defaults) + row max-norm
+// when the config has one — the trainer's step without data loading.
+// --output-dir writes the warm-up pass's outputs as DIR/<name>.npy
+// (inference) or the warm-up step's loss as DIR/loss.npy (train), so the
+// caller can check both engines computed the same thing.
+// --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
+// {"ready": true} after the warm-up, then answers every stdin line "K" with
+// one JSON line of K more timed runs (so a driver can alternate engines
+// without reloading), until EOF or "quit".
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dofpose/arena.h"
+#include "dofpose/build_info.h"
+#include "dofpose/error.h"
+#include "dofpose/npz.h"
+#include "dofpose/nn/linear.h"
+#include "dofpose/nn/model.h"
+#include "dofpose/nn/optimizer.h"
+#include "dofpose/weights.h"
+
+namespace {
+
+using namespace dofpose;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string model, input, target, output_dir;
+  bool train = false, serve = false;
+  int threads = 2, warmup = 1, repeat = 10;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "dofpose_model_timer: " << why << "\n"
+            << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
+            << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(a + " needs a value");
+      return argv[++i];
+    };
+    auto int_value = [&]() {
+      const std::string v = value();
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || n < 0 || n > 1000000) usage(a + ": not a count: " + v);
+      return int(n);
+    };
+    if (a == "--model") o.model = value();
+    else if (a == "--input") o.input = value();
+    else if (a == "--target") o.target = value();
+    else if (a == "--output-dir") o.output_dir = value();
+    else if (a == "--threads") o.threads = int_value();
+    else if (a == "--warmup") o.warmup = int_value();
+    else if (a == "--repeat") o.repeat = int_value();
+    else if (a == "--train") o.train = true;
+    else if (a == "--serve") o.serve = true;
+    else usage("unknown option " + a);
+  }
+  if (o.model.empty() || o.input.empty()) usage("--model and --input are required");
+  if (o.train && o.target.empty()) usage("--train needs --target");
+  if (o.warmup < 1) usage("--warmup must be at least 1 (it sizes the arena and writes --output-dir)");
+  return o;
+}
+
+void write_view(const std::string& path, const TensorView& v) {
+  std::vector<int64_t> shape(v.shape.dims, v.shape.dims + v.ndim());
+  write_npy(path, NpyDType::F32, shape, v.f32());
+}
+
+// One timed unit of work; returns the loss for training steps (else 0).
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  virtual float run(bool save_outputs) = 0;
+  virtual std::string describe() const = 0;
+};
+
+class InferRunner : public Runner {
+ public:
+  InferRunner(const Options& o) : opt_(o), model_(nn::load_model(o.model)) {
+    input_ = nn::read_npy_f32(o.input, "--input");
+    model_->check_inputs({input_.view(), {}});
+  }
+  float run(bool save_outputs) override {
+    arena_.reset();
+    std::vector<nn::NamedView> outs = model_->forward(arena_, {input_.view(), {}});
+    if (save_outputs && !opt_.output_dir.empty())
+      for (const auto& o : outs) write_view(opt_.output_dir + "/" + o.name + ".npy", o.value);
+    return 0.f;
+  }
+  std::string describe() const override { return model_->summary(); }
+
+ private:
+  const Options& opt_;
+  std::unique_ptr<nn::Model> model_;
+  Tensor input_;
+  Arena arena_;
+};
+
+class TrainRunner : public Runner {
+ public:
+  TrainRunner(const Options& o) : opt_(o) {
+    WeightsFile file(o.model);
+    lifter_ = nn::load_lifter(file);
+    lifter_->set_dropout_seed(0);
+    optimizer_ = std::make_unique<nn::Adam>(lifter_->parameters());
+    x_ = nn::read_npy_f32(o.input, "--input");
+    y_ = nn::read_npy_f32(o.target, "--target");
+    const auto& c = lifter_->config();
+    check_shape("model_timer --train", "input", x_, Shape{x_.shape()[0], c.input_dim()});
+    check_shape("model_timer --train", "target", y_, Shape{x_.shape()[0], c.output_dim()});
+  }
+  float run(bool save_outputs) override {
+    arena_.reset();
+    nn::LifterOutput out = lifter_->forward(arena_, x_.view(), nn::Mode::Train);
+    std::vector<TensorView> dposes;
+    const float loss = nn::lifter_l1_loss(arena_, out, y_.view(), dposes);
+    lifter_->backward(arena_, dposes);
+    optimizer_->step();
+    if (lifter_->config().max_norm > 0.f) nn::apply_max_norm(*lifter_, lifter_->config().max_norm);
+    if (save_outputs && !opt_.output_dir.empty()) {
+      float l = loss;
+      write_npy(opt_.output_dir + "/loss.npy", NpyDType::F32, {1}, &l);
+    }
+    return loss;
+  }
+  std::string describe() const override {
+    return "lifter " + lifter_->config().kind + " train step, Adam";
+  }
+
+ private:
+  const Options& opt_;
+  std::unique_ptr<nn::Lifter> lifter_;
+  std::unique_ptr<nn::Adam> optimizer_;
+  Tensor x_, y_;
+  Arena arena_;
+};
+
+std::string json_string(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) r += c;
+  }
+  return r + "\"";
+}
+
+// Runs `count` timed units and returns one JSON line.
+std::string timed(Runner& runner, int count, bool train) {
+  std::ostringstream ms, losses;
+  ms.precision(6);
+  losses.precision(7);
+  for (int i = 0; i < count; ++i) {
+    const auto t0 = Clock::now();
+    const float loss = runner.run(false);
+    const double dt = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    ms << (i ? "," : "") << dt;
+    losses << (i ? "," : "") << loss;
+  }
+  std::string line = "{\"ms\":[" + ms.str() + "]";
+  if (train) line += ",\"loss\":[" + losses.str() + "]";
+  return line + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  try {
+    set_cpu_threads(opt.threads);
+    std::unique_ptr<Runner> runner;
+    if (opt.train) runner = std::make_unique<TrainRunner>(opt);
+    else runner = std::make_unique<InferRunner>(opt);
+    // Warm-up: sizes the arena (later passes allocate nothing) and warms caches.
+    for (int i = 0; i < opt.warmup; ++i) runner->run(i == 0);
+    if (opt.serve) {
+      std::cout << "{\"ready\":true,\"model\":" << json_string(runner->describe())
+                << ",\"threads\":" << cpu_threads() << "}" << std::endl;
+      std::string line;
+      while (std::getline(std::cin, line) && line != "quit") {
+        const int k = std::atoi(line.c_str());
+        if (k <= 0) {
+          std::cout << "{\"error\":" << json_string("expected a positive count, got '" + line + "'")
+                    << "}" << std::endl;
+          continue;
+        }
+        std::cout << timed(*runner, k, opt.train) << std::endl;
+      }
+    } else {
+      std::string line = timed(*runner, opt.repeat, opt.train);
+      line.pop_back();  // reopen the object to add context
+      std::cout << line << ",\"model\":" << json_string(runner->describe())
+                << ",\"threads\":" << cpu_threads() << "}" << std::endl;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "dofpose_model_timer: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
