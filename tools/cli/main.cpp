@@ -30,7 +30,11 @@ void usage(FILE* out) {
                "usage: dofpose <command> [options]    (dofpose <command> --help for details)\n\n"
                "commands:\n");
   for (const auto& c : cmds) {
-    std::fprintf(out, "  %-34s %s\n", c.usage.c_str(), c.summary.c_str());
+    // Long usage lines get the summary on the next line, so the column stays aligned.
+    if (c.usage.size() > 34)
+      std::fprintf(out, "  %s\n  %-34s %s\n", c.usage.c_str(), "", c.summary.c_str());
+    else
+      std::fprintf(out, "  %-34s %s\n", c.usage.c_str(), c.summary.c_str());
   }
   std::fprintf(out, "  %-34s %s\n", "help", "this text");
 }
