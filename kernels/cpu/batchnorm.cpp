@@ -1,7 +1,16 @@
 // BatchNorm reference kernels (PyTorch 1.13 semantics). Each channel's sums are
-// accumulated in double by a single thread in a fixed order, so the results are
-// bitwise identical whatever the thread count.
+// accumulated in double by a single thread in a fixed order (n, then p), so the
+// results are bitwise identical whatever the thread count.
+//
+// Two memory walks give the same per-channel order:
+//  - per channel plane (HW large): each plane x[n, c, :] is contiguous;
+//  - row-wise (HW small, e.g. BatchNorm1d [N, C] with HW = 1): walking channel
+//    by channel would read a column with stride C*HW and miss cache on every
+//    element, so a thread owns a fixed block of channels and walks each row's
+//    contiguous segment x[n, c0:c1, :], keeping one accumulator per channel.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "dofpose/error.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -58,6 +67,106 @@ void grad_sums(const BatchNormShape& s, const float* x, const float* dy, int c, 
     }
 }
 
+// Below this plane size the row-wise walk is used (see the top comment).
+constexpr int64_t kRowwiseMaxHW = 32;
+// Channels per row-wise block: fixed, so the work split never depends on threads.
+constexpr int kChannelBlock = 64;
+
+bool rowwise(const BatchNormShape& s) { return s.HW < kRowwiseMaxHW; }
+int channel_blocks(const BatchNormShape& s) { return (s.C + kChannelBlock - 1) / kChannelBlock; }
+
+// Row-wise channel_stats for channels [c0, c1): same per-channel summation order.
+void block_stats(const BatchNormShape& s, const float* x, int c0, int c1, double* mean,
+                 double* var) {
+  const double m = double(s.N) * s.HW;
+  const int nc = c1 - c0;
+  for (int j = 0; j < nc; ++j) mean[j] = var[j] = 0;
+  for (int n = 0; n < s.N; ++n) {
+    const float* xr = x + at(s, n, c0, 0);
+    for (int j = 0; j < nc; ++j)
+      for (int64_t p = 0; p < s.HW; ++p) mean[j] += xr[j * s.HW + p];
+  }
+  for (int j = 0; j < nc; ++j) mean[j] /= m;
+  for (int n = 0; n < s.N; ++n) {
+    const float* xr = x + at(s, n, c0, 0);
+    for (int j = 0; j < nc; ++j)
+      for (int64_t p = 0; p < s.HW; ++p) {
+        const double d = xr[j * s.HW + p] - mean[j];
+        var[j] += d * d;
+      }
+  }
+  for (int j = 0; j < nc; ++j) var[j] /= m;
+}
+
+// Row-wise grad_sums for channels [c0, c1).
+void block_grad_sums(const BatchNormShape& s, const float* x, const float* dy, int c0, int c1,
+                     const double* mean, double* sum_dy, double* sum_dy_xc) {
+  const int nc = c1 - c0;
+  for (int j = 0; j < nc; ++j) sum_dy[j] = sum_dy_xc[j] = 0;
+  for (int n = 0; n < s.N; ++n) {
+    const int64_t base = at(s, n, c0, 0);
+    const float* xr = x + base;
+    const float* dr = dy + base;
+    for (int j = 0; j < nc; ++j)
+      for (int64_t p = 0; p < s.HW; ++p) {
+        const int64_t i = j * s.HW + p;
+        sum_dy[j] += dr[i];
+        sum_dy_xc[j] += double(dr[i]) * (double(xr[i]) - mean[j]);
+      }
+  }
+}
+
+// y[n, c, p] = (x[n, c, p] - mean[c]) * scale[c] + shift[c] over whole rows,
+// rows in parallel (element-wise, so deterministic).
+void apply_rows(const BatchNormShape& s, const float* x, const float* mean, const float* scale,
+                const float* shift, float* y) {
+  const int64_t row = int64_t(s.C) * s.HW;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.N) * row > 32768)
+#endif
+  for (int n = 0; n < s.N; ++n) {
+    const float* xr = x + int64_t(n) * row;
+    float* yr = y + int64_t(n) * row;
+    if (s.HW == 1) {
+      for (int c = 0; c < s.C; ++c) yr[c] = (xr[c] - mean[c]) * scale[c] + shift[c];
+    } else {
+      for (int c = 0; c < s.C; ++c)
+        for (int64_t p = 0; p < s.HW; ++p)
+          yr[c * s.HW + p] = (xr[c * s.HW + p] - mean[c]) * scale[c] + shift[c];
+    }
+  }
+}
+
+// Row-wise dx = (dy - mean_dy[c] - (x - mean[c]) * k[c]) * coef[c], rows in parallel.
+void backward_rows(const BatchNormShape& s, const float* x, const float* dy, const float* mean,
+                   const float* mean_dy, const float* k, const float* coef, float* dx) {
+  const int64_t row = int64_t(s.C) * s.HW;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.N) * row > 32768)
+#endif
+  for (int n = 0; n < s.N; ++n) {
+    const int64_t b = int64_t(n) * row;
+    for (int c = 0; c < s.C; ++c)
+      for (int64_t p = 0; p < s.HW; ++p) {
+        const int64_t i = b + c * s.HW + p;
+        dx[i] = (dy[i] - mean_dy[c] - (x[i] - mean[c]) * k[c]) * coef[c];
+      }
+  }
+}
+
+// Row-wise dx = dy * coef[c], rows in parallel.
+void scale_rows(const BatchNormShape& s, const float* dy, const float* coef, float* dx) {
+  const int64_t row = int64_t(s.C) * s.HW;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.N) * row > 32768)
+#endif
+  for (int n = 0; n < s.N; ++n) {
+    const int64_t b = int64_t(n) * row;
+    for (int c = 0; c < s.C; ++c)
+      for (int64_t p = 0; p < s.HW; ++p) dx[b + c * s.HW + p] = dy[b + c * s.HW + p] * coef[c];
+  }
+}
+
 }  // namespace
 
 void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
@@ -69,6 +178,36 @@ void batchnorm_forward_train(const BatchNormShape& s, const float* x, const floa
   // PyTorch refuses this too: the unbiased variance would divide by zero.
   DOFPOSE_CHECK(m > 1, "batchnorm_forward_train: expected more than 1 value per channel when "
                 "training, got input [", s.N, ", ", s.C, ", ", s.HW, "]");
+  if (rowwise(s)) {
+    // Per-channel statistics by channel blocks, then y over whole rows.
+    std::vector<float> fmean(s.C), scale(s.C), shift(s.C);
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.C) * m > 32768)
+#endif
+    for (int blk = 0; blk < channel_blocks(s); ++blk) {
+      const int c0 = blk * kChannelBlock, c1 = std::min(s.C, c0 + kChannelBlock);
+      double mean[kChannelBlock], var[kChannelBlock];
+      block_stats(s, x, c0, c1, mean, var);
+      for (int c = c0; c < c1; ++c) {
+        const double mu = mean[c - c0], v = var[c - c0];
+        const double invstd = 1.0 / std::sqrt(v + double(eps));
+        const float g = gamma ? gamma[c] : 1.f;
+        fmean[c] = float(mu);
+        scale[c] = float(invstd * g);
+        shift[c] = beta ? beta[c] : 0.f;
+        if (save_mean) save_mean[c] = float(mu);
+        if (save_invstd) save_invstd[c] = float(invstd);
+        if (running_mean)
+          running_mean[c] = float((1.0 - momentum) * running_mean[c] + double(momentum) * mu);
+        if (running_var) {
+          const double unbiased = v * double(m) / double(m - 1);
+          running_var[c] = float((1.0 - momentum) * running_var[c] + double(momentum) * unbiased);
+        }
+      }
+    }
+    apply_rows(s, x, fmean.data(), scale.data(), shift.data(), y);
+    return;
+  }
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (int64_t(s.C) * m > 32768)
 #endif
@@ -93,6 +232,16 @@ void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const floa
                              const float* beta, const float* running_mean,
                              const float* running_var, float eps, float* y) {
   check_shape(s, "batchnorm_forward_infer");
+  if (rowwise(s)) {
+    std::vector<float> scale(s.C), shift(s.C);
+    for (int c = 0; c < s.C; ++c) {
+      const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
+      scale[c] = float(invstd * (gamma ? gamma[c] : 1.f));
+      shift[c] = beta ? beta[c] : 0.f;
+    }
+    apply_rows(s, x, running_mean, scale.data(), shift.data(), y);
+    return;
+  }
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
 #endif
@@ -108,6 +257,30 @@ void batchnorm_backward_train(const BatchNormShape& s, const float* x, const flo
                               float* dx, float* dgamma, float* dbeta) {
   check_shape(s, "batchnorm_backward_train");
   const double m = double(s.N) * s.HW;
+  if (rowwise(s)) {
+    std::vector<float> fmean(s.C), mean_dy(s.C), k(s.C), coef(s.C);
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
+#endif
+    for (int blk = 0; blk < channel_blocks(s); ++blk) {
+      const int c0 = blk * kChannelBlock, c1 = std::min(s.C, c0 + kChannelBlock);
+      double mean[kChannelBlock], sum_dy[kChannelBlock], sum_dy_xc[kChannelBlock];
+      for (int c = c0; c < c1; ++c) mean[c - c0] = save_mean[c];
+      block_grad_sums(s, x, dy, c0, c1, mean, sum_dy, sum_dy_xc);
+      for (int c = c0; c < c1; ++c) {
+        const double invstd = save_invstd[c], sdy = sum_dy[c - c0], sdx = sum_dy_xc[c - c0];
+        if (dgamma) dgamma[c] = float(sdx * invstd);
+        if (dbeta) dbeta[c] = float(sdy);
+        const float g = gamma ? gamma[c] : 1.f;
+        fmean[c] = float(mean[c - c0]);
+        mean_dy[c] = float(sdy / m);
+        k[c] = float(sdx * invstd * invstd / m);
+        coef[c] = float(invstd * g);
+      }
+    }
+    if (dx) backward_rows(s, x, dy, fmean.data(), mean_dy.data(), k.data(), coef.data(), dx);
+    return;
+  }
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
 #endif
@@ -136,6 +309,31 @@ void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const flo
                               const float* running_mean, const float* running_var, float eps,
                               const float* dy, float* dx, float* dgamma, float* dbeta) {
   check_shape(s, "batchnorm_backward_infer");
+  if (rowwise(s)) {
+    if (dgamma || dbeta) {
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
+#endif
+      for (int blk = 0; blk < channel_blocks(s); ++blk) {
+        const int c0 = blk * kChannelBlock, c1 = std::min(s.C, c0 + kChannelBlock);
+        double mean[kChannelBlock], sum_dy[kChannelBlock], sum_dy_xc[kChannelBlock];
+        for (int c = c0; c < c1; ++c) mean[c - c0] = running_mean[c];
+        block_grad_sums(s, x, dy, c0, c1, mean, sum_dy, sum_dy_xc);
+        for (int c = c0; c < c1; ++c) {
+          const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
+          if (dgamma) dgamma[c] = float(sum_dy_xc[c - c0] * invstd);
+          if (dbeta) dbeta[c] = float(sum_dy[c - c0]);
+        }
+      }
+    }
+    if (!dx) return;
+    std::vector<float> coef(s.C);
+    for (int c = 0; c < s.C; ++c)
+      coef[c] = float(1.0 / std::sqrt(double(running_var[c]) + double(eps)) *
+                      (gamma ? gamma[c] : 1.f));
+    scale_rows(s, dy, coef.data(), dx);
+    return;
+  }
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
 #endif

@@ -96,6 +96,10 @@ void apply_max_norm(Module& module, float max_norm) {
     if (prm.value->shape().ndim != 2) continue;
     const int64_t rows = prm.value->shape()[0], cols = prm.value->shape()[1];
     float* w = prm.value->f32();
+    // Each row is renormalised on its own, so any thread split gives the same bits.
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+#endif
     for (int64_t r = 0; r < rows; ++r) {
       float* row = w + r * cols;
       double sq = 0;

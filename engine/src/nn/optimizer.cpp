@@ -88,15 +88,20 @@ void RMSprop::update(size_t i, float* p, const float* grad, int64_t n) {
   float* sq = buffer(i, 0).f32();
   float* buf = options.momentum > 0.f ? buffer(i, 1).f32() : nullptr;
   const float a = options.alpha, wd = options.weight_decay, m = options.momentum;
+  const float eps = options.eps, rate = lr;
+  // Element-wise, so the thread split cannot change any result.
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (n > 32768)
+#endif
   for (int64_t k = 0; k < n; ++k) {
     const float g = wd != 0.f ? grad[k] + wd * p[k] : grad[k];
     sq[k] = sq[k] * a + (1.f - a) * g * g;
-    const float avg = std::sqrt(sq[k]) + options.eps;
+    const float avg = std::sqrt(sq[k]) + eps;
     if (buf) {
       buf[k] = buf[k] * m + g / avg;
-      p[k] -= lr * buf[k];
+      p[k] -= rate * buf[k];
     } else {
-      p[k] -= lr * (g / avg);
+      p[k] -= rate * (g / avg);
     }
   }
 }
@@ -123,17 +128,22 @@ void Adam::update(size_t i, float* p, const float* grad, int64_t n) {
   float* m = buffer(i, 0).f32();
   float* v = buffer(i, 1).f32();
   const float b1 = options.beta1, b2 = options.beta2, wd = options.weight_decay;
+  const float eps = options.eps;
   // As torch: the bias corrections are Python floats (double), then used as float32 scalars.
   const double t = double(step_count());
   const double bc1 = 1.0 - std::pow(double(b1), t);
   const double bc2 = 1.0 - std::pow(double(b2), t);
   const float step_size = float(double(lr) / bc1);
   const float bc2_sqrt = float(std::sqrt(bc2));
+  // Element-wise, so the thread split cannot change any result.
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (n > 32768)
+#endif
   for (int64_t k = 0; k < n; ++k) {
     const float g = wd != 0.f ? grad[k] + wd * p[k] : grad[k];
     m[k] = m[k] * b1 + (1.f - b1) * g;
     v[k] = v[k] * b2 + (1.f - b2) * g * g;
-    const float denom = std::sqrt(v[k]) / bc2_sqrt + options.eps;
+    const float denom = std::sqrt(v[k]) / bc2_sqrt + eps;
     p[k] -= step_size * (m[k] / denom);
   }
 }
