@@ -4,6 +4,7 @@
 // in the format of tools/h36m_import.py.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -99,7 +100,16 @@ void write_dataset(const std::string& path, int64_t m, uint32_t seed) {
   w.add_raw("frame", DType::I32, {m}, frame.data());
   w.set_metadata("subjects", R"(["S1","S5"])");
   w.set_metadata("actions", R"(["Walking","Eating 1","Sitting"])");
-  w.set_metadata("cameras", R"(["54138969","55011271","58860488","60457274"])");
+  // docs/data.md's format; some distortion so the virtual camera test sees it.
+  w.set_metadata("cameras", R"({"ids": ["54138969","55011271","58860488","60457274"], "per_subject": {)"
+                            R"("S1": {"54138969": {"f_px": [1150, 1148], "c_px": [500, 500], "k_radial": [-0.2, 0.24, -0.002], "p_tangential": [-0.001, 0.0004]},)"
+                            R"("55011271": {"f_px": [1150, 1150], "c_px": [508, 508], "k_radial": [0, 0, 0], "p_tangential": [0, 0]},)"
+                            R"("58860488": {"f_px": [1149, 1148], "c_px": [519, 501], "k_radial": [-0.2, 0.2, 0], "p_tangential": [0, 0]},)"
+                            R"("60457274": {"f_px": [1145, 1144], "c_px": [514, 501], "k_radial": [-0.19, 0.2, 0], "p_tangential": [0, 0]}},)"
+                            R"("S5": {"54138969": {"f_px": [1100, 1100], "c_px": [510, 490], "k_radial": [0, 0, 0], "p_tangential": [0, 0]},)"
+                            R"("55011271": {"f_px": [1150, 1150], "c_px": [508, 508], "k_radial": [0, 0, 0], "p_tangential": [0, 0]},)"
+                            R"("58860488": {"f_px": [1149, 1148], "c_px": [519, 501], "k_radial": [0, 0, 0], "p_tangential": [0, 0]},)"
+                            R"("60457274": {"f_px": [1145, 1144], "c_px": [514, 501], "k_radial": [0, 0, 0], "p_tangential": [0.001, 0]}}}})");
   w.write(path);
 }
 
@@ -483,4 +493,117 @@ TEST_CASE("trainer: config errors name the field") {
   t.epochs = 1;
   train_lifter(t, quiet());
   CHECK(error_of([&] { train_lifter(t, quiet()); }).find("--resume") != std::string::npos);
+}
+
+TEST_CASE("trainer: virtual cameras re-project the turned 3D pose with the sample's camera") {
+  SyntheticData d(64, 16);
+  DatasetOptions o;
+  o.input = "gt";
+  o.num_joints_in = 17;
+  o.virtual_cameras = true;
+  const LifterDataset ds(d.train, o);
+  WeightsFile f(d.train);
+  const float* abs3 = f.raw("pose3d_cam").f32();
+  float x[34], y[51], x0[34], y0[51], turned_abs[51];
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const double yaw = 0.3 + 0.1 * double(i);
+    ds.get_virtual(i, false, yaw, x, nullptr, y);
+    // The 2D input is the distorted projection of the target plus the (unmoved) pelvis.
+    const Camera& cam = ds.camera_of(i);
+    for (int j = 0; j < 17; ++j) {
+      const Vec3 p = {double(y[j * 3]) + abs3[i * 51], double(y[j * 3 + 1]) + abs3[i * 51 + 1],
+                      double(y[j * 3 + 2]) + abs3[i * 51 + 2]};
+      const Vec2 uv = camera_to_pixels(cam, p);
+      CHECK(x[j * 2] == doctest::Approx(uv[0]).epsilon(1e-5));
+      CHECK(x[j * 2 + 1] == doctest::Approx(uv[1]).epsilon(1e-5));
+    }
+    // The target is the unturned target turned: heights and distances to the pelvis kept.
+    ds.get(i, false, x0, nullptr, y0);
+    for (int j = 0; j < 17; ++j) {
+      CHECK(y[j * 3 + 1] == doctest::Approx(y0[j * 3 + 1]));
+      const double r0 = std::hypot(y0[j * 3], y0[j * 3 + 2]), r = std::hypot(y[j * 3], y[j * 3 + 2]);
+      CHECK(r == doctest::Approx(r0).epsilon(1e-4));
+    }
+    rotate_pose3d_about_pelvis_y(abs3 + i * 51, yaw, turned_abs);
+    CHECK(turned_abs[0] == abs3[i * 51]);
+    CHECK(turned_abs[2] == abs3[i * 51 + 2]);
+    CHECK(y[3] == doctest::Approx(turned_abs[3] - turned_abs[0]));
+  }
+  // The distortion is used: camera 0 of subject S1 (row 0) is distorted.
+  ds.get_virtual(0, false, 0.0, x, nullptr, y);
+  double largest = 0;
+  for (int j = 0; j < 17; ++j) {
+    const Vec3 p = {double(abs3[j * 3]), double(abs3[j * 3 + 1]), double(abs3[j * 3 + 2])};
+    const Vec2 uv = camera_to_pixels_undistorted(ds.camera_of(0), p);
+    largest = std::max(largest, std::hypot(x[j * 2] - uv[0], x[j * 2 + 1] - uv[1]));
+  }
+  CHECK(largest > 0.2);
+  // Flip composes: the flipped virtual sample is the flip of the virtual sample.
+  float xf[34], yf[51], tmp[51];
+  ds.get_virtual(5, false, 1.0, x, nullptr, y);
+  ds.get_virtual(5, true, 1.0, xf, nullptr, yf);
+  flip_pose2d_h36m(x, kCx, tmp);
+  for (int k = 0; k < 34; ++k) CHECK(xf[k] == tmp[k]);
+  flip_pose3d_h36m(y, tmp);
+  for (int k = 0; k < 51; ++k) CHECK(yf[k] == tmp[k]);
+
+  // Detections cannot be re-synthesised; a file without camera metadata is named.
+  DatasetOptions sh = o;
+  sh.input = "sh";
+  sh.num_joints_in = 16;
+  CHECK(error_of([&] { LifterDataset(d.train, sh); }).find("input \"gt\"") != std::string::npos);
+  TempDir out("trainer-vcam");
+  WeightsWriter w;
+  for (const auto& n : f.names()) {
+    const Tensor t = f.load_copy(n);
+    w.add_raw(n, t.dtype(), t.shape(), t.view().data);
+  }
+  w.set_metadata("actions", f.metadata().at("actions"));
+  w.set_metadata("subjects", f.metadata().at("subjects"));
+  w.write(out.file("no_cams.safetensors"));
+  const std::string e = error_of([&] { LifterDataset(out.file("no_cams.safetensors"), o); });
+  CHECK(e.find("no_cams.safetensors") != std::string::npos);
+  CHECK(e.find("'cameras'") != std::string::npos);
+}
+
+TEST_CASE("trainer: virtual cameras are seeded, change training, and are checked in the config") {
+  SyntheticData d(128, 32);
+  TempDir out("trainer-vcam-run");
+  auto run = [&](const std::string& dir, double p) {
+    TrainConfig c = small_config(d, out.file(dir), "martinez");
+    c.data.input = "gt";
+    c.data.flip = true;
+    c.data.virtual_cameras.probability = p;
+    c.epochs = 2;
+    train_lifter(c, quiet());
+    return out.file(dir) + "/" + kModelFile;
+  };
+  const std::string a = run("a", 0.5), b = run("b", 0.5), off = run("off", 0.0);
+  require_same_tensors(a, b);
+  // p > 0 changes the batches, hence the weights.
+  WeightsFile fa(a), fo(off);
+  bool differ = false;
+  for (const auto& n : fa.names()) {
+    const Tensor ta = fa.load_copy(n), to = fo.load_copy(n);
+    differ = differ || std::memcmp(ta.view().data, to.view().data, ta.nbytes()) != 0;
+  }
+  CHECK(differ);
+
+  const std::string e = config_error(
+      R"({"data": {"train": "x", "input": "sh", "virtual_cameras": {"probability": 0.5}}})");
+  CHECK(e.find("data.virtual_cameras") != std::string::npos);
+  CHECK(e.find("data.input") != std::string::npos);
+  CHECK(config_error(R"({"data": {"train": "x", "input": "gt", "virtual_cameras": {"probability": 1.5}}})")
+            .find("data.virtual_cameras.probability") != std::string::npos);
+  CHECK(config_error(R"({"data": {"train": "x", "input": "gt", "virtual_cameras": {"max_yaw_deg": 270}}})")
+            .find("data.virtual_cameras.max_yaw_deg") != std::string::npos);
+  CHECK(config_error(R"({"data": {"train": "x", "virtual_cameras": {"prob": 0.5}}})")
+            .find("unknown key \"data.virtual_cameras.prob\"") != std::string::npos);
+  // p = 0 with "sh" is fine (off), and the round trip keeps the fields.
+  const TrainConfig c = TrainConfig::from_json_string(
+      R"({"data": {"train": "x", "input": "gt", "virtual_cameras": {"probability": 0.25, "max_yaw_deg": 90}}})");
+  CHECK(c.data.virtual_cameras.probability == 0.25);
+  CHECK(c.data.virtual_cameras.max_yaw_deg == 90);
+  CHECK(TrainConfig::from_json_string(c.to_json_string()).to_json_string() == c.to_json_string());
+  TrainConfig::from_json_string(R"({"data": {"train": "x", "virtual_cameras": {"probability": 0}}})");
 }

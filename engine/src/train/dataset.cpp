@@ -117,6 +117,88 @@ void flip_attribute_labels(const int32_t* in9, int32_t* out9) {
   for (int a = 0; a < kNumAttributeJoints; ++a) out9[a] = in9[m[a]];
 }
 
+// ---------------------------------------------------------------- virtual cameras
+
+void rotate_pose3d_about_pelvis_y(const float* in, double yaw_rad, float* out) {
+  const double c = std::cos(yaw_rad), s = std::sin(yaw_rad);
+  const double px = in[0], pz = in[2];  // y is the axis: unchanged
+  for (int j = 0; j < kJ; ++j) {
+    const double x = in[j * 3] - px, y = in[j * 3 + 1], z = in[j * 3 + 2] - pz;
+    out[j * 3] = float(px + c * x + s * z);
+    out[j * 3 + 1] = float(y);
+    out[j * 3 + 2] = float(pz - s * x + c * z);
+  }
+}
+
+void LifterDataset::load_cameras() {
+  const std::string& p = path();
+  for (const char* t : {"subject", "camera"})
+    DOFPOSE_CHECK(file_.has(t), "dataset ", p, ": tensor '", t,
+                  "' is missing (needed for data.virtual_cameras)");
+  const auto& md = file_.metadata();
+  for (const char* k : {"subjects", "cameras"})
+    DOFPOSE_CHECK(md.find(k) != md.end(), "dataset ", p, ": metadata has no '", k,
+                  "' (needed for data.virtual_cameras)");
+  std::vector<std::string> subjects, ids;
+  nlohmann::json per_subject;
+  try {
+    subjects = nlohmann::json::parse(md.at("subjects")).get<std::vector<std::string>>();
+    const nlohmann::json cams = nlohmann::json::parse(md.at("cameras"));
+    ids = cams.at("ids").get<std::vector<std::string>>();
+    per_subject = cams.at("per_subject");
+  } catch (const nlohmann::json::exception& e) {
+    fail("dataset ", p, ": metadata 'subjects' must be a JSON list of names and 'cameras' a JSON ",
+         "object {\"ids\": [...], \"per_subject\": {subject: {id: {f_px, c_px, k_radial, ",
+         "p_tangential, ...}}}}: ", e.what());
+  }
+  camera_ids_ = int64_t(ids.size());
+  cameras_.assign(subjects.size() * ids.size(), Camera{});
+  // Only the combinations rows use are required (and checked).
+  subject_ = tensor_view("subject");
+  camera_ = tensor_view("camera");
+  std::vector<char> loaded(cameras_.size(), 0);
+  for (int64_t r = 0; r < rows_in_file_; ++r) {
+    const int32_t s = subject_.i32()[r], c = camera_.i32()[r];
+    DOFPOSE_CHECK(s >= 0 && s < int64_t(subjects.size()) && c >= 0 && c < camera_ids_, "dataset ",
+                  p, ": row ", r, " has subject ", s, " and camera ", c, ", expected indices into the ",
+                  subjects.size(), " metadata 'subjects' and the ", ids.size(), " 'cameras.ids'");
+    const size_t k = size_t(s * camera_ids_ + c);
+    if (loaded[k]) continue;
+    const std::string where = "dataset " + p + ": metadata 'cameras' subject '" + subjects[size_t(s)] +
+                              "' camera '" + ids[size_t(c)] + "'";
+    Camera cam;
+    cam.id = ids[size_t(c)];
+    cam.R = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    try {
+      const nlohmann::json& j = per_subject.at(subjects[size_t(s)]).at(ids[size_t(c)]);
+      const auto f = j.at("f_px").get<std::vector<double>>();
+      const auto cc = j.at("c_px").get<std::vector<double>>();
+      const auto kk = j.at("k_radial").get<std::vector<double>>();
+      const auto pp = j.at("p_tangential").get<std::vector<double>>();
+      DOFPOSE_CHECK(f.size() == 2 && cc.size() == 2 && kk.size() == 3 && pp.size() == 2, where,
+                    ": f_px, c_px, k_radial, p_tangential must hold 2, 2, 3, 2 numbers");
+      std::copy_n(f.begin(), 2, cam.f.begin());
+      std::copy_n(cc.begin(), 2, cam.c.begin());
+      std::copy_n(kk.begin(), 3, cam.k.begin());
+      std::copy_n(pp.begin(), 2, cam.p.begin());
+    } catch (const nlohmann::json::exception& e) {
+      fail(where, ": missing or malformed intrinsics: ", e.what());
+    }
+    DOFPOSE_CHECK(cam.f[0] > 0 && cam.f[1] > 0, where, ": f_px must be positive");
+    cameras_[k] = cam;
+    loaded[k] = 1;
+  }
+}
+
+const Camera& LifterDataset::camera_of(int64_t i) const {
+  DOFPOSE_CHECK(options_.virtual_cameras, "dataset ", path(),
+                ": camera_of needs DatasetOptions::virtual_cameras");
+  DOFPOSE_CHECK(i >= 0 && i < size(), "dataset ", path(), ": sample ", i, " out of range [0, ",
+                size(), ")");
+  const int64_t row = rows_[size_t(i)];
+  return cameras_[size_t(subject_.i32()[row] * camera_ids_ + camera_.i32()[row])];
+}
+
 // ---------------------------------------------------------------- dataset
 
 TensorView LifterDataset::tensor_view(const std::string& name) {
@@ -142,6 +224,8 @@ LifterDataset::LifterDataset(const std::string& path, const DatasetOptions& opti
                 ": num_joints_in must be 16 or 17, got ", options.num_joints_in);
   DOFPOSE_CHECK(options.subsample >= 1, "dataset ", path, ": subsample must be >= 1, got ",
                 options.subsample);
+  DOFPOSE_CHECK(!options.virtual_cameras || options.input == "gt", "dataset ", path,
+                ": virtual cameras need input \"gt\" (detections cannot be re-synthesised)");
   DOFPOSE_CHECK(options.max_samples >= 0, "dataset ", path,
                 ": max_samples must be >= 0 (0 = all), got ", options.max_samples);
   try {
@@ -215,6 +299,7 @@ LifterDataset::LifterDataset(const std::string& path, const DatasetOptions& opti
 
   for (int j = 0; j < kJ; ++j)
     if (options.num_joints_in == 17 || j != h36m::kNeckNose) input_joints_.push_back(j);
+  if (options.virtual_cameras) load_cameras();
 }
 
 void LifterDataset::attribute_labels(int64_t i, int32_t* labels9) const {
@@ -233,7 +318,7 @@ void LifterDataset::get(int64_t i, bool flip, float* pose2d, float* attributes,
   DOFPOSE_CHECK(i >= 0 && i < size(), "dataset ", path(), ": sample ", i, " out of range [0, ",
                 size(), ")");
   const int64_t row = rows_[size_t(i)];
-  float p2[kJ * 2], p3[kJ * 3], tmp[kJ * 3];
+  float p2[kJ * 2], p3[kJ * 3];
   if (options_.input == "sh") {
     static const LayoutMap& mpii_to_h36m = layout_map(LayoutId::MPII16, LayoutId::H36M17);
     map_joints(mpii_to_h36m, pose2d_.f32() + row * 16 * 2, 2, p2);
@@ -243,6 +328,29 @@ void LifterDataset::get(int64_t i, bool flip, float* pose2d, float* attributes,
   const float* src3 = pose3d_.f32() + row * kJ * 3;
   for (int j = 0; j < kJ; ++j)
     for (int c = 0; c < 3; ++c) p3[j * 3 + c] = src3[j * 3 + c] - src3[c];  // pelvis-relative
+  finish_sample(i, flip, p2, p3, pose2d, attributes, pose3d);
+}
+
+void LifterDataset::get_virtual(int64_t i, bool flip, double yaw_rad, float* pose2d,
+                                float* attributes, float* pose3d) const {
+  const Camera& cam = camera_of(i);  // checks i and the option
+  const int64_t row = rows_[size_t(i)];
+  float turned[kJ * 3], p2[kJ * 2], p3[kJ * 3];
+  rotate_pose3d_about_pelvis_y(pose3d_.f32() + row * kJ * 3, yaw_rad, turned);
+  for (int j = 0; j < kJ; ++j)
+    if (turned[j * 3 + 2] < 100.f) return get(i, flip, pose2d, attributes, pose3d);
+  for (int j = 0; j < kJ; ++j) {
+    const Vec2 uv = camera_to_pixels(cam, {turned[j * 3], turned[j * 3 + 1], turned[j * 3 + 2]});
+    p2[j * 2] = float(uv[0]);
+    p2[j * 2 + 1] = float(uv[1]);
+    for (int c = 0; c < 3; ++c) p3[j * 3 + c] = turned[j * 3 + c] - turned[c];
+  }
+  finish_sample(i, flip, p2, p3, pose2d, attributes, pose3d);
+}
+
+void LifterDataset::finish_sample(int64_t i, bool flip, float* p2, float* p3, float* pose2d,
+                                  float* attributes, float* pose3d) const {
+  float tmp[kJ * 3];
   if (flip) {
     flip_pose2d_h36m(p2, options_.flip_center_x, tmp);
     std::copy_n(tmp, kJ * 2, p2);

@@ -145,6 +145,12 @@ TrainConfig TrainConfig::from_json_string(const std::string& text) {
     r.read("max_train_samples", c.data.max_train_samples);
     r.read("max_val_samples", c.data.max_val_samples);
     r.read("subsample", c.data.subsample);
+    if (const json* v = r.find("virtual_cameras")) {
+      FieldReader vr(*v, "data.virtual_cameras");
+      vr.read("probability", c.data.virtual_cameras.probability);
+      vr.read("max_yaw_deg", c.data.virtual_cameras.max_yaw_deg);
+      vr.finish();
+    }
     r.finish();
   }
   if (const json* o = top.find("optimizer")) {
@@ -207,7 +213,10 @@ std::string TrainConfig::to_json_string() const {
         {"flip_center_x", data.flip_center_x},
         {"max_train_samples", data.max_train_samples},
         {"max_val_samples", data.max_val_samples},
-        {"subsample", data.subsample}}},
+        {"subsample", data.subsample},
+        {"virtual_cameras",
+         {{"probability", data.virtual_cameras.probability},
+          {"max_yaw_deg", data.virtual_cameras.max_yaw_deg}}}}},
       {"optimizer",
        {{"type", o.type},
         {"lr", o.lr},
@@ -245,6 +254,15 @@ void TrainConfig::validate() const {
   DOFPOSE_CHECK(data.max_val_samples >= 0, p, "data.max_val_samples must be >= 0 (0 = all), got ",
                 data.max_val_samples);
   DOFPOSE_CHECK(data.subsample >= 1, p, "data.subsample must be >= 1, got ", data.subsample);
+  const VirtualCameraConfig& vc = data.virtual_cameras;
+  DOFPOSE_CHECK(vc.probability >= 0.0 && vc.probability <= 1.0, p,
+                "data.virtual_cameras.probability must be in [0, 1] (0 = off), got ", vc.probability);
+  DOFPOSE_CHECK(vc.max_yaw_deg >= 0.0 && vc.max_yaw_deg <= 180.0, p,
+                "data.virtual_cameras.max_yaw_deg must be in [0, 180], got ", vc.max_yaw_deg);
+  DOFPOSE_CHECK(!vc.used() || data.input == "gt", p,
+                "data.virtual_cameras needs data.input \"gt\" (detections cannot be re-synthesised "
+                "for a virtual camera), got data.input \"", data.input,
+                "\"; set data.virtual_cameras.probability to 0 or use input \"gt\"");
   const OptimizerConfig& o = optimizer;
   DOFPOSE_CHECK(o.type == "adam" || o.type == "rmsprop", p,
                 "optimizer.type must be \"adam\" or \"rmsprop\", got \"", o.type, "\"");
@@ -311,7 +329,7 @@ double seconds_since(Clock::time_point t0) {
 
 // Seed streams (mix_seed indices), one per use, so no two draw the same numbers.
 constexpr uint64_t kInitStream = 1, kDropoutStream = 2, kPermutationStream = 3, kFlipStream = 4,
-                   kTrainNoiseStream = 5, kValNoiseStream = 6;
+                   kTrainNoiseStream = 5, kValNoiseStream = 6, kVirtualCameraStream = 7;
 
 // Fisher-Yates with a counter-based generator: a pure function of (seed, epoch).
 std::vector<int64_t> epoch_permutation(uint64_t seed, int epoch, int64_t n) {
@@ -332,6 +350,20 @@ bool flip_sample(const TrainConfig& c, int epoch, int64_t sample) {
   return (nn::mix_seed(s, uint64_t(sample)) >> 17) & 1;
 }
 
+// The virtual camera turn of training sample `sample` in `epoch`, radians, or
+// nothing (the real camera).
+bool virtual_camera_yaw(const TrainConfig& c, int epoch, int64_t sample, double& yaw_rad) {
+  const VirtualCameraConfig& v = c.data.virtual_cameras;
+  if (!v.used()) return false;
+  const uint64_t s = nn::mix_seed(nn::mix_seed(c.seed, kVirtualCameraStream), uint64_t(epoch));
+  const uint64_t h = nn::mix_seed(s, uint64_t(sample));
+  auto unit = [](uint64_t x) { return double(x >> 11) * (1.0 / 9007199254740992.0); };
+  if (unit(h) >= v.probability) return false;
+  const double pi = 3.14159265358979323846;
+  yaw_rad = (2.0 * unit(nn::mix_seed(h, 1)) - 1.0) * v.max_yaw_deg * pi / 180.0;
+  return true;
+}
+
 DatasetOptions dataset_options(const TrainConfig& c, bool train) {
   DatasetOptions o;
   o.input = c.data.input;
@@ -341,6 +373,7 @@ DatasetOptions dataset_options(const TrainConfig& c, bool train) {
   o.max_samples = train ? c.data.max_train_samples : c.data.max_val_samples;
   o.noise_seed = nn::mix_seed(c.seed, train ? kTrainNoiseStream : kValNoiseStream);
   o.flip_center_x = c.data.flip_center_x;
+  o.virtual_cameras = train && c.data.virtual_cameras.used();
   return o;
 }
 
@@ -679,8 +712,13 @@ TrainResult Trainer::run() {
       const int64_t b0 = st_.batch * bs, b = std::min(bs, n - b0);
       for (int64_t r = 0; r < b; ++r) {
         const int64_t i = perm[size_t(b0 + r)];
-        train_->get(i, flip_sample(cfg_, st_.epoch, i), &x[size_t(r * pin)],
-                    attrs ? &a[size_t(r * 27)] : nullptr, &y[size_t(r * 51)]);
+        double yaw = 0;
+        if (virtual_camera_yaw(cfg_, st_.epoch, i, yaw))
+          train_->get_virtual(i, flip_sample(cfg_, st_.epoch, i), yaw, &x[size_t(r * pin)],
+                              attrs ? &a[size_t(r * 27)] : nullptr, &y[size_t(r * 51)]);
+        else
+          train_->get(i, flip_sample(cfg_, st_.epoch, i), &x[size_t(r * pin)],
+                      attrs ? &a[size_t(r * 27)] : nullptr, &y[size_t(r * 51)]);
       }
       arena.reset();
       TensorView attr = attrs ? TensorView(a.data(), {b, 27}) : TensorView();

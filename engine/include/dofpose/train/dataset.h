@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dofpose/camera.h"
 #include "dofpose/tensor.h"
 #include "dofpose/weights.h"
 
@@ -36,6 +37,10 @@ struct DatasetOptions {
   int64_t max_samples = 0;   // after subsampling, keep at most this many, evenly spaced (0 = all)
   uint64_t noise_seed = 0;   // seeds the noisy attribute labels
   float flip_center_x = 500.f;  // mirror axis of the 2D flip, pixels
+  // Load each row's camera intrinsics (tensors `subject`, `camera`, metadata
+  // `subjects` and `cameras`) so get_virtual() can re-project rotated poses.
+  // Needs input "gt".
+  bool virtual_cameras = false;
 };
 
 class LifterDataset {
@@ -57,6 +62,18 @@ class LifterDataset {
   // [27] one-hot (only written when attributes are used; may be null
   // otherwise); pose3d [51] pelvis-relative mm. flip mirrors left/right.
   void get(int64_t i, bool flip, float* pose2d, float* attributes, float* pose3d) const;
+  // The same sample seen by a virtual camera: the camera-frame 3D pose turned
+  // by yaw_rad about the axis parallel to the camera's y axis through the
+  // pelvis (pelvis position and depth kept), projected with the row's camera
+  // intrinsics (with distortion) to give the 2D input; pose3d is the turned
+  // pelvis-relative pose. Flip is applied after. Attributes are unchanged (a
+  // rigid turn of the whole body does not move joints across the torso
+  // plane). Falls back to the unturned sample if a turned joint would come
+  // within 100 mm of the camera plane. Needs options().virtual_cameras.
+  void get_virtual(int64_t i, bool flip, double yaw_rad, float* pose2d, float* attributes,
+                   float* pose3d) const;
+  // The intrinsics used for sample i (needs options().virtual_cameras).
+  const Camera& camera_of(int64_t i) const;
   // The 9 attribute labels of sample i as the lifter sees them (noise applied, no flip).
   void attribute_labels(int64_t i, int32_t* labels9) const;
   int32_t action(int64_t i) const;
@@ -71,7 +88,13 @@ class LifterDataset {
   std::vector<std::string> actions_;
   std::vector<int> input_joints_;
   // Views into the mapping, or into owned copies when a tensor is not aligned.
-  TensorView pose3d_, pose2d_, attributes_, action_;
+  TensorView pose3d_, pose2d_, attributes_, action_, subject_, camera_;
+  std::vector<Camera> cameras_;  // [subject * camera_ids + camera], intrinsics only
+  int64_t camera_ids_ = 0;
+  void load_cameras();
+  // Shared tail of get()/get_virtual(): flip, input joint selection, attributes.
+  void finish_sample(int64_t i, bool flip, float* p2, float* p3, float* pose2d,
+                     float* attributes, float* pose3d) const;
   std::vector<Tensor> copies_;
   TensorView tensor_view(const std::string& name);
 };
@@ -89,6 +112,9 @@ void flip_pose3d_h36m(const float* in, float* out);
 // its mirror joint (left elbow <-> right elbow, ...); classes do not change,
 // because mirroring reflects the torso-plane normal with the body.
 void flip_attribute_labels(const int32_t* in9, int32_t* out9);
+// Turns a camera-frame H36M-17 pose (17 x 3, absolute mm) by yaw_rad about the
+// axis parallel to camera y through joint 0 (the pelvis): X' = P + Ry (X - P).
+void rotate_pose3d_about_pelvis_y(const float* in, double yaw_rad, float* out);
 // The possibly replaced label of (row, attribute) for a noisy source (pure
 // function of its arguments: the same label every epoch).
 int32_t noisy_attribute_label(int32_t gt, double accuracy, uint64_t seed, int64_t row, int attribute);

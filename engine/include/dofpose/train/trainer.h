@@ -3,7 +3,8 @@
 //
 // Reproducibility: every random choice is a pure function of (seed, counters):
 // parameter init, dropout masks (seed + per-layer step counters), the
-// per-epoch permutation (seed, epoch), flips (seed, epoch, sample) and noisy
+// per-epoch permutation (seed, epoch), flips and virtual cameras (seed,
+// epoch, sample) and noisy
 // attributes (seed, row). The CPU kernels are deterministic whatever the
 // thread count, so the same config on the same machine gives bitwise the same
 // weights, and a run interrupted and resumed from its checkpoint ends
@@ -18,6 +19,16 @@
 
 namespace dofpose::train {
 
+// Extra virtual cameras (docs/training.md): with `probability` per training
+// sample and epoch, the 3D pose is turned about the vertical through the
+// pelvis by a uniform angle in [-max_yaw_deg, max_yaw_deg] and re-projected
+// with the sample's camera to make its 2D input. Needs input "gt".
+struct VirtualCameraConfig {
+  double probability = 0.0;  // 0 = off
+  double max_yaw_deg = 180.0;
+  bool used() const { return probability > 0.0; }
+};
+
 struct DataConfig {
   std::string train, val;          // dataset files; val "" = no validation
   std::string input = "sh";        // "sh" | "gt"
@@ -27,6 +38,7 @@ struct DataConfig {
   int64_t max_train_samples = 0;   // 0 = all
   int64_t max_val_samples = 0;     // 0 = all
   int64_t subsample = 1;           // use every k-th row (both splits)
+  VirtualCameraConfig virtual_cameras;  // training split only
 };
 
 struct ScheduleConfig {
