@@ -3,8 +3,8 @@
 // Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
-//       [--train --target T.npy] [--warmup 1] [--output-dir DIR]
-//       (--repeat N | --serve)
+//       [--device cpu|cuda] [--math f32|tf32] [--train --target T.npy]
+//       [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs). --train (lifters only): X is the normalised network input
@@ -14,6 +14,9 @@
 // --output-dir writes the warm-up pass's outputs as DIR/<name>.npy
 // (inference) or the warm-up step's loss as DIR/loss.npy (train), so the
 // caller can check both engines computed the same thing.
+// --device cuda runs the model on GPU 0 (weights moved there; --math tf32
+// lets convolutions and matrix products use TF32 tensor cores); each timed
+// unit ends with a stream synchronisation, so times are complete.
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -29,12 +32,16 @@
 
 #include "dofpose/arena.h"
 #include "dofpose/build_info.h"
+#include "dofpose/context.h"
 #include "dofpose/error.h"
 #include "dofpose/npz.h"
 #include "dofpose/nn/linear.h"
 #include "dofpose/nn/model.h"
 #include "dofpose/nn/optimizer.h"
 #include "dofpose/weights.h"
+#ifdef DOFPOSE_WITH_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#endif
 
 namespace {
 
@@ -43,6 +50,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model, input, target, output_dir;
+  std::string device = "cpu", math = "f32";
   bool train = false, serve = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
@@ -50,6 +58,7 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -76,20 +85,28 @@ Options parse(int argc, char** argv) {
     else if (a == "--threads") o.threads = int_value();
     else if (a == "--warmup") o.warmup = int_value();
     else if (a == "--repeat") o.repeat = int_value();
+    else if (a == "--device") o.device = value();
+    else if (a == "--math") o.math = value();
     else if (a == "--train") o.train = true;
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
   }
   if (o.model.empty() || o.input.empty()) usage("--model and --input are required");
   if (o.train && o.target.empty()) usage("--train needs --target");
+  if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
+  if (o.math != "f32" && o.math != "tf32") usage("--math must be f32 or tf32, got " + o.math);
   if (o.warmup < 1) usage("--warmup must be at least 1 (it sizes the arena and writes --output-dir)");
   return o;
 }
 
 void write_view(const std::string& path, const TensorView& v) {
   std::vector<int64_t> shape(v.shape.dims, v.shape.dims + v.ndim());
-  write_npy(path, NpyDType::F32, shape, v.f32());
+  Tensor host = Tensor::empty(v.shape);
+  copy(v, host);
+  write_npy(path, NpyDType::F32, shape, host.f32());
 }
+
+Device device_of(const Options& o) { return o.device == "cuda" ? Device::CUDA : Device::CPU; }
 
 // One timed unit of work; returns the loss for training steps (else 0).
 class Runner {
@@ -101,13 +118,19 @@ class Runner {
 
 class InferRunner : public Runner {
  public:
-  InferRunner(const Options& o) : opt_(o), model_(nn::load_model(o.model)) {
+  InferRunner(const Options& o, Context& ctx)
+      : opt_(o), ctx_(ctx), model_(nn::load_model(o.model)), arena_(device_of(o)) {
     input_ = nn::read_npy_f32(o.input, "--input");
     model_->check_inputs({input_.view(), {}});
+    model_->module().to_device(device_of(o));
+    // A hourglass takes its image on the model's device (so the timing has no
+    // upload); a lifter's raw 2D input is normalised on the host first anyway.
+    if (model_->kind() == "hourglass") input_ = input_.to(device_of(o));
   }
   float run(bool save_outputs) override {
     arena_.reset();
     std::vector<nn::NamedView> outs = model_->forward(arena_, {input_.view(), {}});
+    ctx_.synchronize();
     if (save_outputs && !opt_.output_dir.empty())
       for (const auto& o : outs) write_view(opt_.output_dir + "/" + o.name + ".npy", o.value);
     return 0.f;
@@ -116,6 +139,7 @@ class InferRunner : public Runner {
 
  private:
   const Options& opt_;
+  Context& ctx_;
   std::unique_ptr<nn::Model> model_;
   Tensor input_;
   Arena arena_;
@@ -123,9 +147,10 @@ class InferRunner : public Runner {
 
 class TrainRunner : public Runner {
  public:
-  TrainRunner(const Options& o) : opt_(o) {
+  TrainRunner(const Options& o, Context& ctx) : opt_(o), ctx_(ctx), arena_(device_of(o)) {
     WeightsFile file(o.model);
     lifter_ = nn::load_lifter(file);
+    lifter_->to_device(device_of(o));
     lifter_->set_dropout_seed(0);
     optimizer_ = std::make_unique<nn::Adam>(lifter_->parameters());
     x_ = nn::read_npy_f32(o.input, "--input");
@@ -133,6 +158,8 @@ class TrainRunner : public Runner {
     const auto& c = lifter_->config();
     check_shape("model_timer --train", "input", x_, Shape{x_.shape()[0], c.input_dim()});
     check_shape("model_timer --train", "target", y_, Shape{x_.shape()[0], c.output_dim()});
+    x_ = x_.to(device_of(o));
+    y_ = y_.to(device_of(o));
   }
   float run(bool save_outputs) override {
     arena_.reset();
@@ -142,6 +169,7 @@ class TrainRunner : public Runner {
     lifter_->backward(arena_, dposes);
     optimizer_->step();
     if (lifter_->config().max_norm > 0.f) nn::apply_max_norm(*lifter_, lifter_->config().max_norm);
+    ctx_.synchronize();
     if (save_outputs && !opt_.output_dir.empty()) {
       float l = loss;
       write_npy(opt_.output_dir + "/loss.npy", NpyDType::F32, {1}, &l);
@@ -154,6 +182,7 @@ class TrainRunner : public Runner {
 
  private:
   const Options& opt_;
+  Context& ctx_;
   std::unique_ptr<nn::Lifter> lifter_;
   std::unique_ptr<nn::Adam> optimizer_;
   Tensor x_, y_;
@@ -192,9 +221,16 @@ int main(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   try {
     set_cpu_threads(opt.threads);
+    if (opt.math == "tf32") {
+#ifdef DOFPOSE_WITH_CUDA
+      cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
+#endif
+    }
+    Context ctx(device_of(opt));
+    ctx.make_current();
     std::unique_ptr<Runner> runner;
-    if (opt.train) runner = std::make_unique<TrainRunner>(opt);
-    else runner = std::make_unique<InferRunner>(opt);
+    if (opt.train) runner = std::make_unique<TrainRunner>(opt, ctx);
+    else runner = std::make_unique<InferRunner>(opt, ctx);
     // Warm-up: sizes the arena (later passes allocate nothing) and warms caches.
     for (int i = 0; i < opt.warmup; ++i) runner->run(i == 0);
     if (opt.serve) {

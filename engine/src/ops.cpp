@@ -32,7 +32,7 @@ void need_rank(const char* op, const char* name, const TensorView& t, int rank) 
                 ", expected ", rank, " dims");
 }
 
-[[noreturn]] void no_cuda_kernel(const char* op) {
+[[noreturn, maybe_unused]] void no_cuda_kernel(const char* op) {
   fail(op, ": no CUDA kernel yet; run this op on CPU tensors");
 }
 
@@ -57,10 +57,6 @@ void need_rank(const char* op, const char* name, const TensorView& t, int rank) 
   } while (0)
 #endif
 
-#define CPU_ONLY(op, dev)                                \
-  do {                                                   \
-    if ((dev) != Device::CPU) no_cuda_kernel(op);        \
-  } while (0)
 
 Shape nchw(const TensorView& t) { return t.shape; }
 
@@ -77,6 +73,7 @@ BatchNormShape bn_shape(const char* op, const TensorView& x) {
 }  // namespace
 
 void set_cuda_stream(void* stream) { g_stream = stream; }
+void* cuda_stream() { return g_stream; }
 
 // ---- conv2d
 Conv2dShape conv2d_shape(const TensorView& x, const TensorView& w, ConvParams p) {
@@ -113,8 +110,8 @@ void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& 
   need(op, "weight", w, d, w.shape);
   maybe(op, "bias", bias, d, Shape{s.K});
   need(op, "y", y, d, Shape{s.N, s.K, s.P(), s.Q()});
-  CPU_ONLY(op, d);
-  cpu::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32());
+  DISPATCH(op, d, cpu::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32()),
+           cuda_kernels::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32(), g_stream));
 }
 
 void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
@@ -129,8 +126,9 @@ void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView&
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dweight", dw, d, w.shape);
   maybe(op, "dbias", dbias, d, Shape{s.K});
-  CPU_ONLY(op, d);
-  cpu::conv2d_backward(s, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(dbias));
+  DISPATCH(op, d, cpu::conv2d_backward(s, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(dbias)),
+           cuda_kernels::conv2d_backward(s, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw),
+                                         ptr(dbias), g_stream));
 }
 
 // ---- linear
@@ -145,8 +143,8 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView& 
   need(op, "weight", w, d, Shape{out, in});
   maybe(op, "bias", b, d, Shape{out});
   need(op, "y", y, d, Shape{N, out});
-  CPU_ONLY(op, d);
-  cpu::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32());
+  DISPATCH(op, d, cpu::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32()),
+           cuda_kernels::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32(), g_stream));
 }
 
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
@@ -162,8 +160,10 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dweight", dw, d, w.shape);
   maybe(op, "dbias", db, d, Shape{out});
-  CPU_ONLY(op, d);
-  cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db));
+  DISPATCH(op, d,
+           cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db)),
+           cuda_kernels::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw),
+                                         ptr(db), g_stream));
 }
 
 // ---- batchnorm
@@ -184,10 +184,14 @@ void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const
   need(op, "y", y, d, x.shape);
   need(op, "save_mean", save_mean, d, c);
   need(op, "save_invstd", save_invstd, d, c);
-  CPU_ONLY(op, d);
-  cpu::batchnorm_forward_train(s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean),
-                               ptr(running_var), p.momentum, p.eps, y.f32(), save_mean.f32(),
-                               save_invstd.f32());
+  DISPATCH(op, d,
+           cpu::batchnorm_forward_train(s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean),
+                                        ptr(running_var), p.momentum, p.eps, y.f32(),
+                                        save_mean.f32(), save_invstd.f32()),
+           cuda_kernels::batchnorm_forward_train(s, x.f32(), gamma.f32(), beta.f32(),
+                                                 ptr(running_mean), ptr(running_var), p.momentum,
+                                                 p.eps, y.f32(), save_mean.f32(),
+                                                 save_invstd.f32(), g_stream));
 }
 
 void batchnorm_forward_infer(const TensorView& x, const TensorView& gamma, const TensorView& beta,
@@ -202,9 +206,12 @@ void batchnorm_forward_infer(const TensorView& x, const TensorView& gamma, const
   need(op, "running_mean", running_mean, d, c);
   need(op, "running_var", running_var, d, c);
   need(op, "y", y, d, x.shape);
-  CPU_ONLY(op, d);
-  cpu::batchnorm_forward_infer(s, x.f32(), gamma.f32(), beta.f32(), running_mean.f32(),
-                               running_var.f32(), p.eps, y.f32());
+  DISPATCH(op, d,
+           cpu::batchnorm_forward_infer(s, x.f32(), gamma.f32(), beta.f32(), running_mean.f32(),
+                                        running_var.f32(), p.eps, y.f32()),
+           cuda_kernels::batchnorm_forward_infer(s, x.f32(), gamma.f32(), beta.f32(),
+                                                 running_mean.f32(), running_var.f32(), p.eps,
+                                                 y.f32(), g_stream));
 }
 
 void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
@@ -222,9 +229,13 @@ void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dgamma", dgamma, d, c);
   maybe(op, "dbeta", dbeta, d, c);
-  CPU_ONLY(op, d);
-  cpu::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(), save_invstd.f32(),
-                                dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta));
+  DISPATCH(op, d,
+           cpu::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
+                                         save_invstd.f32(), dy.f32(), ptr(dx), ptr(dgamma),
+                                         ptr(dbeta)),
+           cuda_kernels::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
+                                                  save_invstd.f32(), dy.f32(), ptr(dx),
+                                                  ptr(dgamma), ptr(dbeta), g_stream));
 }
 
 void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
@@ -242,9 +253,13 @@ void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dgamma", dgamma, d, c);
   maybe(op, "dbeta", dbeta, d, c);
-  CPU_ONLY(op, d);
-  cpu::batchnorm_backward_infer(s, x.f32(), gamma.f32(), running_mean.f32(), running_var.f32(),
-                                p.eps, dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta));
+  DISPATCH(op, d,
+           cpu::batchnorm_backward_infer(s, x.f32(), gamma.f32(), running_mean.f32(),
+                                         running_var.f32(), p.eps, dy.f32(), ptr(dx),
+                                         ptr(dgamma), ptr(dbeta)),
+           cuda_kernels::batchnorm_backward_infer(s, x.f32(), gamma.f32(), running_mean.f32(),
+                                                  running_var.f32(), p.eps, dy.f32(), ptr(dx),
+                                                  ptr(dgamma), ptr(dbeta), g_stream));
 }
 
 void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
@@ -253,7 +268,7 @@ void batchnorm_fold(const TensorView& weight, const TensorView& bias, const Tens
   const char* op = "batchnorm_fold";
   DOFPOSE_CHECK(!weight.empty() && weight.ndim() >= 2, op, ": tensor 'weight' has shape ",
                 weight.shape.str(), ", expected [K, ...]");
-  Device d = Device::CPU;
+  Device d = weight.device;
   int K = int(weight.dim(0));
   Shape c{K};
   need(op, "weight", weight, d, weight.shape);
@@ -262,8 +277,12 @@ void batchnorm_fold(const TensorView& weight, const TensorView& bias, const Tens
   need(op, "beta", beta, d, c);
   need(op, "running_mean", running_mean, d, c);
   need(op, "running_var", running_var, d, c);
-  cpu::batchnorm_fold(K, weight.numel() / K, weight.f32(), bias.f32(), gamma.f32(), beta.f32(),
-                      running_mean.f32(), running_var.f32(), p.eps);
+  DISPATCH(op, d,
+           cpu::batchnorm_fold(K, weight.numel() / K, weight.f32(), bias.f32(), gamma.f32(),
+                               beta.f32(), running_mean.f32(), running_var.f32(), p.eps),
+           cuda_kernels::batchnorm_fold(K, weight.numel() / K, weight.f32(), bias.f32(),
+                                        gamma.f32(), beta.f32(), running_mean.f32(),
+                                        running_var.f32(), p.eps, g_stream));
 }
 
 // ---- activations and element-wise
@@ -291,8 +310,8 @@ void relu6_forward(const TensorView& x, const TensorView& y) {
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "y", y, d, x.shape);
-  CPU_ONLY(op, d);
-  cpu::relu6_forward(x.numel(), x.f32(), y.f32());
+  DISPATCH(op, d, cpu::relu6_forward(x.numel(), x.f32(), y.f32()),
+           cuda_kernels::relu6_forward(x.numel(), x.f32(), y.f32(), g_stream));
 }
 
 void relu6_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
@@ -301,8 +320,8 @@ void relu6_backward(const TensorView& x, const TensorView& dy, const TensorView&
   need(op, "x", x, d, x.shape);
   need(op, "dy", dy, d, x.shape);
   need(op, "dx", dx, d, x.shape);
-  CPU_ONLY(op, d);
-  cpu::relu6_backward(x.numel(), x.f32(), dy.f32(), dx.f32());
+  DISPATCH(op, d, cpu::relu6_backward(x.numel(), x.f32(), dy.f32(), dx.f32()),
+           cuda_kernels::relu6_backward(x.numel(), x.f32(), dy.f32(), dx.f32(), g_stream));
 }
 
 void add_forward(const TensorView& a, const TensorView& b, const TensorView& y) {
@@ -324,6 +343,50 @@ void accumulate(const TensorView& x, const TensorView& y) {
            cuda_kernels::accumulate(x.numel(), x.f32(), y.f32(), g_stream));
 }
 
+void scale(const TensorView& x, float alpha, const TensorView& y) {
+  const char* op = "scale";
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "y", y, d, x.shape);
+  DISPATCH(op, d, cpu::scale(x.numel(), alpha, x.f32(), y.f32()),
+           cuda_kernels::scale(x.numel(), alpha, x.f32(), y.f32(), g_stream));
+}
+
+void copy_columns(const TensorView& src, int64_t src_col, const TensorView& dst, int64_t dst_col,
+                  int64_t width, bool accumulate) {
+  const char* op = "copy_columns";
+  need_rank(op, "src", src, 2);
+  need_rank(op, "dst", dst, 2);
+  Device d = src.device;
+  need(op, "src", src, d, src.shape);
+  need(op, "dst", dst, d, Shape{src.dim(0), dst.dim(1)});
+  DOFPOSE_CHECK(width >= 0 && src_col >= 0 && dst_col >= 0 && src_col + width <= src.dim(1) &&
+                    dst_col + width <= dst.dim(1),
+                op, ": columns [", src_col, ",", src_col + width, ") of ", src.str(),
+                " -> [", dst_col, ",", dst_col + width, ") of ", dst.str(), " are out of range");
+  const int rows = int(src.dim(0)), sc = int(src.dim(1)), dc = int(dst.dim(1));
+  DISPATCH(op, d,
+           cpu::copy_columns(rows, int(width), src.f32(), sc, int(src_col), dst.f32(), dc,
+                             int(dst_col), accumulate),
+           cuda_kernels::copy_columns(rows, int(width), src.f32(), sc, int(src_col), dst.f32(), dc,
+                                      int(dst_col), accumulate, g_stream));
+}
+
+void affine_columns(const TensorView& x, const TensorView& mul, const TensorView& add,
+                    const TensorView& y) {
+  const char* op = "affine_columns";
+  need_rank(op, "x", x, 2);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  need(op, "mul", mul, d, Shape{x.dim(1)});
+  need(op, "add", add, d, Shape{x.dim(1)});
+  need(op, "y", y, d, x.shape);
+  const int rows = int(x.dim(0)), cols = int(x.dim(1));
+  DISPATCH(op, d, cpu::affine_columns(rows, cols, x.f32(), mul.f32(), add.f32(), y.f32()),
+           cuda_kernels::affine_columns(rows, cols, x.f32(), mul.f32(), add.f32(), y.f32(),
+                                        g_stream));
+}
+
 // ---- pooling and resizing
 void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   const char* op = "maxpool2x2_forward";
@@ -331,9 +394,9 @@ void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "y", y, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
-  CPU_ONLY(op, d);
-  cpu::maxpool2x2_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)), x.f32(),
-                          y.f32());
+  const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
+  DISPATCH(op, d, cpu::maxpool2x2_forward(N, C, H, W, x.f32(), y.f32()),
+           cuda_kernels::maxpool2x2_forward(N, C, H, W, x.f32(), y.f32(), g_stream));
 }
 
 void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
@@ -343,9 +406,9 @@ void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const Tensor
   need(op, "x", x, d, x.shape);
   need(op, "dy", dy, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
   need(op, "dx", dx, d, x.shape);
-  CPU_ONLY(op, d);
-  cpu::maxpool2x2_backward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)), x.f32(),
-                           dy.f32(), dx.f32());
+  const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
+  DISPATCH(op, d, cpu::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32()),
+           cuda_kernels::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(), g_stream));
 }
 
 void upsample_nearest2x_forward(const TensorView& x, const TensorView& y) {
@@ -354,9 +417,9 @@ void upsample_nearest2x_forward(const TensorView& x, const TensorView& y) {
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "y", y, d, Shape{x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)});
-  CPU_ONLY(op, d);
-  cpu::upsample_nearest2x_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)),
-                                  x.f32(), y.f32());
+  const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
+  DISPATCH(op, d, cpu::upsample_nearest2x_forward(N, C, H, W, x.f32(), y.f32()),
+           cuda_kernels::upsample_nearest2x_forward(N, C, H, W, x.f32(), y.f32(), g_stream));
 }
 
 void upsample_nearest2x_backward(const TensorView& dy, const TensorView& dx) {
@@ -365,9 +428,22 @@ void upsample_nearest2x_backward(const TensorView& dy, const TensorView& dx) {
   Device d = dx.device;
   need(op, "dx", dx, d, dx.shape);
   need(op, "dy", dy, d, Shape{dx.dim(0), dx.dim(1), 2 * dx.dim(2), 2 * dx.dim(3)});
-  CPU_ONLY(op, d);
-  cpu::upsample_nearest2x_backward(int(dx.dim(0)), int(dx.dim(1)), int(dx.dim(2)),
-                                   int(dx.dim(3)), dy.f32(), dx.f32());
+  const int N = int(dx.dim(0)), C = int(dx.dim(1)), H = int(dx.dim(2)), W = int(dx.dim(3));
+  DISPATCH(op, d, cpu::upsample_nearest2x_backward(N, C, H, W, dy.f32(), dx.f32()),
+           cuda_kernels::upsample_nearest2x_backward(N, C, H, W, dy.f32(), dx.f32(), g_stream));
+}
+
+void upsample_add_forward(const TensorView& a, const TensorView& low, const TensorView& y) {
+  const char* op = "upsample_add_forward";
+  need_rank(op, "low", low, 4);
+  Device d = low.device;
+  const Shape up{low.dim(0), low.dim(1), 2 * low.dim(2), 2 * low.dim(3)};
+  need(op, "low", low, d, low.shape);
+  need(op, "a", a, d, up);
+  need(op, "y", y, d, up);
+  const int N = int(low.dim(0)), C = int(low.dim(1)), H = int(low.dim(2)), W = int(low.dim(3));
+  DISPATCH(op, d, cpu::upsample_add_forward(N, C, H, W, a.f32(), low.f32(), y.f32()),
+           cuda_kernels::upsample_add_forward(N, C, H, W, a.f32(), low.f32(), y.f32(), g_stream));
 }
 
 void bilinear_forward(const TensorView& x, const TensorView& y, ResizeMode mode) {
@@ -379,9 +455,10 @@ void bilinear_forward(const TensorView& x, const TensorView& y, ResizeMode mode)
   need(op, "y", y, d, Shape{x.dim(0), x.dim(1), y.dim(2), y.dim(3)});
   DOFPOSE_CHECK(x.dim(2) > 0 && x.dim(3) > 0 && y.dim(2) > 0 && y.dim(3) > 0, op,
                 ": empty spatial size in x ", x.shape.str(), " or y ", y.shape.str());
-  CPU_ONLY(op, d);
-  cpu::bilinear_forward(int(x.dim(0)), int(x.dim(1)), int(x.dim(2)), int(x.dim(3)),
-                        int(y.dim(2)), int(y.dim(3)), mode, x.f32(), y.f32());
+  const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
+  const int OH = int(y.dim(2)), OW = int(y.dim(3));
+  DISPATCH(op, d, cpu::bilinear_forward(N, C, H, W, OH, OW, mode, x.f32(), y.f32()),
+           cuda_kernels::bilinear_forward(N, C, H, W, OH, OW, mode, x.f32(), y.f32(), g_stream));
 }
 
 void bilinear_backward(const TensorView& dy, const TensorView& dx, ResizeMode mode) {
@@ -391,9 +468,11 @@ void bilinear_backward(const TensorView& dy, const TensorView& dx, ResizeMode mo
   Device d = dx.device;
   need(op, "dx", dx, d, dx.shape);
   need(op, "dy", dy, d, Shape{dx.dim(0), dx.dim(1), dy.dim(2), dy.dim(3)});
-  CPU_ONLY(op, d);
-  cpu::bilinear_backward(int(dx.dim(0)), int(dx.dim(1)), int(dx.dim(2)), int(dx.dim(3)),
-                         int(dy.dim(2)), int(dy.dim(3)), mode, dy.f32(), dx.f32());
+  const int N = int(dx.dim(0)), C = int(dx.dim(1)), H = int(dx.dim(2)), W = int(dx.dim(3));
+  const int OH = int(dy.dim(2)), OW = int(dy.dim(3));
+  DISPATCH(op, d, cpu::bilinear_backward(N, C, H, W, OH, OW, mode, dy.f32(), dx.f32()),
+           cuda_kernels::bilinear_backward(N, C, H, W, OH, OW, mode, dy.f32(), dx.f32(),
+                                           g_stream));
 }
 
 // ---- dropout
@@ -405,8 +484,9 @@ void dropout_forward(const TensorView& x, const TensorView& y, const TensorView&
   need(op, "y", y, d, x.shape);
   DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
                 ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
-  CPU_ONLY(op, d);
-  cpu::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8());
+  DISPATCH(op, d, cpu::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8()),
+           cuda_kernels::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8(),
+                                         g_stream));
 }
 
 void dropout_backward(const TensorView& mask, const TensorView& dy, const TensorView& dx, float p) {
@@ -416,8 +496,8 @@ void dropout_backward(const TensorView& mask, const TensorView& dy, const Tensor
   need(op, "dx", dx, d, dy.shape);
   DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == dy.shape && mask.device == d, op,
                 ": tensor 'mask' is ", mask.str(), ", expected U8", dy.shape.str());
-  CPU_ONLY(op, d);
-  cpu::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32());
+  DISPATCH(op, d, cpu::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32()),
+           cuda_kernels::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32(), g_stream));
 }
 
 // ---- soft-argmax
@@ -431,9 +511,10 @@ void softargmax_forward(const TensorView& heat, const TensorView& prob, const Te
   need(op, "coords", coords, d, Shape{heat.dim(0), heat.dim(1), 2});
   DOFPOSE_CHECK(heat.dim(2) > 0 && heat.dim(3) > 0, op, ": heatmaps ", heat.shape.str(),
                 " have no pixels");
-  CPU_ONLY(op, d);
-  cpu::softargmax_forward(int(heat.dim(0) * heat.dim(1)), int(heat.dim(2)), int(heat.dim(3)),
-                          beta, heat.f32(), prob.f32(), coords.f32());
+  const int NJ = int(heat.dim(0) * heat.dim(1)), H = int(heat.dim(2)), W = int(heat.dim(3));
+  DISPATCH(op, d, cpu::softargmax_forward(NJ, H, W, beta, heat.f32(), prob.f32(), coords.f32()),
+           cuda_kernels::softargmax_forward(NJ, H, W, beta, heat.f32(), prob.f32(), coords.f32(),
+                                            g_stream));
 }
 
 void softargmax_backward(const TensorView& prob, const TensorView& dcoords,
@@ -444,9 +525,11 @@ void softargmax_backward(const TensorView& prob, const TensorView& dcoords,
   need(op, "prob", prob, d, prob.shape);
   need(op, "dcoords", dcoords, d, Shape{prob.dim(0), prob.dim(1), 2});
   need(op, "dheat", dheat, d, prob.shape);
-  CPU_ONLY(op, d);
-  cpu::softargmax_backward(int(prob.dim(0) * prob.dim(1)), int(prob.dim(2)), int(prob.dim(3)),
-                           beta, prob.f32(), dcoords.f32(), dheat.f32());
+  const int NJ = int(prob.dim(0) * prob.dim(1)), H = int(prob.dim(2)), W = int(prob.dim(3));
+  DISPATCH(op, d,
+           cpu::softargmax_backward(NJ, H, W, beta, prob.f32(), dcoords.f32(), dheat.f32()),
+           cuda_kernels::softargmax_backward(NJ, H, W, beta, prob.f32(), dcoords.f32(),
+                                             dheat.f32(), g_stream));
 }
 
 // ---- gradient reversal
@@ -455,8 +538,8 @@ void grad_reverse_forward(const TensorView& x, const TensorView& y) {
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "y", y, d, x.shape);
-  CPU_ONLY(op, d);
-  cpu::grad_reverse_forward(x.numel(), x.f32(), y.f32());
+  DISPATCH(op, d, cpu::grad_reverse_forward(x.numel(), x.f32(), y.f32()),
+           cuda_kernels::grad_reverse_forward(x.numel(), x.f32(), y.f32(), g_stream));
 }
 
 void grad_reverse_backward(const TensorView& dy, const TensorView& dx, float lambda) {
@@ -464,8 +547,8 @@ void grad_reverse_backward(const TensorView& dy, const TensorView& dx, float lam
   Device d = dy.device;
   need(op, "dy", dy, d, dy.shape);
   need(op, "dx", dx, d, dy.shape);
-  CPU_ONLY(op, d);
-  cpu::grad_reverse_backward(dy.numel(), lambda, dy.f32(), dx.f32());
+  DISPATCH(op, d, cpu::grad_reverse_backward(dy.numel(), lambda, dy.f32(), dx.f32()),
+           cuda_kernels::grad_reverse_backward(dy.numel(), lambda, dy.f32(), dx.f32(), g_stream));
 }
 
 // ---- losses
@@ -477,7 +560,6 @@ void heatmap_checks(const char* op, const TensorView& pred, const TensorView& ta
   need(op, "pred", pred, d, pred.shape);
   need(op, "target", target, d, pred.shape);
   maybe(op, "joint_weight", joint_weight, d, Shape{pred.dim(0), pred.dim(1)});
-  CPU_ONLY(op, d);
 }
 
 void labels_checks(const char* op, const TensorView& logits, const TensorView& labels) {
@@ -488,20 +570,34 @@ void labels_checks(const char* op, const TensorView& logits, const TensorView& l
                     labels.shape == Shape({logits.dim(0), logits.dim(1)}),
                 op, ": tensor 'labels' is ", labels.str(), ", expected I32[", logits.dim(0), ",",
                 logits.dim(1), "]");
-  const int32_t* l = labels.i32();
+  // Labels are validated on the host (a copy for device tensors: they are small).
+  Tensor host;
+  const int32_t* l = nullptr;
+  if (d == Device::CPU) {
+    l = labels.i32();
+  } else {
+    host = Tensor::empty(labels.shape, DType::I32);
+    copy(labels, host);
+    l = host.view().i32();
+  }
   int64_t C = logits.dim(2);
   for (int64_t i = 0; i < labels.numel(); ++i)
     DOFPOSE_CHECK(l[i] >= -1 && l[i] < C, op, ": tensor 'labels' holds ", l[i], " at index ", i,
                   ", expected -1 (ignore) or a class in [0,", C, ")");
-  CPU_ONLY(op, d);
 }
 }  // namespace
 
 float heatmap_mse_forward(const TensorView& pred, const TensorView& target,
                           const TensorView& joint_weight) {
-  heatmap_checks("heatmap_mse_forward", pred, target, joint_weight);
-  return cpu::heatmap_mse_forward(int(pred.dim(0) * pred.dim(1)), int(pred.dim(2) * pred.dim(3)),
-                                  pred.f32(), target.f32(), ptr(joint_weight));
+  const char* op = "heatmap_mse_forward";
+  heatmap_checks(op, pred, target, joint_weight);
+  const int NJ = int(pred.dim(0) * pred.dim(1)), HW = int(pred.dim(2) * pred.dim(3));
+  float loss = 0.f;
+  DISPATCH(op, pred.device,
+           loss = cpu::heatmap_mse_forward(NJ, HW, pred.f32(), target.f32(), ptr(joint_weight)),
+           loss = cuda_kernels::heatmap_mse_forward(NJ, HW, pred.f32(), target.f32(),
+                                                    ptr(joint_weight), g_stream));
+  return loss;
 }
 
 void heatmap_mse_backward(const TensorView& pred, const TensorView& target,
@@ -509,14 +605,24 @@ void heatmap_mse_backward(const TensorView& pred, const TensorView& target,
   const char* op = "heatmap_mse_backward";
   heatmap_checks(op, pred, target, joint_weight);
   need(op, "dpred", dpred, pred.device, pred.shape);
-  cpu::heatmap_mse_backward(int(pred.dim(0) * pred.dim(1)), int(pred.dim(2) * pred.dim(3)),
-                            pred.f32(), target.f32(), ptr(joint_weight), dloss, dpred.f32());
+  const int NJ = int(pred.dim(0) * pred.dim(1)), HW = int(pred.dim(2) * pred.dim(3));
+  DISPATCH(op, pred.device,
+           cpu::heatmap_mse_backward(NJ, HW, pred.f32(), target.f32(), ptr(joint_weight), dloss,
+                                     dpred.f32()),
+           cuda_kernels::heatmap_mse_backward(NJ, HW, pred.f32(), target.f32(), ptr(joint_weight),
+                                              dloss, dpred.f32(), g_stream));
 }
 
 float cross_entropy_forward(const TensorView& logits, const TensorView& labels) {
-  labels_checks("cross_entropy_forward", logits, labels);
-  return cpu::cross_entropy_forward(int(logits.dim(0)), int(logits.dim(1)), int(logits.dim(2)),
-                                    logits.f32(), labels.i32());
+  const char* op = "cross_entropy_forward";
+  labels_checks(op, logits, labels);
+  const int N = int(logits.dim(0)), T = int(logits.dim(1)), C = int(logits.dim(2));
+  float loss = 0.f;
+  DISPATCH(op, logits.device,
+           loss = cpu::cross_entropy_forward(N, T, C, logits.f32(), labels.i32()),
+           loss = cuda_kernels::cross_entropy_forward(N, T, C, logits.f32(), labels.i32(),
+                                                      g_stream));
+  return loss;
 }
 
 void cross_entropy_backward(const TensorView& logits, const TensorView& labels,
@@ -524,8 +630,11 @@ void cross_entropy_backward(const TensorView& logits, const TensorView& labels,
   const char* op = "cross_entropy_backward";
   labels_checks(op, logits, labels);
   need(op, "dlogits", dlogits, logits.device, logits.shape);
-  cpu::cross_entropy_backward(int(logits.dim(0)), int(logits.dim(1)), int(logits.dim(2)),
-                              logits.f32(), labels.i32(), dloss, dlogits.f32());
+  const int N = int(logits.dim(0)), T = int(logits.dim(1)), C = int(logits.dim(2));
+  DISPATCH(op, logits.device,
+           cpu::cross_entropy_backward(N, T, C, logits.f32(), labels.i32(), dloss, dlogits.f32()),
+           cuda_kernels::cross_entropy_backward(N, T, C, logits.f32(), labels.i32(), dloss,
+                                                dlogits.f32(), g_stream));
 }
 
 float l1_forward(const TensorView& pred, const TensorView& target) {
@@ -533,8 +642,10 @@ float l1_forward(const TensorView& pred, const TensorView& target) {
   Device d = pred.device;
   need(op, "pred", pred, d, pred.shape);
   need(op, "target", target, d, pred.shape);
-  CPU_ONLY(op, d);
-  return cpu::l1_forward(pred.numel(), pred.f32(), target.f32());
+  float loss = 0.f;
+  DISPATCH(op, d, loss = cpu::l1_forward(pred.numel(), pred.f32(), target.f32()),
+           loss = cuda_kernels::l1_forward(pred.numel(), pred.f32(), target.f32(), g_stream));
+  return loss;
 }
 
 void l1_backward(const TensorView& pred, const TensorView& target, const TensorView& dpred,
@@ -544,8 +655,9 @@ void l1_backward(const TensorView& pred, const TensorView& target, const TensorV
   need(op, "pred", pred, d, pred.shape);
   need(op, "target", target, d, pred.shape);
   need(op, "dpred", dpred, d, pred.shape);
-  CPU_ONLY(op, d);
-  cpu::l1_backward(pred.numel(), pred.f32(), target.f32(), dloss, dpred.f32());
+  DISPATCH(op, d, cpu::l1_backward(pred.numel(), pred.f32(), target.f32(), dloss, dpred.f32()),
+           cuda_kernels::l1_backward(pred.numel(), pred.f32(), target.f32(), dloss, dpred.f32(),
+                                     g_stream));
 }
 
 }  // namespace dofpose::ops

@@ -5,6 +5,10 @@
 
 #include "dofpose/arena.h"
 #include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
+#ifdef DOFPOSE_WITH_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#endif
 
 namespace dofpose {
 
@@ -130,7 +134,7 @@ Tensor Tensor::zeros(Shape s, DType t, Device d) {
   if (d == Device::CPU)
     std::memset(out.view_.data, 0, out.nbytes());
   else
-    cuda::memset(out.view_.data, 0, out.nbytes());
+    cuda::memset(out.view_.data, 0, out.nbytes(), ops::cuda_stream());
   return out;
 }
 
@@ -155,18 +159,26 @@ void copy(const TensorView& src, const TensorView& dst) {
   if (n == 0) return;
   if (src.device == Device::CPU && dst.device == Device::CPU)
     std::memcpy(dst.data, src.data, n);
-  else if (src.device == Device::CPU)
-    cuda::memcpy_h2d(dst.data, src.data, n);
+  else if (src.device == Device::CPU)  // ordered after the ops queued on this thread's stream
+    cuda::memcpy_h2d(dst.data, src.data, n, ops::cuda_stream());
   else if (dst.device == Device::CPU)
-    cuda::memcpy_d2h(dst.data, src.data, n);
-  else
-    cuda::memcpy_d2d(dst.data, src.data, n);
+    cuda::memcpy_d2h(dst.data, src.data, n, ops::cuda_stream());
+  else  // device to device: queued, no host synchronisation
+    cuda::memcpy_d2d(dst.data, src.data, n, ops::cuda_stream());
 }
 
 void fill(const TensorView& dst, float value) {
-  DOFPOSE_CHECK(dst.device == Device::CPU, "fill: ", dst.str(), " must be on the CPU");
+  DOFPOSE_CHECK(dst.is_contiguous(), "fill: ", dst.str(), " is not contiguous");
   float* p = dst.f32();
-  for (int64_t i = 0, n = dst.numel(); i < n; ++i) p[i] = value;
+  if (dst.device == Device::CPU) {
+    for (int64_t i = 0, n = dst.numel(); i < n; ++i) p[i] = value;
+    return;
+  }
+#ifdef DOFPOSE_WITH_CUDA
+  cuda_kernels::fill(dst.numel(), value, p, ops::cuda_stream());
+#else
+  fail("fill: ", dst.str(), ": this build has no CUDA backend");
+#endif
 }
 
 void check_shape(const char* op, const char* name, const TensorView& t, const Shape& expected) {

@@ -64,6 +64,14 @@ void add_forward(int64_t n, const float* a, const float* b, float* y);
 // y += x (gradient accumulation at fan-out points, and add's backward).
 void accumulate(int64_t n, const float* x, float* y);
 void scale(int64_t n, float alpha, const float* x, float* y);  // y = alpha * x
+void fill(int64_t n, float value, float* y);
+// Column block copy between row-major matrices with `rows` rows:
+// dst[r, dst_col + c] (=, or += when accumulate) src[r, src_col + c], c < width.
+void copy_columns(int rows, int width, const float* src, int src_cols, int src_col, float* dst,
+                  int dst_cols, int dst_col, bool accumulate);
+// y[r, c] = x[r, c] * mul[c] + add[c] over [rows, cols] (per-column affine).
+void affine_columns(int rows, int cols, const float* x, const float* mul, const float* add,
+                    float* y);
 
 // ---- pool.cpp: 2x2 window, stride 2, output [N,C,H/2,W/2] (floor). Ties go to
 // the first maximum in row-major window order, as PyTorch.
@@ -73,6 +81,8 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
 // ---- resize.cpp
 void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y);
 void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, float* dx);
+// The hourglass merge: y = a + upsample_nearest2x(low), a [N,C,2H,2W], low [N,C,H,W].
+void upsample_add_forward(int N, int C, int H, int W, const float* a, const float* low, float* y);
 void bilinear_forward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
                       const float* x, float* y);
 void bilinear_backward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,

@@ -58,6 +58,18 @@ void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, floa
     }
 }
 
+void upsample_add_forward(int N, int C, int H, int W, const float* a, const float* low, float* y) {
+  const int64_t planes = int64_t(N) * C;
+  const int OW = 2 * W;
+  for (int64_t pl = 0; pl < planes; ++pl)
+    for (int oh = 0; oh < 2 * H; ++oh) {
+      const float* src = low + (pl * H + oh / 2) * W;
+      const float* ar = a + (pl * 2 * H + oh) * OW;
+      float* yr = y + (pl * 2 * H + oh) * OW;
+      for (int ow = 0; ow < OW; ++ow) yr[ow] = ar[ow] + src[ow / 2];
+    }
+}
+
 void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, float* dx) {
   if (!dx) return;
   const int64_t planes = int64_t(N) * C;

@@ -1,13 +1,138 @@
 // CUDA kernels: the same functions as kernels/cpu/cpu_kernels.h, on device
-// pointers, queued on `stream`. Each is checked against its CPU twin.
+// pointers, queued on `stream` (a cudaStream_t; nullptr = the legacy stream).
+// Each is checked against its CPU twin by tests/cuda/test_backend_ops.cpp.
+// Conventions as on the CPU: contiguous NCHW / row-major float32; backward
+// functions OVERWRITE their gradient outputs; a nullptr gradient is skipped.
+// No function here allocates, synchronises the host, or reads device memory
+// back, except the losses, which return their scalar (one 4-byte copy).
 #pragma once
 #include <cstdint>
 
+#include "dofpose/op_shapes.h"
+
 namespace dofpose::cuda_kernels {
 
+// ---- math mode for the matrix products (gemm.cu, conv2d.cu)
+// F32: plain FP32 FMA (matches the CPU to ~1e-5 relative).
+// TF32: tensor cores with TF32 inputs and FP32 accumulation (~5e-4).
+enum class MathMode { F32, TF32 };
+void set_math_mode(MathMode m);
+MathMode math_mode();
+// Which GEMM runs gemm() and linear_*: our kernel (default) or cuBLAS (the
+// reference and an alternative path; cuBLAS honours math_mode() too).
+enum class GemmBackend { Own, Cublas };
+void set_gemm_backend(GemmBackend b);
+GemmBackend gemm_backend();
+
+// ---- gemm.cu: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (row-major),
+// the same contract as cpu::gemm. Our own tiled kernel (shared-memory tiles,
+// register blocking; TF32 tensor-core path when math_mode() == TF32).
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc, void* stream);
+
+// ---- conv2d.cu: groups divide C and K; depthwise is groups == C.
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    float* y, void* stream);
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* dbias, void* stream);
+
+// ---- linear.cu: x [N,in], w [out,in], b [out], y [N,out].
+void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
+                    float* y, void* stream);
+void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db, void* stream);
+
+// ---- batchnorm.cu (same semantics as cpu::batchnorm_*; running_* may be nullptr)
+void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, float* running_mean, float* running_var,
+                             float momentum, float eps, float* y, float* save_mean,
+                             float* save_invstd, void* stream);
+void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean,
+                             const float* running_var, float eps, float* y, void* stream);
+void batchnorm_backward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* save_mean, const float* save_invstd, const float* dy,
+                              float* dx, float* dgamma, float* dbeta, void* stream);
+void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* running_mean, const float* running_var, float eps,
+                              const float* dy, float* dx, float* dgamma, float* dbeta,
+                              void* stream);
+void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,
+                    const float* beta, const float* running_mean, const float* running_var,
+                    float eps, void* stream);
+
+// ---- elementwise.cu
 void relu_forward(int64_t n, const float* x, float* y, void* stream);
 void relu_backward(int64_t n, const float* x, const float* dy, float* dx, void* stream);
+void relu6_forward(int64_t n, const float* x, float* y, void* stream);
+void relu6_backward(int64_t n, const float* x, const float* dy, float* dx, void* stream);
 void add_forward(int64_t n, const float* a, const float* b, float* y, void* stream);
 void accumulate(int64_t n, const float* x, float* y, void* stream);
+void scale(int64_t n, float alpha, const float* x, float* y, void* stream);
+void fill(int64_t n, float value, float* y, void* stream);
+// Column block copy between row-major matrices with `rows` rows:
+// dst[r, dst_col + c] (=, or += when accumulate) src[r, src_col + c], c < width.
+void copy_columns(int rows, int width, const float* src, int src_cols, int src_col, float* dst,
+                  int dst_cols, int dst_col, bool accumulate, void* stream);
+// y[r, c] = x[r, c] * mul[c] + add[c] over [rows, cols] (per-column affine).
+void affine_columns(int rows, int cols, const float* x, const float* mul, const float* add,
+                    float* y, void* stream);
+
+// ---- pool.cu / resize.cu
+void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, void* stream);
+void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,
+                         void* stream);
+void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y,
+                                void* stream);
+void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, float* dx,
+                                 void* stream);
+// The hourglass merge: y = a + upsample_nearest2x(low), a [N,C,2H,2W], low [N,C,H,W].
+void upsample_add_forward(int N, int C, int H, int W, const float* a, const float* low, float* y,
+                          void* stream);
+void bilinear_forward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
+                      const float* x, float* y, void* stream);
+void bilinear_backward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
+                       const float* dy, float* dx, void* stream);
+
+// ---- dropout.cu: the mask comes from the same counter hash as cpu::dropout_uniform.
+void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y, uint8_t* mask,
+                     void* stream);
+void dropout_backward(int64_t n, float p, const uint8_t* mask, const float* dy, float* dx,
+                      void* stream);
+
+// ---- softargmax.cu: one block per heatmap row, warp-shuffle reductions.
+void softargmax_forward(int NJ, int H, int W, float beta, const float* heat, float* prob,
+                        float* coords, void* stream);
+void softargmax_backward(int NJ, int H, int W, float beta, const float* prob,
+                         const float* dcoords, float* dheat, void* stream);
+
+// ---- grad_reverse.cu
+void grad_reverse_forward(int64_t n, const float* x, float* y, void* stream);
+void grad_reverse_backward(int64_t n, float lambda, const float* dy, float* dx, void* stream);
+
+// ---- loss.cu: forwards return the scalar loss (they synchronise `stream`).
+float heatmap_mse_forward(int NJ, int HW, const float* pred, const float* target,
+                          const float* joint_weight, void* stream);
+void heatmap_mse_backward(int NJ, int HW, const float* pred, const float* target,
+                          const float* joint_weight, float dloss, float* dpred, void* stream);
+float cross_entropy_forward(int N, int T, int C, const float* logits, const int32_t* labels,
+                            void* stream);
+void cross_entropy_backward(int N, int T, int C, const float* logits, const int32_t* labels,
+                            float dloss, float* dlogits, void* stream);
+float l1_forward(int64_t n, const float* pred, const float* target, void* stream);
+void l1_backward(int64_t n, const float* pred, const float* target, float dloss, float* dpred,
+                 void* stream);
+
+// ---- optimizer.cu: the element-wise update steps of nn/optimizer.cpp.
+// momentum_buf may be nullptr (momentum 0).
+void rmsprop_update(int64_t n, float lr, float alpha, float eps, float weight_decay,
+                    float momentum, float* param, const float* grad, float* square_avg,
+                    float* momentum_buf, void* stream);
+// step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t), computed by the caller.
+void adam_update(int64_t n, float step_size, float bc2_sqrt, float beta1, float beta2, float eps,
+                 float weight_decay, float* param, const float* grad, float* exp_avg,
+                 float* exp_avg_sq, void* stream);
+// sum of squares of x into *out (device scalar, overwritten).
+void sum_squares(int64_t n, const float* x, float* out, void* stream);
 
 }  // namespace dofpose::cuda_kernels

@@ -54,13 +54,12 @@ void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream) {
 }
 
 void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream) {
+  // Stream-ordered: no host synchronisation (it may sit inside a forward pass).
   DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)));
-  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
 void memset(void* dst, int value, size_t bytes, void* stream) {
   DOFPOSE_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, as_stream(stream)));
-  DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
 void* stream_create() {

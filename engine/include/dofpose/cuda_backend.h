@@ -13,7 +13,8 @@ std::string runtime_version();     // "13.0" or "not built"
 
 void* malloc(size_t bytes);
 void free(void* p);
-// Copies on `stream` (nullptr: the legacy default stream) then synchronise it.
+// Copies on `stream` (nullptr: the legacy default stream). Host<->device
+// copies synchronise the stream; device->device copies and memset are queued.
 void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);

@@ -61,6 +61,14 @@ void relu6_backward(const TensorView& x, const TensorView& dy, const TensorView&
 
 void add_forward(const TensorView& a, const TensorView& b, const TensorView& y);
 void accumulate(const TensorView& x, const TensorView& y);  // y += x
+void scale(const TensorView& x, float alpha, const TensorView& y);  // y = alpha * x
+// Columns [src_col, src_col+width) of src [N,A] into columns [dst_col, ..) of
+// dst [N,B] (overwritten, or added when accumulate): concat and split of features.
+void copy_columns(const TensorView& src, int64_t src_col, const TensorView& dst, int64_t dst_col,
+                  int64_t width, bool accumulate = false);
+// y = x * mul + add per column: x, y [N,C], mul, add [C] (normalisation).
+void affine_columns(const TensorView& x, const TensorView& mul, const TensorView& add,
+                    const TensorView& y);
 
 // 2x2 / stride 2 max pooling; x [N,C,H,W] -> y [N,C,H/2,W/2].
 void maxpool2x2_forward(const TensorView& x, const TensorView& y);
@@ -69,6 +77,8 @@ void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const Tensor
 // x [N,C,H,W] -> y [N,C,2H,2W].
 void upsample_nearest2x_forward(const TensorView& x, const TensorView& y);
 void upsample_nearest2x_backward(const TensorView& dy, const TensorView& dx);
+// The hourglass merge in one pass: y = a + upsample_nearest2x(low).
+void upsample_add_forward(const TensorView& a, const TensorView& low, const TensorView& y);
 
 // x [N,C,H,W] -> y [N,C,OH,OW] (sizes taken from y / dy).
 void bilinear_forward(const TensorView& x, const TensorView& y, ResizeMode mode);
@@ -104,5 +114,6 @@ void l1_backward(const TensorView& pred, const TensorView& target, const TensorV
 
 // The CUDA stream that ops on CUDA tensors are queued on (this thread).
 void set_cuda_stream(void* stream);
+void* cuda_stream();
 
 }  // namespace dofpose::ops

@@ -22,6 +22,23 @@ int64_t Module::parameter_count() {
   return n;
 }
 
+void Module::to_device(Device d) {
+  std::vector<Param> params;
+  std::vector<Buffer> bufs;
+  collect("", params, bufs);
+  for (const Param& p : params) {
+    if (p.value->device() != d) *p.value = p.value->to(d);
+    if (p.grad && p.grad->device() != d) *p.grad = p.grad->to(d);
+  }
+  for (const Buffer& b : bufs)
+    if (b.value->device() != d) *b.value = b.value->to(d);
+}
+
+Device Module::device() {
+  const std::vector<Param> params = parameters();
+  return params.empty() ? Device::CPU : params[0].value->device();
+}
+
 BatchNorm::BatchNorm(int c, float eps, float momentum)
     : channels(c),
       weight(Tensor::empty({c})),

@@ -1,4 +1,5 @@
 #include "dofpose/nn/lifter.h"
+#include "dofpose/ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -229,34 +230,38 @@ std::vector<int> without_pelvis(const std::vector<int>& g) {
   return out;
 }
 
-// [N, a] ++ [N, b] ++ ... -> [N, a+b+...] (plain row copies).
+// [N, a] ++ [N, b] ++ ... -> [N, a+b+...] (column block copies, on the tensors' device).
 TensorView concat_columns(Arena& arena, const std::vector<TensorView>& parts) {
   const int64_t n = parts[0].dim(0);
   int64_t total = 0;
   for (const TensorView& p : parts) total += p.dim(1);
   TensorView y = arena.alloc({n, total});
-  float* dst = y.f32();
-  for (int64_t r = 0; r < n; ++r)
-    for (const TensorView& p : parts) {
-      const int64_t w = p.dim(1);
-      std::copy(p.f32() + r * w, p.f32() + (r + 1) * w, dst);
-      dst += w;
-    }
+  int64_t offset = 0;
+  for (const TensorView& p : parts) {
+    ops::copy_columns(p, 0, y, offset, p.dim(1));
+    offset += p.dim(1);
+  }
   return y;
 }
 
-// y[:, offset : offset+w] += dy-columns, i.e. the backward of concat for one part.
+// dpart += d_concat[:, offset : offset+w], i.e. the backward of concat for one part.
 void accumulate_columns(const TensorView& d_concat, int64_t offset, const TensorView& dpart) {
-  const int64_t n = d_concat.dim(0), total = d_concat.dim(1), w = dpart.dim(1);
-  const float* src = d_concat.f32();
-  float* dst = dpart.f32();
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < w; ++c) dst[r * w + c] += src[r * total + offset + c];
+  ops::copy_columns(d_concat, offset, dpart, 0, dpart.dim(1), /*accumulate=*/true);
 }
 
+// A host tensor's values in a fresh arena tensor (on the arena's device).
+TensorView to_arena(Arena& arena, const Tensor& host) {
+  TensorView t = arena.alloc(host.shape());
+  copy(host, t);
+  return t;
+}
+
+// The values of a (possibly device) tensor on the host.
+Tensor on_host(const Tensor& t) { return t.to(Device::CPU); }
+
 void check_pose_batch(const char* op, const char* name, const TensorView& t, int64_t n,
-                      int64_t cols) {
-  check_f32(op, name, t, Device::CPU);
+                      int64_t cols, Device device = Device::CPU) {
+  check_f32(op, name, t, device);
   const bool flat = t.ndim() == 2 && t.dim(0) == n && t.dim(1) == cols;
   DOFPOSE_CHECK(flat || (t.ndim() == 3 && t.dim(0) == n && t.dim(1) * t.dim(2) == cols), op,
                 ": tensor '", name, "' has shape ", t.shape.str(), ", expected [", n, ",", cols,
@@ -370,7 +375,7 @@ void Lifter::collect(const std::string& prefix, std::vector<Param>& params,
 }
 
 LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
-  check_f32("Lifter::forward", "x", x, Device::CPU);
+  check_f32("Lifter::forward", "x", x, arena.device());
   DOFPOSE_CHECK(x.ndim() == 2 && x.dim(1) == config_.input_dim(), "Lifter::forward (",
                 config_.kind, "): input must be [N,", config_.input_dim(), "], got ",
                 x.shape.str());
@@ -396,13 +401,8 @@ LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
     for (size_t k = 0; k < slots_.size(); ++k) {
       if (slots_[k].block != b) continue;
       const auto& joints = slots_[k].joints;
-      const int64_t w = int64_t(joints.size()) * 3;
-      const float* src = outs_[k].f32();
-      float* dst = pose.f32();
-      for (int64_t r = 0; r < batch_; ++r)
-        for (size_t j = 0; j < joints.size(); ++j)
-          for (int c = 0; c < 3; ++c)
-            dst[r * config_.output_dim() + joints[j] * 3 + c] = src[r * w + int64_t(j) * 3 + c];
+      for (size_t j = 0; j < joints.size(); ++j)
+        ops::copy_columns(outs_[k], int64_t(j) * 3, pose, int64_t(joints[j]) * 3, 3);
     }
     if (span.on()) span.done(trace.child(concat("pose.block", b + 1)), "Assemble", pose);
     out.poses.push_back(pose);
@@ -417,7 +417,7 @@ TensorView Lifter::backward(Arena& arena, const std::vector<TensorView>& dposes)
                 dposes.size());
   for (const TensorView& d : dposes)
     if (!d.empty()) {
-      check_f32("Lifter::backward", "dpose", d, Device::CPU);
+      check_f32("Lifter::backward", "dpose", d, arena.device());
       check_shape("Lifter::backward", "dpose", d, {batch_, config_.output_dim()});
     }
   // Gradient of each regressor's output: its block's pose gradient gathered
@@ -430,11 +430,8 @@ TensorView Lifter::backward(Arena& arena, const std::vector<TensorView>& dposes)
     fill(douts[k], 0.f);
     const TensorView& dp = dposes[s.block];
     if (dp.empty()) continue;
-    for (int64_t r = 0; r < batch_; ++r)
-      for (size_t j = 0; j < s.joints.size(); ++j)
-        for (int c = 0; c < 3; ++c)
-          douts[k].f32()[r * w + int64_t(j) * 3 + c] =
-              dp.f32()[r * config_.output_dim() + s.joints[j] * 3 + c];
+    for (size_t j = 0; j < s.joints.size(); ++j)
+      ops::copy_columns(dp, int64_t(s.joints[j]) * 3, douts[k], int64_t(j) * 3, 3);
   }
   TensorView dx = arena.alloc({batch_, config_.input_dim()});
   fill(dx, 0.f);
@@ -467,41 +464,47 @@ TensorView Lifter::prepare_input(Arena& arena, const TensorView& pose2d,
                   ": this lifter does not use attributes (use_attributes false), got ",
                   attributes.str());
   }
+  // Computed on the host (inputs are host data), then placed on the arena's device.
   const int64_t in = config_.input_dim();
-  TensorView x = arena.alloc({n, in});
-  const float* m = norm_input_mean.f32();
-  const float* sd = norm_input_std.f32();
+  Tensor xh = Tensor::empty({n, in});
+  const Tensor mean = on_host(norm_input_mean), stdev = on_host(norm_input_std);
+  const float* m = mean.f32();
+  const float* sd = stdev.f32();
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < pin; ++c)
-      x.f32()[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
+      xh.f32()[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
     for (int64_t c = 0; c < config_.attribute_dim(); ++c)
-      x.f32()[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
+      xh.f32()[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
   }
-  return x;
+  return to_arena(arena, xh);
 }
 
 TensorView Lifter::normalise_output(Arena& arena, const TensorView& pose3d) const {
   const int64_t n = pose3d.ndim() >= 1 ? pose3d.dim(0) : 0, out = config_.output_dim();
   check_pose_batch("Lifter::normalise_output", "pose3d", pose3d, n, out);
-  TensorView y = arena.alloc({n, out});
+  Tensor yh = Tensor::empty({n, out});
+  const Tensor mean = on_host(norm_output_mean), stdev = on_host(norm_output_std);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < out; ++c)
-      y.f32()[r * out + c] =
-          (pose3d.f32()[r * out + c] - norm_output_mean.f32()[c]) / norm_output_std.f32()[c];
-  return y;
+      yh.f32()[r * out + c] = (pose3d.f32()[r * out + c] - mean.f32()[c]) / stdev.f32()[c];
+  return to_arena(arena, yh);
 }
 
 TensorView Lifter::denormalise_output(Arena& arena, const TensorView& yn) const {
   const int64_t n = yn.ndim() >= 1 ? yn.dim(0) : 0, out = config_.output_dim();
-  check_pose_batch("Lifter::denormalise_output", "y", yn, n, out);
-  TensorView y = arena.alloc({n, out});
+  check_pose_batch("Lifter::denormalise_output", "y", yn, n, out, yn.device);
+  // On the host: the result is what callers read (yn may live on a device).
+  const Tensor ynh = yn.device == Device::CPU ? Tensor() : Tensor::empty(yn.shape, DType::F32);
+  if (!ynh.empty()) copy(yn, ynh);
+  const float* src = ynh.empty() ? yn.f32() : ynh.f32();
+  const Tensor mean = on_host(norm_output_mean), stdev = on_host(norm_output_std);
+  Tensor yh = Tensor::empty({n, out});
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < out; ++c)
-      y.f32()[r * out + c] =
-          yn.f32()[r * out + c] * norm_output_std.f32()[c] + norm_output_mean.f32()[c];
-    for (int c = 0; c < 3; ++c) y.f32()[r * out + c] = 0.f;  // the origin
+      yh.f32()[r * out + c] = src[r * out + c] * stdev.f32()[c] + mean.f32()[c];
+    for (int c = 0; c < 3; ++c) yh.f32()[r * out + c] = 0.f;  // the origin
   }
-  return y;
+  return to_arena(arena, yh);
 }
 
 void Lifter::fit_normalisation(const float* pose2d, const float* pose3d, int64_t n) {

@@ -95,7 +95,10 @@ void apply_max_norm(Module& module, float max_norm) {
   for (const Param& prm : module.parameters()) {
     if (prm.value->shape().ndim != 2) continue;
     const int64_t rows = prm.value->shape()[0], cols = prm.value->shape()[1];
-    float* w = prm.value->f32();
+    // Device weights take a host round trip (max-norm is a training-only step).
+    Tensor host;
+    if (prm.value->device() != Device::CPU) host = prm.value->to(Device::CPU);
+    float* w = host.empty() ? prm.value->f32() : host.f32();
     // Each row is renormalised on its own, so any thread split gives the same bits.
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
@@ -110,6 +113,7 @@ void apply_max_norm(Module& module, float max_norm) {
         for (int64_t c = 0; c < cols; ++c) row[c] *= scale;
       }
     }
+    if (!host.empty()) copy(host, *prm.value);
   }
 }
 

@@ -51,7 +51,12 @@ class HourglassModel : public Model {
 
   std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) override {
     check_inputs(in);
-    HourglassOutputs o = net_->forward(arena, in.input, Mode::Infer);
+    TensorView x = in.input;
+    if (x.device != arena.device()) {  // a host image for a model on a device: upload it
+      x = arena.alloc(in.input.shape);
+      copy(in.input, x);
+    }
+    HourglassOutputs o = net_->forward(arena, x, Mode::Infer);
     std::vector<NamedView> out;
     for (size_t s = 0; s < o.heatmaps.size(); ++s)
       out.push_back({concat("heatmaps_stack", s), o.heatmaps[s]});

@@ -4,6 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dofpose/ops.h"
+#ifdef DOFPOSE_WITH_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#endif
+
 namespace dofpose::nn {
 
 using json = nlohmann::json;
@@ -16,7 +21,7 @@ Optimizer::Optimizer(std::vector<Param> params, float lr_, std::vector<std::stri
     DOFPOSE_CHECK(p.value && p.grad && p.value->shape() == p.grad->shape(),
                   "optimizer: parameter '", p.name, "' needs a value and a gradient of one shape");
     for (size_t b = 0; b < buffer_names_.size(); ++b)
-      state_[i].push_back(Tensor::zeros(p.value->shape()));
+      state_[i].push_back(Tensor::zeros(p.value->shape(), DType::F32, p.value->device()));
   }
 }
 
@@ -65,7 +70,8 @@ void Optimizer::load_state(const WeightsFile& file) {
       const std::string name = "optim." + params_[i].name + "." + buffer_names_[b];
       DOFPOSE_CHECK(file.has(name), "optimizer state: ", file.path(), " lacks tensor '", name,
                     "'");
-      loaded[i].push_back(file.load_f32(name, params_[i].value->shape()));
+      loaded[i].push_back(
+          file.load_f32(name, params_[i].value->shape()).to(params_[i].value->device()));
     }
   state_ = std::move(loaded);
   step_count_ = meta["step"].get<int64_t>();
@@ -89,6 +95,12 @@ void RMSprop::update(size_t i, float* p, const float* grad, int64_t n) {
   float* buf = options.momentum > 0.f ? buffer(i, 1).f32() : nullptr;
   const float a = options.alpha, wd = options.weight_decay, m = options.momentum;
   const float eps = options.eps, rate = lr;
+  if (buffer(i, 0).device() == Device::CUDA) {
+#ifdef DOFPOSE_WITH_CUDA
+    cuda_kernels::rmsprop_update(n, rate, a, eps, wd, m, p, grad, sq, buf, ops::cuda_stream());
+    return;
+#endif
+  }
   // Element-wise, so the thread split cannot change any result.
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n > 32768)
@@ -135,6 +147,13 @@ void Adam::update(size_t i, float* p, const float* grad, int64_t n) {
   const double bc2 = 1.0 - std::pow(double(b2), t);
   const float step_size = float(double(lr) / bc1);
   const float bc2_sqrt = float(std::sqrt(bc2));
+  if (buffer(i, 0).device() == Device::CUDA) {
+#ifdef DOFPOSE_WITH_CUDA
+    cuda_kernels::adam_update(n, step_size, bc2_sqrt, b1, b2, eps, wd, p, grad, m, v,
+                              ops::cuda_stream());
+    return;
+#endif
+  }
   // Element-wise, so the thread split cannot change any result.
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n > 32768)
@@ -161,16 +180,23 @@ std::string Adam::options_json() const {
 float clip_grad_norm(const std::vector<Param>& params, float max_norm) {
   double total_sq = 0;
   for (const Param& p : params) {
+    if (p.grad->device() == Device::CUDA) {
+#ifdef DOFPOSE_WITH_CUDA
+      // One device scalar per parameter, summed here in double as on the CPU path.
+      Tensor sq = Tensor::empty({1}, DType::F32, Device::CUDA);
+      cuda_kernels::sum_squares(p.grad->numel(), p.grad->f32(), sq.f32(), ops::cuda_stream());
+      Tensor host = sq.to(Device::CPU);
+      total_sq += double(host.f32()[0]);
+      continue;
+#endif
+    }
     const float* g = p.grad->f32();
     for (int64_t k = 0; k < p.grad->numel(); ++k) total_sq += double(g[k]) * g[k];
   }
   const float total = float(std::sqrt(total_sq));
   const float coef = max_norm / (total + 1e-6f);
   if (coef < 1.f)
-    for (const Param& p : params) {
-      float* g = p.grad->f32();
-      for (int64_t k = 0; k < p.grad->numel(); ++k) g[k] *= coef;
-    }
+    for (const Param& p : params) ops::scale(*p.grad, coef, *p.grad);
   return total;
 }
 

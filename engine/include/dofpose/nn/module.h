@@ -45,6 +45,10 @@ class Module {
   std::vector<Param> parameters();
   std::vector<Buffer> buffers();
   int64_t parameter_count();
+  // Moves every parameter, gradient and buffer to device d (copies; views of
+  // the old tensors become invalid). Optimizers must be created after this.
+  void to_device(Device d);
+  Device device();  // where the first parameter lives (CPU for a module without any)
 };
 
 }  // namespace dofpose::nn

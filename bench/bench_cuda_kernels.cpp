@@ -1,0 +1,185 @@
+// Per-kernel CUDA benchmarks (Google Benchmark, part of dofpose_bench in a
+// CUDA-enabled build): time, GFLOP/s and GB/s for the shapes the models use.
+// Each iteration is timed with CUDA events around the launches (manual time),
+// so the host's launch overhead is included only as far as the GPU waits on it.
+//   build-cuda/bench/dofpose_bench --benchmark_filter=cuda
+// Peaks to compare with (H100 SXM): ~67 TFLOP/s FP32 (non-tensor), ~495 TFLOP/s
+// TF32 dense, ~3.35 TB/s HBM3; H200: same compute, ~4.8 TB/s.
+#ifdef DOFPOSE_WITH_CUDA
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <random>
+
+#include "dofpose/context.h"
+#include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+using namespace dofpose;
+namespace ck = dofpose::cuda_kernels;
+
+Tensor device_randn(Shape s, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d;
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = d(rng);
+  return t.to(Device::CUDA);
+}
+
+// Times `launch` with events on the op stream; sets GFLOP/s and GB/s counters.
+template <class F>
+void time_cuda(benchmark::State& state, Context& ctx, double flops, double bytes, F launch) {
+  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  launch();  // warm-up (and any scratch growth)
+  ctx.synchronize();
+  for (auto _ : state) {
+    cudaEventRecord(a, s);
+    launch();
+    cudaEventRecord(b, s);
+    cudaEventSynchronize(b);
+    float ms = 0.f;
+    cudaEventElapsedTime(&ms, a, b);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+}
+
+bool have_device(benchmark::State& state) {
+  if (cuda::device_count() > 0) return true;
+  state.SkipWithError("no CUDA device");
+  return false;
+}
+
+// args: N, C, H, K, R, stride, tf32
+void BM_cuda_conv2d_forward(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
+  const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
+  ck::set_math_mode(state.range(6) ? ck::MathMode::TF32 : ck::MathMode::F32);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  ops::ConvParams p{stride, R / 2, 1};
+  Tensor x = device_randn({N, C, H, H}, 1), w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
+  const Shape ys = ops::conv2d_output_shape(x, w, p);
+  Tensor y = Tensor::empty(ys, DType::F32, Device::CUDA);
+  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
+  const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel());
+  time_cuda(state, ctx, double(cs.flops()), bytes, [&] { ops::conv2d_forward(x, w, b, y, p); });
+  ck::set_math_mode(ck::MathMode::F32);
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_conv2d_forward)
+    ->ArgNames({"N", "C", "H", "K", "R", "stride", "tf32"})
+    ->Args({1, 3, 256, 64, 7, 2, 0})->Args({1, 3, 256, 64, 7, 2, 1})      // stem
+    ->Args({1, 128, 64, 128, 3, 1, 0})->Args({1, 128, 64, 128, 3, 1, 1})  // bottleneck 3x3
+    ->Args({1, 256, 64, 128, 1, 1, 0})->Args({1, 256, 64, 128, 1, 1, 1})  // bottleneck 1x1
+    ->Args({64, 128, 64, 128, 3, 1, 0})->Args({64, 128, 64, 128, 3, 1, 1})
+    ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_cuda_conv2d_backward(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
+  const int K = int(state.range(3)), R = int(state.range(4));
+  ck::set_math_mode(state.range(5) ? ck::MathMode::TF32 : ck::MathMode::F32);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  ops::ConvParams p{1, R / 2, 1};
+  Tensor x = device_randn({N, C, H, H}, 1), w = device_randn({K, C, R, R}, 2);
+  Tensor dy = device_randn({N, K, H, H}, 3);
+  Tensor dx = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  Tensor dw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+  Tensor db = Tensor::empty({K}, DType::F32, Device::CUDA);
+  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
+  const double bytes = 4.0 * double(2 * x.numel() + 2 * w.numel() + dy.numel());
+  time_cuda(state, ctx, 2.0 * double(cs.flops()), bytes,
+            [&] { ops::conv2d_backward(x, w, dy, dx, dw, db, p); });
+  ck::set_math_mode(ck::MathMode::F32);
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_conv2d_backward)
+    ->ArgNames({"N", "C", "H", "K", "R", "tf32"})
+    ->Args({16, 128, 64, 128, 3, 0})->Args({16, 128, 64, 128, 3, 1})
+    ->Args({16, 256, 64, 128, 1, 0})->Args({16, 256, 64, 128, 1, 1})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// args: M, N, K, backend (0 own, 1 cuBLAS), tf32
+void BM_cuda_gemm(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int M = int(state.range(0)), N = int(state.range(1)), K = int(state.range(2));
+  ck::set_gemm_backend(state.range(3) ? ck::GemmBackend::Cublas : ck::GemmBackend::Own);
+  ck::set_math_mode(state.range(4) ? ck::MathMode::TF32 : ck::MathMode::F32);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Tensor a = device_randn({M, K}, 1), b = device_randn({K, N}, 2);
+  Tensor c = Tensor::empty({M, N}, DType::F32, Device::CUDA);
+  time_cuda(state, ctx, 2.0 * M * N * K, 4.0 * (double(M) * K + double(K) * N + double(M) * N), [&] {
+    ck::gemm(false, false, M, N, K, 1.f, a.f32(), K, b.f32(), N, 0.f, c.f32(), N, ctx.stream());
+  });
+  ck::set_gemm_backend(ck::GemmBackend::Own);
+  ck::set_math_mode(ck::MathMode::F32);
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_gemm)
+    ->ArgNames({"M", "N", "K", "cublas", "tf32"})
+    ->ArgsProduct({{4096}, {1024}, {1024}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{1}, {1024}, {1024}, {0, 1}, {0}})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_cuda_batchnorm_train(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  const Shape s = H > 0 ? Shape{N, C, H, H} : Shape{N, C};
+  Tensor x = device_randn(s, 1), y = Tensor::empty(s, DType::F32, Device::CUDA);
+  Tensor g = device_randn({C}, 2), b = device_randn({C}, 3);
+  Tensor m = Tensor::empty({C}, DType::F32, Device::CUDA), v = Tensor::empty({C}, DType::F32, Device::CUDA);
+  time_cuda(state, ctx, 0, 4.0 * 3 * double(x.numel()),
+            [&] { ops::batchnorm_forward_train(x, g, b, {}, {}, y, m, v); });
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_batchnorm_train)
+    ->ArgNames({"N", "C", "H"})
+    ->Args({16, 256, 64})->Args({4096, 1024, 0})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_cuda_softargmax(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0));
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Tensor h = device_randn({N, 16, 64, 64}, 1), p = Tensor::empty(h.shape(), DType::F32, Device::CUDA);
+  Tensor c = Tensor::empty({N, 16, 2}, DType::F32, Device::CUDA);
+  time_cuda(state, ctx, 0, 4.0 * 2 * double(h.numel()), [&] { ops::softargmax_forward(h, p, c, 1.f); });
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_softargmax)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_cuda_maxpool_upsample_add(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0));
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Tensor x = device_randn({N, 256, 64, 64}, 1);
+  Tensor pooled = Tensor::empty({N, 256, 32, 32}, DType::F32, Device::CUDA);
+  Tensor y = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  time_cuda(state, ctx, 0, 4.0 * (2.5 * double(x.numel()) + 0.5 * double(x.numel())), [&] {
+    ops::maxpool2x2_forward(x, pooled);
+    ops::upsample_add_forward(x, pooled, y);
+  });
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_maxpool_upsample_add)->Arg(1)->Arg(16)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+#endif  // DOFPOSE_WITH_CUDA

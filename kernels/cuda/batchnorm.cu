@@ -1,0 +1,260 @@
+// BatchNorm CUDA kernels (PyTorch 1.13 semantics, the twins of cpu/batchnorm.cpp).
+//
+// One block owns one channel: it reduces the channel's N*HW values, then applies
+// the per-channel affine map to the same values. Owning the whole channel means
+// no scratch memory, no second launch and no float atomics: every sum is a
+// per-thread partial in a fixed stride order followed by a fixed warp-shuffle /
+// shared-memory tree, so results are bitwise reproducible from run to run.
+//
+// As on the CPU the sums run in double and the variance is two-pass (mean first,
+// then the sum of squared deviations), and every per-channel scalar is formed
+// with the CPU's expression and rounding, so outputs agree to float rounding.
+// For [N, C] inputs (HW = 1) a block reads a column with stride C; the tensor is
+// small enough to stay in L2, where neighbouring channels' blocks share sectors.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace dofpose::cuda_kernels {
+
+namespace {
+constexpr int kThreads = 512;  // per channel block; a multiple of 32
+constexpr int kWarps = kThreads / 32;
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block in a fixed order, returned to every thread.
+__device__ double block_sum(double v) {
+  __shared__ double warp_sums[kWarps];
+  __shared__ double total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    double t = lane < kWarps ? warp_sums[lane] : 0.0;
+    t = warp_sum(t);
+    if (lane == 0) total = t;
+  }
+  __syncthreads();
+  const double r = total;
+  __syncthreads();  // everyone has read `total` before a later call rewrites it
+  return r;
+}
+
+// Walks the m = N*HW values of channel c: element k is (n, p) = (k / HW, k % HW).
+// 32-bit division is enough: the host checks m < 2^31.
+struct ChannelWalk {
+  int C, HW;
+  __device__ __forceinline__ int64_t offset(int c, int k) const {
+    const int n = k / HW, p = k - n * HW;
+    return (int64_t(n) * C + c) * HW + p;
+  }
+};
+
+void check_shape(const BatchNormShape& s, const char* op) {
+  DOFPOSE_CHECK(s.N >= 1 && s.C >= 1 && s.HW >= 1, op, ": expected N, C, HW >= 1, got N=", s.N,
+                " C=", s.C, " HW=", s.HW);
+  DOFPOSE_CHECK(int64_t(s.N) * s.HW < (int64_t(1) << 31), op, ": N*HW = ",
+                int64_t(s.N) * s.HW, " values per channel is more than this kernel indexes");
+}
+
+__global__ void forward_train_kernel(int m, ChannelWalk walk, const float* x, const float* gamma,
+                                     const float* beta, float* running_mean, float* running_var,
+                                     float momentum, float eps, float* y, float* save_mean,
+                                     float* save_invstd) {
+  const int c = blockIdx.x;
+  __shared__ float s_mean, s_scale, s_shift;
+  double sum = 0;
+  for (int k = threadIdx.x; k < m; k += kThreads) sum += x[walk.offset(c, k)];
+  const double mean = block_sum(sum) / double(m);
+  double sq = 0;
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const double d = x[walk.offset(c, k)] - mean;
+    sq += d * d;
+  }
+  const double var = block_sum(sq) / double(m);
+  if (threadIdx.x == 0) {
+    const double invstd = 1.0 / sqrt(var + double(eps));
+    const float g = gamma ? gamma[c] : 1.f;
+    s_mean = float(mean);
+    s_scale = float(invstd * g);
+    s_shift = beta ? beta[c] : 0.f;
+    if (save_mean) save_mean[c] = float(mean);
+    if (save_invstd) save_invstd[c] = float(invstd);
+    if (running_mean)
+      running_mean[c] = float((1.0 - momentum) * running_mean[c] + double(momentum) * mean);
+    if (running_var) {
+      const double unbiased = var * double(m) / double(m - 1);
+      running_var[c] = float((1.0 - momentum) * running_var[c] + double(momentum) * unbiased);
+    }
+  }
+  __syncthreads();
+  const float fmean = s_mean, scale = s_scale, shift = s_shift;
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const int64_t i = walk.offset(c, k);
+    y[i] = (x[i] - fmean) * scale + shift;
+  }
+}
+
+__global__ void forward_infer_kernel(int m, ChannelWalk walk, const float* x, const float* gamma,
+                                     const float* beta, const float* running_mean,
+                                     const float* running_var, float eps, float* y) {
+  const int c = blockIdx.x;
+  // Every thread forms the same scalars (cheaper than a broadcast through shared).
+  const double invstd = 1.0 / sqrt(double(running_var[c]) + double(eps));
+  const float scale = float(invstd * (gamma ? gamma[c] : 1.f));
+  const float shift = beta ? beta[c] : 0.f;
+  const float mean = running_mean[c];
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const int64_t i = walk.offset(c, k);
+    y[i] = (x[i] - mean) * scale + shift;
+  }
+}
+
+// sum(dy) and sum(dy * (x - mean)) over channel c, in double, to every thread.
+__device__ void grad_sums(int m, ChannelWalk walk, int c, const float* x, const float* dy,
+                          double mean, double& sum_dy, double& sum_dy_xc) {
+  double a = 0, b = 0;
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const int64_t i = walk.offset(c, k);
+    a += dy[i];
+    b += double(dy[i]) * (double(x[i]) - mean);
+  }
+  sum_dy = block_sum(a);
+  sum_dy_xc = block_sum(b);
+}
+
+__global__ void backward_train_kernel(int m, ChannelWalk walk, const float* x,
+                                      const float* gamma, const float* save_mean,
+                                      const float* save_invstd, const float* dy, float* dx,
+                                      float* dgamma, float* dbeta) {
+  const int c = blockIdx.x;
+  const double mean = save_mean[c], invstd = save_invstd[c];
+  double sum_dy, sum_dy_xc;
+  grad_sums(m, walk, c, x, dy, mean, sum_dy, sum_dy_xc);
+  if (threadIdx.x == 0) {
+    if (dgamma) dgamma[c] = float(sum_dy_xc * invstd);  // sum(dy * xhat)
+    if (dbeta) dbeta[c] = float(sum_dy);
+  }
+  if (!dx) return;
+  // dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)), with
+  // xhat * mean(dy*xhat) = (x - mean) * k. Every thread holds the same sums.
+  const float g = gamma ? gamma[c] : 1.f;
+  const float mean_dy = float(sum_dy / double(m));
+  const float k_ = float(sum_dy_xc * invstd * invstd / double(m));
+  const float fmean = float(mean), coef = float(invstd * g);
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const int64_t i = walk.offset(c, k);
+    dx[i] = (dy[i] - mean_dy - (x[i] - fmean) * k_) * coef;
+  }
+}
+
+__global__ void backward_infer_kernel(int m, ChannelWalk walk, const float* x,
+                                      const float* gamma, const float* running_mean,
+                                      const float* running_var, float eps, const float* dy,
+                                      float* dx, float* dgamma, float* dbeta) {
+  const int c = blockIdx.x;
+  const double invstd = 1.0 / sqrt(double(running_var[c]) + double(eps));
+  if (dgamma || dbeta) {  // uniform over the block, so block_sum's barriers are safe
+    double sum_dy, sum_dy_xc;
+    grad_sums(m, walk, c, x, dy, double(running_mean[c]), sum_dy, sum_dy_xc);
+    if (threadIdx.x == 0) {
+      if (dgamma) dgamma[c] = float(sum_dy_xc * invstd);
+      if (dbeta) dbeta[c] = float(sum_dy);
+    }
+  }
+  if (!dx) return;
+  const float coef = float(invstd * (gamma ? gamma[c] : 1.f));
+  for (int k = threadIdx.x; k < m; k += kThreads) {
+    const int64_t i = walk.offset(c, k);
+    dx[i] = dy[i] * coef;
+  }
+}
+
+// weight[k, :] *= scale_k and bias[k] = (bias[k] - mean_k) * scale_k + beta_k, with
+// scale_k = gamma_k / sqrt(var_k + eps) in double as on the CPU. The weight and
+// bias updates are independent, so one launch does both.
+__global__ void fold_kernel(int K, int64_t per_channel, float* weight, float* bias,
+                            const float* gamma, const float* beta, const float* running_mean,
+                            const float* running_var, float eps) {
+  const int64_t total = int64_t(K) * per_channel;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int k = int(i / per_channel);
+    const double scale = double(gamma[k]) / sqrt(double(running_var[k]) + double(eps));
+    weight[i] = float(weight[i] * scale);
+  }
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < K; k += stride) {
+    const double scale = double(gamma[k]) / sqrt(double(running_var[k]) + double(eps));
+    bias[k] = float((double(bias[k]) - running_mean[k]) * scale + beta[k]);
+  }
+}
+}  // namespace
+
+void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, float* running_mean, float* running_var,
+                             float momentum, float eps, float* y, float* save_mean,
+                             float* save_invstd, void* stream) {
+  check_shape(s, "batchnorm_forward_train");
+  const int64_t m = int64_t(s.N) * s.HW;
+  // PyTorch refuses this too: the unbiased variance would divide by zero.
+  DOFPOSE_CHECK(m > 1, "batchnorm_forward_train: expected more than 1 value per channel when "
+                "training, got input [", s.N, ", ", s.C, ", ", s.HW, "]");
+  forward_train_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+      int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
+      y, save_mean, save_invstd);
+  DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_forward_train");
+}
+
+void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean,
+                             const float* running_var, float eps, float* y, void* stream) {
+  check_shape(s, "batchnorm_forward_infer");
+  forward_infer_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, eps, y);
+  DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_forward_infer");
+}
+
+void batchnorm_backward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* save_mean, const float* save_invstd, const float* dy,
+                              float* dx, float* dgamma, float* dbeta, void* stream) {
+  check_shape(s, "batchnorm_backward_train");
+  if (!dx && !dgamma && !dbeta) return;
+  backward_train_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
+      dbeta);
+  DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_backward_train");
+}
+
+void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                              const float* running_mean, const float* running_var, float eps,
+                              const float* dy, float* dx, float* dgamma, float* dbeta,
+                              void* stream) {
+  check_shape(s, "batchnorm_backward_infer");
+  if (!dx && !dgamma && !dbeta) return;
+  backward_infer_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, running_mean, running_var, eps, dy, dx,
+      dgamma, dbeta);
+  DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_backward_infer");
+}
+
+void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,
+                    const float* beta, const float* running_mean, const float* running_var,
+                    float eps, void* stream) {
+  DOFPOSE_CHECK(bias != nullptr, "batchnorm_fold: the layer needs a bias tensor to fold into ",
+                "(start it at zero if the layer had none)");
+  if (K <= 0) return;
+  constexpr int kFoldThreads = 256;
+  const int64_t total = int64_t(K) * per_channel > K ? int64_t(K) * per_channel : K;
+  int64_t blocks = (total + kFoldThreads - 1) / kFoldThreads;
+  if (blocks > 65535 * 16) blocks = 65535 * 16;
+  fold_kernel<<<int(blocks), kFoldThreads, 0, as_stream(stream)>>>(
+      K, per_channel, weight, bias, gamma, beta, running_mean, running_var, eps);
+  DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_fold");
+}
+
+}  // namespace dofpose::cuda_kernels

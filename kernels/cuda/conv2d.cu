@@ -1,0 +1,960 @@
+// conv2d on the GPU: NCHW, weight [K, C/groups, R, S], stride, zero padding
+// (dilation 1), the semantics of kernels/cpu/conv2d.cpp.
+//
+// groups == 1 runs as an implicit GEMM on the tile kernels of gemm.cu (copied
+// below: 256 threads, 128/64 block tiles, k-major shared slices with a
+// register prefetch of the next slice; SIMT 8x8/4x4 register tiles in F32,
+// 16x16x8 TF32 WMMA fragments when math_mode() == TF32). The loaders gather the im2col matrix straight
+// from the tensors into shared memory (zero outside the image), so no column
+// buffer ever exists in global memory:
+//   forward      y[K, N*P*Q]  = W[K, C*R*S]   x patches[C*R*S, N*P*Q]
+//   data grad    dx[C, N*H*W] = W^T[C, K*R*S] x dy taps[K*R*S, N*H*W]
+//                (input row h meets tap r only where (h + pad - r) % stride
+//                == 0 and the output row is in range; the rest are zeros)
+//   weight grad  dw[K, C*R*S] = dy[K, N*P*Q]  x patches^T[N*P*Q, C*R*S]
+//                the long N*P*Q reduction is split over blockIdx.z; each
+//                split writes its own slab of partial sums to scratch and a
+//                second kernel adds the slabs in split order (deterministic,
+//                no atomics anywhere in this file).
+// Each loader thread keeps one fixed GEMM column (forward and data grad: one
+// pixel, decoded once) and walks the reduction index incrementally, so the
+// inner gathers need no integer division.
+// 1x1 stride-1 unpadded forward and data grad are plain batched GEMMs on the
+// NCHW tensors (detail::gemm_strided_batched in gemm.cu; honours the backend).
+// groups > 1 (grouped, depthwise) use direct kernels: one thread per output
+// (forward) or input (data grad, visiting only the taps whose stride phase
+// matches) element, one block per weight element (weight grad, fixed-order
+// block reduction); the data grad with C < 16 (the RGB stem) uses the direct
+// kernel too. dbias: one block per channel. Batch sums of the reductions run
+// in double, as on the CPU.
+// Scratch (weight-grad partials): one device buffer per (device, stream),
+// grown with cudaMalloc when too small (cudaFree of the old one waits for the
+// device; growth happens only on the first calls of a new largest shape) and
+// kept for the process lifetime.
+#include <mma.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace dofpose::cuda_kernels {
+
+namespace detail {
+// Defined in gemm.cu.
+int multiprocessor_count();
+bool use_tf32_tensor_cores();
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                          int batch, void* stream);
+}  // namespace detail
+
+namespace {
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+constexpr int kThreads = 256;  // every kernel in this file
+constexpr int kPad = 8;  // as in gemm.cu
+
+int blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return int(std::min<int64_t>(std::max<int64_t>(b, 1), 65535 * 16));
+}
+
+// ---- scratch: per (device, stream), grow only
+float* scratch(size_t floats, cudaStream_t stream) {
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::map<std::pair<int, cudaStream_t>, std::pair<float*, size_t>> buffers;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& buf = buffers[{dev, stream}];
+  if (buf.second < floats) {
+    if (buf.first) DOFPOSE_CUDA_CHECK(cudaFree(buf.first));
+    buf = {nullptr, 0};
+    void* p = nullptr;
+    DOFPOSE_CUDA_CHECK(cudaMalloc(&p, floats * sizeof(float)));
+    buf = {static_cast<float*>(p), floats};
+  }
+  return buf.first;
+}
+
+// Shape fields the kernels need (P, Q, products precomputed on the host).
+struct Dims {
+  int N, C, H, W, K, R, S, stride, pad, P, Q;
+  int HW, PQ, RS;
+};
+
+Dims make_dims(const Conv2dShape& s) {
+  Dims d;
+  d.N = s.N;
+  d.C = s.C;
+  d.H = s.H;
+  d.W = s.W;
+  d.K = s.K;
+  d.R = s.R;
+  d.S = s.S;
+  d.stride = s.stride;
+  d.pad = s.pad;
+  d.P = s.P();
+  d.Q = s.Q();
+  d.HW = s.H * s.W;
+  d.PQ = d.P * d.Q;
+  d.RS = s.R * s.S;
+  return d;
+}
+
+// ====================================================================
+// Tile kernels: copied from gemm.cu (keep the two in step).
+// Policy P: kMinBlocks, M, N, k_range(kb, ke), loaders A<TILE,BK> / B<TILE,BK> with
+// fetch(k0, k_end) into registers and store(shared slice s[k][t], ld TILE+4),
+// and store(i, j, value) for the epilogue.
+
+template <class P, int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__(kThreads, P::kMinBlocks) simt_tile_kernel(const P p) {
+  static_assert((BM / TM) * (BN / TN) == kThreads, "one TM x TN tile per thread");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are built of 4x4 blocks");
+  constexpr int GM = TM / 4, GN = TN / 4;
+  constexpr int SM = BM / GM, SN = BN / GN;
+  __shared__ __align__(16) float As[2][BK][BM + kPad];
+  __shared__ __align__(16) float Bs[2][BK][BN + kPad];
+
+  const int tid = threadIdx.x;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+  if (kb < ke) {
+    a.fetch(kb, ke);
+    b.fetch(kb, ke);
+    a.store(&As[0][0][0]);
+    b.store(&Bs[0][0][0]);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+      const bool more = k0 + BK < ke;
+      if (more) {
+        a.fetch(k0 + BK, ke);
+        b.fetch(k0 + BK, ke);
+      }
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        float ra[TM], rb[TN];
+#pragma unroll
+        for (int g = 0; g < GM; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][g * SM + ty * 4]);
+          ra[g * 4 + 0] = v.x;
+          ra[g * 4 + 1] = v.y;
+          ra[g * 4 + 2] = v.z;
+          ra[g * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int g = 0; g < GN; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * SN + tx * 4]);
+          rb[g * 4 + 0] = v.x;
+          rb[g * 4 + 1] = v.y;
+          rb[g * 4 + 2] = v.z;
+          rb[g * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+      }
+      if (more) {
+        a.store(&As[buf ^ 1][0][0]);
+        b.store(&Bs[buf ^ 1][0][0]);
+      }
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int gi = m0 + (i / 4) * SM + ty * 4 + i % 4;
+    if (gi >= p.M) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int gj = n0 + (j / 4) * SN + tx * 4 + j % 4;
+      if (gj < p.N) p.store(gi, gj, acc[i][j]);
+    }
+  }
+}
+
+template <class P, int BM, int BN, int BK, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  static_assert(WM * WN * 32 == kThreads, "8 warps");
+  constexpr int WTM = BM / WM, WTN = BN / WN;
+  constexpr int FM = WTM / 16, FN = WTN / 16;
+  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
+  constexpr int LDC = 16 + kPad;
+  __shared__ __align__(32) float As[2][BK][BM + kPad];
+  __shared__ __align__(32) float Bs[2][BK][BN + kPad];
+  __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / WN, wn = warp % WN;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  if (kb < ke) {
+    a.fetch(kb, ke);
+    b.fetch(kb, ke);
+    a.store(&As[0][0][0]);
+    b.store(&Bs[0][0][0]);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+      const bool more = k0 + BK < ke;
+      if (more) {
+        a.fetch(k0 + BK, ke);
+        b.fetch(k0 + BK, ke);
+      }
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 8) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+#pragma unroll
+        for (int i = 0; i < FM; ++i) {
+          wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], BM + kPad);
+#pragma unroll
+          for (int t = 0; t < fa[i].num_elements; ++t) fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
+        }
+#pragma unroll
+        for (int j = 0; j < FN; ++j) {
+          wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], BN + kPad);
+#pragma unroll
+          for (int t = 0; t < fb[j].num_elements; ++t) fb[j].x[t] = wmma::__float_to_tf32(fb[j].x[t]);
+        }
+#pragma unroll
+        for (int i = 0; i < FM; ++i)
+#pragma unroll
+          for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+      if (more) {  // the other buffer was last read before the previous barrier
+        a.store(&As[buf ^ 1][0][0]);
+        b.store(&Bs[buf ^ 1][0][0]);
+      }
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+  float* cs = Cs[warp];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) {
+      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int r = e / 16, c = e % 16;
+        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
+        if (gi < p.M && gj < p.N) p.store(gi, gj, cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p;
+#endif
+}
+
+void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
+  bm = M > 64 ? 128 : 64;
+  bn = N > 64 ? 128 : 64;
+  auto blocks = [&] { return int64_t((M + bm - 1) / bm) * ((N + bn - 1) / bn) * batch; };
+  while (blocks() < sms && (bm == 128 || bn == 128)) {
+    if (bn == 128 && (bm == 64 || N >= M))
+      bn = 64;
+    else
+      bm = 64;
+  }
+}
+
+// Launches P over its M x N tiles (x) and `depth` blockIdx.z slices, with the
+// given block tile.
+template <class P>
+void launch_tiles(const P& p, int bm, int bn, int depth, cudaStream_t stream, const char* name) {
+  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
+  DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && depth <= 65535, name, ": problem too large (",
+                tiles, " tiles x ", depth, ")");
+  const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
+  if (detail::use_tf32_tensor_cores()) {
+    if (bm == 128 && bn == 128)
+      wmma_tile_kernel<P, 128, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 64 && bn == 128)
+      wmma_tile_kernel<P, 64, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 128)
+      wmma_tile_kernel<P, 128, 64, 16, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+    else
+      wmma_tile_kernel<P, 64, 64, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+  } else {
+    if (bm == 128 && bn == 128)
+      simt_tile_kernel<P, 128, 128, 8, 8, 8><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 64 && bn == 128)
+      simt_tile_kernel<P, 64, 128, 8, 4, 8><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 128)
+      simt_tile_kernel<P, 128, 64, 8, 8, 4><<<grid, kThreads, 0, stream>>>(p);
+    else
+      simt_tile_kernel<P, 64, 64, 16, 4, 4><<<grid, kThreads, 0, stream>>>(p);
+  }
+  DOFPOSE_CUDA_LAUNCH_CHECK(name);
+}
+
+// ====================================================================
+// Loaders. Two thread mappings over the TILE x BK slice (idx = tid + l*256):
+//  * "column" loaders: t = idx % TILE fixed per thread, k = tid/TILE + l*STEP;
+//  * "row" loaders:    k = idx % BK fixed per thread,   t = tid/BK + l*STEP.
+// Both store into s[k * (TILE + kPad) + t].
+
+// Forward A: weights [K, CRS] row-major, element (t = k, k = crs).
+template <int TILE, int BK>
+struct WeightLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / BK;
+  static_assert(kCount * kThreads == TILE * BK && kStep * BK == kThreads, "");
+  const float* w;
+  int rows, cols, t0, kk, tt;
+  float v[kCount];
+  __device__ WeightLoader(const float* w_, int rows_, int cols_, int t0_, int tid)
+      : w(w_), rows(rows_), cols(cols_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+  __device__ void fetch(int k0, int k_end) {
+    const int k = k0 + kk;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int t = t0 + tt + l * kStep;
+      v[l] = (k < k_end && t < rows) ? w[(int64_t)t * cols + k] : 0.0f;
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+  }
+};
+
+// Forward B: patches, element (k = crs, t = output pixel (n, p, q)).
+template <int TILE, int BK>
+struct PatchLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / TILE;
+  static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
+  const Dims& d;
+  const float* xn;  // this pixel's image, nullptr past the last pixel
+  int h0, w0, t, kk;
+  float v[kCount];
+  __device__ PatchLoader(const Dims& d_, const float* x, int t0, int tid)
+      : d(d_), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
+    const int m = t0 + t;
+    if (m < d.N * d.PQ) {
+      const int n = m / d.PQ, pq = m - n * d.PQ;
+      const int p = pq / d.Q, q = pq - p * d.Q;
+      h0 = p * d.stride - d.pad;
+      w0 = q * d.stride - d.pad;
+      xn = x + (int64_t)n * d.C * d.HW;
+    }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    int crs = k0 + kk;
+    int c = crs / d.RS, r = (crs - c * d.RS) / d.S, s = crs - c * d.RS - r * d.S;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      float x = 0.0f;
+      if (xn && crs < k_end) {
+        const int h = h0 + r, w = w0 + s;
+        if ((unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W)
+          x = xn[(int64_t)c * d.HW + h * d.W + w];
+      }
+      v[l] = x;
+      crs += kStep;  // advance (c, r, s) by kStep taps
+      s += kStep;
+      while (s >= d.S) {
+        s -= d.S;
+        if (++r == d.R) {
+          r = 0;
+          ++c;
+        }
+      }
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * (TILE + kPad) + t] = v[l];
+  }
+};
+
+struct ConvForward {
+  static constexpr int kMinBlocks = 2;  // SIMT: cap registers at 128 (two blocks per SM)
+  int M, N;  // K output channels x N*P*Q pixels
+  Dims d;
+  const float *x, *w, *bias;
+  float* y;
+
+  template <int TILE, int BK>
+  struct A : WeightLoader<TILE, BK> {
+    __device__ A(const ConvForward& p, int t0, int tid)
+        : WeightLoader<TILE, BK>(p.w, p.d.K, p.d.C * p.d.RS, t0, tid) {}
+  };
+  template <int TILE, int BK>
+  struct B : PatchLoader<TILE, BK> {
+    __device__ B(const ConvForward& p, int t0, int tid) : PatchLoader<TILE, BK>(p.d, p.x, t0, tid) {}
+  };
+  __device__ void k_range(int& kb, int& ke) const {
+    kb = 0;
+    ke = d.C * d.RS;
+  }
+  __device__ void store(int k, int m, float acc) const {
+    const int n = m / d.PQ, pq = m - n * d.PQ;
+    y[((int64_t)n * d.K + k) * d.PQ + pq] = bias ? acc + bias[k] : acc;
+  }
+};
+
+// Data grad A: W^T, element (t = c, k = (k, r, s)) = w[k][c][r][s].
+template <int TILE, int BK>
+struct WeightTLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / BK;
+  static_assert(kCount * kThreads == TILE * BK && kStep * BK == kThreads, "");
+  const Dims& d;
+  const float* w;
+  int t0, kk, tt;
+  float v[kCount];
+  __device__ WeightTLoader(const Dims& d_, const float* w_, int t0_, int tid)
+      : d(d_), w(w_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+  __device__ void fetch(int k0, int k_end) {
+    const int krs = k0 + kk;
+    const int k = krs / d.RS, rs = krs - k * d.RS;
+    const float* wk = w + (int64_t)k * d.C * d.RS + rs;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int c = t0 + tt + l * kStep;
+      v[l] = (krs < k_end && c < d.C) ? wk[(int64_t)c * d.RS] : 0.0f;
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+  }
+};
+
+// Data grad B: element (k = (k, r, s), t = input pixel (n, h, w)) =
+// dy[n][k][p][q] where h + pad - r = p * stride and w + pad - s = q * stride.
+template <int TILE, int BK>
+struct DyTapLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / TILE;
+  static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
+  const Dims& d;
+  const float* dyn;  // this pixel's image, nullptr past the last pixel
+  int hp0, wp0, t, kk;
+  float v[kCount];
+  __device__ DyTapLoader(const Dims& d_, const float* dy, int t0, int tid)
+      : d(d_), dyn(nullptr), hp0(0), wp0(0), t(tid % TILE), kk(tid / TILE) {
+    const int m = t0 + t;
+    if (m < d.N * d.HW) {
+      const int n = m / d.HW, hw = m - n * d.HW;
+      const int h = hw / d.W, w = hw - h * d.W;
+      hp0 = h + d.pad;
+      wp0 = w + d.pad;
+      dyn = dy + (int64_t)n * d.K * d.PQ;
+    }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    int krs = k0 + kk;
+    int k = krs / d.RS, r = (krs - k * d.RS) / d.S, s = krs - k * d.RS - r * d.S;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      float x = 0.0f;
+      const int hp = hp0 - r, wp = wp0 - s;
+      if (dyn && krs < k_end && hp >= 0 && wp >= 0) {
+        int p = hp, q = wp;
+        bool hit = true;
+        if (d.stride != 1) {
+          p = hp / d.stride;
+          q = wp / d.stride;
+          hit = p * d.stride == hp && q * d.stride == wp;
+        }
+        if (hit && p < d.P && q < d.Q) x = dyn[((int64_t)k * d.P + p) * d.Q + q];
+      }
+      v[l] = x;
+      krs += kStep;
+      s += kStep;
+      while (s >= d.S) {
+        s -= d.S;
+        if (++r == d.R) {
+          r = 0;
+          ++k;
+        }
+      }
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * (TILE + kPad) + t] = v[l];
+  }
+};
+
+struct ConvBackwardData {
+  static constexpr int kMinBlocks = 2;
+  int M, N;  // C input channels x N*H*W pixels
+  Dims d;
+  const float *w, *dy;
+  float* dx;
+
+  template <int TILE, int BK>
+  struct A : WeightTLoader<TILE, BK> {
+    __device__ A(const ConvBackwardData& p, int t0, int tid)
+        : WeightTLoader<TILE, BK>(p.d, p.w, t0, tid) {}
+  };
+  template <int TILE, int BK>
+  struct B : DyTapLoader<TILE, BK> {
+    __device__ B(const ConvBackwardData& p, int t0, int tid)
+        : DyTapLoader<TILE, BK>(p.d, p.dy, t0, tid) {}
+  };
+  __device__ void k_range(int& kb, int& ke) const {
+    kb = 0;
+    ke = d.K * d.RS;
+  }
+  __device__ void store(int c, int m, float acc) const {
+    const int n = m / d.HW, hw = m - n * d.HW;
+    dx[((int64_t)n * d.C + c) * d.HW + hw] = acc;
+  }
+};
+
+// Weight grad A: dy as [K, N*P*Q], element (t = k, k = pixel (n, pq)).
+template <int TILE, int BK>
+struct DyLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / BK;
+  static_assert(kCount * kThreads == TILE * BK && kStep * BK == kThreads, "");
+  const Dims& d;
+  const float* dy;
+  int t0, kk, tt;
+  float v[kCount];
+  __device__ DyLoader(const Dims& d_, const float* dy_, int t0_, int tid)
+      : d(d_), dy(dy_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+  __device__ void fetch(int k0, int k_end) {
+    const int m = k0 + kk;
+    const int n = m / d.PQ, pq = m - n * d.PQ;
+    const float* base = dy + (int64_t)n * d.K * d.PQ + pq;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int k = t0 + tt + l * kStep;
+      v[l] = (m < k_end && k < d.K) ? base[(int64_t)k * d.PQ] : 0.0f;
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+  }
+};
+
+// Weight grad B: patches^T, element (k = pixel (n, p, q), t = crs). The
+// thread's crs set is fixed, so (c, r, s) is decoded once.
+template <int TILE, int BK>
+struct PatchTLoader {
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / BK;
+  static_assert(kCount * kThreads == TILE * BK && kStep * BK == kThreads, "");
+  const Dims& d;
+  const float* x;
+  int kk, tt;
+  int coff[kCount];  // c * H * W, or -1 past the last column
+  int rs[kCount];    // r << 16 | s
+  float v[kCount];
+  __device__ PatchTLoader(const Dims& d_, const float* x_, int t0, int tid)
+      : d(d_), x(x_), kk(tid % BK), tt(tid / BK) {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int crs = t0 + tt + l * kStep;
+      coff[l] = -1;
+      rs[l] = 0;
+      if (crs < d.C * d.RS) {
+        const int c = crs / d.RS, r = (crs - c * d.RS) / d.S, s = crs - c * d.RS - r * d.S;
+        coff[l] = c * d.HW;
+        rs[l] = r << 16 | s;
+      }
+    }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    const int m = k0 + kk;
+    const int n = m / d.PQ, pq = m - n * d.PQ;
+    const int p = pq / d.Q, q = pq - p * d.Q;
+    const int h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
+    const float* xn = x + (int64_t)n * d.C * d.HW;
+    const bool ok = m < k_end;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      float val = 0.0f;
+      const int h = h0 + (rs[l] >> 16), w = w0 + (rs[l] & 0xffff);
+      if (ok && coff[l] >= 0 && (unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W)
+        val = xn[coff[l] + h * d.W + w];
+      v[l] = val;
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+  }
+};
+
+struct ConvBackwardWeight {
+  static constexpr int kMinBlocks = 1;  // measured slower with the 128-register cap
+  int M, N;  // K x C*R*S
+  Dims d;
+  const float *x, *dy;
+  float* out;     // dw, or the split partials [splits][K][CRS]
+  int chunk;      // reduction pixels per split (multiple of 16)
+  __device__ int npix() const { return d.N * d.PQ; }
+
+  template <int TILE, int BK>
+  struct A : DyLoader<TILE, BK> {
+    __device__ A(const ConvBackwardWeight& p, int t0, int tid) : DyLoader<TILE, BK>(p.d, p.dy, t0, tid) {}
+  };
+  template <int TILE, int BK>
+  struct B : PatchTLoader<TILE, BK> {
+    __device__ B(const ConvBackwardWeight& p, int t0, int tid)
+        : PatchTLoader<TILE, BK>(p.d, p.x, t0, tid) {}
+  };
+  __device__ void k_range(int& kb, int& ke) const {
+    const int64_t b = (int64_t)blockIdx.z * chunk, e = b + chunk, n = npix();
+    kb = int(b < n ? b : n);
+    ke = int(e < n ? e : n);
+  }
+  __device__ void store(int k, int crs, float acc) const {
+    out[(int64_t)blockIdx.z * M * N + (int64_t)k * N + crs] = acc;
+  }
+};
+
+// ====================================================================
+// Small kernels.
+
+// Fixed-order tree reduction over the block's 256 threads (deterministic).
+// In double, as the CPU's batch sums.
+__device__ double block_sum(double v) {
+  __shared__ double sm[kThreads];
+  sm[threadIdx.x] = v;
+  __syncthreads();
+#pragma unroll
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) sm[threadIdx.x] += sm[threadIdx.x + s];
+    __syncthreads();
+  }
+  return sm[0];
+}
+
+// out[i] = sum over splits z (in order) of part[z * n + i].
+__global__ void sum_splits_kernel(int64_t n, int splits, const float* part, float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float s = part[i];
+    for (int z = 1; z < splits; ++z) s += part[z * n + i];
+    out[i] = s;
+  }
+}
+
+// y[plane][:] += bias[plane % K] over N*K planes of PQ (no 64-bit division).
+__global__ void add_bias_kernel(int planes, int K, int PQ, const float* bias, float* y) {
+  for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+    const float b = bias[plane % K];
+    float* yp = y + (int64_t)plane * PQ;
+    for (int i = blockIdx.x * kThreads + threadIdx.x; i < PQ; i += gridDim.x * kThreads) yp[i] += b;
+  }
+}
+
+// One block per channel: dbias[k] = sum over n, pq of dy[n][k][pq].
+__global__ void dbias_kernel(Dims d, const float* dy, float* dbias) {
+  const int k = blockIdx.x;
+  double acc = 0.0;
+  for (int n = 0; n < d.N; ++n) {
+    const float* dyk = dy + ((int64_t)n * d.K + k) * d.PQ;
+    float part = 0.0f;
+    for (int i = threadIdx.x; i < d.PQ; i += kThreads) part += dyk[i];
+    acc += part;
+  }
+  const double s = block_sum(acc);
+  if (threadIdx.x == 0) dbias[k] = (float)s;
+}
+
+// ---- direct kernels: groups > 1, and the data grad of convolutions with very
+// few input channels (the stem), where a GEMM tile would be mostly padding.
+// Index is int when the tensor has < 2^31 elements (64-bit division is slow).
+
+template <typename Index>
+__global__ void grouped_forward_kernel(Dims d, int groups, const float* x, const float* w,
+                                       const float* bias, float* y) {
+  const int Cg = d.C / groups, Kg = d.K / groups;
+  const Index total = (Index)d.N * d.K * d.PQ;
+  for (Index idx = blockIdx.x * Index(blockDim.x) + threadIdx.x; idx < total;
+       idx += Index(gridDim.x) * blockDim.x) {
+    const int q = int(idx % d.Q);
+    Index t = idx / d.Q;
+    const int p = int(t % d.P);
+    t /= d.P;
+    const int k = int(t % d.K), n = int(t / d.K);
+    const float* wk = w + (int64_t)k * Cg * d.RS;
+    const float* xg = x + ((int64_t)n * d.C + (int64_t)(k / Kg) * Cg) * d.HW;
+    const int h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
+    float acc = 0.0f;
+    for (int cg = 0; cg < Cg; ++cg)
+      for (int r = 0; r < d.R; ++r) {
+        const int h = h0 + r;
+        if (h < 0 || h >= d.H) continue;
+        for (int s = 0; s < d.S; ++s) {
+          const int ww = w0 + s;
+          if (ww < 0 || ww >= d.W) continue;
+          acc += wk[(cg * d.R + r) * d.S + s] * xg[(int64_t)cg * d.HW + h * d.W + ww];
+        }
+      }
+    y[idx] = bias ? acc + bias[k] : acc;
+  }
+}
+
+// dx[n][c][h][w] = sum over the group's k and the taps (r, s) that reach it:
+// r = (h + pad) mod stride, stepping by stride, while h + pad - r >= 0.
+template <typename Index>
+__global__ void grouped_backward_data_kernel(Dims d, int groups, const float* w, const float* dy,
+                                             float* dx) {
+  const int Cg = d.C / groups, Kg = d.K / groups;
+  const Index total = (Index)d.N * d.C * d.HW;
+  for (Index idx = blockIdx.x * Index(blockDim.x) + threadIdx.x; idx < total;
+       idx += Index(gridDim.x) * blockDim.x) {
+    const int ww = int(idx % d.W);
+    Index t = idx / d.W;
+    const int h = int(t % d.H);
+    t /= d.H;
+    const int c = int(t % d.C), n = int(t / d.C);
+    const int g = c / Cg, cg = c - g * Cg;
+    const int hp0 = h + d.pad, wp0 = ww + d.pad;
+    const int r0 = hp0 % d.stride, s0 = wp0 % d.stride;
+    float acc = 0.0f;
+    for (int kg = 0; kg < Kg; ++kg) {
+      const int k = g * Kg + kg;
+      const float* wk = w + ((int64_t)k * Cg + cg) * d.RS;
+      const float* dyk = dy + ((int64_t)n * d.K + k) * d.PQ;
+      for (int r = r0; r < d.R && r <= hp0; r += d.stride) {
+        const int p = (hp0 - r) / d.stride;
+        if (p >= d.P) continue;
+        for (int s = s0; s < d.S && s <= wp0; s += d.stride) {
+          const int q = (wp0 - s) / d.stride;
+          if (q >= d.Q) continue;
+          acc += wk[r * d.S + s] * dyk[p * d.Q + q];
+        }
+      }
+    }
+    dx[idx] = acc;
+  }
+}
+
+// One block per weight element (k, cg, r, s).
+__global__ void grouped_backward_weight_kernel(Dims d, int groups, const float* x,
+                                               const float* dy, float* dw) {
+  const int Cg = d.C / groups, Kg = d.K / groups;
+  const int e = blockIdx.x;
+  const int s = e % d.S, r = (e / d.S) % d.R, cg = (e / d.RS) % Cg, k = e / (d.RS * Cg);
+  const int c = (k / Kg) * Cg + cg;
+  double acc = 0.0;
+  for (int n = 0; n < d.N; ++n) {
+    const float* xc = x + ((int64_t)n * d.C + c) * d.HW;
+    const float* dyk = dy + ((int64_t)n * d.K + k) * d.PQ;
+    float part = 0.0f;
+    for (int pq = threadIdx.x; pq < d.PQ; pq += kThreads) {
+      const int p = pq / d.Q, q = pq - p * d.Q;
+      const int h = p * d.stride - d.pad + r, ww = q * d.stride - d.pad + s;
+      if (h >= 0 && h < d.H && ww >= 0 && ww < d.W) part += dyk[pq] * xc[h * d.W + ww];
+    }
+    acc += part;
+  }
+  const double sum = block_sum(acc);
+  if (threadIdx.x == 0) dw[e] = (float)sum;
+}
+
+void direct_forward(const Dims& d, int groups, const float* x, const float* w, const float* bias,
+                    float* y, cudaStream_t st) {
+  const int64_t n = (int64_t)d.N * d.K * d.PQ;
+  if (n < INT_MAX)
+    grouped_forward_kernel<int><<<blocks_for(n), kThreads, 0, st>>>(d, groups, x, w, bias, y);
+  else
+    grouped_forward_kernel<int64_t><<<blocks_for(n), kThreads, 0, st>>>(d, groups, x, w, bias, y);
+  DOFPOSE_CUDA_LAUNCH_CHECK("conv2d direct forward");
+}
+
+void direct_backward_data(const Dims& d, int groups, const float* w, const float* dy, float* dx,
+                          cudaStream_t st) {
+  const int64_t n = (int64_t)d.N * d.C * d.HW;
+  if (n < INT_MAX)
+    grouped_backward_data_kernel<int><<<blocks_for(n), kThreads, 0, st>>>(d, groups, w, dy, dx);
+  else
+    grouped_backward_data_kernel<int64_t><<<blocks_for(n), kThreads, 0, st>>>(d, groups, w, dy, dx);
+  DOFPOSE_CUDA_LAUNCH_CHECK("conv2d direct backward data");
+}
+
+// ---- host helpers
+
+void check_shape(const char* op, const Conv2dShape& s) {
+  DOFPOSE_CHECK(s.N >= 1 && s.C >= 1 && s.H >= 1 && s.W >= 1 && s.K >= 1 && s.R >= 1 &&
+                    s.S >= 1,
+                op, ": sizes must be positive, got N=", s.N, " C=", s.C, " H=", s.H, " W=", s.W,
+                " K=", s.K, " R=", s.R, " S=", s.S);
+  DOFPOSE_CHECK(s.stride >= 1 && s.pad >= 0, op, ": need stride >= 1 and pad >= 0, got stride=",
+                s.stride, " pad=", s.pad);
+  DOFPOSE_CHECK(s.groups >= 1 && s.C % s.groups == 0 && s.K % s.groups == 0, op, ": groups=",
+                s.groups, " must divide both C=", s.C, " and K=", s.K);
+  DOFPOSE_CHECK(s.H + 2 * s.pad >= s.R && s.W + 2 * s.pad >= s.S, op, ": kernel ", s.R, "x",
+                s.S, " is larger than the padded input ", s.H + 2 * s.pad, "x",
+                s.W + 2 * s.pad);
+  // The kernels index with int inside an image and within the GEMM dimensions.
+  const int64_t per_image = std::max<int64_t>((int64_t)s.C * s.H * s.W,
+                                              (int64_t)s.K * s.P() * s.Q());
+  const int64_t pixels = (int64_t)s.N * std::max<int64_t>((int64_t)s.H * s.W,
+                                                          (int64_t)s.P() * s.Q());
+  DOFPOSE_CHECK(per_image < INT_MAX && pixels < INT_MAX &&
+                    (int64_t)s.K * s.C * s.R * s.S < INT_MAX,
+                op, ": shape too large for 32-bit indexing (N=", s.N, " C=", s.C, " H=", s.H,
+                " W=", s.W, " K=", s.K, ")");
+  DOFPOSE_CHECK(s.R < 65536 && s.S < 65536, op, ": kernel too large");
+}
+
+// Below this many input channels the data grad runs the direct kernel: the
+// GEMM's M dimension (C) would fill under a quarter of a 64-row tile.
+constexpr int kDirectDataMaxC = 16;
+
+bool is_pointwise(const Conv2dShape& s) {
+  return s.R == 1 && s.S == 1 && s.stride == 1 && s.pad == 0;
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    float* y, void* stream) {
+  check_shape("cuda conv2d_forward", s);
+  DOFPOSE_CHECK(x && w && y, "cuda conv2d_forward: x, w and y must not be null");
+  const cudaStream_t st = as_stream(stream);
+  const Dims d = make_dims(s);
+
+  if (s.groups > 1) {
+    direct_forward(d, s.groups, x, w, bias, y, st);
+    return;
+  }
+  if (is_pointwise(s)) {
+    // y_n[K, HW] = W[K, C] x_n[C, HW] for every image n.
+    detail::gemm_strided_batched(false, false, d.K, d.HW, d.C, 1.0f, w, d.C, 0, x, d.HW,
+                                 (int64_t)d.C * d.HW, 0.0f, y, d.HW, (int64_t)d.K * d.HW, d.N,
+                                 stream);
+    if (bias) {
+      const int planes = d.N * d.K;
+      const dim3 grid((d.PQ + kThreads - 1) / kThreads, std::min(planes, 65535));
+      add_bias_kernel<<<grid, kThreads, 0, st>>>(planes, d.K, d.PQ, bias, y);
+      DOFPOSE_CUDA_LAUNCH_CHECK("conv2d add bias");
+    }
+    return;
+  }
+  ConvForward p;
+  p.M = d.K;
+  p.N = d.N * d.PQ;
+  p.d = d;
+  p.x = x;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  int bm, bn;
+  choose_tile(p.M, p.N, 1, detail::multiprocessor_count(), bm, bn);
+  launch_tiles(p, bm, bn, 1, st, "conv2d forward");
+}
+
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* dbias, void* stream) {
+  check_shape("cuda conv2d_backward", s);
+  DOFPOSE_CHECK(dy, "cuda conv2d_backward: dy must not be null");
+  DOFPOSE_CHECK(!dx || w, "cuda conv2d_backward: dx requested but w is null");
+  DOFPOSE_CHECK(!dw || x, "cuda conv2d_backward: dw requested but x is null");
+  const cudaStream_t st = as_stream(stream);
+  const Dims d = make_dims(s);
+
+  if (dbias) {
+    dbias_kernel<<<d.K, kThreads, 0, st>>>(d, dy, dbias);
+    DOFPOSE_CUDA_LAUNCH_CHECK("conv2d dbias");
+  }
+  if (s.groups > 1) {
+    const int Cg = d.C / s.groups;
+    if (dx) direct_backward_data(d, s.groups, w, dy, dx, st);
+    if (dw) {
+      grouped_backward_weight_kernel<<<d.K * Cg * d.RS, kThreads, 0, st>>>(d, s.groups, x, dy,
+                                                                           dw);
+      DOFPOSE_CUDA_LAUNCH_CHECK("conv2d grouped backward weight");
+    }
+    return;
+  }
+
+  if (dx) {
+    if (is_pointwise(s)) {
+      // dx_n[C, HW] = W^T[C, K] dy_n[K, HW].
+      detail::gemm_strided_batched(true, false, d.C, d.HW, d.K, 1.0f, w, d.C, 0, dy, d.HW,
+                                   (int64_t)d.K * d.HW, 0.0f, dx, d.HW, (int64_t)d.C * d.HW, d.N,
+                                   stream);
+    } else if (d.C < kDirectDataMaxC) {
+      direct_backward_data(d, 1, w, dy, dx, st);
+    } else {
+      ConvBackwardData p;
+      p.M = d.C;
+      p.N = d.N * d.HW;
+      p.d = d;
+      p.w = w;
+      p.dy = dy;
+      p.dx = dx;
+      int bm, bn;
+      choose_tile(p.M, p.N, 1, detail::multiprocessor_count(), bm, bn);
+      launch_tiles(p, bm, bn, 1, st, "conv2d backward data");
+    }
+  }
+  if (dw) {
+    ConvBackwardWeight p;
+    p.M = d.K;
+    p.N = d.C * d.RS;
+    p.d = d;
+    p.x = x;
+    p.dy = dy;
+    const int sms = detail::multiprocessor_count();
+    int bm, bn;
+    choose_tile(p.M, p.N, 1, sms, bm, bn);
+    // Split the N*P*Q reduction so that about two blocks per multiprocessor
+    // run, keeping at least 8 slices of 16 pixels per split.
+    const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
+    const int64_t npix = (int64_t)d.N * d.PQ;
+    const int64_t slices = (npix + 15) / 16;
+    int64_t splits = (2 * sms + tiles - 1) / tiles;
+    splits = std::max<int64_t>(1, std::min<int64_t>({splits, slices / 8, 256}));
+    p.chunk = (int)(((slices + splits - 1) / splits) * 16);
+    splits = (npix + p.chunk - 1) / p.chunk;  // no empty splits
+    const int64_t dw_size = (int64_t)p.M * p.N;
+    p.out = splits > 1 ? scratch((size_t)(splits * dw_size), st) : dw;
+    launch_tiles(p, bm, bn, (int)splits, st, "conv2d backward weight");
+    if (splits > 1) {
+      sum_splits_kernel<<<blocks_for(dw_size), kThreads, 0, st>>>(dw_size, (int)splits, p.out,
+                                                                   dw);
+      DOFPOSE_CUDA_LAUNCH_CHECK("conv2d backward weight split sum");
+    }
+  }
+}
+
+}  // namespace dofpose::cuda_kernels

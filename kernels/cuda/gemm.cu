@@ -1,0 +1,525 @@
+// GEMM on the GPU: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C,
+// row-major, the contract of cpu::gemm (beta == 0 never reads C).
+//
+// Own kernel (GemmBackend::Own): a block of 256 threads computes a BM x BN
+// tile of C and walks K in slices of BK. Each slice of op(A) and op(B) is
+// staged in shared memory k-major (As[k][i], Bs[k][j], rows padded by 8
+// floats); the next slice is fetched into registers while the current one is
+// multiplied, hiding the global-memory latency.
+//  * F32 (SIMT): every thread owns a TM x TN register tile (8x8 on 128x128
+//    block tiles, BK 8; 4x4 on 64x64, BK 16; 4x8 / 8x4 on the mixed shapes),
+//    built of 4x4 blocks spaced BM/2 (BN/2) apart, so shared-memory reads are
+//    conflict-free float4 loads. At most 128 registers (P::kMinBlocks == 2)
+//    so that two blocks share a multiprocessor.
+//  * TF32 (math_mode() == TF32, sm_80+): 8 warps, each owning a 2-D block of
+//    16x16x8 WMMA fragments (TF32 inputs, FP32 accumulation), BK 16; the
+//    accumulators go through a per-warp 16x16 shared staging tile so that
+//    edge tiles are bounds-checked element by element.
+// Both double-buffer the shared slices: one barrier per slice.
+// The block tile is 128 or 64 in each of M and N: the largest that still gives
+// every multiprocessor a block. Every C element is summed by one thread in a
+// fixed k order, so results are bitwise reproducible run to run.
+// cuBLAS backend: cublasSgemm on the column-major view (operands swapped).
+//
+// The tile kernels are written against a "problem" policy (operand loaders
+// plus an epilogue) so that conv2d.cu can run the same loops with im2col
+// gathers; conv2d.cu carries a copy of them (no shared header yet).
+#include <cublas_v2.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+#define DOFPOSE_CUBLAS_CHECK(call)                                                           \
+  do {                                                                                       \
+    cublasStatus_t st_ = (call);                                                             \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+      ::dofpose::fail("cuBLAS error ", cublasGetStatusName(st_), " (",                       \
+                      cublasGetStatusString(st_), ") in ", #call, " at ", __FILE__, ":",     \
+                      __LINE__);                                                             \
+  } while (0)
+
+namespace dofpose::cuda_kernels {
+
+namespace {
+
+// Process-wide settings (set between runs, not while kernels are queued).
+MathMode g_math_mode = MathMode::F32;
+GemmBackend g_gemm_backend = GemmBackend::Own;
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+constexpr int kThreads = 256;  // every tile kernel
+// Shared rows padded by 8 floats: keeps float4 and WMMA (32-byte) alignment and
+// makes the TF32 fragment loads (lanes at k*ld + m, k < 4, m < 8) conflict-free.
+constexpr int kPad = 8;
+
+// ---- per-device facts, cached (cudaGetDevice is cheap; attributes are not free)
+struct DeviceInfo {
+  int sms = 0;
+  int major = 0;
+};
+
+DeviceInfo device_info() {
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::vector<DeviceInfo> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  if (dev >= (int)cache.size()) cache.resize(dev + 1);
+  DeviceInfo& d = cache[dev];
+  if (d.sms == 0) {
+    DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev));
+    DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return d;
+}
+
+// ---- dense operand loader: element (t, k) of a tile operand, t along M (or
+// N), k along the reduction. k_contig: at ptr[t * ld + k], else ptr[k * ld + t].
+// Consecutive threads take consecutive addresses (coalesced global reads).
+struct DenseOperand {
+  const float* ptr;
+  int64_t ld;
+  int64_t batch_stride;  // per blockIdx.z
+  int extent;            // M (or N)
+  bool k_contig;
+};
+
+template <int TILE, int BK>
+struct DenseLoader {
+  static constexpr int kCount = TILE * BK / kThreads;
+  static_assert(kCount * kThreads == TILE * BK, "tile must be a multiple of the block");
+  const float* ptr;
+  int64_t ld;
+  int extent;
+  bool k_contig;
+  int t0, tid;
+  float v[kCount];
+
+  __device__ DenseLoader(const DenseOperand& op, int t0_, int tid_)
+      : ptr(op.ptr + (int64_t)blockIdx.z * op.batch_stride),
+        ld(op.ld),
+        extent(op.extent),
+        k_contig(op.k_contig),
+        t0(t0_),
+        tid(tid_) {}
+  __device__ void coords(int l, int& t, int& k) const {
+    const int idx = tid + l * kThreads;
+    if (k_contig) {
+      k = idx % BK;
+      t = idx / BK;
+    } else {
+      t = idx % TILE;
+      k = idx / TILE;
+    }
+  }
+  // Elements with k >= k_end or t >= extent read as 0.
+  __device__ void fetch(int k0, int k_end) {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      int t, k;
+      coords(l, t, k);
+      const int gt = t0 + t, gk = k0 + k;
+      float x = 0.0f;
+      if (gt < extent && gk < k_end) x = k_contig ? ptr[gt * ld + gk] : ptr[gk * ld + gt];
+      v[l] = x;
+    }
+  }
+  __device__ void store(float* s) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      int t, k;
+      coords(l, t, k);
+      s[k * (TILE + kPad) + t] = v[l];
+    }
+  }
+};
+
+// Plain (strided-batched) GEMM problem for the tile kernels.
+struct GemmProblem {
+  static constexpr int kMinBlocks = 2;  // SIMT: cap registers at 128
+  int M, N, K;
+  DenseOperand a, b;
+  float* c;
+  int64_t ldc, c_stride;
+  float alpha, beta;
+
+  template <int TILE, int BK>
+  struct A : DenseLoader<TILE, BK> {
+    __device__ A(const GemmProblem& p, int t0, int tid) : DenseLoader<TILE, BK>(p.a, t0, tid) {}
+  };
+  template <int TILE, int BK>
+  struct B : DenseLoader<TILE, BK> {
+    __device__ B(const GemmProblem& p, int t0, int tid) : DenseLoader<TILE, BK>(p.b, t0, tid) {}
+  };
+  __device__ void k_range(int& kb, int& ke) const {
+    kb = 0;
+    ke = K;
+  }
+  __device__ void store(int i, int j, float acc) const {
+    float* cp = c + (int64_t)blockIdx.z * c_stride + i * ldc + j;
+    *cp = beta == 0.0f ? alpha * acc : fmaf(beta, *cp, alpha * acc);
+  }
+};
+
+// ---- the tile kernels (policy P: M, N, k_range, A/B loaders, store)
+
+template <class P, int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__(kThreads, P::kMinBlocks) simt_tile_kernel(const P p) {
+  static_assert((BM / TM) * (BN / TN) == kThreads, "one TM x TN tile per thread");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are built of 4x4 blocks");
+  constexpr int GM = TM / 4, GN = TN / 4;  // 4-wide groups per thread
+  constexpr int SM = BM / GM, SN = BN / GN;  // distance between a thread's groups
+  __shared__ __align__(16) float As[2][BK][BM + kPad];
+  __shared__ __align__(16) float Bs[2][BK][BN + kPad];
+
+  const int tid = threadIdx.x;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+  if (kb < ke) {
+    a.fetch(kb, ke);
+    b.fetch(kb, ke);
+    a.store(&As[0][0][0]);
+    b.store(&Bs[0][0][0]);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+      const bool more = k0 + BK < ke;
+      if (more) {  // global loads in flight during the FMAs below
+        a.fetch(k0 + BK, ke);
+        b.fetch(k0 + BK, ke);
+      }
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        float ra[TM], rb[TN];
+#pragma unroll
+        for (int g = 0; g < GM; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][g * SM + ty * 4]);
+          ra[g * 4 + 0] = v.x;
+          ra[g * 4 + 1] = v.y;
+          ra[g * 4 + 2] = v.z;
+          ra[g * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int g = 0; g < GN; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * SN + tx * 4]);
+          rb[g * 4 + 0] = v.x;
+          rb[g * 4 + 1] = v.y;
+          rb[g * 4 + 2] = v.z;
+          rb[g * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+      }
+      // The other buffer was last read before the previous barrier.
+      if (more) {
+        a.store(&As[buf ^ 1][0][0]);
+        b.store(&Bs[buf ^ 1][0][0]);
+      }
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int gi = m0 + (i / 4) * SM + ty * 4 + i % 4;
+    if (gi >= p.M) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int gj = n0 + (j / 4) * SN + tx * 4 + j % 4;
+      if (gj < p.N) p.store(gi, gj, acc[i][j]);
+    }
+  }
+}
+
+// TF32 tensor cores: WM x WN warps, each a (BM/WM) x (BN/WN) block of fragments.
+// As[k][i] is op(A) column-major (ldm BM+kPad), Bs[k][j] is op(B) row-major.
+template <class P, int BM, int BN, int BK, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  static_assert(WM * WN * 32 == kThreads, "8 warps");
+  constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
+  constexpr int FM = WTM / 16, FN = WTN / 16;  // fragments per warp
+  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
+  constexpr int LDC = 16 + kPad;
+  __shared__ __align__(32) float As[2][BK][BM + kPad];
+  __shared__ __align__(32) float Bs[2][BK][BN + kPad];
+  __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / WN, wn = warp % WN;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  if (kb < ke) {
+    a.fetch(kb, ke);
+    b.fetch(kb, ke);
+    a.store(&As[0][0][0]);
+    b.store(&Bs[0][0][0]);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+      const bool more = k0 + BK < ke;
+      if (more) {
+        a.fetch(k0 + BK, ke);
+        b.fetch(k0 + BK, ke);
+      }
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 8) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+#pragma unroll
+        for (int i = 0; i < FM; ++i) {
+          wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], BM + kPad);
+#pragma unroll
+          for (int t = 0; t < fa[i].num_elements; ++t) fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
+        }
+#pragma unroll
+        for (int j = 0; j < FN; ++j) {
+          wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], BN + kPad);
+#pragma unroll
+          for (int t = 0; t < fb[j].num_elements; ++t) fb[j].x[t] = wmma::__float_to_tf32(fb[j].x[t]);
+        }
+#pragma unroll
+        for (int i = 0; i < FM; ++i)
+#pragma unroll
+          for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+      if (more) {  // the other buffer was last read before the previous barrier
+        a.store(&As[buf ^ 1][0][0]);
+        b.store(&Bs[buf ^ 1][0][0]);
+      }
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+  float* cs = Cs[warp];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) {
+      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int r = e / 16, c = e % 16;
+        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
+        if (gi < p.M && gj < p.N) p.store(gi, gj, cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p;  // never launched below sm_80 (the host checks the device)
+#endif
+}
+
+// Block tile: 128 where the dimension exceeds 64, halved (wider side first)
+// until every multiprocessor gets at least one block.
+void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
+  bm = M > 64 ? 128 : 64;
+  bn = N > 64 ? 128 : 64;
+  auto blocks = [&] { return int64_t((M + bm - 1) / bm) * ((N + bn - 1) / bn) * batch; };
+  while (blocks() < sms && (bm == 128 || bn == 128)) {
+    if (bn == 128 && (bm == 64 || N >= M))
+      bn = 64;
+    else
+      bm = 64;
+  }
+}
+
+template <class P>
+void launch_tiles(const P& p, int batch, cudaStream_t stream, const char* name) {
+  const DeviceInfo dev = device_info();
+  int bm, bn;
+  choose_tile(p.M, p.N, batch, dev.sms, bm, bn);
+  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
+  DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && batch <= 65535, name, ": problem too large (",
+                tiles, " tiles x ", batch, ")");
+  const dim3 grid((unsigned)tiles, 1, (unsigned)batch);
+  const bool tf32 = g_math_mode == MathMode::TF32 && dev.major >= 8;
+  if (tf32) {
+    if (bm == 128 && bn == 128)
+      wmma_tile_kernel<P, 128, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 64 && bn == 128)
+      wmma_tile_kernel<P, 64, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 128)
+      wmma_tile_kernel<P, 128, 64, 16, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+    else
+      wmma_tile_kernel<P, 64, 64, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+  } else {
+    if (bm == 128 && bn == 128)
+      simt_tile_kernel<P, 128, 128, 8, 8, 8><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 64 && bn == 128)
+      simt_tile_kernel<P, 64, 128, 8, 4, 8><<<grid, kThreads, 0, stream>>>(p);
+    else if (bm == 128)
+      simt_tile_kernel<P, 128, 64, 8, 8, 4><<<grid, kThreads, 0, stream>>>(p);
+    else
+      simt_tile_kernel<P, 64, 64, 16, 4, 4><<<grid, kThreads, 0, stream>>>(p);
+  }
+  DOFPOSE_CUDA_LAUNCH_CHECK(name);
+}
+
+// C = beta * C over [M, N] (beta == 0 writes zeros without reading C).
+__global__ void scale_kernel(int M, int N, float beta, float* C, int64_t ldc) {
+  const int64_t n = (int64_t)M * N;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    float* c = C + (idx / N) * ldc + idx % N;
+    *c = beta == 0.0f ? 0.0f : beta * *c;
+  }
+}
+
+// ---- cuBLAS: one handle per device, created on first use and kept for the
+// process lifetime. The handle's stream and math mode are set on every call,
+// so concurrent host threads must not share a device (not thread-safe).
+cublasHandle_t cublas_handle() {
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::vector<cublasHandle_t> handles;
+  std::lock_guard<std::mutex> lock(mu);
+  if (dev >= (int)handles.size()) handles.resize(dev + 1, nullptr);
+  if (!handles[dev]) DOFPOSE_CUBLAS_CHECK(cublasCreate(&handles[dev]));
+  return handles[dev];
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
+// operands, keep each one's transpose flag.
+void cublas_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b, float beta,
+                 float* C, int ldc, int64_t stride_c, int batch, cudaStream_t stream) {
+  cublasHandle_t h = cublas_handle();
+  DOFPOSE_CUBLAS_CHECK(cublasSetStream(h, stream));
+  DOFPOSE_CUBLAS_CHECK(cublasSetMathMode(
+      h, g_math_mode == MathMode::TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (batch == 1) {
+    DOFPOSE_CUBLAS_CHECK(
+        cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+  } else {
+    DOFPOSE_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, B, ldb,
+                                                   stride_b, A, lda, stride_a, &beta, C, ldc,
+                                                   stride_c, batch));
+  }
+}
+
+void check_args(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+                const float* B, int ldb, const float* C, int ldc) {
+  DOFPOSE_CHECK(M >= 0 && N >= 0 && K >= 0, "cuda gemm: sizes must be non-negative, got M=", M,
+                " N=", N, " K=", K);
+  const int a_cols = trans_a ? M : K;
+  const int b_cols = trans_b ? K : N;
+  DOFPOSE_CHECK(lda >= std::max(1, a_cols), "cuda gemm: lda=", lda, " is smaller than the ",
+                a_cols, " columns of ", trans_a ? "A (transposed, K x M)" : "A (M x K)");
+  DOFPOSE_CHECK(ldb >= std::max(1, b_cols), "cuda gemm: ldb=", ldb, " is smaller than the ",
+                b_cols, " columns of ", trans_b ? "B (transposed, N x K)" : "B (K x N)");
+  DOFPOSE_CHECK(ldc >= std::max(1, N), "cuda gemm: ldc=", ldc, " is smaller than N=", N);
+  if (M > 0 && N > 0) {
+    DOFPOSE_CHECK(C != nullptr, "cuda gemm: C is null for a ", M, "x", N, " result");
+    if (K > 0)
+      DOFPOSE_CHECK(A != nullptr && B != nullptr, "cuda gemm: A or B is null with K=", K);
+  }
+}
+
+}  // namespace
+
+void set_math_mode(MathMode m) { g_math_mode = m; }
+MathMode math_mode() { return g_math_mode; }
+void set_gemm_backend(GemmBackend b) { g_gemm_backend = b; }
+GemmBackend gemm_backend() { return g_gemm_backend; }
+
+namespace detail {
+
+// Shared with conv2d.cu (declared there): the multiprocessor count and
+// whether the TF32 WMMA kernels may run on the current device.
+int multiprocessor_count() { return device_info().sms; }
+bool use_tf32_tensor_cores() {
+  return g_math_mode == MathMode::TF32 && device_info().major >= 8;
+}
+
+// batch independent GEMMs, matrix b at A + b*stride_a, B + b*stride_b,
+// C + b*stride_c (stride 0 shares an operand). Arguments are assumed checked.
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                          int batch, void* stream) {
+  const cudaStream_t st = as_stream(stream);
+  if (M == 0 || N == 0 || batch == 0) return;
+  // gridDim.z is limited to 65535: longer batches go in chunks.
+  constexpr int kMaxBatch = 65535;
+  if (batch > kMaxBatch) {
+    for (int b0 = 0; b0 < batch; b0 += kMaxBatch)
+      gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A + b0 * stride_a, lda, stride_a,
+                           B + b0 * stride_b, ldb, stride_b, beta, C + b0 * stride_c, ldc,
+                           stride_c, std::min(kMaxBatch, batch - b0), stream);
+    return;
+  }
+  if (K == 0 || alpha == 0.0f) {  // A and B are not referenced (BLAS semantics)
+    const int64_t n = (int64_t)M * N;
+    const int blocks = (int)std::min<int64_t>((n + 255) / 256, 65535);
+    for (int b = 0; b < batch; ++b) {
+      scale_kernel<<<blocks, 256, 0, st>>>(M, N, beta, C + b * stride_c, ldc);
+      DOFPOSE_CUDA_LAUNCH_CHECK("gemm scale");
+    }
+    return;
+  }
+  if (g_gemm_backend == GemmBackend::Cublas) {
+    cublas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                ldc, stride_c, batch, st);
+    return;
+  }
+  GemmProblem p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.a = DenseOperand{A, lda, stride_a, M, !trans_a};
+  p.b = DenseOperand{B, ldb, stride_b, N, trans_b};
+  p.c = C;
+  p.ldc = ldc;
+  p.c_stride = stride_c;
+  p.alpha = alpha;
+  p.beta = beta;
+  launch_tiles(p, batch, st, "gemm");
+}
+
+}  // namespace detail
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc, void* stream) {
+  check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  detail::gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C,
+                               ldc, 0, 1, stream);
+}
+
+}  // namespace dofpose::cuda_kernels

@@ -1,0 +1,126 @@
+// The optimizer steps on CUDA: the element-wise RMSprop and Adam updates of
+// engine/src/nn/optimizer.cpp, written with the same float operations in the
+// same order (sqrtf and '/' are IEEE-rounded in CUDA without fast-math), so a
+// step agrees with the CPU to about an ulp (fused multiply-adds aside), and
+// sum_squares for gradient-norm clipping.
+//
+// sum_squares is a two-stage fixed-order reduction (per-block partials in a
+// file-static device array, then one block), in double as the CPU's clip_grad_norm,
+// so it is bitwise reproducible and allocates nothing.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace dofpose::cuda_kernels {
+
+namespace {
+constexpr int kThreads = 256;  // a multiple of 32
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxBlocks = 1024;  // stage-1 grid cap for sum_squares
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+int blocks_for(int64_t n, int cap) {
+  int64_t b = (n + kThreads - 1) / kThreads;
+  return int(b < cap ? (b > 0 ? b : 1) : cap);
+}
+
+__global__ void rmsprop_kernel(int64_t n, float rate, float a, float eps, float wd, float m,
+                               float* p, const float* grad, float* sq, float* buf) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const float g = wd != 0.f ? grad[k] + wd * p[k] : grad[k];
+    const float s = sq[k] * a + (1.f - a) * g * g;
+    sq[k] = s;
+    const float avg = sqrtf(s) + eps;
+    if (buf) {
+      const float b = buf[k] * m + g / avg;
+      buf[k] = b;
+      p[k] -= rate * b;
+    } else {
+      p[k] -= rate * (g / avg);
+    }
+  }
+}
+
+__global__ void adam_kernel(int64_t n, float step_size, float bc2_sqrt, float b1, float b2,
+                            float eps, float wd, float* p, const float* grad, float* exp_avg,
+                            float* exp_avg_sq) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const float g = wd != 0.f ? grad[k] + wd * p[k] : grad[k];
+    const float m = exp_avg[k] * b1 + (1.f - b1) * g;
+    const float v = exp_avg_sq[k] * b2 + (1.f - b2) * g * g;
+    exp_avg[k] = m;
+    exp_avg_sq[k] = v;
+    const float denom = sqrtf(v) / bc2_sqrt + eps;
+    p[k] -= step_size * (m / denom);
+  }
+}
+
+// ---- sum of squares
+
+// Stage-1 partials; calls on one stream are ordered, two streams at once would race.
+__device__ double g_sumsq_partials[kMaxBlocks];
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+// Fixed-order block sum; the result is valid in thread 0.
+__device__ double block_sum(double v) {
+  __shared__ double warp_part[kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) warp_part[warp] = v;
+  __syncthreads();
+  double t = 0;
+  if (warp == 0) {
+    t = lane < kWarps ? warp_part[lane] : 0.0;
+    t = warp_sum(t);
+  }
+  return t;
+}
+
+__global__ void sum_squares_partials_kernel(int64_t n, const float* x) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  double acc = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    acc += double(x[i]) * x[i];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) g_sumsq_partials[blockIdx.x] = acc;
+}
+
+__global__ void sum_squares_finish_kernel(int parts, float* out) {
+  double acc = 0;
+  for (int b = threadIdx.x; b < parts; b += kThreads) acc += g_sumsq_partials[b];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) *out = float(acc);
+}
+}  // namespace
+
+void rmsprop_update(int64_t n, float lr, float alpha, float eps, float weight_decay,
+                    float momentum, float* param, const float* grad, float* square_avg,
+                    float* momentum_buf, void* stream) {
+  if (n <= 0) return;
+  rmsprop_kernel<<<blocks_for(n, 65535 * 16), kThreads, 0, as_stream(stream)>>>(
+      n, lr, alpha, eps, weight_decay, momentum, param, grad, square_avg, momentum_buf);
+  DOFPOSE_CUDA_LAUNCH_CHECK("rmsprop_update");
+}
+
+void adam_update(int64_t n, float step_size, float bc2_sqrt, float beta1, float beta2, float eps,
+                 float weight_decay, float* param, const float* grad, float* exp_avg,
+                 float* exp_avg_sq, void* stream) {
+  if (n <= 0) return;
+  adam_kernel<<<blocks_for(n, 65535 * 16), kThreads, 0, as_stream(stream)>>>(
+      n, step_size, bc2_sqrt, beta1, beta2, eps, weight_decay, param, grad, exp_avg, exp_avg_sq);
+  DOFPOSE_CUDA_LAUNCH_CHECK("adam_update");
+}
+
+void sum_squares(int64_t n, const float* x, float* out, void* stream) {
+  const int parts = blocks_for(n, kMaxBlocks);  // depends on n only: reproducible
+  sum_squares_partials_kernel<<<parts, kThreads, 0, as_stream(stream)>>>(n > 0 ? n : 0, x);
+  DOFPOSE_CUDA_LAUNCH_CHECK("sum_squares (partials)");
+  sum_squares_finish_kernel<<<1, kThreads, 0, as_stream(stream)>>>(parts, out);
+  DOFPOSE_CUDA_LAUNCH_CHECK("sum_squares (finish)");
+}
+
+}  // namespace dofpose::cuda_kernels

@@ -1,0 +1,85 @@
+// 2x2 / stride 2 max pooling on CUDA, the twin of cpu/pool.cpp. The argmax
+// rule is PyTorch's: scan the window in row-major order and replace on strictly
+// greater OR on NaN, so ties go to the first maximum and a NaN wins.
+//
+// The backward pass is a gather: one thread per INPUT pixel asks whether it is
+// its window's argmax. That writes every dx element exactly once (zeros included,
+// also the row/column dropped by the floor), with no atomics and no zero pass.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace dofpose::cuda_kernels {
+
+namespace {
+constexpr int kThreads = 256;
+int blocks_for(int64_t n) {
+  int64_t b = (n + kThreads - 1) / kThreads;
+  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
+}
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// Index 0..3 (row-major in the window) of the winning element.
+__device__ __forceinline__ int window_argmax(const float* top_left, int W) {
+  const float v[4] = {top_left[0], top_left[1], top_left[W], top_left[W + 1]};
+  int best = 0;
+  float best_val = v[0];
+#pragma unroll
+  for (int k = 1; k < 4; ++k)
+    if (v[k] > best_val || isnan(v[k])) {
+      best_val = v[k];
+      best = k;
+    }
+  return best;
+}
+
+__global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int OW,
+                                       const float* x, float* y) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t pl = i / (int64_t(OH) * OW);
+    const int rem = int(i - pl * OH * OW);
+    const int oh = rem / OW, ow = rem - oh * OW;
+    const float* tl = x + (pl * H + 2 * oh) * W + 2 * ow;
+    const int k = window_argmax(tl, W);
+    y[i] = tl[(k >> 1) * W + (k & 1)];
+  }
+}
+
+__global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int OW,
+                                        const float* x, const float* dy, float* dx) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t pl = i / (int64_t(H) * W);
+    const int rem = int(i - pl * H * W);
+    const int h = rem / W, w = rem - h * W;
+    const int oh = h >> 1, ow = w >> 1;
+    float g = 0.f;
+    if (oh < OH && ow < OW) {  // else: the floor dropped this pixel
+      const float* tl = x + (pl * H + 2 * oh) * W + 2 * ow;
+      if (window_argmax(tl, W) == ((h & 1) << 1 | (w & 1))) g = dy[(pl * OH + oh) * OW + ow];
+    }
+    dx[i] = g;
+  }
+}
+}  // namespace
+
+void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, void* stream) {
+  const int OH = H / 2, OW = W / 2;
+  const int64_t total = int64_t(N) * C * OH * OW;
+  if (total <= 0) return;
+  maxpool_forward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(total, H, W, OH,
+                                                                                OW, x, y);
+  DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward");
+}
+
+void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,
+                         void* stream) {
+  if (!dx) return;
+  const int64_t total = int64_t(N) * C * H * W;
+  if (total <= 0) return;
+  maxpool_backward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      total, H, W, H / 2, W / 2, x, dy, dx);
+  DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_backward");
+}
+
+}  // namespace dofpose::cuda_kernels

@@ -1,0 +1,699 @@
+// Backend parity, in the spirit of ggml's test-backend-ops: every op of the
+// op API, forward and backward, over a table of shapes (odd sizes, batch 1
+// and many, the strides/paddings the models use), run once on CPU tensors
+// (the reference) and once on CUDA copies of the same inputs. Outputs are
+// poisoned (NaN) before each run on both sides, so an element a kernel
+// forgets to write fails. Tolerances are relative to the largest reference
+// element: kElementwise for ops without reductions, kReduction for sums over
+// long axes in float32, kTf32 for the tensor-core paths.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dofpose/context.h"
+#include "dofpose/cuda_backend.h"
+#include "dofpose/nn/hourglass.h"
+#include "dofpose/nn/lifter.h"
+#include "dofpose/nn/optimizer.h"
+#include "dofpose/ops.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+using namespace dofpose;
+namespace ck = dofpose::cuda_kernels;
+
+namespace {
+
+constexpr double kElementwise = 1e-6;
+constexpr double kReduction = 5e-5;
+constexpr double kTf32 = 3e-3;
+
+Tensor randn(Shape s, uint32_t seed, float scale = 1.f, float offset = 0.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d;
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = offset + scale * d(rng);
+  return t;
+}
+
+// Values on a coarse grid: max pooling then meets ties, which must resolve alike.
+Tensor coarse(Shape s, uint32_t seed) {
+  Tensor t = randn(s, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = std::round(t.f32()[i] * 2.f) / 2.f;
+  return t;
+}
+
+Tensor positive(Shape s, uint32_t seed) {
+  Tensor t = randn(s, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = 0.5f + std::fabs(t.f32()[i]);
+  return t;
+}
+
+void poison(const Tensor& t) {
+  if (t.device() == Device::CPU)
+    std::memset(t.view().data, 0xFF, t.nbytes());
+  else
+    cuda::memset(t.view().data, 0xFF, t.nbytes(), ops::cuda_stream());
+}
+
+// Compares a CUDA result with the CPU reference; F32 within tol * max|ref|,
+// other dtypes exactly. Reports the first mismatch with its index.
+void expect_close(const std::string& what, const Tensor& ref, const Tensor& dev, double tol) {
+  Tensor got = dev.to(Device::CPU);
+  REQUIRE(got.nbytes() == ref.nbytes());
+  if (ref.dtype() != DType::F32) {
+    const bool same = std::memcmp(got.view().data, ref.view().data, ref.nbytes()) == 0;
+    if (!same) FAIL(what, ": ", dtype_name(ref.dtype()), " output differs from the CPU");
+    return;
+  }
+  double scale = 1e-30;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const float r = ref.f32()[i];
+    if (!std::isfinite(r)) FAIL(what, ": CPU reference element ", i, " is ", r);
+    scale = std::max(scale, double(std::fabs(r)));
+  }
+  const double atol = tol * std::max(scale, 1e-3);
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double g = got.f32()[i], r = ref.f32()[i];
+    if (!(std::fabs(g - r) <= atol))
+      FAIL(what, ": element ", i, " of ", ref.numel(), ": cuda ", g, " vs cpu ", r,
+           " (tolerance ", atol, ")");
+  }
+}
+
+// One op case: inputs, outputs (poisoned) and in-outs (start from given
+// values), run through the same lambda on both backends.
+class OpCase {
+ public:
+  explicit OpCase(std::string name) : name_(std::move(name)) {}
+  int in(Tensor t) { return add(std::move(t), Kind::In); }
+  int out(Shape s, DType t = DType::F32) { return add(Tensor::empty(s, t), Kind::Out); }
+  int inout(Tensor init) { return add(std::move(init), Kind::InOut); }
+
+  void run(const std::function<void(const std::vector<TensorView>&)>& op, double tol) {
+    INFO(name_);
+    std::vector<Tensor> cpu, dev;
+    for (const Arg& a : args_) {
+      Tensor c = Tensor::empty(a.value.shape(), a.value.dtype());
+      std::memcpy(c.view().data, a.value.view().data, a.value.nbytes());
+      if (a.kind == Kind::Out) poison(c);
+      cpu.push_back(std::move(c));
+    }
+    Context ctx(Device::CUDA);
+    ctx.make_current();
+    for (const Arg& a : args_) {
+      Tensor d = a.value.to(Device::CUDA);
+      if (a.kind == Kind::Out) poison(d);
+      dev.push_back(std::move(d));
+    }
+    std::vector<TensorView> cv, dv;
+    for (const Tensor& t : cpu) cv.push_back(t.view());
+    for (const Tensor& t : dev) dv.push_back(t.view());
+    op(cv);
+    op(dv);
+    ctx.synchronize();
+    for (size_t i = 0; i < args_.size(); ++i)
+      if (args_[i].kind != Kind::In)
+        expect_close(name_ + " output " + std::to_string(i), cpu[i], dev[i], tol);
+    ops::set_cuda_stream(nullptr);
+  }
+
+ private:
+  enum class Kind { In, Out, InOut };
+  struct Arg {
+    Tensor value;
+    Kind kind;
+  };
+  int add(Tensor t, Kind k) {
+    args_.push_back({std::move(t), k});
+    return int(args_.size()) - 1;
+  }
+  std::string name_;
+  std::vector<Arg> args_;
+};
+
+std::string shape_name(const char* op, std::initializer_list<int> dims) {
+  std::string s = op;
+  s += "[";
+  for (int d : dims) s += std::to_string(d) + ",";
+  s.back() = ']';
+  return s;
+}
+
+struct ConvCase {
+  int N, C, H, W, K, R, S, stride, pad, groups;
+};
+
+// Shapes the models use (stem 7x7/2, 3x3/1, 1x1) and odd ones.
+const ConvCase kConvCases[] = {
+    {1, 3, 7, 9, 5, 3, 3, 1, 1, 1},     {2, 3, 7, 9, 5, 3, 3, 2, 0, 1},
+    {2, 4, 8, 8, 6, 1, 1, 1, 0, 1},     {1, 3, 32, 32, 8, 7, 7, 2, 3, 1},
+    {2, 8, 9, 7, 8, 3, 3, 1, 1, 8},     {2, 8, 10, 10, 4, 3, 3, 2, 2, 2},
+    {3, 64, 16, 16, 128, 1, 1, 1, 0, 1}, {1, 128, 8, 8, 128, 3, 3, 1, 1, 1},
+    {2, 5, 5, 5, 3, 5, 5, 1, 2, 1},     {2, 32, 16, 16, 16, 1, 1, 1, 0, 1},
+    {1, 64, 33, 31, 32, 3, 3, 1, 1, 1},
+};
+
+struct MathModeGuard {
+  explicit MathModeGuard(ck::MathMode m) { ck::set_math_mode(m); }
+  ~MathModeGuard() { ck::set_math_mode(ck::MathMode::F32); }
+};
+
+void conv_cases(ck::MathMode mode, double tol) {
+  MathModeGuard guard(mode);
+  uint32_t seed = 100;
+  for (const ConvCase& c : kConvCases) {
+    for (bool with_bias : {true, false}) {
+      ops::ConvParams p{c.stride, c.pad, c.groups};
+      const std::string name =
+          shape_name("conv2d", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad, c.groups}) +
+          (with_bias ? "+bias" : "");
+      Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed);
+      Tensor w = randn({c.K, c.C / c.groups, c.R, c.S}, ++seed, 0.3f);
+      Tensor b = randn({c.K}, ++seed);
+      const Shape ys = ops::conv2d_output_shape(x, w, p);
+      {
+        OpCase oc(name + " forward");
+        int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU));
+        int ib = oc.in(b.to(Device::CPU)), iy = oc.out(ys);
+        oc.run([&](const std::vector<TensorView>& t) {
+          ops::conv2d_forward(t[ix], t[iw], with_bias ? t[ib] : TensorView(), t[iy], p);
+        }, tol);
+      }
+      {
+        OpCase oc(name + " backward");
+        int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU));
+        int idy = oc.in(randn(ys, ++seed));
+        int idx = oc.out(x.shape()), idw = oc.out(w.shape()), idb = oc.out({c.K});
+        oc.run([&](const std::vector<TensorView>& t) {
+          ops::conv2d_backward(t[ix], t[iw], t[idy], t[idx], t[idw],
+                               with_bias ? t[idb] : TensorView(), p);
+          if (!with_bias) fill(t[idb], 0.f);  // not computed: nothing to compare
+        }, tol);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuBLAS") {
+  struct G {
+    int M, N, K;
+  };
+  const G sizes[] = {{1, 1, 1}, {7, 5, 3}, {33, 65, 17}, {64, 64, 64}, {128, 96, 257}, {1, 1024, 34}};
+  uint32_t seed = 1;
+  for (ck::GemmBackend backend : {ck::GemmBackend::Own, ck::GemmBackend::Cublas})
+    for (ck::MathMode mode : {ck::MathMode::F32, ck::MathMode::TF32})
+      for (const G& g : sizes)
+        for (int ta = 0; ta < 2; ++ta)
+          for (int tb = 0; tb < 2; ++tb)
+            for (float beta : {0.f, 0.5f}) {
+              ck::set_gemm_backend(backend);
+              MathModeGuard guard(mode);
+              const std::string name =
+                  shape_name("gemm", {g.M, g.N, g.K, ta, tb}) + " beta " + std::to_string(beta) +
+                  (backend == ck::GemmBackend::Own ? " own" : " cublas") +
+                  (mode == ck::MathMode::F32 ? " f32" : " tf32");
+              INFO(name);
+              Tensor A = randn(ta ? Shape{g.K, g.M} : Shape{g.M, g.K}, ++seed);
+              Tensor B = randn(tb ? Shape{g.N, g.K} : Shape{g.K, g.N}, ++seed);
+              Tensor C = randn({g.M, g.N}, ++seed);
+              const int lda = int(A.shape()[1]), ldb = int(B.shape()[1]);
+              Tensor ref = Tensor::empty(C.shape());
+              std::memcpy(ref.f32(), C.f32(), C.nbytes());
+              cpu::gemm_naive(ta, tb, g.M, g.N, g.K, 1.25f, A.f32(), lda, B.f32(), ldb, beta,
+                              ref.f32(), g.N);
+              Tensor dA = A.to(Device::CUDA), dB = B.to(Device::CUDA), dC = C.to(Device::CUDA);
+              if (beta == 0.f) poison(dC);  // beta 0 must not read C
+              ck::gemm(ta, tb, g.M, g.N, g.K, 1.25f, dA.f32(), lda, dB.f32(), ldb, beta, dC.f32(),
+                       g.N, nullptr);
+              cuda::stream_synchronize(nullptr);
+              expect_close(name, ref, dC, mode == ck::MathMode::F32 ? kReduction : kTf32);
+            }
+  ck::set_gemm_backend(ck::GemmBackend::Own);
+}
+
+TEST_CASE("backend ops: conv2d forward and backward (F32)") { conv_cases(ck::MathMode::F32, kReduction); }
+
+TEST_CASE("backend ops: conv2d forward and backward (TF32 tensor cores)") {
+  conv_cases(ck::MathMode::TF32, kTf32);
+}
+
+TEST_CASE("backend ops: linear forward and backward") {
+  struct L {
+    int N, in, out;
+  };
+  uint32_t seed = 300;
+  for (ck::MathMode mode : {ck::MathMode::F32, ck::MathMode::TF32}) {
+    MathModeGuard guard(mode);
+    const double tol = mode == ck::MathMode::F32 ? kReduction : kTf32;
+    for (const L& l : {L{1, 34, 1024}, L{7, 33, 17}, L{64, 1024, 1024}, L{3, 1, 5}, L{4096, 16, 48}})
+      for (bool with_bias : {true, false}) {
+        const std::string name = shape_name("linear", {l.N, l.in, l.out}) +
+                                 (with_bias ? "+bias" : "") +
+                                 (mode == ck::MathMode::F32 ? " f32" : " tf32");
+        Tensor x = randn({l.N, l.in}, ++seed), w = randn({l.out, l.in}, ++seed, 0.1f);
+        Tensor b = randn({l.out}, ++seed), dy = randn({l.N, l.out}, ++seed);
+        OpCase f(name + " forward");
+        int ix = f.in(x.to(Device::CPU)), iw = f.in(w.to(Device::CPU)), ib = f.in(b.to(Device::CPU));
+        int iy = f.out({l.N, l.out});
+        f.run([&](const std::vector<TensorView>& t) {
+          ops::linear_forward(t[ix], t[iw], with_bias ? t[ib] : TensorView(), t[iy]);
+        }, tol);
+        OpCase bw(name + " backward");
+        ix = bw.in(x.to(Device::CPU));
+        iw = bw.in(w.to(Device::CPU));
+        int idy = bw.in(dy.to(Device::CPU));
+        int idx = bw.out(x.shape()), idw = bw.out(w.shape()), idb = bw.out({l.out});
+        bw.run([&](const std::vector<TensorView>& t) {
+          ops::linear_backward(t[ix], t[iw], t[idy], t[idx], t[idw], t[idb]);
+        }, tol);
+      }
+  }
+}
+
+TEST_CASE("backend ops: batchnorm train / inference, forward and backward, fold") {
+  uint32_t seed = 400;
+  const std::vector<Shape> shapes = {{4, 3}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}, {1, 4, 1, 3}};
+  for (const Shape& s : shapes) {
+    const int64_t C = s[1];
+    const std::string name = "batchnorm" + s.str();
+    Tensor x = randn(s, ++seed, 2.f, 0.7f), dy = randn(s, ++seed);
+    Tensor gamma = randn({C}, ++seed), beta = randn({C}, ++seed);
+    Tensor rm = randn({C}, ++seed), rv = positive({C}, ++seed);
+    {
+      OpCase oc(name + " forward train");
+      int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU)), ib = oc.in(beta.to(Device::CPU));
+      int irm = oc.inout(rm.to(Device::CPU)), irv = oc.inout(rv.to(Device::CPU));
+      int iy = oc.out(s), im = oc.out({C}), iv = oc.out({C});
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_forward_train(t[ix], t[ig], t[ib], t[irm], t[irv], t[iy], t[im], t[iv]);
+      }, kReduction);
+    }
+    {
+      OpCase oc(name + " forward infer");
+      int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU)), ib = oc.in(beta.to(Device::CPU));
+      int irm = oc.in(rm.to(Device::CPU)), irv = oc.in(rv.to(Device::CPU)), iy = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_forward_infer(t[ix], t[ig], t[ib], t[irm], t[irv], t[iy]);
+      }, kElementwise * 10);
+    }
+    {
+      // save_mean / save_invstd from a CPU forward, the same on both sides.
+      Tensor y = Tensor::empty(s), sm = Tensor::empty({C}), si = Tensor::empty({C});
+      ops::batchnorm_forward_train(x, gamma, beta, {}, {}, y, sm, si);
+      OpCase oc(name + " backward train");
+      int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU));
+      int ism = oc.in(sm.to(Device::CPU)), isi = oc.in(si.to(Device::CPU)), idy = oc.in(dy.to(Device::CPU));
+      int idx = oc.out(s), idg = oc.out({C}), idb = oc.out({C});
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_backward_train(t[ix], t[ig], t[ism], t[isi], t[idy], t[idx], t[idg], t[idb]);
+      }, kReduction);
+    }
+    {
+      OpCase oc(name + " backward infer");
+      int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU));
+      int irm = oc.in(rm.to(Device::CPU)), irv = oc.in(rv.to(Device::CPU)), idy = oc.in(dy.to(Device::CPU));
+      int idx = oc.out(s), idg = oc.out({C}), idb = oc.out({C});
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_backward_infer(t[ix], t[ig], t[irm], t[irv], t[idy], t[idx], t[idg], t[idb]);
+      }, kReduction);
+    }
+  }
+  OpCase fold("batchnorm_fold[8,3,3,3]");
+  int iw = fold.inout(randn({8, 3, 3, 3}, 1)), ib = fold.inout(randn({8}, 2));
+  int ig = fold.in(randn({8}, 3)), ibe = fold.in(randn({8}, 4)), irm = fold.in(randn({8}, 5));
+  int irv = fold.in(positive({8}, 6));
+  fold.run([&](const std::vector<TensorView>& t) {
+    ops::batchnorm_fold(t[iw], t[ib], t[ig], t[ibe], t[irm], t[irv]);
+  }, kElementwise * 10);
+}
+
+TEST_CASE("backend ops: element-wise, column copies and affine") {
+  uint32_t seed = 500;
+  for (int64_t n : {1, 7, 255, 256, 257, 100003}) {
+    const Shape s{n};
+    const std::string sfx = "[" + std::to_string(n) + "]";
+    Tensor x = randn(s, ++seed, 4.f), dy = randn(s, ++seed), b = randn(s, ++seed);
+    auto unary = [&](const char* op, auto f) {
+      OpCase oc(std::string(op) + sfx);
+      int ix = oc.in(x.to(Device::CPU)), iy = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { f(t[ix], t[iy]); }, 0.0);
+    };
+    auto grad = [&](const char* op, auto f) {
+      OpCase oc(std::string(op) + sfx);
+      int ix = oc.in(x.to(Device::CPU)), idy = oc.in(dy.to(Device::CPU)), idx = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { f(t[ix], t[idy], t[idx]); }, 0.0);
+    };
+    unary("relu_forward", [](auto& a, auto& y) { ops::relu_forward(a, y); });
+    unary("relu6_forward", [](auto& a, auto& y) { ops::relu6_forward(a, y); });
+    unary("scale", [](auto& a, auto& y) { ops::scale(a, -0.75f, y); });
+    unary("grad_reverse_forward", [](auto& a, auto& y) { ops::grad_reverse_forward(a, y); });
+    grad("relu_backward", [](auto& a, auto& d, auto& dx) { ops::relu_backward(a, d, dx); });
+    grad("relu6_backward", [](auto& a, auto& d, auto& dx) { ops::relu6_backward(a, d, dx); });
+    grad("grad_reverse_backward", [](auto&, auto& d, auto& dx) { ops::grad_reverse_backward(d, dx, 0.3f); });
+    {
+      OpCase oc("add" + sfx);
+      int ia = oc.in(x.to(Device::CPU)), ib = oc.in(b.to(Device::CPU)), iy = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { ops::add_forward(t[ia], t[ib], t[iy]); }, 0.0);
+    }
+    {
+      OpCase oc("accumulate" + sfx);
+      int ia = oc.in(x.to(Device::CPU)), iy = oc.inout(b.to(Device::CPU));
+      oc.run([&](const std::vector<TensorView>& t) { ops::accumulate(t[ia], t[iy]); }, 0.0);
+    }
+    {
+      OpCase oc("fill" + sfx);
+      int iy = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { fill(t[iy], 2.5f); }, 0.0);
+    }
+  }
+  for (bool acc : {false, true}) {
+    OpCase oc(std::string("copy_columns") + (acc ? " accumulate" : ""));
+    int isrc = oc.in(randn({37, 51}, 1)), idst = oc.inout(randn({37, 80}, 2));
+    oc.run([&](const std::vector<TensorView>& t) {
+      ops::copy_columns(t[isrc], 3, t[idst], 40, 17, acc);
+      ops::copy_columns(t[isrc], 0, t[idst], 0, 3, acc);
+    }, 0.0);
+  }
+  OpCase aff("affine_columns[129,34]");
+  int ix = aff.in(randn({129, 34}, 3)), im = aff.in(randn({34}, 4)), ia = aff.in(randn({34}, 5));
+  int iy = aff.out({129, 34});
+  aff.run([&](const std::vector<TensorView>& t) { ops::affine_columns(t[ix], t[im], t[ia], t[iy]); },
+          kElementwise);
+}
+
+TEST_CASE("backend ops: max pooling, nearest upsampling, merge, bilinear resize") {
+  uint32_t seed = 600;
+  for (const Shape& s : {Shape{1, 1, 2, 2}, Shape{2, 3, 7, 9}, Shape{2, 16, 64, 64}, Shape{1, 5, 8, 6}}) {
+    const Shape half{s[0], s[1], s[2] / 2, s[3] / 2};
+    const Shape dbl{s[0], s[1], 2 * s[2], 2 * s[3]};
+    Tensor x = coarse(s, ++seed);
+    {
+      OpCase oc("maxpool2x2_forward" + s.str());
+      int ix = oc.in(x.to(Device::CPU)), iy = oc.out(half);
+      oc.run([&](const std::vector<TensorView>& t) { ops::maxpool2x2_forward(t[ix], t[iy]); }, 0.0);
+    }
+    {
+      OpCase oc("maxpool2x2_backward" + s.str());
+      int ix = oc.in(x.to(Device::CPU)), idy = oc.in(randn(half, ++seed)), idx = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { ops::maxpool2x2_backward(t[ix], t[idy], t[idx]); }, 0.0);
+    }
+    {
+      OpCase oc("upsample_nearest2x_forward" + s.str());
+      int ix = oc.in(x.to(Device::CPU)), iy = oc.out(dbl);
+      oc.run([&](const std::vector<TensorView>& t) { ops::upsample_nearest2x_forward(t[ix], t[iy]); }, 0.0);
+    }
+    {
+      OpCase oc("upsample_nearest2x_backward" + s.str());
+      int idy = oc.in(randn(dbl, ++seed)), idx = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) { ops::upsample_nearest2x_backward(t[idy], t[idx]); },
+             kElementwise);
+    }
+    {
+      OpCase oc("upsample_add_forward" + s.str());
+      int ia = oc.in(randn(dbl, ++seed)), il = oc.in(x.to(Device::CPU)), iy = oc.out(dbl);
+      oc.run([&](const std::vector<TensorView>& t) { ops::upsample_add_forward(t[ia], t[il], t[iy]); }, 0.0);
+    }
+    for (ResizeMode mode : {ResizeMode::AlignCorners, ResizeMode::HalfPixel, ResizeMode::Asymmetric})
+      for (const Shape& o : {Shape{s[0], s[1], 2 * s[2] + 1, s[3] + 3}, Shape{s[0], s[1], 1, std::max<int64_t>(1, s[3] / 2)}}) {
+        const std::string name = "bilinear" + s.str() + "->" + o.str() + " mode " +
+                                 std::to_string(int(mode));
+        OpCase f(name + " forward");
+        int ix = f.in(x.to(Device::CPU)), iy = f.out(o);
+        f.run([&](const std::vector<TensorView>& t) { ops::bilinear_forward(t[ix], t[iy], mode); },
+              kElementwise * 10);
+        OpCase b(name + " backward");
+        int idy = b.in(randn(o, ++seed)), idx = b.out(s);
+        b.run([&](const std::vector<TensorView>& t) { ops::bilinear_backward(t[idy], t[idx], mode); },
+              kReduction);
+      }
+  }
+}
+
+TEST_CASE("backend ops: dropout reproduces the CPU mask bit for bit") {
+  for (int64_t n : {1, 1000, 65537}) {
+    for (float p : {0.f, 0.5f, 0.9f}) {
+      const std::string name = "dropout[" + std::to_string(n) + "] p " + std::to_string(p);
+      OpCase f(name + " forward");
+      int ix = f.in(randn({n}, 7)), iy = f.out({n}), im = f.out({n}, DType::U8);
+      f.run([&](const std::vector<TensorView>& t) { ops::dropout_forward(t[ix], t[iy], t[im], p, 1234567); },
+            0.0);
+      Tensor x = randn({n}, 7), y = Tensor::empty({n}), mask = Tensor::empty({n}, DType::U8);
+      ops::dropout_forward(x, y, mask, p, 1234567);
+      OpCase b(name + " backward");
+      int imask = b.in(std::move(mask)), idy = b.in(randn({n}, 8)), idx = b.out({n});
+      b.run([&](const std::vector<TensorView>& t) { ops::dropout_backward(t[imask], t[idy], t[idx], p); },
+            0.0);
+    }
+  }
+}
+
+TEST_CASE("backend ops: soft-argmax forward and backward") {
+  uint32_t seed = 700;
+  for (const Shape& s : {Shape{2, 3, 5, 7}, Shape{1, 16, 64, 64}, Shape{4, 17, 64, 64}, Shape{1, 1, 1, 1}})
+    for (float beta : {1.f, 5.f}) {
+      const std::string name = "softargmax" + s.str() + " beta " + std::to_string(beta);
+      Tensor heat = randn(s, ++seed, 2.f);
+      OpCase f(name + " forward");
+      int ih = f.in(heat.to(Device::CPU)), ip = f.out(s), ic = f.out({s[0], s[1], 2});
+      f.run([&](const std::vector<TensorView>& t) { ops::softargmax_forward(t[ih], t[ip], t[ic], beta); },
+            kReduction);
+      Tensor prob = Tensor::empty(s), coords = Tensor::empty({s[0], s[1], 2});
+      ops::softargmax_forward(heat, prob, coords, beta);
+      OpCase b(name + " backward");
+      int iprob = b.in(std::move(prob)), idc = b.in(randn({s[0], s[1], 2}, ++seed)), idh = b.out(s);
+      b.run([&](const std::vector<TensorView>& t) { ops::softargmax_backward(t[iprob], t[idc], t[idh], beta); },
+            kReduction);
+    }
+}
+
+TEST_CASE("backend ops: losses, forward scalar and backward") {
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  // Heatmap MSE, with and without joint weights.
+  for (bool weighted : {false, true}) {
+    INFO("heatmap_mse weighted " << weighted);
+    Tensor pred = randn({3, 5, 16, 16}, 1), target = randn({3, 5, 16, 16}, 2);
+    Tensor jw = positive({3, 5}, 3);
+    const TensorView w = weighted ? jw.view() : TensorView();
+    const float ref = ops::heatmap_mse_forward(pred, target, w);
+    Tensor dp = pred.to(Device::CUDA), dt = target.to(Device::CUDA), djw = jw.to(Device::CUDA);
+    const float got = ops::heatmap_mse_forward(dp, dt, weighted ? djw.view() : TensorView());
+    CHECK(got == doctest::Approx(ref).epsilon(1e-5));
+    OpCase b("heatmap_mse_backward");
+    int ip = b.in(pred.to(Device::CPU)), it = b.in(target.to(Device::CPU)), iw = b.in(jw.to(Device::CPU));
+    int id = b.out(pred.shape());
+    b.run([&](const std::vector<TensorView>& t) {
+      ops::heatmap_mse_backward(t[ip], t[it], weighted ? t[iw] : TensorView(), t[id], 0.7f);
+    }, kElementwise * 10);
+    ctx.make_current();
+  }
+  {
+    Tensor logits = randn({7, 9, 3}, 4, 3.f);
+    Tensor labels = Tensor::empty({7, 9}, DType::I32);
+    for (int64_t i = 0; i < labels.numel(); ++i) labels.view().i32()[i] = int32_t(i % 4) - 1;
+    const float ref = ops::cross_entropy_forward(logits, labels);
+    Tensor dl = logits.to(Device::CUDA), dlab = labels.to(Device::CUDA);
+    CHECK(ops::cross_entropy_forward(dl, dlab) == doctest::Approx(ref).epsilon(1e-5));
+    OpCase b("cross_entropy_backward");
+    int il = b.in(logits.to(Device::CPU)), ilab = b.in(labels.to(Device::CPU)), id = b.out(logits.shape());
+    b.run([&](const std::vector<TensorView>& t) { ops::cross_entropy_backward(t[il], t[ilab], t[id], 1.5f); },
+          kElementwise * 10);
+    ctx.make_current();
+  }
+  {
+    Tensor pred = randn({4096, 51}, 5), target = randn({4096, 51}, 6);
+    const float ref = ops::l1_forward(pred, target);
+    Tensor dp = pred.to(Device::CUDA), dt = target.to(Device::CUDA);
+    CHECK(ops::l1_forward(dp, dt) == doctest::Approx(ref).epsilon(1e-5));
+    OpCase b("l1_backward");
+    int ip = b.in(pred.to(Device::CPU)), it = b.in(target.to(Device::CPU)), id = b.out(pred.shape());
+    b.run([&](const std::vector<TensorView>& t) { ops::l1_backward(t[ip], t[it], t[id], 2.f); }, kElementwise);
+  }
+  ops::set_cuda_stream(nullptr);
+}
+
+TEST_CASE("backend ops: RMSprop and Adam steps, gradient clipping") {
+  auto run = [](bool adam, float momentum, float wd, Device d) {
+    Tensor w = randn({33, 17}, 1).to(d), g = randn({33, 17}, 2).to(d);
+    Tensor b = randn({33}, 3).to(d), gb = randn({33}, 4).to(d);
+    std::vector<nn::Param> params = {{"w", &w, &g}, {"b", &b, &gb}};
+    std::unique_ptr<nn::Optimizer> opt;
+    if (adam)
+      opt = std::make_unique<nn::Adam>(params, nn::AdamOptions{1e-2f, 0.9f, 0.999f, 1e-8f, wd});
+    else
+      opt = std::make_unique<nn::RMSprop>(params, nn::RMSpropOptions{1e-2f, 0.99f, 1e-8f, wd, momentum});
+    for (int step = 0; step < 3; ++step) {
+      nn::clip_grad_norm(params, 5.f);
+      opt->step();
+    }
+    Tensor out = Tensor::empty({33 * 17 + 33});
+    Tensor wh = w.to(Device::CPU), bh = b.to(Device::CPU);
+    std::memcpy(out.f32(), wh.f32(), wh.nbytes());
+    std::memcpy(out.f32() + 33 * 17, bh.f32(), bh.nbytes());
+    return out;
+  };
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  for (bool adam : {false, true})
+    for (float momentum : {0.f, 0.9f})
+      for (float wd : {0.f, 1e-3f}) {
+        if (adam && momentum > 0.f) continue;
+        INFO((adam ? "adam" : "rmsprop") << " momentum " << momentum << " wd " << wd);
+        Tensor ref = run(adam, momentum, wd, Device::CPU);
+        Tensor got = run(adam, momentum, wd, Device::CUDA);
+        expect_close("optimizer", ref, got, 1e-5);
+      }
+  ops::set_cuda_stream(nullptr);
+}
+
+TEST_CASE("backend ops: CUDA results are bitwise reproducible run to run") {
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Tensor x = randn({4, 64, 16, 16}, 1).to(Device::CUDA), w = randn({64, 64, 3, 3}, 2, 0.1f).to(Device::CUDA);
+  Tensor dy = randn({4, 64, 16, 16}, 3).to(Device::CUDA);
+  auto once = [&] {
+    Tensor dx = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+    Tensor dw = Tensor::empty(w.shape(), DType::F32, Device::CUDA);
+    Tensor db = Tensor::empty({64}, DType::F32, Device::CUDA);
+    ops::conv2d_backward(x, w, dy, dx, dw, db, {1, 1, 1});
+    Tensor g = Tensor::empty({64}), bm = Tensor::empty({64}), y = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+    Tensor gd = Tensor::zeros({64}, DType::F32, Device::CUDA), bd = Tensor::zeros({64}, DType::F32, Device::CUDA);
+    Tensor sm = Tensor::empty({64}, DType::F32, Device::CUDA), si = Tensor::empty({64}, DType::F32, Device::CUDA);
+    fill(gd, 1.f);
+    ops::batchnorm_forward_train(x, gd, bd, {}, {}, y, sm, si);
+    std::vector<Tensor> out;
+    out.push_back(dx.to(Device::CPU));
+    out.push_back(dw.to(Device::CPU));
+    out.push_back(db.to(Device::CPU));
+    out.push_back(y.to(Device::CPU));
+    return out;
+  };
+  std::vector<Tensor> a = once(), b = once();
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("output " << i);
+    CHECK(std::memcmp(a[i].view().data, b[i].view().data, a[i].nbytes()) == 0);
+  }
+  ops::set_cuda_stream(nullptr);
+}
+
+// ---- whole models: the same network, forward and backward, on both backends.
+
+namespace {
+
+std::vector<Tensor> grads_on_host(nn::Module& m) {
+  std::vector<Tensor> g;
+  for (const nn::Param& p : m.parameters()) g.push_back(p.grad->to(Device::CPU));
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
+  nn::HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 32;
+  c.num_joints = 5;
+  c.input_size = 64;
+  c.depth = 2;
+  c.stem_channels = 16;
+  c.attribute_channels = 8;
+  c.domain_hidden = 8;
+  nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
+  gpu_net.to_device(Device::CUDA);
+  Tensor x = randn({2, 3, 64, 64}, 11);
+  Tensor target = randn({2, 5, 16, 16}, 12, 0.1f);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Arena cpu_arena(Device::CPU), gpu_arena(Device::CUDA);
+  Tensor xd = x.to(Device::CUDA), td = target.to(Device::CUDA);
+
+  for (nn::Mode mode : {nn::Mode::Infer, nn::Mode::Train}) {
+    INFO("mode " << (mode == nn::Mode::Train ? "train" : "infer"));
+    cpu_arena.reset();
+    gpu_arena.reset();
+    nn::HourglassOutputs oc = cpu_net.forward(cpu_arena, x, mode);
+    nn::HourglassOutputs og = gpu_net.forward(gpu_arena, xd, mode);
+    for (size_t s = 0; s < oc.heatmaps.size(); ++s) {
+      Tensor r = Tensor::empty(oc.heatmaps[s].shape);
+      copy(oc.heatmaps[s], r);
+      Tensor g = Tensor::empty(og.heatmaps[s].shape, DType::F32, Device::CUDA);
+      copy(og.heatmaps[s], g);
+      expect_close("heatmaps stack " + std::to_string(s), r, g, 1e-4);
+    }
+    if (mode == nn::Mode::Train) {
+      std::vector<TensorView> dc, dg;
+      const float lc = nn::heatmap_mse_loss(cpu_arena, oc.heatmaps, target, {}, &dc);
+      const float lg = nn::heatmap_mse_loss(gpu_arena, og.heatmaps, td, {}, &dg);
+      CHECK(lg == doctest::Approx(lc).epsilon(1e-4));
+      nn::HourglassGrads gc, gg;
+      gc.heatmaps = dc;
+      gg.heatmaps = dg;
+      cpu_net.backward(cpu_arena, gc);
+      gpu_net.backward(gpu_arena, gg);
+      ctx.synchronize();
+      std::vector<Tensor> rc = grads_on_host(cpu_net), rg = grads_on_host(gpu_net);
+      const std::vector<nn::Param> names = cpu_net.parameters();
+      for (size_t i = 0; i < rc.size(); ++i) expect_close("grad " + names[i].name, rc[i], rg[i], 1e-3);
+    }
+  }
+  ops::set_cuda_stream(nullptr);
+}
+
+TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") {
+  nn::LifterConfig c;
+  c.kind = "progressive";
+  c.width = 64;
+  c.use_attributes = true;
+  c.dropout = 0.5f;
+  auto cpu_net = nn::Lifter::create(c, 3);
+  auto gpu_net = nn::Lifter::create(c, 3);
+  gpu_net->to_device(Device::CUDA);
+  cpu_net->set_dropout_seed(5);
+  gpu_net->set_dropout_seed(5);
+  const int64_t n = 37;
+  Tensor x = randn({n, c.input_dim()}, 21);
+  Tensor target = randn({n, c.output_dim()}, 22);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Arena cpu_arena(Device::CPU), gpu_arena(Device::CUDA);
+  Tensor xd = x.to(Device::CUDA), td = target.to(Device::CUDA);
+  for (nn::Mode mode : {nn::Mode::Infer, nn::Mode::Train}) {
+    INFO("mode " << (mode == nn::Mode::Train ? "train" : "infer"));
+    cpu_arena.reset();
+    gpu_arena.reset();
+    nn::LifterOutput oc = cpu_net->forward(cpu_arena, x, mode);
+    nn::LifterOutput og = gpu_net->forward(gpu_arena, xd, mode);
+    REQUIRE(oc.poses.size() == og.poses.size());
+    for (size_t b = 0; b < oc.poses.size(); ++b) {
+      Tensor r = Tensor::empty(oc.poses[b].shape);
+      copy(oc.poses[b], r);
+      Tensor g = Tensor::empty(og.poses[b].shape, DType::F32, Device::CUDA);
+      copy(og.poses[b], g);
+      expect_close("pose block " + std::to_string(b), r, g, 1e-4);
+    }
+    if (mode == nn::Mode::Train) {
+      std::vector<TensorView> dc, dg;
+      const float lc = nn::lifter_l1_loss(cpu_arena, oc, target, dc);
+      const float lg = nn::lifter_l1_loss(gpu_arena, og, td, dg);
+      CHECK(lg == doctest::Approx(lc).epsilon(1e-4));
+      TensorView dxc = cpu_net->backward(cpu_arena, dc);
+      TensorView dxg = gpu_net->backward(gpu_arena, dg);
+      Tensor r = Tensor::empty(dxc.shape), g = Tensor::empty(dxg.shape, DType::F32, Device::CUDA);
+      copy(dxc, r);
+      copy(dxg, g);
+      expect_close("input gradient", r, g, 1e-3);
+      std::vector<Tensor> rc = grads_on_host(*cpu_net), rg = grads_on_host(*gpu_net);
+      const std::vector<nn::Param> names = cpu_net->parameters();
+      for (size_t i = 0; i < rc.size(); ++i) expect_close("grad " + names[i].name, rc[i], rg[i], 1e-3);
+    }
+  }
+  ops::set_cuda_stream(nullptr);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Trains and evaluates the runs of the paper's Table 6 ablation (docs/results.md).
+# usage: tools/run_table6.sh [RUN ...]   (default: all ten, configs in tools/configs/table6/)
+# Needs build-cpu/dofpose and the imported dataset (build-data/h36m, see docs/data.md).
+# A run that was interrupted resumes from its last checkpoint; a finished run is only re-evaluated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${DOFPOSE_BIN:-./build-cpu/dofpose}
+DATA=${H36M_DIR:-../shared/data/h36m}
+RUNS=("$@")
+if [ ${#RUNS[@]} -eq 0 ]; then
+  RUNS=(progressive_attr_gt_sh progressive_sh two_block_sh progressive_attr_noisy_sh
+        martinez_gt two_block_gt progressive_gt progressive_attr_gt_gt progressive_attr_noisy_gt
+        martinez_sh)
+fi
+for run in "${RUNS[@]}"; do
+  cfg=tools/configs/table6/$run.json
+  [ -f "$cfg" ] || { echo "run_table6: no config $cfg" >&2; exit 2; }
+  out=build-data/runs/table6/$run
+  input=${run##*_}
+  case $run in
+    *attr_gt*) attrs=gt ;;
+    *attr_noisy*) attrs=noisy:0.84 ;;
+    *) attrs=none ;;
+  esac
+  mkdir -p "$out"
+  if [ ! -f "$out/model.safetensors" ]; then
+    resume=()
+    [ -f "$out/checkpoint.safetensors" ] && resume=(--resume)
+    start=$(date +%s)
+    "$BIN" train --config "$cfg" "${resume[@]}" 2> "$out/train.progress" | tee "$out/train.txt"
+    echo "$(( $(date +%s) - start ))" > "$out/train_seconds"
+  fi
+  "$BIN" eval --model "$out/model.safetensors" --data "$DATA" --subjects S9 --input "$input" \
+      --attributes "$attrs" --quiet > "$out/eval_S9.txt"
+  "$BIN" eval --model "$out/model.safetensors" --data "$DATA" --subjects S9 --input "$input" \
+      --attributes "$attrs" --quiet --json > "$out/eval_S9.json"
+  echo "== $run: $(grep -m1 -i average "$out/eval_S9.txt" || true)"
+done
