@@ -231,8 +231,8 @@ def soft_argmax(heat, beta=1.0):
     """heat [N,J,H,W] -> coords [N,J,2] (x, y in heatmap pixels), as ops::softargmax_forward."""
     n, j, h, w = heat.shape
     prob = torch.softmax(beta * heat.reshape(n, j, h * w), dim=-1).reshape(n, j, h, w)
-    xs = torch.arange(w, dtype=heat.dtype)
-    ys = torch.arange(h, dtype=heat.dtype)
+    xs = torch.arange(w, dtype=heat.dtype, device=heat.device)
+    ys = torch.arange(h, dtype=heat.dtype, device=heat.device)
     return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
 
 
