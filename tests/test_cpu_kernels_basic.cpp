@@ -361,3 +361,39 @@ TEST_CASE("cpu losses: heatmap MSE, cross-entropy with ignore label, L1") {
   l1_backward(3, lp.data(), lt.data(), 3.f, dlp.data());
   CHECK(dlp == std::vector<float>{-1, 0, 1});
 }
+
+TEST_CASE("cpu fill, copy_columns (overwrite and accumulate) and affine_columns") {
+  std::vector<float> y(7);
+  fill(7, 2.5f, y.data());
+  for (float v : y) CHECK(v == 2.5f);
+
+  // src [3,5], dst [3,6]: columns 1..3 of src into columns 2..4 of dst.
+  const std::vector<float> src = random_floats(15, 1);
+  std::vector<float> dst = random_floats(18, 2), want = dst;
+  copy_columns(3, 3, src.data(), 5, 1, dst.data(), 6, 2, false);
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c) want[r * 6 + 2 + c] = src[r * 5 + 1 + c];
+  CHECK(dst == want);
+  copy_columns(3, 3, src.data(), 5, 1, dst.data(), 6, 2, true);
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c) want[r * 6 + 2 + c] += src[r * 5 + 1 + c];
+  CHECK(dst == want);
+
+  const std::vector<float> x = random_floats(8, 3), mul = {2.f, -1.f, 0.5f, 0.f};
+  const std::vector<float> add = {1.f, 0.f, -3.f, 7.f};
+  std::vector<float> out(8);
+  affine_columns(2, 4, x.data(), mul.data(), add.data(), out.data());
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 4; ++c) CHECK(out[r * 4 + c] == x[r * 4 + c] * mul[c] + add[c]);
+}
+
+TEST_CASE("cpu upsample_add (the hourglass merge) equals upsample then add, bitwise") {
+  const int N = 2, C = 3, H = 3, W = 5;
+  const std::vector<float> low = random_floats(N * C * H * W, 4);
+  const std::vector<float> a = random_floats(N * C * 4 * H * W, 5);
+  std::vector<float> up(a.size()), want(a.size()), got(a.size());
+  upsample_nearest2x_forward(N, C, H, W, low.data(), up.data());
+  add_forward(int64_t(a.size()), a.data(), up.data(), want.data());
+  upsample_add_forward(N, C, H, W, a.data(), low.data(), got.data());
+  CHECK(got == want);
+}

@@ -66,3 +66,20 @@ TEST_CASE("ops: missing required tensors and bad parameters") {
   e = error_of([&] { ops::conv2d_shape(xc, w, {1, 1, 1}); });
   CHECK(e.find("kernel 5x5 is larger than the padded input") != std::string::npos);
 }
+
+TEST_CASE("ops: column copies, per-column affine and the merge check their tensors") {
+  Tensor src = Tensor::zeros({4, 6}), dst = Tensor::zeros({4, 5});
+  std::string e = error_of([&] { ops::copy_columns(src, 3, dst, 0, 4); });
+  CHECK(e == "copy_columns: columns [3,7) of F32[4,6]@cpu -> [0,4) of F32[4,5]@cpu are out of range");
+  Tensor dst_rows = Tensor::zeros({3, 5});
+  e = error_of([&] { ops::copy_columns(src, 0, dst_rows, 0, 2); });
+  CHECK(e == "copy_columns: tensor 'dst' has shape [3,5], expected [4,5]");
+
+  Tensor x = Tensor::zeros({2, 3}), mul = Tensor::zeros({4}), add = Tensor::zeros({3});
+  e = error_of([&] { ops::affine_columns(x, mul, add, x); });
+  CHECK(e == "affine_columns: tensor 'mul' has shape [4], expected [3]");
+
+  Tensor low = Tensor::zeros({1, 2, 3, 3}), a = Tensor::zeros({1, 2, 6, 5}), y = Tensor::zeros({1, 2, 6, 6});
+  e = error_of([&] { ops::upsample_add_forward(a, low, y); });
+  CHECK(e == "upsample_add_forward: tensor 'a' has shape [1,2,6,5], expected [1,2,6,6]");
+}
