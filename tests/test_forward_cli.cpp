@@ -229,7 +229,7 @@ TEST_CASE("forward: --dump writes every layer under its parameter name") {
     CHECK(dumped_names.count(m) == 1);
   }
   for (const char* n : {"relu", "maxpool", "layer1.0", "layer1", "hg.0", "hg.0.hg.1.pool",
-                        "hg.0.hg.0.upsample", "layer1.0.add", "layer1.0.relu", "fc.0.2", "fc.0",
+                        "hg.0.hg.0.merge", "layer1.0.add", "layer1.0.relu", "fc.0.2", "fc.0",
                         "merge.0", "attr", "attr.concat", "domain", "domain.pool", "softargmax"}) {
     INFO("op " << n);
     CHECK(dumped_names.count(n) == 1);

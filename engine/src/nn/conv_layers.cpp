@@ -95,6 +95,15 @@ TensorView UpsampleNearest2x::forward(Arena& arena, const TensorView& x) {
   return y;
 }
 
+TensorView UpsampleNearest2x::forward_add(Arena& arena, const TensorView& x,
+                                          const TensorView& skip) {
+  DOFPOSE_CHECK(x.ndim() == 4, "UpsampleNearest2x: input ", x.str(), " must be [N,C,H,W]");
+  x_shape_ = x.shape;
+  TensorView y = arena.alloc({x.dim(0), x.dim(1), x.dim(2) * 2, x.dim(3) * 2});
+  ops::upsample_add_forward(skip, x, y);
+  return y;
+}
+
 TensorView UpsampleNearest2x::backward(Arena& arena, const TensorView& dy) {
   DOFPOSE_CHECK(x_shape_.ndim == 4, "UpsampleNearest2x::backward called without a forward");
   TensorView dx = arena.alloc(x_shape_);

@@ -303,10 +303,9 @@ TensorView HourglassBlock::forward_level(Arena& arena, int n, const TensorView& 
   TensorView low2 = n > 1 ? forward_level(arena, n - 1, low1, mode)
                           : L.branches[3]->forward(arena, low1, mode);
   TensorView low3 = L.branches[2]->forward(arena, low2, mode);
-  TensorView out = traced_op(L.trace, "upsample", "Upsample2x",
-                             [&] { return L.upsample.forward(arena, low3); });
-  traced_inplace(L.trace, "add", "Add", out, [&] { ops::accumulate(up1, out); });
-  return out;
+  // The merge, up1 + upsample(low3), in one pass (same bits as upsample then add).
+  return traced_op(L.trace, "merge", "UpsampleAdd",
+                   [&] { return L.upsample.forward_add(arena, low3, up1); });
 }
 
 TensorView HourglassBlock::backward_level(Arena& arena, int n, const TensorView& dy) {

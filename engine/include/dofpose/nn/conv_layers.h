@@ -53,6 +53,8 @@ class MaxPool2x2 {
 class UpsampleNearest2x {
  public:
   TensorView forward(Arena& arena, const TensorView& x);
+  // skip + upsample(x) in one pass (the hourglass merge); backward is the same.
+  TensorView forward_add(Arena& arena, const TensorView& x, const TensorView& skip);
   TensorView backward(Arena& arena, const TensorView& dy);
 
  private:
