@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Trains and evaluates the runs of the paper's Table 6 ablation (docs/results.md).
 # usage: tools/run_table6.sh [RUN ...]   (default: all ten, configs in tools/configs/table6/)
+#        CONFIGS=tools/configs/long RUNS_DIR=build-data/runs/long tools/run_table6.sh martinez_sh
+# (each config's out_dir must be RUNS_DIR/RUN).
 # Needs build-cpu/dofpose and the imported dataset (build-data/h36m, see docs/data.md).
 # A run that was interrupted resumes from its last checkpoint; a finished run is only re-evaluated.
 set -euo pipefail
@@ -14,9 +16,9 @@ if [ ${#RUNS[@]} -eq 0 ]; then
         martinez_sh)
 fi
 for run in "${RUNS[@]}"; do
-  cfg=tools/configs/table6/$run.json
+  cfg=${CONFIGS:-tools/configs/table6}/$run.json
   [ -f "$cfg" ] || { echo "run_table6: no config $cfg" >&2; exit 2; }
-  out=build-data/runs/table6/$run
+  out=${RUNS_DIR:-build-data/runs/table6}/$run
   input=${run##*_}
   case $run in
     *attr_gt*) attrs=gt ;;
