@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One lent-GPU session in one call (docs/cuda.md, "Running on a lent GPU"):
+# the CUDA suite, sanitizers on subsets, the whole-model comparison with
+# PyTorch and the per-kernel benchmarks, each with its own time limit so the
+# most important results come first. Uses binaries built on the workstation
+# (the GPU machine has no doctest / nlohmann-json / Google Benchmark headers):
+#   cmake -S . -B build-cuda -DDOFPOSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DDOFPOSE_BUILD_BENCH=ON
+#   cmake --build build-cuda -j --target dofpose_cuda_tests dofpose_model_timer dofpose_bench
+#   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
+# then carry build-cuda/tests/dofpose_cuda_tests, build-cuda/bench/dofpose_model_timer,
+# build-cuda/bench/dofpose_bench and .devlib, and run: bash tests/gpu_session.sh
+# Logs go to $OUT (or ./gpu-session-logs).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-session-logs}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/.devlib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+B=${BUILD_DIR:-build-cuda}
+nvidia-smi -L | tee "$OUT/smi.txt"
+timeout 150 "$B/tests/dofpose_cuda_tests" 2>&1 | tee "$OUT/tests.log" | tail -8
+echo "tests exit ${PIPESTATUS[0]}"
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
+  -tc="${MEMCHECK_FILTER:-*}" > "$OUT/memcheck.log" 2>&1
+echo "memcheck exit $?"; tail -2 "$OUT/memcheck.log"
+timeout 90 compute-sanitizer --tool racecheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
+  -tc="${RACECHECK_FILTER:-*batchnorm*,*soft-argmax*,*losses*,*RMSprop*,*conv2d*}" > "$OUT/racecheck.log" 2>&1
+echo "racecheck exit $?"; tail -2 "$OUT/racecheck.log"
+PYTHONUNBUFFERED=1 timeout 180 python3 bench/compare_gpu.py --build "$B" --quick --json "$OUT/compare_gpu.json" \
+  2>&1 | tee "$OUT/compare.log" | tail -14
+timeout 60 "$B/bench/dofpose_bench" --benchmark_filter=cuda --benchmark_min_time=0.02 2>&1 \
+  | tee "$OUT/bench.log" | grep -v '^-' | tail -30
