@@ -13,37 +13,13 @@
 // small enough to stay in L2, where neighbouring channels' blocks share sectors.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/reduce.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
 constexpr int kThreads = 512;  // per channel block; a multiple of 32
-constexpr int kWarps = kThreads / 32;
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Sum over the block in a fixed order, returned to every thread.
-__device__ double block_sum(double v) {
-  __shared__ double warp_sums[kWarps];
-  __shared__ double total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    double t = lane < kWarps ? warp_sums[lane] : 0.0;
-    t = warp_sum(t);
-    if (lane == 0) total = t;
-  }
-  __syncthreads();
-  const double r = total;
-  __syncthreads();  // everyone has read `total` before a later call rewrites it
-  return r;
-}
 
 // Walks the m = N*HW values of channel c: element k is (n, p) = (k / HW, k % HW).
 // 32-bit division is enough: the host checks m < 2^31.

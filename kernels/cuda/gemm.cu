@@ -26,7 +26,7 @@
 //
 // The tile kernels are written against a "problem" policy (operand loaders
 // plus an epilogue) so that conv2d.cu can run the same loops with im2col
-// gathers; conv2d.cu carries a copy of them (no shared header yet).
+// gathers; they live in gemm_tiles.cuh.
 #include <cublas_v2.h>
 #include <mma.h>
 
@@ -37,6 +37,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemm_tiles.cuh"
 
 #define DOFPOSE_CUBLAS_CHECK(call)                                                           \
   do {                                                                                       \
@@ -57,10 +58,6 @@ GemmBackend g_gemm_backend = GemmBackend::Own;
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
-constexpr int kThreads = 256;  // every tile kernel
-// Shared rows padded by 4 floats: keeps float4 and WMMA (32-byte) alignment and
-// spreads the loaders' k-strided stores over the banks (8 was measured slower).
-constexpr int kPad = 4;
 
 // ---- per-device facts, cached (cudaGetDevice is cheap; attributes are not free)
 struct DeviceInfo {
@@ -170,225 +167,14 @@ struct GemmProblem {
   }
 };
 
-// ---- the tile kernels (policy P: M, N, k_range, A/B loaders, store)
-
-template <class P, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__(kThreads, 2) simt_tile_kernel(const P p) {
-  static_assert((BM / TM) * (BN / TN) == kThreads, "one TM x TN tile per thread");
-  static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are built of 4x4 blocks");
-  constexpr int GM = TM / 4, GN = TN / 4;  // 4-wide groups per thread
-  constexpr int SM = BM / GM, SN = BN / GN;  // distance between a thread's groups
-  __shared__ __align__(16) float As[2][BK][BM + kPad];
-  __shared__ __align__(16) float Bs[2][BK][BN + kPad];
-
-  const int tid = threadIdx.x;
-  const int tiles_n = (p.N + BN - 1) / BN;
-  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
-  const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-  int kb, ke;
-  p.k_range(kb, ke);
-  typename P::template A<BM, BK> a(p, m0, tid);
-  typename P::template B<BN, BK> b(p, n0, tid);
-
-  float acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
-
-  if (kb < ke) {
-    a.fetch(kb, ke);
-    b.fetch(kb, ke);
-    a.store(&As[0][0][0]);
-    b.store(&Bs[0][0][0]);
-    __syncthreads();
-    int buf = 0;
-    for (int k0 = kb; k0 < ke; k0 += BK) {
-      const bool more = k0 + BK < ke;
-      if (more) {  // global loads in flight during the FMAs below
-        a.fetch(k0 + BK, ke);
-        b.fetch(k0 + BK, ke);
-      }
-#pragma unroll
-      for (int kk = 0; kk < BK; ++kk) {
-        float ra[TM], rb[TN];
-#pragma unroll
-        for (int g = 0; g < GM; ++g) {
-          const float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][g * SM + ty * 4]);
-          ra[g * 4 + 0] = v.x;
-          ra[g * 4 + 1] = v.y;
-          ra[g * 4 + 2] = v.z;
-          ra[g * 4 + 3] = v.w;
-        }
-#pragma unroll
-        for (int g = 0; g < GN; ++g) {
-          const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * SN + tx * 4]);
-          rb[g * 4 + 0] = v.x;
-          rb[g * 4 + 1] = v.y;
-          rb[g * 4 + 2] = v.z;
-          rb[g * 4 + 3] = v.w;
-        }
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
-      }
-      // The other buffer was last read before the previous barrier.
-      if (more) {
-        a.store(&As[buf ^ 1][0][0]);
-        b.store(&Bs[buf ^ 1][0][0]);
-      }
-      __syncthreads();
-      buf ^= 1;
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int gi = m0 + (i / 4) * SM + ty * 4 + i % 4;
-    if (gi >= p.M) continue;
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int gj = n0 + (j / 4) * SN + tx * 4 + j % 4;
-      if (gj < p.N) p.store(gi, gj, acc[i][j]);
-    }
-  }
-}
-
-// TF32 tensor cores: WM x WN warps, each a (BM/WM) x (BN/WN) block of fragments.
-// As[k][i] is op(A) column-major (ldm BM+kPad), Bs[k][j] is op(B) row-major.
-template <class P, int BM, int BN, int BK, int WM, int WN>
-__global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  using namespace nvcuda;
-  static_assert(WM * WN * 32 == kThreads, "8 warps");
-  constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
-  constexpr int FM = WTM / 16, FN = WTN / 16;  // fragments per warp
-  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
-  constexpr int LDC = 16 + kPad;
-  __shared__ __align__(32) float As[2][BK][BM + kPad];
-  __shared__ __align__(32) float Bs[2][BK][BN + kPad];
-  __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
-
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wm = warp / WN, wn = warp % WN;
-  const int tiles_n = (p.N + BN - 1) / BN;
-  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
-  int kb, ke;
-  p.k_range(kb, ke);
-  typename P::template A<BM, BK> a(p, m0, tid);
-  typename P::template B<BN, BK> b(p, n0, tid);
-
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-
-  if (kb < ke) {
-    a.fetch(kb, ke);
-    b.fetch(kb, ke);
-    a.store(&As[0][0][0]);
-    b.store(&Bs[0][0][0]);
-    __syncthreads();
-    int buf = 0;
-    for (int k0 = kb; k0 < ke; k0 += BK) {
-      const bool more = k0 + BK < ke;
-      if (more) {
-        a.fetch(k0 + BK, ke);
-        b.fetch(k0 + BK, ke);
-      }
-#pragma unroll
-      for (int kk = 0; kk < BK; kk += 8) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
-#pragma unroll
-        for (int i = 0; i < FM; ++i) {
-          wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], BM + kPad);
-#pragma unroll
-          for (int t = 0; t < fa[i].num_elements; ++t) fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
-        }
-#pragma unroll
-        for (int j = 0; j < FN; ++j) {
-          wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], BN + kPad);
-#pragma unroll
-          for (int t = 0; t < fb[j].num_elements; ++t) fb[j].x[t] = wmma::__float_to_tf32(fb[j].x[t]);
-        }
-#pragma unroll
-        for (int i = 0; i < FM; ++i)
-#pragma unroll
-          for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-      }
-      if (more) {  // the other buffer was last read before the previous barrier
-        a.store(&As[buf ^ 1][0][0]);
-        b.store(&Bs[buf ^ 1][0][0]);
-      }
-      __syncthreads();
-      buf ^= 1;
-    }
-  }
-  float* cs = Cs[warp];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) {
-      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int r = e / 16, c = e % 16;
-        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
-        if (gi < p.M && gj < p.N) p.store(gi, gj, cs[r * LDC + c]);
-      }
-      __syncwarp();
-    }
-#else
-  (void)p;  // never launched below sm_80 (the host checks the device)
-#endif
-}
-
-// Block tile: 128 where the dimension exceeds 64, halved (wider side first)
-// until every multiprocessor gets at least one block.
-void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
-  bm = M > 64 ? 128 : 64;
-  bn = N > 64 ? 128 : 64;
-  auto blocks = [&] { return int64_t((M + bm - 1) / bm) * ((N + bn - 1) / bn) * batch; };
-  while (blocks() < sms && (bm == 128 || bn == 128)) {
-    if (bn == 128 && (bm == 64 || N >= M))
-      bn = 64;
-    else
-      bm = 64;
-  }
-}
 
 template <class P>
 void launch_tiles(const P& p, int batch, cudaStream_t stream, const char* name) {
   const DeviceInfo dev = device_info();
   int bm, bn;
   choose_tile(p.M, p.N, batch, dev.sms, bm, bn);
-  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
-  DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && batch <= 65535, name, ": problem too large (",
-                tiles, " tiles x ", batch, ")");
-  const dim3 grid((unsigned)tiles, 1, (unsigned)batch);
-  const bool tf32 = g_math_mode == MathMode::TF32 && dev.major >= 8;
-  if (tf32) {
-    if (bm == 128 && bn == 128)
-      wmma_tile_kernel<P, 128, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 64 && bn == 128)
-      wmma_tile_kernel<P, 64, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 128)
-      wmma_tile_kernel<P, 128, 64, 16, 4, 2><<<grid, kThreads, 0, stream>>>(p);
-    else
-      wmma_tile_kernel<P, 64, 64, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    if (bm == 128 && bn == 128)
-      simt_tile_kernel<P, 128, 128, 8, 8, 8><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 64 && bn == 128)
-      simt_tile_kernel<P, 64, 128, 8, 4, 8><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 128)
-      simt_tile_kernel<P, 128, 64, 8, 8, 4><<<grid, kThreads, 0, stream>>>(p);
-    else
-      simt_tile_kernel<P, 64, 64, 16, 4, 4><<<grid, kThreads, 0, stream>>>(p);
-  }
-  DOFPOSE_CUDA_LAUNCH_CHECK(name);
+  launch_tile_kernel(p, bm, bn, batch, g_math_mode == MathMode::TF32 && dev.major >= 8, stream,
+                     name);
 }
 
 // C = beta * C over [M, N] (beta == 0 writes zeros without reading C).

@@ -19,6 +19,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/reduce.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -54,10 +55,6 @@ int grid_for(int64_t items, int per_block) {
 
 // ---- fixed-order reductions
 
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
 __device__ __forceinline__ long long warp_sum(long long v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
   return v;
@@ -67,10 +64,6 @@ __device__ __forceinline__ long long warp_min(long long v) {
     const long long u = __shfl_down_sync(0xffffffffu, v, o);
     v = u < v ? u : v;
   }
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -92,9 +85,6 @@ __device__ Partial block_reduce(Partial p) {
   }
   __syncthreads();  // warp_part may be reused by a later call
   return r;
-}
-__device__ double block_sum(double v) {
-  return block_reduce(Partial{v, 0, kNone}).sum;  // valid in thread 0
 }
 
 // Stage 2: one block folds the stage-1 partials in index order and forms the

@@ -9,12 +9,12 @@
 // so it is bitwise reproducible and allocates nothing.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/reduce.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
 constexpr int kThreads = 256;  // a multiple of 32
-constexpr int kWarps = kThreads / 32;
 constexpr int kMaxBlocks = 1024;  // stage-1 grid cap for sum_squares
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
@@ -60,25 +60,6 @@ __global__ void adam_kernel(int64_t n, float step_size, float bc2_sqrt, float b1
 
 // Stage-1 partials; calls on one stream are ordered, two streams at once would race.
 __device__ double g_sumsq_partials[kMaxBlocks];
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-// Fixed-order block sum; the result is valid in thread 0.
-__device__ double block_sum(double v) {
-  __shared__ double warp_part[kWarps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) warp_part[warp] = v;
-  __syncthreads();
-  double t = 0;
-  if (warp == 0) {
-    t = lane < kWarps ? warp_part[lane] : 0.0;
-    t = warp_sum(t);
-  }
-  return t;
-}
 
 __global__ void sum_squares_partials_kernel(int64_t n, const float* x) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;

@@ -9,58 +9,13 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/reduce.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
 constexpr int kThreads = 256;  // a multiple of 32
-constexpr int kWarps = kThreads / 32;
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Block-wide sum / max in a fixed order, returned to every thread.
-__device__ double block_sum(double v) {
-  __shared__ double warp_part[kWarps];
-  __shared__ double total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) warp_part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    double t = lane < kWarps ? warp_part[lane] : 0.0;
-    t = warp_sum(t);
-    if (lane == 0) total = t;
-  }
-  __syncthreads();
-  const double r = total;
-  __syncthreads();  // everyone has read `total` before a later call rewrites it
-  return r;
-}
-__device__ float block_max(float v) {
-  __shared__ float warp_part[kWarps];
-  __shared__ float total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_max(v);
-  if (lane == 0) warp_part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float t = lane < kWarps ? warp_part[lane] : -INFINITY;
-    t = warp_max(t);
-    if (lane == 0) total = t;
-  }
-  __syncthreads();
-  const float r = total;
-  __syncthreads();
-  return r;
-}
 
 // Expected (x, y) = (sum p*col, sum p*row) of one row's probabilities, to every thread.
 __device__ void expected_coords(int HW, int W, const float* p, double& ex, double& ey) {

@@ -588,6 +588,13 @@ TEST_CASE("backend ops: CUDA results are bitwise reproducible run to run") {
 
 namespace {
 
+// A view's values in a fresh host tensor (arena views outlive no reset).
+Tensor to_host(const TensorView& v) {
+  Tensor t = Tensor::empty(v.shape);
+  copy(v, t);
+  return t;
+}
+
 std::vector<Tensor> grads_on_host(nn::Module& m) {
   std::vector<Tensor> g;
   for (const nn::Param& p : m.parameters()) g.push_back(p.grad->to(Device::CPU));
@@ -622,11 +629,8 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
     nn::HourglassOutputs oc = cpu_net.forward(cpu_arena, x, mode);
     nn::HourglassOutputs og = gpu_net.forward(gpu_arena, xd, mode);
     for (size_t s = 0; s < oc.heatmaps.size(); ++s) {
-      Tensor r = Tensor::empty(oc.heatmaps[s].shape);
-      copy(oc.heatmaps[s], r);
-      Tensor g = Tensor::empty(og.heatmaps[s].shape, DType::F32, Device::CUDA);
-      copy(og.heatmaps[s], g);
-      expect_close("heatmaps stack " + std::to_string(s), r, g, 1e-4);
+      expect_close("heatmaps stack " + std::to_string(s), to_host(oc.heatmaps[s]),
+                   to_host(og.heatmaps[s]), 1e-4);
     }
     if (mode == nn::Mode::Train) {
       std::vector<TensorView> dc, dg;
@@ -673,11 +677,8 @@ TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") 
     nn::LifterOutput og = gpu_net->forward(gpu_arena, xd, mode);
     REQUIRE(oc.poses.size() == og.poses.size());
     for (size_t b = 0; b < oc.poses.size(); ++b) {
-      Tensor r = Tensor::empty(oc.poses[b].shape);
-      copy(oc.poses[b], r);
-      Tensor g = Tensor::empty(og.poses[b].shape, DType::F32, Device::CUDA);
-      copy(og.poses[b], g);
-      expect_close("pose block " + std::to_string(b), r, g, 1e-4);
+      expect_close("pose block " + std::to_string(b), to_host(oc.poses[b]), to_host(og.poses[b]),
+                   1e-4);
     }
     if (mode == nn::Mode::Train) {
       std::vector<TensorView> dc, dg;
@@ -686,10 +687,7 @@ TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") 
       CHECK(lg == doctest::Approx(lc).epsilon(1e-4));
       TensorView dxc = cpu_net->backward(cpu_arena, dc);
       TensorView dxg = gpu_net->backward(gpu_arena, dg);
-      Tensor r = Tensor::empty(dxc.shape), g = Tensor::empty(dxg.shape, DType::F32, Device::CUDA);
-      copy(dxc, r);
-      copy(dxg, g);
-      expect_close("input gradient", r, g, 1e-3);
+      expect_close("input gradient", to_host(dxc), to_host(dxg), 1e-3);
       std::vector<Tensor> rc = grads_on_host(*cpu_net), rg = grads_on_host(*gpu_net);
       const std::vector<nn::Param> names = cpu_net->parameters();
       for (size_t i = 0; i < rc.size(); ++i) expect_close("grad " + names[i].name, rc[i], rg[i], 1e-3);

@@ -249,15 +249,28 @@ void accumulate_columns(const TensorView& d_concat, int64_t offset, const Tensor
   ops::copy_columns(d_concat, offset, dpart, 0, dpart.dim(1), /*accumulate=*/true);
 }
 
-// A host tensor's values in a fresh arena tensor (on the arena's device).
-TensorView to_arena(Arena& arena, const Tensor& host) {
-  TensorView t = arena.alloc(host.shape());
-  copy(host, t);
-  return t;
+// Host-readable values of t: t's own memory on the CPU, else a copy kept in `holder`.
+const float* host_floats(const TensorView& t, Tensor& holder) {
+  if (t.device == Device::CPU) return t.f32();
+  holder = Tensor::empty(t.shape);
+  copy(t, holder);
+  return holder.f32();
 }
 
-// The values of a (possibly device) tensor on the host.
-Tensor on_host(const Tensor& t) { return t.to(Device::CPU); }
+// An arena tensor whose values `write(float*)` computes on the host: straight
+// into the arena on the CPU, through a staging copy on a device.
+template <class Write>
+TensorView host_written(Arena& arena, Shape s, Write&& write) {
+  TensorView t = arena.alloc(s);
+  if (t.device == Device::CPU) {
+    write(t.f32());
+    return t;
+  }
+  Tensor staging = Tensor::empty(s);
+  write(staging.f32());
+  copy(staging, t);
+  return t;
+}
 
 void check_pose_batch(const char* op, const char* name, const TensorView& t, int64_t n,
                       int64_t cols, Device device = Device::CPU) {
@@ -466,45 +479,44 @@ TensorView Lifter::prepare_input(Arena& arena, const TensorView& pose2d,
   }
   // Computed on the host (inputs are host data), then placed on the arena's device.
   const int64_t in = config_.input_dim();
-  Tensor xh = Tensor::empty({n, in});
-  const Tensor mean = on_host(norm_input_mean), stdev = on_host(norm_input_std);
-  const float* m = mean.f32();
-  const float* sd = stdev.f32();
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < pin; ++c)
-      xh.f32()[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
-    for (int64_t c = 0; c < config_.attribute_dim(); ++c)
-      xh.f32()[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
-  }
-  return to_arena(arena, xh);
+  Tensor mean_holder, std_holder;
+  const float* m = host_floats(norm_input_mean, mean_holder);
+  const float* sd = host_floats(norm_input_std, std_holder);
+  return host_written(arena, {n, in}, [&](float* x) {
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < pin; ++c) x[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
+      for (int64_t c = 0; c < config_.attribute_dim(); ++c)
+        x[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
+    }
+  });
 }
 
 TensorView Lifter::normalise_output(Arena& arena, const TensorView& pose3d) const {
   const int64_t n = pose3d.ndim() >= 1 ? pose3d.dim(0) : 0, out = config_.output_dim();
   check_pose_batch("Lifter::normalise_output", "pose3d", pose3d, n, out);
-  Tensor yh = Tensor::empty({n, out});
-  const Tensor mean = on_host(norm_output_mean), stdev = on_host(norm_output_std);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < out; ++c)
-      yh.f32()[r * out + c] = (pose3d.f32()[r * out + c] - mean.f32()[c]) / stdev.f32()[c];
-  return to_arena(arena, yh);
+  Tensor mean_holder, std_holder;
+  const float* mean = host_floats(norm_output_mean, mean_holder);
+  const float* sd = host_floats(norm_output_std, std_holder);
+  return host_written(arena, {n, out}, [&](float* y) {
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < out; ++c)
+        y[r * out + c] = (pose3d.f32()[r * out + c] - mean[c]) / sd[c];
+  });
 }
 
 TensorView Lifter::denormalise_output(Arena& arena, const TensorView& yn) const {
   const int64_t n = yn.ndim() >= 1 ? yn.dim(0) : 0, out = config_.output_dim();
   check_pose_batch("Lifter::denormalise_output", "y", yn, n, out, yn.device);
-  // On the host: the result is what callers read (yn may live on a device).
-  const Tensor ynh = yn.device == Device::CPU ? Tensor() : Tensor::empty(yn.shape, DType::F32);
-  if (!ynh.empty()) copy(yn, ynh);
-  const float* src = ynh.empty() ? yn.f32() : ynh.f32();
-  const Tensor mean = on_host(norm_output_mean), stdev = on_host(norm_output_std);
-  Tensor yh = Tensor::empty({n, out});
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < out; ++c)
-      yh.f32()[r * out + c] = src[r * out + c] * stdev.f32()[c] + mean.f32()[c];
-    for (int c = 0; c < 3; ++c) yh.f32()[r * out + c] = 0.f;  // the origin
-  }
-  return to_arena(arena, yh);
+  Tensor yn_holder, mean_holder, std_holder;
+  const float* src = host_floats(yn, yn_holder);  // yn may live on a device
+  const float* mean = host_floats(norm_output_mean, mean_holder);
+  const float* sd = host_floats(norm_output_std, std_holder);
+  return host_written(arena, {n, out}, [&](float* y) {
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < out; ++c) y[r * out + c] = src[r * out + c] * sd[c] + mean[c];
+      for (int c = 0; c < 3; ++c) y[r * out + c] = 0.f;  // the origin
+    }
+  });
 }
 
 void Lifter::fit_normalisation(const float* pose2d, const float* pose3d, int64_t n) {
