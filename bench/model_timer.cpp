@@ -3,8 +3,8 @@
 // Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
-//       [--device cpu|cuda] [--math f32|tf32] [--train --target T.npy]
-//       [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
+//       [--device cpu|cuda] [--math f32|tf32] [--graph] [--unfused]
+//       [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs). --train (lifters only): X is the normalised network input
@@ -17,6 +17,10 @@
 // --device cuda runs the model on GPU 0 (weights moved there; --math tf32
 // lets convolutions and matrix products use TF32 tensor cores); each timed
 // unit ends with a stream synchronisation, so times are complete.
+// --graph (CUDA inference) replays the forward from a CUDA graph
+// (nn::GraphForward); --unfused turns fused inference off (separate BN, ReLU
+// and add layers, and no persistent batch-1 lifter kernel) to measure what
+// the fusion buys.
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -36,6 +40,7 @@
 #include "dofpose/error.h"
 #include "dofpose/npz.h"
 #include "dofpose/nn/linear.h"
+#include "dofpose/nn/graph_forward.h"
 #include "dofpose/nn/model.h"
 #include "dofpose/nn/optimizer.h"
 #include "dofpose/weights.h"
@@ -51,14 +56,14 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model, input, target, output_dir;
   std::string device = "cpu", math = "f32";
-  bool train = false, serve = false;
+  bool train = false, serve = false, graph = false, unfused = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32] [--graph] [--unfused]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -88,11 +93,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--device") o.device = value();
     else if (a == "--math") o.math = value();
     else if (a == "--train") o.train = true;
+    else if (a == "--graph") o.graph = true;
+    else if (a == "--unfused") o.unfused = true;
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
   }
   if (o.model.empty() || o.input.empty()) usage("--model and --input are required");
   if (o.train && o.target.empty()) usage("--train needs --target");
+  if (o.graph && (o.train || o.device != "cuda")) usage("--graph is for CUDA inference");
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
   if (o.math != "f32" && o.math != "tf32") usage("--math must be f32 or tf32, got " + o.math);
   if (o.warmup < 1) usage("--warmup must be at least 1 (it sizes the arena and writes --output-dir)");
@@ -128,9 +136,16 @@ class InferRunner : public Runner {
     if (model_->kind() == "hourglass") input_ = input_.to(device_of(o));
   }
   float run(bool save_outputs) override {
-    arena_.reset();
-    std::vector<nn::NamedView> outs = model_->forward(arena_, {input_.view(), {}});
-    ctx_.synchronize();
+    std::vector<nn::NamedView> outs;
+    if (opt_.graph) {
+      if (!graph_) graph_ = std::make_unique<nn::GraphForward>(*model_);
+      outs = graph_->run({input_.view(), {}});
+      graph_->synchronize();
+    } else {
+      arena_.reset();
+      outs = model_->forward(arena_, {input_.view(), {}});
+      ctx_.synchronize();
+    }
     if (save_outputs && !opt_.output_dir.empty())
       for (const auto& o : outs) write_view(opt_.output_dir + "/" + o.name + ".npy", o.value);
     return 0.f;
@@ -141,6 +156,7 @@ class InferRunner : public Runner {
   const Options& opt_;
   Context& ctx_;
   std::unique_ptr<nn::Model> model_;
+  std::unique_ptr<nn::GraphForward> graph_;
   Tensor input_;
   Arena arena_;
 };
@@ -226,6 +242,8 @@ int main(int argc, char** argv) {
       cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
 #endif
     }
+    std::unique_ptr<nn::ScopedUnfusedInference> unfused;
+    if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfusedInference>();
     Context ctx(device_of(opt));
     ctx.make_current();
     std::unique_ptr<Runner> runner;

@@ -5,10 +5,11 @@
 # most important results come first. Uses binaries built on the workstation
 # (the GPU machine has no doctest / nlohmann-json / Google Benchmark headers):
 #   cmake -S . -B build-cuda -DDOFPOSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DDOFPOSE_BUILD_BENCH=ON
-#   cmake --build build-cuda -j --target dofpose_cuda_tests dofpose_model_timer dofpose_bench
+#   cmake --build build-cuda -j --target dofpose_cuda_tests dofpose_model_timer dofpose_bench dofpose_cli
 #   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
 # then carry build-cuda/tests/dofpose_cuda_tests, build-cuda/bench/dofpose_model_timer,
-# build-cuda/bench/dofpose_bench and .devlib, and run: bash tests/gpu_session.sh
+# build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
+# COMPARE_ONLY (compare_gpu.py --only) and SKIP_BENCH=1 trim the session.
 # Logs go to $OUT (or ./gpu-session-logs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,13 +20,23 @@ B=${BUILD_DIR:-build-cuda}
 nvidia-smi -L | tee "$OUT/smi.txt"
 timeout 150 "$B/tests/dofpose_cuda_tests" 2>&1 | tee "$OUT/tests.log" | tail -8
 echo "tests exit ${PIPESTATUS[0]}"
-timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
+timeout 100 compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
   -tc="${MEMCHECK_FILTER:-*}" > "$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; tail -2 "$OUT/memcheck.log"
-timeout 90 compute-sanitizer --tool racecheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
+timeout 60 compute-sanitizer --tool racecheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
   -tc="${RACECHECK_FILTER:-*batchnorm*,*soft-argmax*,*losses*,*RMSprop*,*conv2d*}" > "$OUT/racecheck.log" 2>&1
 echo "racecheck exit $?"; tail -2 "$OUT/racecheck.log"
-PYTHONUNBUFFERED=1 timeout 180 python3 bench/compare_gpu.py --build "$B" --quick --json "$OUT/compare_gpu.json" \
-  2>&1 | tee "$OUT/compare.log" | tail -14
-timeout 60 "$B/bench/dofpose_bench" --benchmark_filter=cuda --benchmark_min_time=0.02 2>&1 \
-  | tee "$OUT/bench.log" | grep -v '^-' | tail -30
+# The per-layer CUDA profile of the default hourglass (random weights, batch 1).
+if [ -x "$B/dofpose" ]; then
+  python3 weights_tools/make_random_model.py hourglass "$OUT/hg.safetensors" --random-bn > /dev/null &&
+  python3 -c "import numpy as np; np.save('$OUT/img.npy', np.random.default_rng(0).standard_normal((1,3,256,256)).astype(np.float32))" &&
+  timeout 60 "$B/dofpose" forward --model "$OUT/hg.safetensors" --input "$OUT/img.npy" --device cuda \
+    --profile --repeat 5 --profile-json "$OUT/profile_cuda.json" > "$OUT/profile_cuda.txt" 2>&1
+  echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"; rm -f "$OUT/hg.safetensors"
+fi
+PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
+  ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter=cuda --benchmark_min_time=0.02 2>&1 \
+    | tee "$OUT/bench.log" | grep -v '^-' | tail -30
+fi

@@ -114,6 +114,52 @@ void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& 
            cuda_kernels::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32(), g_stream));
 }
 
+namespace {
+// Checks one BatchNorm of a fused conv and returns its raw pointers.
+BatchNormPtrs bn_ptrs(const char* op, const char* which, const BatchNormRef& bn, Device d,
+                      int64_t channels) {
+  BatchNormPtrs p;
+  if (bn.mean.empty()) {
+    DOFPOSE_CHECK(bn.var.empty() && bn.gamma.empty() && bn.beta.empty(), op, ": ", which,
+                  " has no running_mean but other tensors");
+    return p;
+  }
+  const Shape c{channels};
+  need(op, concat(which, ".running_mean").c_str(), bn.mean, d, c);
+  need(op, concat(which, ".running_var").c_str(), bn.var, d, c);
+  maybe(op, concat(which, ".weight").c_str(), bn.gamma, d, c);
+  maybe(op, concat(which, ".bias").c_str(), bn.beta, d, c);
+  p.mean = ptr(bn.mean);
+  p.var = ptr(bn.var);
+  p.gamma = ptr(bn.gamma);
+  p.beta = ptr(bn.beta);
+  p.eps = bn.eps;
+  return p;
+}
+}  // namespace
+
+void conv2d_fused_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
+                          const TensorView& y, ConvParams p, const ConvFusionRef& f) {
+  const char* op = "conv2d_fused_forward";
+  Conv2dShape s = conv2d_shape(x, w, p);
+  DOFPOSE_CHECK(s.groups == 1, op, ": groups must be 1, got ", s.groups);
+  Device d = x.device;
+  need(op, "x", x, d, nchw(x));
+  need(op, "weight", w, d, w.shape);
+  maybe(op, "bias", bias, d, Shape{s.K});
+  const Shape ys{s.N, s.K, s.P(), s.Q()};
+  need(op, "y", y, d, ys);
+  maybe(op, "residual", f.residual, d, ys);
+  DOFPOSE_CHECK(x.data != y.data, op, ": x and y must not alias");
+  ConvFusion k;
+  k.in_bn = bn_ptrs(op, "in_bn", f.in_bn, d, s.C);
+  k.out_bn = bn_ptrs(op, "out_bn", f.out_bn, d, s.K);
+  k.out_relu = f.out_relu;
+  k.residual = ptr(f.residual);
+  DISPATCH(op, d, cpu::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32()),
+           cuda_kernels::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32(), g_stream));
+}
+
 void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
                      const TensorView& dx, const TensorView& dw, const TensorView& dbias,
                      ConvParams p) {

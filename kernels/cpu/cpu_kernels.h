@@ -20,6 +20,10 @@ void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
 // ---- conv2d.cpp: groups divide C and K; depthwise is groups == C.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                     float* y);
+// conv2d_fused.cpp: the reference of the fused convolution (ConvFusion):
+// the same arithmetic, op for op, as batchnorm_forward_infer, relu, conv2d and add.
+void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                          const ConvFusion& f, float* y);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);
 

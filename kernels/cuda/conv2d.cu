@@ -142,17 +142,27 @@ struct WeightLoader {
   }
 };
 
-// Forward B: patches, element (k = crs, t = output pixel (n, p, q)).
+// (x - mean) * gamma / sqrt(var + eps) + beta: inference BatchNorm of channel c
+// (the CPU rounds 1/sqrt in double; the difference is within an ulp).
+__device__ __forceinline__ float bn_apply(const BatchNormPtrs& bn, int c, float x) {
+  const float scale = (bn.gamma ? bn.gamma[c] : 1.0f) * (1.0f / sqrtf(bn.var[c] + bn.eps));
+  return (x - bn.mean[c]) * scale + (bn.beta ? bn.beta[c] : 0.0f);
+}
+
+// Forward B: patches, element (k = crs, t = output pixel (n, p, q)); with
+// `pre` (the fused prologue) each in-image element becomes relu(pre(x)).
 template <int TILE, int BK>
 struct PatchLoader {
   static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / TILE;
   static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
   const Dims& d;
+  const BatchNormPtrs* pre;  // nullptr: no prologue
   const float* xn;  // this pixel's image, nullptr past the last pixel
   int h0, w0, t, kk;
   float v[kCount];
-  __device__ PatchLoader(const Dims& d_, const float* x, int t0, int tid)
-      : d(d_), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
+  __device__ PatchLoader(const Dims& d_, const float* x, int t0, int tid,
+                         const BatchNormPtrs* pre_ = nullptr)
+      : d(d_), pre(pre_), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
     const int m = t0 + t;
     if (m < d.N * d.PQ) {
       const int n = m / d.PQ, pq = m - n * d.PQ;
@@ -170,8 +180,10 @@ struct PatchLoader {
       float x = 0.0f;
       if (xn && crs < k_end) {
         const int h = h0 + r, w = w0 + s;
-        if ((unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W)
+        if ((unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W) {
           x = xn[(int64_t)c * d.HW + h * d.W + w];
+          if (pre) x = fmaxf(bn_apply(*pre, c, x), 0.0f);  // padding stays 0
+        }
       }
       v[l] = x;
       crs += kStep;  // advance (c, r, s) by kStep taps
@@ -196,6 +208,7 @@ struct ConvForward {
   Dims d;
   const float *x, *w, *bias;
   float* y;
+  ConvFusion f;  // all absent for the plain convolution
 
   template <int TILE, int BK>
   struct A : WeightLoader<TILE, BK> {
@@ -204,15 +217,22 @@ struct ConvForward {
   };
   template <int TILE, int BK>
   struct B : PatchLoader<TILE, BK> {
-    __device__ B(const ConvForward& p, int t0, int tid) : PatchLoader<TILE, BK>(p.d, p.x, t0, tid) {}
+    __device__ B(const ConvForward& p, int t0, int tid)
+        : PatchLoader<TILE, BK>(p.d, p.x, t0, tid, p.f.in_bn.present() ? &p.f.in_bn : nullptr) {}
   };
   __device__ void k_range(int& kb, int& ke) const {
     kb = 0;
     ke = d.C * d.RS;
   }
+  // The epilogue: bias, then the fused out_bn, relu and residual (ConvFusion).
   __device__ void store(int k, int m, float acc) const {
     const int n = m / d.PQ, pq = m - n * d.PQ;
-    y[((int64_t)n * d.K + k) * d.PQ + pq] = bias ? acc + bias[k] : acc;
+    const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
+    float v = bias ? acc + bias[k] : acc;
+    if (f.out_bn.present()) v = bn_apply(f.out_bn, k, v);
+    if (f.out_relu) v = fmaxf(v, 0.0f);
+    if (f.residual) v += f.residual[i];
+    y[i] = v;
   }
 };
 
@@ -666,9 +686,31 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   p.w = w;
   p.bias = bias;
   p.y = y;
+  p.f = ConvFusion{};
   int bm, bn;
   choose_conv_tile(p.M, p.N, bm, bn);
   launch_tile_kernel(p, bm, bn, 1, detail::use_tf32_tensor_cores(), st, "conv2d forward");
+}
+
+void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                          const ConvFusion& f, float* y, void* stream) {
+  check_shape("cuda conv2d_fused_forward", s);
+  DOFPOSE_CHECK(x && w && y, "cuda conv2d_fused_forward: x, w and y must not be null");
+  DOFPOSE_CHECK(s.groups == 1, "cuda conv2d_fused_forward: groups must be 1, got ", s.groups);
+  const Dims d = make_dims(s);
+  ConvForward p;
+  p.M = d.K;
+  p.N = d.N * d.PQ;
+  p.d = d;
+  p.x = x;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  p.f = f;
+  int bm, bn;
+  choose_conv_tile(p.M, p.N, bm, bn);
+  launch_tile_kernel(p, bm, bn, 1, detail::use_tf32_tensor_cores(), as_stream(stream),
+                     "conv2d fused forward");
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,

@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "dofpose/cuda_backend.h"
 #include "dofpose/error.h"
 
 #define DOFPOSE_CUDA_CHECK(call)                                                              \
@@ -18,6 +19,7 @@
 #define DOFPOSE_CUDA_LAUNCH_CHECK(name)                                            \
   do {                                                                             \
     DOFPOSE_CUDA_CHECK(cudaGetLastError());                                        \
+    if (::dofpose::cuda::capturing()) break; /* no sync inside a graph capture */  \
     cudaError_t err_ = cudaDeviceSynchronize();                                    \
     if (err_ != cudaSuccess)                                                       \
       ::dofpose::fail("CUDA kernel ", name, " failed: ", cudaGetErrorString(err_), \

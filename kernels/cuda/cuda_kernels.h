@@ -33,6 +33,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 // ---- conv2d.cu: groups divide C and K; depthwise is groups == C.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                     float* y, void* stream);
+// The fused convolution (ConvFusion): groups == 1; prologue in the patch
+// loader, epilogue in the tile store, one launch.
+void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                          const ConvFusion& f, float* y, void* stream);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias, void* stream);
 
@@ -134,5 +138,48 @@ void adam_update(int64_t n, float step_size, float bc2_sqrt, float beta1, float 
                  float* exp_avg_sq, void* stream);
 // sum of squares of x into *out (device scalar, overwritten).
 void sum_squares(int64_t n, const float* x, float* out, void* stream);
+
+// ---- lifter_persistent.cu: a whole batch-1 MLP program in one cooperative launch.
+// Every step is a fused linear layer on a vector: v = W x + b, then the optional
+// BatchNorm, ReLU and residual; x is ws[in_off, in_off + in_dim). Its result goes
+// to up to four destinations (a concat buffer, a pose buffer through a joint map
+// with an affine denormalisation). Steps of one phase run concurrently, phases
+// are separated by grid-wide barriers.
+struct MlpDest {
+  int buffer = 0;             // 0: the workspace, 1 + b: pose output b
+  int offset = 0;             // element offset in that buffer
+  const int* map = nullptr;   // device [out_dim]: element index per row (nullptr: row)
+  const float* mul = nullptr; // device, indexed like the buffer: v * mul + add (nullptr: none)
+  const float* add = nullptr;
+};
+struct MlpStep {
+  const float* w = nullptr;   // [out_dim, in_dim] row-major
+  const float* b = nullptr;   // [out_dim] or nullptr
+  BatchNormPtrs bn;
+  int relu = 0;
+  int in_off = 0, in_dim = 0, out_dim = 0;  // in_off -1: the program's input vector
+  int res_off = -1;           // workspace offset of the residual, -1: none
+  int ndest = 0;
+  MlpDest dest[4];
+};
+constexpr int kMlpMaxOutputs = 4;
+struct MlpProgram {
+  const MlpStep* steps = nullptr;    // device, in phase order
+  const int* phase_begin = nullptr;  // device [phases + 1]
+  int phases = 0;
+  float* ws = nullptr;               // device workspace
+  const float* input = nullptr;      // device [input_dim]
+  int input_dim = 0;
+  // Copies of the input into the concat buffers (done in phase 0).
+  const int* input_copies = nullptr; // device: workspace offsets
+  int n_input_copies = 0;
+  float* outputs[kMlpMaxOutputs] = {};  // pose buffers
+  int output_dim = 0;                // elements per pose buffer; [0, zero_prefix) are set to 0
+  int zero_prefix = 0;
+};
+// Runs the program with one cooperative launch on `stream`.
+void mlp_program_run(const MlpProgram& prog, void* stream);
+// Whether this device can run it (cooperative launch support).
+bool mlp_program_supported();
 
 }  // namespace dofpose::cuda_kernels

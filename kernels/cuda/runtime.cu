@@ -2,10 +2,13 @@
 #include "dofpose/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 
+#include <atomic>
+
 namespace dofpose::cuda {
 
 namespace {
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+std::atomic<int> g_captures{0};
 }  // namespace
 
 bool built() { return true; }
@@ -61,6 +64,39 @@ void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream) {
 void memset(void* dst, int value, size_t bytes, void* stream) {
   DOFPOSE_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, as_stream(stream)));
 }
+
+void graph_capture_begin(void* stream) {
+  DOFPOSE_CHECK(stream, "cuda::graph_capture_begin: needs a created stream, not the default one");
+  // Thread-local mode: other threads' CUDA calls are not affected by this capture.
+  DOFPOSE_CUDA_CHECK(cudaStreamBeginCapture(as_stream(stream), cudaStreamCaptureModeThreadLocal));
+  ++g_captures;
+}
+
+void* graph_capture_end(void* stream) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t err = cudaStreamEndCapture(as_stream(stream), &graph);
+  --g_captures;
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail("cuda::graph_capture_end: the capture failed (", cudaGetErrorString(err),
+         "): something inside it synchronised the host or used another stream");
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t ierr = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  DOFPOSE_CUDA_CHECK(ierr);
+  return exec;
+}
+
+void graph_launch(void* graph, void* stream) {
+  DOFPOSE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), as_stream(stream)));
+}
+
+void graph_destroy(void* graph) {
+  if (graph) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph));
+}
+
+bool capturing() { return g_captures.load() > 0; }
 
 void* stream_create() {
   cudaStream_t s = nullptr;

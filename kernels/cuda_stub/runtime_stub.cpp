@@ -21,6 +21,11 @@ void memcpy_h2d(void*, const void*, size_t, void*) { not_built("memcpy_h2d"); }
 void memcpy_d2h(void*, const void*, size_t, void*) { not_built("memcpy_d2h"); }
 void memcpy_d2d(void*, const void*, size_t, void*) { not_built("memcpy_d2d"); }
 void memset(void*, int, size_t, void*) { not_built("memset"); }
+void graph_capture_begin(void*) { not_built("graph_capture_begin"); }
+void* graph_capture_end(void*) { not_built("graph_capture_end"); }
+void graph_launch(void*, void*) { not_built("graph_launch"); }
+void graph_destroy(void*) {}
+bool capturing() { return false; }
 void* stream_create() { not_built("stream_create"); }
 void stream_destroy(void*) {}
 void stream_synchronize(void*) { not_built("stream_synchronize"); }

@@ -17,8 +17,11 @@
 
 #include "dofpose/context.h"
 #include "dofpose/cuda_backend.h"
+#include "dofpose/nn/graph_forward.h"
 #include "dofpose/nn/hourglass.h"
 #include "dofpose/nn/lifter.h"
+#include "dofpose/nn/model.h"
+#include "dofpose/nn/persistent_lifter.h"
 #include "dofpose/nn/optimizer.h"
 #include "dofpose/ops.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -200,7 +203,50 @@ void conv_cases(ck::MathMode mode, double tol) {
   }
 }
 
+// The fused convolution over the groups == 1 shapes, every combination of
+// prologue (in_bn + relu), out_bn, out_relu and residual.
+void fused_conv_cases(ck::MathMode mode, double tol) {
+  MathModeGuard guard(mode);
+  uint32_t seed = 900;
+  for (const ConvCase& c : kConvCases) {
+    if (c.groups != 1) continue;
+    ops::ConvParams p{c.stride, c.pad, c.groups};
+    for (int combo = 0; combo < 16; ++combo) {
+      const bool in_bn = combo & 1, out_bn = combo & 2, relu = combo & 4, residual = combo & 8;
+      if (combo % 3 != 0 && combo != 15) continue;  // a spread of the 16, all four together
+      const std::string name =
+          shape_name("conv2d_fused", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad}) +
+          (in_bn ? "+in_bn" : "") + (out_bn ? "+out_bn" : "") + (relu ? "+relu" : "") +
+          (residual ? "+residual" : "");
+      Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed);
+      Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
+      const Shape ys = ops::conv2d_output_shape(x, w, p);
+      OpCase oc(name);
+      int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU));
+      int ib = oc.in(randn({c.K}, ++seed));
+      int ig1 = oc.in(randn({c.C}, ++seed, 0.5f, 1.f)), ib1 = oc.in(randn({c.C}, ++seed));
+      int im1 = oc.in(randn({c.C}, ++seed)), iv1 = oc.in(positive({c.C}, ++seed));
+      int ig2 = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ib2 = oc.in(randn({c.K}, ++seed));
+      int im2 = oc.in(randn({c.K}, ++seed)), iv2 = oc.in(positive({c.K}, ++seed));
+      int ir = oc.in(randn(ys, ++seed)), iy = oc.out(ys);
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::ConvFusionRef f;
+        if (in_bn) f.in_bn = {t[ig1], t[ib1], t[im1], t[iv1], 1e-5f};
+        if (out_bn) f.out_bn = {t[ig2], t[ib2], t[im2], t[iv2], 1e-3f};
+        f.out_relu = relu;
+        if (residual) f.residual = t[ir];
+        ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
+      }, tol);
+    }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("backend ops: fused conv2d (BN+ReLU prologue, BN/ReLU/residual epilogue)") {
+  fused_conv_cases(ck::MathMode::F32, kReduction);
+  fused_conv_cases(ck::MathMode::TF32, kTf32);
+}
 
 TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuBLAS") {
   struct G {
@@ -614,6 +660,18 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
   c.attribute_channels = 8;
   c.domain_hidden = 8;
   nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
+  {  // running statistics and affine parameters away from their (0, 1) init,
+     // so the fused inference's folded BatchNorms are really exercised
+    std::vector<nn::Buffer> bc = cpu_net.buffers(), bg = gpu_net.buffers();
+    uint32_t seed = 300;
+    for (size_t i = 0; i < bc.size(); ++i) {
+      const Shape s = bc[i].value->shape();
+      const bool var = bc[i].name.find("running_var") != std::string::npos;
+      Tensor v = var ? positive(s, ++seed) : randn(s, ++seed, 0.2f);
+      copy(v, *bc[i].value);
+      copy(v, *bg[i].value);
+    }
+  }
   gpu_net.to_device(Device::CUDA);
   Tensor x = randn({2, 3, 64, 64}, 11);
   Tensor target = randn({2, 5, 16, 16}, 12, 0.1f);
@@ -622,11 +680,19 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
   Arena cpu_arena(Device::CPU), gpu_arena(Device::CUDA);
   Tensor xd = x.to(Device::CUDA), td = target.to(Device::CUDA);
 
-  for (nn::Mode mode : {nn::Mode::Infer, nn::Mode::Train}) {
-    INFO("mode " << (mode == nn::Mode::Train ? "train" : "infer"));
+  for (int run = 0; run < 3; ++run) {
+    // 0: fused inference on both; 1: unfused CPU vs fused CUDA; 2: training
+    const nn::Mode mode = run == 2 ? nn::Mode::Train : nn::Mode::Infer;
+    INFO("run " << run << " mode " << (mode == nn::Mode::Train ? "train" : "infer"));
     cpu_arena.reset();
     gpu_arena.reset();
-    nn::HourglassOutputs oc = cpu_net.forward(cpu_arena, x, mode);
+    nn::HourglassOutputs oc;
+    if (run == 1) {
+      nn::ScopedUnfusedInference unfused;
+      oc = cpu_net.forward(cpu_arena, x, mode);
+    } else {
+      oc = cpu_net.forward(cpu_arena, x, mode);
+    }
     nn::HourglassOutputs og = gpu_net.forward(gpu_arena, xd, mode);
     for (size_t s = 0; s < oc.heatmaps.size(); ++s) {
       expect_close("heatmaps stack " + std::to_string(s), to_host(oc.heatmaps[s]),
@@ -692,6 +758,128 @@ TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") 
       const std::vector<nn::Param> names = cpu_net->parameters();
       for (size_t i = 0; i < rc.size(); ++i) expect_close("grad " + names[i].name, rc[i], rg[i], 1e-3);
     }
+  }
+  ops::set_cuda_stream(nullptr);
+}
+
+namespace {
+
+// A lifter with random BatchNorm statistics and normalisation, as a Model.
+std::unique_ptr<nn::Model> random_lifter_model(const std::string& kind, bool attributes,
+                                               uint32_t seed) {
+  nn::LifterConfig c;
+  c.kind = kind;
+  c.width = 64;
+  c.blocks = 2;
+  c.use_attributes = attributes;
+  auto l = nn::Lifter::create(c, seed);
+  for (const nn::Buffer& b : l->buffers()) {
+    const bool positive_values = b.name.find("running_var") != std::string::npos ||
+                                 b.name.find(".std") != std::string::npos;
+    Tensor v = positive_values ? positive(b.value->shape(), ++seed) : randn(b.value->shape(), ++seed, 0.3f);
+    copy(v, *b.value);
+  }
+  return nn::make_model(std::move(l));
+}
+
+Tensor attributes_for(int64_t n, uint32_t seed) {
+  Tensor a = Tensor::zeros({n, 27});
+  std::mt19937 rng(seed);
+  for (int64_t r = 0; r < n; ++r)
+    for (int j = 0; j < 9; ++j) a.f32()[r * 27 + j * 3 + int(rng() % 3)] = 1.f;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martinez, progressive, two_block)") {
+  for (const char* kind : {"martinez", "progressive", "two_block"}) {
+    for (bool attributes : {false, true}) {
+      INFO(kind << (attributes ? " + attributes" : ""));
+      auto cpu_model = random_lifter_model(kind, attributes, 50);
+      auto gpu_model = random_lifter_model(kind, attributes, 50);
+      gpu_model->module().to_device(Device::CUDA);
+      REQUIRE(nn::PersistentLifter::available());
+      Context ctx(Device::CUDA);
+      ctx.make_current();
+      for (uint32_t trial = 0; trial < 2; ++trial) {  // a second input: nothing stale
+        Tensor x = randn({1, 16, 2}, 60 + trial, 1.5f);
+        Tensor a = attributes_for(1, 70 + trial);
+        nn::ModelInputs in{x.view(), attributes ? a.view() : TensorView()};
+        Arena ca(Device::CPU), ga(Device::CUDA);
+        auto oc = cpu_model->forward(ca, in);
+        auto og = gpu_model->forward(ga, in);
+        ctx.synchronize();
+        REQUIRE(oc.size() == og.size());
+        for (size_t i = 0; i < oc.size(); ++i) {
+          CHECK(oc[i].name == og[i].name);
+          expect_close(oc[i].name, to_host(oc[i].value), to_host(og[i].value), 1e-4);
+        }
+      }
+      // The program: progressive and two_block have six regressors, martinez one.
+      nn::Lifter& l = dynamic_cast<nn::Lifter&>(gpu_model->module());
+      nn::PersistentLifter plan(l);
+      const int per_regressor = 2 + 2 * l.config().blocks;
+      CHECK(plan.steps() == int(l.regressors().size()) * per_regressor);
+      if (std::string(kind) == "progressive")
+        CHECK(plan.phases() == 3 * per_regressor);  // block I and II share phases
+      else
+        CHECK(plan.phases() == per_regressor);
+      ops::set_cuda_stream(nullptr);
+    }
+  }
+}
+
+TEST_CASE("CUDA graph forward: replays equal eager forwards, new inputs are seen, shapes recapture") {
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  SUBCASE("hourglass") {
+    nn::HourglassConfig c;
+    c.stacks = 2;
+    c.num_feats = 32;
+    c.num_joints = 5;
+    c.input_size = 64;
+    c.depth = 2;
+    c.stem_channels = 16;
+    c.attribute_channels = 8;
+    c.domain_hidden = 8;
+    auto model = nn::make_model(std::make_unique<nn::HourglassNet>(c, 9));
+    model->module().to_device(Device::CUDA);
+    nn::GraphForward graph(*model);
+    for (int trial = 0; trial < 3; ++trial) {
+      const int64_t n = trial < 2 ? 2 : 3;
+      Tensor x = randn({n, 3, 64, 64}, 80 + trial);
+      Arena ea(Device::CUDA);
+      ctx.make_current();
+      auto eager = model->forward(ea, {x.view(), {}});
+      ctx.synchronize();
+      auto replay = graph.run({x.view(), {}});
+      graph.synchronize();
+      REQUIRE(eager.size() == replay.size());
+      for (size_t i = 0; i < eager.size(); ++i)
+        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+    }
+    CHECK(graph.captures() == 2);  // batch 2 once, then batch 3
+  }
+  SUBCASE("lifter, batch 5 and batch 1 (the persistent kernel inside the graph)") {
+    auto model = random_lifter_model("progressive", true, 90);
+    model->module().to_device(Device::CUDA);
+    nn::GraphForward graph(*model);
+    for (int trial = 0; trial < 4; ++trial) {
+      const int64_t n = trial < 2 ? 5 : 1;
+      Tensor x = randn({n, 16, 2}, 100 + trial);
+      Tensor a = attributes_for(n, 110 + trial);
+      Arena ea(Device::CUDA);
+      ctx.make_current();
+      auto eager = model->forward(ea, {x.view(), a.view()});
+      ctx.synchronize();
+      auto replay = graph.run({x.view(), a.view()});
+      graph.synchronize();
+      REQUIRE(eager.size() == replay.size());
+      for (size_t i = 0; i < eager.size(); ++i)
+        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+    }
+    CHECK(graph.captures() == 2);
   }
   ops::set_cuda_stream(nullptr);
 }

@@ -17,7 +17,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: dofpose forward --model M.safetensors --input X.npy [--output OUT.npz]\n"
     "                       [--attributes A.npy] [--dump DIR] [--profile] [--repeat N]\n"
-    "                       [--profile-json FILE] [--threads N]\n"
+    "                       [--profile-json FILE] [--threads N] [--device cpu|cuda]\n"
     "\n"
     "Runs a hourglass or lifter model (weights file with metadata kind/config) in\n"
     "inference mode on a float32 .npy input and writes every output as an array of\n"
@@ -36,6 +36,9 @@ constexpr const char* kUsage =
     "  --repeat N          profiled runs (default 10)\n"
     "  --profile-json FILE the profile as JSON (implies --profile)\n"
     "  --threads N         CPU threads (default: all cores)\n"
+    "  --device cpu|cuda   where the model runs (default cpu); on cuda --profile waits\n"
+    "                      for the GPU around every layer and marks each as an NVTX\n"
+    "                      range (names show in Nsight Systems / Compute)\n"
     "\n"
     "Details and examples: docs/cli.md\n";
 
@@ -63,7 +66,8 @@ int cmd_forward(int argc, char** argv) {
       continue;
     }
     static const char* const with_value[] = {"--model", "--input", "--output", "--attributes",
-                                              "--dump", "--repeat", "--profile-json", "--threads"};
+                                              "--dump", "--repeat", "--profile-json", "--threads",
+                                              "--device"};
     bool known = false;
     for (const char* f : with_value) known = known || a == f;
     if (!known) {
@@ -82,6 +86,7 @@ int cmd_forward(int argc, char** argv) {
     else if (a == "--dump") opt.dump_dir = v;
     else if (a == "--repeat") opt.repeat = parse_int("--repeat", v);
     else if (a == "--threads") opt.threads = parse_int("--threads", v);
+    else if (a == "--device") opt.device = v;
     else if (a == "--profile-json") {
       json_path = v;
       opt.profile = true;

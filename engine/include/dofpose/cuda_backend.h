@@ -20,6 +20,15 @@ void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream = nullptr
 void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void memset(void* dst, int value, size_t bytes, void* stream = nullptr);
 
+// CUDA graphs: work queued on `stream` between begin and end is recorded
+// (not run) and instantiated into an executable graph that graph_launch
+// replays with one call. Inside a capture nothing may synchronise the host.
+void graph_capture_begin(void* stream);
+void* graph_capture_end(void* stream);  // the executable graph
+void graph_launch(void* graph, void* stream);
+void graph_destroy(void* graph);
+bool capturing();  // a capture is open in this process (debug syncs skip then)
+
 void* stream_create();
 void stream_destroy(void* stream);
 void stream_synchronize(void* stream);

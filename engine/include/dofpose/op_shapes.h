@@ -2,6 +2,13 @@
 #pragma once
 #include <cstdint>
 
+// Callable from CUDA kernels too (these structs are kernel parameters).
+#if defined(__CUDACC__)
+#define DOFPOSE_HOST_DEVICE __host__ __device__
+#else
+#define DOFPOSE_HOST_DEVICE
+#endif
+
 namespace dofpose {
 
 // NCHW input [N,C,H,W], weight [K, C/groups, R, S], output [N,K,P,Q].
@@ -17,6 +24,27 @@ struct Conv2dShape {
 // BatchNorm over [N, C, HW] (HW = 1 for BatchNorm1d on [N, C]).
 struct BatchNormShape {
   int N = 1, C = 1, HW = 1;
+};
+
+// An inference BatchNorm as the fused convolution reads it: per channel
+// y = (x - mean) * (gamma / sqrt(var + eps)) + beta; mean == nullptr: absent.
+struct BatchNormPtrs {
+  const float *gamma = nullptr, *beta = nullptr, *mean = nullptr, *var = nullptr;
+  float eps = 1e-5f;
+  DOFPOSE_HOST_DEVICE bool present() const { return mean != nullptr; }
+};
+
+// What a fused convolution does around the product (inference only):
+//   input  x -> relu(in_bn(x)) as it is loaded (padding stays zero), when in_bn is present;
+//   output v = acc + bias; v = out_bn(v) when present; v = relu(v) when out_relu;
+//          v += residual[n][k][p][q] when residual is not null.
+// One pass replaces the pre-activation BN + ReLU, the conv, the next BN + ReLU
+// and the residual add of a bottleneck (docs/cuda.md, "Fused bottleneck").
+struct ConvFusion {
+  BatchNormPtrs in_bn;
+  BatchNormPtrs out_bn;
+  bool out_relu = false;
+  const float* residual = nullptr;
 };
 
 // Bilinear sampling conventions:

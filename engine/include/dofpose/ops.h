@@ -24,6 +24,24 @@ void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView&
                      const TensorView& dx, const TensorView& dw, const TensorView& dbias,
                      ConvParams p);
 
+// Inference BatchNorm parameters of one layer (per-channel tensors [C]);
+// gamma/beta may be empty (1 and 0), mean empty = no BatchNorm.
+struct BatchNormRef {
+  TensorView gamma, beta, mean, var;
+  float eps = 1e-5f;
+};
+// The fused convolution (inference): x -> relu(in_bn(x)) at load, the conv,
+// then out_bn, relu (out_relu) and + residual [N,K,P,Q] in the epilogue
+// (ConvFusion in dofpose/op_shapes.h). groups == 1. On the CPU the result is
+// bitwise that of the separate ops; on CUDA it is one kernel launch.
+struct ConvFusionRef {
+  BatchNormRef in_bn, out_bn;
+  bool out_relu = false;
+  TensorView residual;
+};
+void conv2d_fused_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
+                          const TensorView& y, ConvParams p, const ConvFusionRef& f);
+
 // x [N,in], w [out,in], b [out] or empty -> y [N,out].
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,
                     const TensorView& y);

@@ -55,6 +55,7 @@ BatchNorm::BatchNorm(int c, float eps, float momentum)
 
 TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("BatchNorm"));
   mode_ = mode;
   x_ = x;
   TensorView y = arena.alloc(x.shape);
@@ -102,5 +103,20 @@ TensorView ReLU::backward(Arena& arena, const TensorView& dy) {
   ops::relu_backward(x_, dy, dx);
   return dx;
 }
+
+namespace {
+thread_local bool g_fused_inference = true;
+}  // namespace
+
+bool fused_inference(Mode mode) {
+  if (mode != Mode::Infer || !g_fused_inference) return false;
+  const Tracer* t = active_tracer();
+  return !(t && t->needs_every_layer());
+}
+
+ScopedUnfusedInference::ScopedUnfusedInference() : previous_(g_fused_inference) {
+  g_fused_inference = false;
+}
+ScopedUnfusedInference::~ScopedUnfusedInference() { g_fused_inference = previous_; }
 
 }  // namespace dofpose::nn

@@ -31,10 +31,22 @@ Conv2d::Conv2d(int in_c, int out_c, int k, int stride, int pad, int groups, bool
 
 TensorView Conv2d::forward(Arena& arena, const TensorView& x) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Conv2d"));
   x_ = x;
   TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p));
   ops::conv2d_forward(x, weight, bias.view(), y, p);
   if (span.on()) span.done(trace.get("Conv2d"), "Conv2d", y, ops::conv2d_shape(x, weight, p).flops());
+  return y;
+}
+
+TensorView Conv2d::forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
+                                 const char* type) {
+  TraceSpan span;
+  if (span.on()) span.range(trace.get("Conv2d"));
+  x_ = TensorView();  // a fused forward cannot be back-propagated
+  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p));
+  ops::conv2d_fused_forward(x, weight, bias.view(), y, p, f);
+  if (span.on()) span.done(trace.get("Conv2d"), type, y, ops::conv2d_shape(x, weight, p).flops());
   return y;
 }
 

@@ -194,7 +194,9 @@ Bottleneck::Bottleneck(int inplanes, int planes)
 }
 
 TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
+  if (fused_inference(mode)) return forward_fused(arena, x);
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Bottleneck"));
   // PyTorch's Bottleneck applies one nn.ReLU module ("relu") three times.
   auto relu = [&](ReLU& r, const TensorView& v) {
     return traced_op(trace, "relu", "ReLU", [&] { return r.forward(arena, v); });
@@ -209,6 +211,33 @@ TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
     if (ds.on()) ds.done(trace.child("downsample"), "Sequential", skip, 0, true);
   }
   traced_inplace(trace, "add", "Add", h, [&] { ops::accumulate(skip, h); });
+  if (span.on()) span.done(trace.get("Bottleneck"), "Bottleneck", h, 0, true);
+  return h;
+}
+
+// Three launches instead of ten: conv1 loads relu(bn1(x)) and stores
+// relu(bn2(.)), conv2 stores relu(bn3(.)), conv3 adds the skip in its epilogue.
+TensorView Bottleneck::forward_fused(Arena& arena, const TensorView& x) {
+  TraceSpan span;
+  if (span.on()) span.range(trace.get("Bottleneck"));
+  TensorView skip = x;
+  if (downsample) {
+    TraceSpan ds;
+    skip = downsample->forward(arena, x);
+    if (ds.on()) ds.done(trace.child("downsample"), "Sequential", skip, 0, true);
+  }
+  ops::ConvFusionRef f1;
+  f1.in_bn = bn1.ref();
+  f1.out_bn = bn2.ref();
+  f1.out_relu = true;
+  TensorView h = conv1.forward_fused(arena, x, f1, "BN+ReLU+Conv2d+BN+ReLU");
+  ops::ConvFusionRef f2;
+  f2.out_bn = bn3.ref();
+  f2.out_relu = true;
+  h = conv2.forward_fused(arena, h, f2, "Conv2d+BN+ReLU");
+  ops::ConvFusionRef f3;
+  f3.residual = skip;
+  h = conv3.forward_fused(arena, h, f3, "Conv2d+Add");
   if (span.on()) span.done(trace.get("Bottleneck"), "Bottleneck", h, 0, true);
   return h;
 }
@@ -253,6 +282,7 @@ Residuals::Residuals(int inplanes, int planes, int count) {
 
 TensorView Residuals::forward(Arena& arena, const TensorView& x, Mode mode) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Residuals"));
   TensorView h = x;
   for (auto& b : blocks) h = b->forward(arena, h, mode);
   if (span.on()) span.done(trace.get("Residuals"), "Residuals", h, 0, true);
@@ -323,6 +353,7 @@ TensorView HourglassBlock::forward(Arena& arena, const TensorView& x, Mode mode)
                 "HourglassBlock: input ", x.str(), " must be [N,C,H,W] with H and W multiples of ",
                 multiple, " (depth ", levels_.size(), ")");
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Hourglass"));
   TensorView y = forward_level(arena, int(levels_.size()), x, mode);
   if (span.on()) span.done(trace.get("Hourglass"), "Hourglass", y, 0, true);
   return y;
@@ -374,6 +405,7 @@ FullyConnected::FullyConnected(int in, int out)
 
 TensorView FullyConnected::forward(Arena& arena, const TensorView& x) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Linear"));
   x_ = x;
   TensorView y = arena.alloc({x.dim(0), out_features});
   ops::linear_forward(x, weight, bias, y);
@@ -405,12 +437,8 @@ TensorView GlobalAvgPool::forward(Arena& arena, const TensorView& x) {
   DOFPOSE_CHECK(x.ndim() == 4, "GlobalAvgPool: input ", x.str(), " must be [N,C,H,W]");
   x_ = x;
   const int64_t hw = x.dim(2) * x.dim(3), rows = x.dim(0) * x.dim(1);
-  if (w_cpu_.numel() != hw) {
-    w_cpu_ = Tensor::empty({1, hw});
-    fill(w_cpu_, 1.f / float(hw));
-  }
-  w_ = arena.alloc({1, hw});
-  copy(w_cpu_, w_);
+  w_ = arena.alloc({1, hw}, DType::F32);
+  fill(w_, 1.f / float(hw));  // on the arena's device: no host round trip
   TensorView y = arena.alloc({rows, 1});
   ops::linear_forward(x.reshape({rows, hw}), w_, TensorView(), y);
   return y.reshape({x.dim(0), x.dim(1)});
@@ -459,6 +487,7 @@ AttributeHead::AttributeHead(int feats_, int joints_, int channels, int heatmap_
 TensorView AttributeHead::forward(Arena& arena, const TensorView& f, const TensorView& heat,
                                   Mode mode) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("AttributeHead"));
   TensorView h = conv.forward(
       arena, traced_op(trace, "concat", "Concat", [&] { return concat_channels(arena, f, heat); }));
   h = bn.forward(arena, h, mode);
@@ -508,6 +537,7 @@ DomainHead::DomainHead(int feats, int hidden, float lambda)
 TensorView DomainHead::forward(Arena& arena, const TensorView& f) {
   // The gradient reversal is the identity going forward: pool f directly.
   TraceSpan span;
+  if (span.on()) span.range(trace.get("DomainHead"));
   TensorView h = fc1.forward(
       arena, traced_op(trace, "pool", "GlobalAvgPool", [&] { return pool_.forward(arena, f); }));
   h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
@@ -590,8 +620,18 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
   DOFPOSE_CHECK(x.ndim() == 4 && x.dim(1) == 3 && x.dim(2) == size && x.dim(3) == size,
                 "HourglassNet: input ", x.str(), " must be [N,3,", size, ",", size,
                 "] (config input_size)");
-  TensorView h = bn1.forward(arena, conv1.forward(arena, x), mode);
-  h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+  const bool fused = fused_inference(mode);
+  fused_forward_ = fused;
+  TensorView h;
+  if (fused) {
+    ops::ConvFusionRef f;
+    f.out_bn = bn1.ref();
+    f.out_relu = true;
+    h = conv1.forward_fused(arena, x, f, "Conv2d+BN+ReLU");
+  } else {
+    h = bn1.forward(arena, conv1.forward(arena, x), mode);
+    h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+  }
   h = layer1.forward(arena, h, mode);
   h = traced_op(trace, "maxpool", "MaxPool2x2", [&] { return maxpool_.forward(arena, h); });
   h = layer3.forward(arena, layer2.forward(arena, h, mode), mode);
@@ -601,15 +641,29 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
     Stack& st = stacks[s];
     TensorView y = st.res->forward(arena, st.hg->forward(arena, h, mode), mode);
     TraceSpan fc_span;  // PyTorch's fc.{s} = Sequential(conv, bn, relu)
-    y = st.fc_bn->forward(arena, st.fc_conv->forward(arena, y), mode);
-    TraceSpan relu_span;
-    y = st.fc_relu.forward(arena, y);
-    if (relu_span.on()) relu_span.done(trace.child(concat("fc.", s, ".2")), "ReLU", y);
+    if (fused) {
+      ops::ConvFusionRef f;
+      f.out_bn = st.fc_bn->ref();
+      f.out_relu = true;
+      y = st.fc_conv->forward_fused(arena, y, f, "Conv2d+BN+ReLU");
+    } else {
+      y = st.fc_bn->forward(arena, st.fc_conv->forward(arena, y), mode);
+      TraceSpan relu_span;
+      y = st.fc_relu.forward(arena, y);
+      if (relu_span.on()) relu_span.done(trace.child(concat("fc.", s, ".2")), "ReLU", y);
+    }
     if (fc_span.on()) fc_span.done(trace.child(concat("fc.", s)), "Sequential", y, 0, true);
     TensorView score = st.score->forward(arena, y);
     out.heatmaps.push_back(score);
     out.features = y;
-    if (st.fc_) {  // x = x + fc_(y) + score_(score)
+    if (st.fc_ && fused) {  // x + fc_(y) + score_(score): the adds in the epilogues
+      ops::ConvFusionRef f1;
+      f1.residual = h;
+      TensorView partial = st.fc_->forward_fused(arena, y, f1, "Conv2d+Add");
+      ops::ConvFusionRef f2;
+      f2.residual = partial;
+      h = st.score_->forward_fused(arena, score, f2, "Conv2d+Add");
+    } else if (st.fc_) {  // x = x + fc_(y) + score_(score)
       TensorView from_features = st.fc_->forward(arena, y);
       TensorView from_score = st.score_->forward(arena, score);
       TensorView next = arena.alloc(h.shape);
@@ -630,6 +684,9 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
 
 TensorView HourglassNet::backward(Arena& arena, const HourglassGrads& grads, bool input_grad) {
   DOFPOSE_CHECK(forward_done_, "HourglassNet::backward called without a forward");
+  DOFPOSE_CHECK(!fused_forward_, "HourglassNet::backward: the last forward was a fused "
+                "inference forward, which keeps nothing for backward; run it under "
+                "nn::ScopedUnfusedInference (or in Mode::Train)");
   const size_t n_stacks = stacks.size();
   DOFPOSE_CHECK(grads.heatmaps.empty() || grads.heatmaps.size() == n_stacks,
                 "HourglassNet::backward: got ", grads.heatmaps.size(),

@@ -116,6 +116,7 @@ ResidualBlock::ResidualBlock(int w, float p, float momentum, float eps)
 
 TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("ResidualBlock"));
   TensorView h = bn1.forward(arena, linear1.forward(arena, x), mode);
   h = traced_op(trace, "relu1", "ReLU", [&] { return relu1.forward(arena, h); });
   h = drop1.forward(arena, h, mode);  // the identity at inference: not traced
@@ -158,6 +159,7 @@ TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
   DOFPOSE_CHECK(x.ndim() == 2 && x.dim(1) == in_features, "Regressor: input must be [N,",
                 in_features, "], got ", x.str());
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Regressor"));
   TensorView h = input_bn.forward(arena, input_layer.forward(arena, x), mode);
   h = traced_op(trace, "input_relu", "ReLU", [&] { return input_relu.forward(arena, h); });
   h = input_drop.forward(arena, h, mode);
@@ -507,6 +509,17 @@ TensorView Lifter::normalise_output(Arena& arena, const TensorView& pose3d) cons
 TensorView Lifter::denormalise_output(Arena& arena, const TensorView& yn) const {
   const int64_t n = yn.ndim() >= 1 ? yn.dim(0) : 0, out = config_.output_dim();
   check_pose_batch("Lifter::denormalise_output", "y", yn, n, out, yn.device);
+  if (yn.device != Device::CPU) {  // on the device, queued: no host round trip
+    DOFPOSE_CHECK(norm_output_std.device() == yn.device, "Lifter::denormalise_output: y is on ",
+                  yn.str(), " but the normalisation statistics are on the ",
+                  device_name(norm_output_std.device()));
+    TensorView y = arena.alloc({n, out}, DType::F32);
+    ops::affine_columns(yn, norm_output_std, norm_output_mean, y);
+    TensorView origin = arena.alloc({n, 3}, DType::F32);
+    fill(origin, 0.f);
+    ops::copy_columns(origin, 0, y, 0, 3);  // the origin
+    return y;
+  }
   Tensor yn_holder, mean_holder, std_holder;
   const float* src = host_floats(yn, yn_holder);  // yn may live on a device
   const float* mean = host_floats(norm_output_mean, mean_holder);

@@ -42,6 +42,7 @@ void Linear::init_uniform(uint64_t seed) {
 
 TensorView Linear::forward(Arena& arena, const TensorView& x) {
   TraceSpan span;
+  if (span.on()) span.range(trace.get("Linear"));
   x_ = x;
   DOFPOSE_CHECK(x.ndim() == 2, "Linear: input must be [N,", in_features, "], got ", x.str());
   TensorView y = arena.alloc({x.dim(0), out_features});

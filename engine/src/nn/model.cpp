@@ -10,6 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "dofpose/build_info.h"
+#include "dofpose/context.h"
+#include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
+#include "dofpose/nn/persistent_lifter.h"
 #include "dofpose/npz.h"
 
 namespace dofpose::nn {
@@ -49,14 +53,17 @@ class HourglassModel : public Model {
                   "forward: --attributes is for lifters; this is a hourglass model");
   }
 
-  std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) override {
-    check_inputs(in);
-    TensorView x = in.input;
-    if (x.device != arena.device()) {  // a host image for a model on a device: upload it
-      x = arena.alloc(in.input.shape);
-      copy(in.input, x);
+  ModelInputs stage_inputs(Arena& arena, const ModelInputs& in) override {
+    ModelInputs staged = in;
+    if (in.input.device != arena.device()) {  // a host image for a model on a device: upload it
+      staged.input = arena.alloc(in.input.shape);
+      copy(in.input, staged.input);
     }
-    HourglassOutputs o = net_->forward(arena, x, Mode::Infer);
+    return staged;
+  }
+
+  std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) override {
+    HourglassOutputs o = net_->forward(arena, staged.input, Mode::Infer);
     std::vector<NamedView> out;
     for (size_t s = 0; s < o.heatmaps.size(); ++s)
       out.push_back({concat("heatmaps_stack", s), o.heatmaps[s]});
@@ -118,11 +125,19 @@ class LifterModel : public Model {
     }
   }
 
-  std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) override {
-    check_inputs(in);
+  ModelInputs stage_inputs(Arena& arena, const ModelInputs& in) override {
     TraceSpan norm_span;
-    TensorView x = net_->prepare_input(arena, in.input, in.attributes);
-    if (norm_span.on()) norm_span.done("norm.input", "Normalise", x);
+    ModelInputs staged;
+    staged.input = net_->prepare_input(arena, in.input, in.attributes);
+    if (norm_span.on()) norm_span.done("norm.input", "Normalise", staged.input);
+    return staged;
+  }
+
+  std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) override {
+    const TensorView& x = staged.input;
+    if (x.device == Device::CUDA && x.dim(0) == 1 && fused_inference(Mode::Infer) &&
+        PersistentLifter::available())
+      return forward_persistent(arena, x);
     LifterOutput o = net_->forward(arena, x, Mode::Infer);
     const int64_t n = x.dim(0);
     std::vector<NamedView> out;
@@ -142,7 +157,29 @@ class LifterModel : public Model {
   Module& module() override { return *net_; }
 
  private:
+  // Batch 1 on CUDA: the whole network and the denormalisation in one launch.
+  std::vector<NamedView> forward_persistent(Arena& arena, const TensorView& x) {
+    const void* first_weight = net_->parameters().front().value->view().data;
+    if (!persistent_ || persistent_weights_ != first_weight) {  // (re)built after to_device
+      persistent_ = std::make_unique<PersistentLifter>(*net_);
+      persistent_weights_ = first_weight;
+    }
+    TraceSpan span;
+    std::vector<TensorView> poses;
+    for (int b = 0; b < net_->num_blocks(); ++b)
+      poses.push_back(arena.alloc({1, LifterConfig::kOutputJoints, 3}));
+    persistent_->run(x, poses);
+    if (span.on()) span.done("lifter.persistent", "PersistentLifter", poses.back());
+    std::vector<NamedView> out;
+    if (poses.size() > 1)
+      for (size_t b = 0; b < poses.size(); ++b) out.push_back({concat("pose3d_block", b + 1), poses[b]});
+    out.push_back({"pose3d", poses.back()});
+    return out;
+  }
+
   std::unique_ptr<Lifter> net_;
+  std::unique_ptr<PersistentLifter> persistent_;
+  const void* persistent_weights_ = nullptr;
 };
 
 std::vector<uint8_t> read_file(const std::string& path, const char* what) {
@@ -245,8 +282,28 @@ ForwardResult run_forward(const ForwardOptions& opt) {
                   "forward: the folder of the output '", opt.output, "' does not exist");
   }
   if (opt.threads > 0) set_cpu_threads(opt.threads);
+  DOFPOSE_CHECK(opt.device == "cpu" || opt.device == "cuda",
+                "forward: --device must be cpu or cuda, got '", opt.device, "'");
+  const Device device = opt.device == "cuda" ? Device::CUDA : Device::CPU;
+  if (device == Device::CUDA) {
+    DOFPOSE_CHECK(cuda::built(), "forward: --device cuda, but this dofpose was built without "
+                  "the CUDA backend (configure with -DDOFPOSE_CUDA=ON)");
+    DOFPOSE_CHECK(cuda::device_count() > 0, "forward: --device cuda, but no CUDA device was found");
+  }
+  std::unique_ptr<Context> ctx;  // CUDA: the stream every op is queued on
+  if (device == Device::CUDA) {
+    ctx = std::make_unique<Context>(Device::CUDA);
+    ctx->make_current();
+  }
+  struct StreamReset {  // ops on this thread go back to the default stream afterwards
+    bool on;
+    ~StreamReset() {
+      if (on) ops::set_cuda_stream(nullptr);
+    }
+  } stream_reset{device == Device::CUDA};
 
   std::unique_ptr<Model> model = load_model(opt.model);
+  model->module().to_device(device);
   Tensor input = read_npy_f32(opt.input, "input");
   Tensor attributes;
   if (!opt.attributes.empty()) {
@@ -263,7 +320,8 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   r.model_summary = model->summary();
   r.input_shape = input.shape();
   r.threads = cpu_threads();
-  Arena arena;
+  r.device = device == Device::CUDA ? cuda::device_name(0) : "cpu";
+  Arena arena(device);
 
   // 1. The outputs (this pass is also the warm-up of the profile: it sizes the arena).
   {
@@ -292,13 +350,15 @@ ForwardResult run_forward(const ForwardOptions& opt) {
 
   // 3. Per-layer times, averaged over the runs.
   if (opt.profile) {
-    ProfileTracer prof;
+    ProfileTracer prof(device == Device::CUDA);
     double wall = 0;
     for (int k = 0; k < opt.repeat; ++k) {
       arena.reset();
       ScopedTracer on(&prof);
+      if (ctx) ctx->synchronize();
       const auto t0 = std::chrono::steady_clock::now();
       model->forward(arena, in);
+      if (ctx) ctx->synchronize();
       wall += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       prof.end_run();
     }
@@ -326,10 +386,11 @@ std::string format_profile(const ForwardResult& r) {
   std::string out;
   char line[512];
   std::snprintf(line, sizeof line,
-                "%s\ninput %s, %d thread(s); mean of %d run(s) after 1 warm-up\n\n",
-                r.model_summary.c_str(), r.input_shape.str().c_str(), r.threads, r.repeat);
+                "%s\ninput %s on %s, %d CPU thread(s); mean of %d run(s) after 1 warm-up\n\n",
+                r.model_summary.c_str(), r.input_shape.str().c_str(),
+                r.device.empty() ? "cpu" : r.device.c_str(), r.threads, r.repeat);
   out += line;
-  std::snprintf(line, sizeof line, "%5s  %-32s %-14s %-18s %10s %7s %9s\n", "#", "layer", "type",
+  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10s %7s %9s\n", "#", "layer", "type",
                 "output", "ms", "share", "GFLOP/s");
   out += line;
   int index = 0;
@@ -338,7 +399,7 @@ std::string format_profile(const ForwardResult& r) {
     if (row.composite) continue;
     char gf[32] = "-";
     if (row.flops > 0) std::snprintf(gf, sizeof gf, "%.1f", row.gflops_per_s);
-    std::snprintf(line, sizeof line, "%5d  %-32s %-14s %-18s %10.3f %6.1f%% %9s\n", index++,
+    std::snprintf(line, sizeof line, "%5d  %-32s %-22s %-18s %10.3f %6.1f%% %9s\n", index++,
                   row.name.c_str(), row.type.c_str(), row.shape.str().c_str(), row.ms, row.share,
                   gf);
     out += line;
@@ -347,7 +408,7 @@ std::string format_profile(const ForwardResult& r) {
   const double gflops = r.layers_ms > 0 ? double(total_flops) / (r.layers_ms * 1e6) : 0.0;
   char gflop_text[48];
   std::snprintf(gflop_text, sizeof gflop_text, "%.2f GFLOP", double(total_flops) * 1e-9);
-  std::snprintf(line, sizeof line, "%5s  %-32s %-14s %-18s %10.3f %6.1f%% %9.1f\n", "",
+  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10.3f %6.1f%% %9.1f\n", "",
                 concat("total (", index, " layers)").c_str(), "",
                 gflop_text, r.layers_ms,
                 r.layers_ms > 0 ? 100.0 : 0.0, gflops);

@@ -4,7 +4,12 @@
 #include <filesystem>
 #include <system_error>
 
+#include "dofpose/cuda_backend.h"
 #include "dofpose/npz.h"
+#include "dofpose/ops.h"
+#ifdef DOFPOSE_WITH_CUDA
+#include <nvtx3/nvToolsExt.h>  // header-only (NVTX 3): no library to link
+#endif
 
 namespace dofpose::nn {
 
@@ -59,6 +64,24 @@ void ProfileTracer::end_run() {
                 " layers, the first run ", layers_.size());
   position_ = 0;
   ++runs_;
+}
+
+void ProfileTracer::sync() {
+  if (device_sync_) cuda::stream_synchronize(ops::cuda_stream());
+}
+
+void ProfileTracer::range_push(const std::string& name) {
+#ifdef DOFPOSE_WITH_CUDA
+  if (device_sync_) nvtxRangePushA(name.c_str());
+#else
+  (void)name;
+#endif
+}
+
+void ProfileTracer::range_pop() {
+#ifdef DOFPOSE_WITH_CUDA
+  if (device_sync_) nvtxRangePop();
+#endif
 }
 
 }  // namespace dofpose::nn

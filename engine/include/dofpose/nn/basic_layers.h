@@ -13,6 +13,8 @@ class BatchNorm : public Module {
   TensorView backward(Arena& arena, const TensorView& dy);
   void collect(const std::string& prefix, std::vector<Param>& params,
                std::vector<Buffer>& buffers) override;
+  // The inference parameters, for a fused conv (ops::ConvFusionRef).
+  ops::BatchNormRef ref() const { return {weight, bias, running_mean, running_var, p.eps}; }
 
   int channels;
   ops::BatchNormParams p;

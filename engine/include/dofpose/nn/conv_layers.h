@@ -18,6 +18,10 @@ class Conv2d : public Module {
   Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0,
          int groups = 1, bool bias = true);
   TensorView forward(Arena& arena, const TensorView& x);
+  // Inference only: this conv with its neighbours fused (ops::conv2d_fused_forward),
+  // traced as one event of type `type` (e.g. "Conv2d+BN+ReLU"). Keeps nothing for backward.
+  TensorView forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
+                           const char* type);
   // need_dx = false skips the input gradient (returns an empty view), e.g.
   // for the first layer on an image; the parameter gradients are still written.
   TensorView backward(Arena& arena, const TensorView& dy, bool need_dx = true);

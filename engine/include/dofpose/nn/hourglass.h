@@ -56,6 +56,8 @@ class Bottleneck : public Module {
  public:
   Bottleneck(int inplanes, int planes);
   TensorView forward(Arena& arena, const TensorView& x, Mode mode);
+  // Inference in three fused convs (see fused_inference() in dofpose/nn/module.h).
+  TensorView forward_fused(Arena& arena, const TensorView& x);
   TensorView backward(Arena& arena, const TensorView& dy);
   void collect(const std::string& prefix, std::vector<Param>& params,
                std::vector<Buffer>& buffers) override;
@@ -143,7 +145,6 @@ class GlobalAvgPool {
 
  private:
   TensorView x_, w_;  // w_: [1, H*W] of 1/(H*W), so the op is a linear layer
-  Tensor w_cpu_;
 };
 
 // Heatmaps [N,J,H,W] -> coordinates [N,J,2] (x, y in heatmap pixels) of
@@ -273,6 +274,7 @@ class HourglassNet : public Module {
   MaxPool2x2 maxpool_;
   Shape heat_shape_, feat_shape_;
   bool forward_done_ = false;
+  bool fused_forward_ = false;
 };
 
 // Sum over stacks of ops::heatmap_mse_forward(heatmaps[s], target,

@@ -48,7 +48,19 @@ class Model {
   //  lifter:    pose3d_block{b} [N,17,3] for every block b (1-based) when there
   //             are several, and pose3d [N,17,3] = the final block; millimetres
   //             (the units of the output statistics), pelvis-relative, pelvis 0.
-  virtual std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) = 0;
+  std::vector<NamedView> forward(Arena& arena, const ModelInputs& in) {
+    check_inputs(in);
+    return forward_staged(arena, stage_inputs(arena, in));
+  }
+  // forward() in its two halves, for CUDA graphs (nn::GraphForward):
+  //  stage_inputs: the host side, inputs checked by check_inputs() to views on
+  //    the arena's device (hourglass: the image; lifter: the normalised network
+  //    input, attributes included); may synchronise;
+  //  forward_staged: the network on staged inputs; on CUDA only device work
+  //    queued on the op stream (no allocation once the arena is sized, no host
+  //    synchronisation), so a capture of it replays as the whole forward.
+  virtual ModelInputs stage_inputs(Arena& arena, const ModelInputs& in) = 0;
+  virtual std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) = 0;
   virtual Module& module() = 0;
 };
 
@@ -71,6 +83,7 @@ struct ForwardOptions {
   bool profile = false;
   int repeat = 10;               // profiled runs, after one warm-up
   int threads = 0;               // CPU threads; 0 = leave the default
+  std::string device = "cpu";    // "cpu" | "cuda"
 };
 
 struct ProfileRow {
@@ -92,6 +105,7 @@ struct ForwardResult {
   // With --profile: every traced op in execution order (leaves and composites).
   std::vector<ProfileRow> profile;
   int repeat = 0, threads = 0;
+  std::string device;     // where it ran: "cpu" or the CUDA device's name
   double layers_ms = 0;  // sum of the leaf layers' mean times
   double wall_ms = 0;    // mean wall time of one whole forward
 };

@@ -23,6 +23,23 @@ namespace dofpose::nn {
 
 enum class Mode { Train, Infer };
 
+// Fused inference (on by default): in Mode::Infer the hourglass runs each
+// conv with its neighbouring BatchNorm, ReLU and residual add as one op
+// (ops::conv2d_fused_forward); such a forward keeps nothing for backward.
+// Off for this thread while a ScopedUnfusedInference lives, and whenever the
+// active tracer needs every layer (--dump).
+bool fused_inference(Mode mode);
+class ScopedUnfusedInference {
+ public:
+  ScopedUnfusedInference();
+  ~ScopedUnfusedInference();
+  ScopedUnfusedInference(const ScopedUnfusedInference&) = delete;
+  ScopedUnfusedInference& operator=(const ScopedUnfusedInference&) = delete;
+
+ private:
+  bool previous_;
+};
+
 struct Param {
   std::string name;  // full name, e.g. "pre.conv1.weight"
   Tensor* value;

@@ -36,6 +36,15 @@ class Tracer {
  public:
   virtual ~Tracer() = default;
   virtual void record(const TraceEvent& e) = 0;
+  // True when the tracer needs every PyTorch layer as its own event (dumps
+  // compared against PyTorch): inference then runs the unfused layers.
+  virtual bool needs_every_layer() const { return false; }
+  // Called at the start and the end of every span: a device tracer waits for
+  // the queued GPU work there, so a span's wall time is its kernels' time.
+  virtual void sync() {}
+  // A named range around a span (NVTX for Nsight Systems / Compute).
+  virtual void range_push(const std::string& /*name*/) {}
+  virtual void range_pop() {}
 };
 
 namespace detail {
@@ -77,20 +86,41 @@ class TraceName {
 class TraceSpan {
  public:
   TraceSpan() : tracer_(active_tracer()) {
-    if (tracer_) start_ = std::chrono::steady_clock::now();
+    if (tracer_) {
+      tracer_->sync();
+      start_ = std::chrono::steady_clock::now();
+    }
   }
+  // Without done() (an exception): close the range.
+  ~TraceSpan() {
+    if (ranged_) tracer_->range_pop();
+  }
+  TraceSpan(const TraceSpan&) = delete;
+  TraceSpan& operator=(const TraceSpan&) = delete;
   bool on() const { return tracer_ != nullptr; }
+  // Names the span up front (an NVTX range while it runs); call when on().
+  void range(const std::string& name) {
+    if (!tracer_ || ranged_) return;
+    tracer_->range_push(name);
+    ranged_ = true;
+  }
   void done(const std::string& name, const char* type, const TensorView& output,
-            int64_t flops = 0, bool composite = false) const {
+            int64_t flops = 0, bool composite = false) {
     if (!tracer_) return;
+    tracer_->sync();
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
             .count();
+    if (ranged_) {
+      tracer_->range_pop();
+      ranged_ = false;
+    }
     tracer_->record(TraceEvent{name, type, output, ms, flops, composite});
   }
 
  private:
   Tracer* tracer_;
+  bool ranged_ = false;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -99,6 +129,7 @@ class TraceSpan {
 template <typename Op>
 TensorView traced_op(const TraceName& owner, const char* child_name, const char* type, Op&& op) {
   TraceSpan span;
+  if (span.on()) span.range(owner.child(child_name));
   TensorView y = std::forward<Op>(op)();
   if (span.on()) span.done(owner.child(child_name), type, y);
   return y;
@@ -109,6 +140,7 @@ template <typename Op>
 void traced_inplace(const TraceName& owner, const char* child_name, const char* type,
                     const TensorView& output, Op&& op) {
   TraceSpan span;
+  if (span.on()) span.range(owner.child(child_name));
   std::forward<Op>(op)();
   if (span.on()) span.done(owner.child(child_name), type, output);
 }
@@ -123,6 +155,7 @@ class DumpTracer : public Tracer {
   // Creates `dir` (and its parents) when missing.
   explicit DumpTracer(const std::string& dir);
   void record(const TraceEvent& e) override;
+  bool needs_every_layer() const override { return true; }
 
   struct Entry {
     std::string file;  // path written
@@ -141,7 +174,13 @@ class DumpTracer : public Tracer {
 // must produce the same sequence of events as the first.
 class ProfileTracer : public Tracer {
  public:
+  // device_sync: wait for the CUDA op stream at every span boundary (profiling
+  // a model on CUDA), and mark every named span as an NVTX range.
+  explicit ProfileTracer(bool device_sync = false) : device_sync_(device_sync) {}
   void record(const TraceEvent& e) override;
+  void sync() override;
+  void range_push(const std::string& name) override;
+  void range_pop() override;
   // Closes a run: checks it had as many events as the first one.
   void end_run();
 
@@ -159,6 +198,7 @@ class ProfileTracer : public Tracer {
   std::vector<Layer> layers_;
   size_t position_ = 0;  // event index within the current run
   int runs_ = 0;
+  bool device_sync_ = false;
 };
 
 }  // namespace dofpose::nn

@@ -1,0 +1,61 @@
+#include "dofpose/nn/graph_forward.h"
+
+#include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
+
+namespace dofpose::nn {
+
+GraphForward::GraphForward(Model& model) : model_(model), ctx_(Device::CUDA) {
+  DOFPOSE_CHECK(model.module().device() == Device::CUDA,
+                "GraphForward: the model's parameters are on the ",
+                device_name(model.module().device()), "; move them with module().to_device(CUDA)");
+}
+
+GraphForward::~GraphForward() { cuda::graph_destroy(graph_); }
+
+std::vector<NamedView> GraphForward::run(const ModelInputs& in) {
+  model_.check_inputs(in);
+  ctx_.make_current();
+  Arena& arena = ctx_.arena();
+  const bool same_shape = graph_ && in.input.shape == input_shape_ &&
+                          in.attributes.shape == attr_shape_;
+  if (!same_shape) {
+    cuda::graph_destroy(graph_);
+    graph_ = nullptr;
+    // Two eager passes: the first grows the arena, reset() merges it into one
+    // block, the second must then fit (checked) so the capture allocates nothing.
+    for (int pass = 0; pass < 2; ++pass) {
+      arena.reset();
+      const size_t before = arena.capacity();
+      model_.forward_staged(arena, model_.stage_inputs(arena, in));
+      if (pass == 1)
+        DOFPOSE_CHECK(arena.capacity() == before && arena.chunk_count() == 1,
+                      "GraphForward: the arena still grew on the second pass");
+    }
+    arena.reset();
+    ModelInputs staged = model_.stage_inputs(arena, in);
+    cuda::graph_capture_begin(ctx_.stream());
+    try {
+      outputs_ = model_.forward_staged(arena, staged);
+    } catch (...) {
+      try {
+        cuda::graph_destroy(cuda::graph_capture_end(ctx_.stream()));
+      } catch (...) {  // the original error is the one to report
+      }
+      throw;
+    }
+    graph_ = cuda::graph_capture_end(ctx_.stream());
+    DOFPOSE_CHECK(arena.chunk_count() == 1, "GraphForward: the arena grew during the capture");
+    input_shape_ = in.input.shape;
+    attr_shape_ = in.attributes.shape;
+    ++captures_;
+  } else {
+    // Same shape: staging allocates the same first arena bytes as before the capture.
+    arena.reset();
+    model_.stage_inputs(arena, in);
+  }
+  cuda::graph_launch(graph_, ctx_.stream());
+  return outputs_;
+}
+
+}  // namespace dofpose::nn

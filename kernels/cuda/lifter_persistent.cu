@@ -1,0 +1,139 @@
+// The batch-1 lifter in one launch (issue: "a single persistent kernel that
+// runs the whole lifter"). The host (engine/src/nn/persistent_lifter.cpp)
+// compiles the network into an MlpProgram: fused linear steps grouped in
+// phases by dependency depth (block I and block II of the progressive net
+// share phases). One cooperative grid runs every phase; within a phase each
+// warp takes output rows (one row = one dot product over the input vector:
+// lanes stride the row with float4 loads, a shuffle reduction, then lane 0
+// applies bias, BatchNorm, ReLU, residual and writes every destination);
+// grid.sync() separates the phases. Activations are read with __ldcg (L2,
+// never a stale L1 line: other multiprocessors wrote them this launch).
+#include <cooperative_groups.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace dofpose::cuda_kernels {
+
+namespace {
+
+namespace cg = cooperative_groups;
+constexpr int kThreads = 256;
+
+__device__ float dot_row(const float* __restrict__ w, const float* x, int n, int lane) {
+  float acc = 0.0f;
+  const bool vec = (n % 4 == 0) && ((reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(x)) % 16 == 0);
+  if (vec) {
+    const float4* w4 = reinterpret_cast<const float4*>(w);
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int i = lane; i < n / 4; i += 32) {
+      const float4 a = __ldg(w4 + i), b = __ldcg(x4 + i);
+      acc = fmaf(a.x, b.x, acc);
+      acc = fmaf(a.y, b.y, acc);
+      acc = fmaf(a.z, b.z, acc);
+      acc = fmaf(a.w, b.w, acc);
+    }
+  } else {
+    for (int i = lane; i < n; i += 32) acc = fmaf(__ldg(w + i), __ldcg(x + i), acc);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  return acc;
+}
+
+__device__ float bn_infer(const BatchNormPtrs& bn, int c, float x) {
+  const float scale = (bn.gamma ? bn.gamma[c] : 1.0f) * (1.0f / sqrtf(bn.var[c] + bn.eps));
+  return (x - bn.mean[c]) * scale + (bn.beta ? bn.beta[c] : 0.0f);
+}
+
+__global__ void __launch_bounds__(kThreads) mlp_program_kernel(const MlpProgram p) {
+  cg::grid_group grid = cg::this_grid();
+  const int lane = threadIdx.x % 32;
+  const int warp = int((blockIdx.x * blockDim.x + threadIdx.x) / 32);
+  const int warps = int(gridDim.x * blockDim.x / 32);
+  const int tid = int(blockIdx.x * blockDim.x + threadIdx.x), threads = int(gridDim.x * blockDim.x);
+
+  // Phase-0 side work: the input into every concat buffer, pose prefixes to 0.
+  for (int i = tid; i < p.n_input_copies * p.input_dim; i += threads) {
+    const int c = i / p.input_dim, j = i - c * p.input_dim;
+    p.ws[p.input_copies[c] + j] = __ldcg(p.input + j);
+  }
+  for (int b = 0; b < kMlpMaxOutputs; ++b)
+    if (p.outputs[b])
+      for (int j = tid; j < p.zero_prefix; j += threads) p.outputs[b][j] = 0.0f;
+
+  for (int ph = 0; ph < p.phases; ++ph) {
+    const int s0 = p.phase_begin[ph], s1 = p.phase_begin[ph + 1];
+    int rows = 0;
+    for (int s = s0; s < s1; ++s) rows += p.steps[s].out_dim;
+    for (int r = warp; r < rows; r += warps) {
+      int s = s0, row = r;
+      while (row >= p.steps[s].out_dim) row -= p.steps[s++].out_dim;
+      const MlpStep& st = p.steps[s];
+      const float* x = st.in_off < 0 ? p.input : p.ws + st.in_off;
+      float v = dot_row(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane);
+      if (lane == 0) {
+        if (st.b) v += st.b[row];
+        if (st.bn.present()) v = bn_infer(st.bn, row, v);
+        if (st.relu) v = fmaxf(v, 0.0f);
+        if (st.res_off >= 0) v += __ldcg(p.ws + st.res_off + row);
+        for (int d = 0; d < st.ndest; ++d) {
+          const MlpDest& dst = st.dest[d];
+          const int e = dst.offset + (dst.map ? dst.map[row] : row);
+          float o = v;
+          if (dst.mul) o = o * dst.mul[e] + dst.add[e];
+          float* buf = dst.buffer == 0 ? p.ws : p.outputs[dst.buffer - 1];
+          buf[e] = o;
+        }
+      }
+    }
+    if (ph + 1 < p.phases) grid.sync();
+  }
+}
+
+struct LaunchShape {
+  int blocks = 0;
+};
+
+LaunchShape launch_shape() {
+  static LaunchShape cached[64];
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  LaunchShape& ls = cached[dev % 64];
+  if (ls.blocks == 0) {
+    int sms = 0, per_sm = 0;
+    DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    DOFPOSE_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlp_program_kernel, kThreads, 0));
+    // Two blocks per multiprocessor: enough warps for one row each at width
+    // 1024 on a 132-SM card, and a cheaper barrier than a full occupancy grid.
+    ls.blocks = sms * std::max(1, std::min(per_sm, 2));
+  }
+  return ls;
+}
+
+}  // namespace
+
+bool mlp_program_supported() {
+  int dev = 0, coop = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess) return false;
+  return coop != 0;
+}
+
+void mlp_program_run(const MlpProgram& prog, void* stream) {
+  DOFPOSE_CHECK(prog.steps && prog.phase_begin && prog.ws && prog.input && prog.phases >= 1,
+                "mlp_program_run: empty program");
+  DOFPOSE_CHECK(mlp_program_supported(), "mlp_program_run: this device has no cooperative launch");
+  const LaunchShape ls = launch_shape();
+  MlpProgram p = prog;
+  void* args[] = {&p};
+  DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_kernel, dim3(ls.blocks),
+                                                 dim3(kThreads), args, 0,
+                                                 static_cast<cudaStream_t>(stream)));
+  DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter)");
+}
+
+}  // namespace dofpose::cuda_kernels

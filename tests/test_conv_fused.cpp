@@ -1,0 +1,134 @@
+// The fused convolution (ops::conv2d_fused_forward) on the CPU: bit for bit
+// the separate ops it replaces, for every combination of its parts; its
+// errors name the tensor; and a hourglass gives the same bits with fused
+// inference on and off.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <random>
+
+#include "dofpose/nn/hourglass.h"
+#include "dofpose/ops.h"
+#include "tests/test_util.h"
+
+using namespace dofpose;
+using namespace dofpose_test;
+
+namespace {
+
+Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  const std::vector<float> v = random_floats(size_t(s.numel()), seed, lo, hi);
+  return Tensor::from_floats(s, v.data());
+}
+
+bool contains(const std::string& s, const std::string& piece) {
+  return s.find(piece) != std::string::npos;
+}
+
+bool same_bits(const TensorView& a, const TensorView& b) {
+  return a.shape == b.shape && std::memcmp(a.data, b.data, a.nbytes()) == 0;
+}
+
+struct Case {
+  int N, C, H, W, K, R, stride, pad;
+};
+
+}  // namespace
+
+TEST_CASE("conv2d_fused_forward equals BN+ReLU, conv, BN, ReLU and add bit for bit (CPU)") {
+  const Case cases[] = {{2, 6, 9, 7, 5, 1, 1, 0}, {1, 8, 8, 8, 8, 3, 1, 1}, {2, 3, 15, 13, 4, 7, 2, 3}};
+  uint32_t seed = 10;
+  for (const Case& c : cases)
+    for (int combo = 0; combo < 16; ++combo) {
+      const bool in_bn = combo & 1, out_bn = combo & 2, relu = combo & 4, residual = combo & 8;
+      CAPTURE(combo);
+      ops::ConvParams p{c.stride, c.pad, 1};
+      Tensor x = random_tensor({c.N, c.C, c.H, c.W}, ++seed);
+      Tensor w = random_tensor({c.K, c.C, c.R, c.R}, ++seed, -0.3f, 0.3f);
+      Tensor b = random_tensor({c.K}, ++seed);
+      Tensor g1 = random_tensor({c.C}, ++seed, 0.5f, 1.5f), b1 = random_tensor({c.C}, ++seed);
+      Tensor m1 = random_tensor({c.C}, ++seed), v1 = random_tensor({c.C}, ++seed, 0.5f, 2.f);
+      Tensor g2 = random_tensor({c.K}, ++seed, 0.5f, 1.5f), b2 = random_tensor({c.K}, ++seed);
+      Tensor m2 = random_tensor({c.K}, ++seed), v2 = random_tensor({c.K}, ++seed, 0.5f, 2.f);
+      const Shape ys = ops::conv2d_output_shape(x, w, p);
+      Tensor r = random_tensor(ys, ++seed);
+
+      // The separate ops.
+      Tensor xin = Tensor::empty(x.shape());
+      copy(x, xin);
+      if (in_bn) {
+        ops::batchnorm_forward_infer(x, g1, b1, m1, v1, xin, {0.1f, 1e-5f});
+        ops::relu_forward(xin, xin);
+      }
+      Tensor want = Tensor::empty(ys);
+      ops::conv2d_forward(xin, w, b, want, p);
+      if (out_bn) ops::batchnorm_forward_infer(want, g2, b2, m2, v2, want, {0.1f, 1e-3f});
+      if (relu) ops::relu_forward(want, want);
+      if (residual) ops::accumulate(r, want);
+
+      ops::ConvFusionRef f;
+      if (in_bn) f.in_bn = {g1, b1, m1, v1, 1e-5f};
+      if (out_bn) f.out_bn = {g2, b2, m2, v2, 1e-3f};
+      f.out_relu = relu;
+      if (residual) f.residual = r;
+      Tensor got = Tensor::empty(ys);
+      ops::conv2d_fused_forward(x, w, b, got, p, f);
+      CHECK(same_bits(got, want));
+    }
+}
+
+TEST_CASE("conv2d_fused_forward: errors name the tensor and the expected shape") {
+  Tensor x = Tensor::zeros({1, 4, 5, 5}), w = Tensor::zeros({3, 4, 1, 1}), y = Tensor::zeros({1, 3, 5, 5});
+  Tensor c4 = Tensor::zeros({4}), c3 = Tensor::zeros({3}), bad = Tensor::zeros({1, 3, 5, 4});
+  ops::ConvFusionRef f;
+  f.in_bn = {c4, c4, c3, c4, 1e-5f};  // running_mean of the wrong size
+  std::string e = error_of([&] { ops::conv2d_fused_forward(x, w, {}, y, {}, f); });
+  CHECK(e.find("in_bn.running_mean") != std::string::npos);
+  CHECK(e.find("[4]") != std::string::npos);
+  ops::ConvFusionRef g;
+  g.residual = bad;
+  e = error_of([&] { ops::conv2d_fused_forward(x, w, {}, y, {}, g); });
+  CHECK(e.find("residual") != std::string::npos);
+  CHECK(e.find("[1,3,5,5]") != std::string::npos);
+  ops::ConvFusionRef h;
+  h.out_bn.mean = c3;  // mean without var
+  e = error_of([&] { ops::conv2d_fused_forward(x, w, {}, y, {}, h); });
+  CHECK(e.find("out_bn.running_var") != std::string::npos);
+  CHECK(error_of([&] { ops::conv2d_fused_forward(x, w, {}, x, {}, {}); }).find("y") !=
+        std::string::npos);
+}
+
+TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it is refused") {
+  nn::HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 16;
+  c.num_joints = 4;
+  c.input_size = 64;
+  c.depth = 2;
+  c.stem_channels = 8;
+  c.attribute_channels = 4;
+  c.domain_hidden = 4;
+  nn::HourglassNet net(c, 3);
+  uint32_t seed = 40;
+  for (const nn::Buffer& b : net.buffers()) {  // BatchNorms away from (0, 1)
+    const bool var = b.name.find("running_var") != std::string::npos;
+    copy(random_tensor(b.value->shape(), ++seed, var ? 0.5f : -0.3f, var ? 2.f : 0.3f), *b.value);
+  }
+  Tensor x = random_tensor({2, 3, 64, 64}, 7);
+  Arena a1, a2;
+  nn::HourglassOutputs fused = net.forward(a1, x, nn::Mode::Infer);
+  CHECK(contains(error_of([&] { net.backward(a1, {}); }), "fused inference"));
+  nn::HourglassOutputs plain;
+  {
+    nn::ScopedUnfusedInference off;
+    CHECK_FALSE(nn::fused_inference(nn::Mode::Infer));
+    plain = net.forward(a2, x, nn::Mode::Infer);
+  }
+  CHECK(nn::fused_inference(nn::Mode::Infer));
+  CHECK_FALSE(nn::fused_inference(nn::Mode::Train));
+  for (size_t s = 0; s < fused.heatmaps.size(); ++s) CHECK(same_bits(fused.heatmaps[s], plain.heatmaps[s]));
+  CHECK(same_bits(fused.attributes, plain.attributes));
+  CHECK(same_bits(fused.domain, plain.domain));
+  // The fused pass allocates less: no separate BatchNorm / ReLU outputs.
+  CHECK(a1.high_water() < a2.high_water());
+}
