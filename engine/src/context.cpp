@@ -14,6 +14,8 @@ Context::Context(Device device) : device_(device), arena_(device) {
 }
 
 Context::~Context() {
+  // Ops on this thread must not keep queueing on a destroyed stream.
+  if (stream_ && ops::cuda_stream() == stream_) ops::set_cuda_stream(nullptr);
   if (stream_) {
     try {
       cuda::stream_destroy(stream_);

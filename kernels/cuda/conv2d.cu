@@ -209,6 +209,13 @@ struct ConvForward {
   const float *x, *w, *bias;
   float* y;
   ConvFusion f;  // all absent for the plain convolution
+  // Split-K (small outputs, e.g. batch 1 at 4x4..64x64): blockIdx.z takes
+  // reduction rows [z * chunk, (z + 1) * chunk) and stores raw partial sums
+  // to partial[z][M][N]; split_epilogue_kernel adds them in z order and
+  // applies the epilogue. partial == nullptr: one split, epilogue in place.
+  float* partial;
+  int chunk;
+  bool vec_ok;  // host-checked: 4 consecutive pixels of a row are one aligned float4
 
   template <int TILE, int BK>
   struct A : WeightLoader<TILE, BK> {
@@ -221,11 +228,54 @@ struct ConvForward {
         : PatchLoader<TILE, BK>(p.d, p.x, t0, tid, p.f.in_bn.present() ? &p.f.in_bn : nullptr) {}
   };
   __device__ void k_range(int& kb, int& ke) const {
-    kb = 0;
-    ke = d.C * d.RS;
+    const int total = d.C * d.RS;
+    if (!partial) {
+      kb = 0;
+      ke = total;
+      return;
+    }
+    const int64_t b = (int64_t)blockIdx.z * chunk, e = b + chunk;
+    kb = int(b < total ? b : total);
+    ke = int(e < total ? e : total);
+  }
+  __device__ void store(int k, int m, float acc) const {
+    if (partial)
+      partial[(int64_t)blockIdx.z * M * N + (int64_t)k * N + m] = acc;
+    else
+      finish(k, m, acc);
+  }
+  __device__ bool vec4() const { return vec_ok; }
+  // Four consecutive pixels m..m+3 of channel k (same image: PQ % 4 == 0).
+  __device__ void store4(int k, int m, float4 v) const {
+    if (partial) {
+      *reinterpret_cast<float4*>(partial + (int64_t)blockIdx.z * M * N + (int64_t)k * N + m) = v;
+      return;
+    }
+    const int n = m / d.PQ, pq = m - n * d.PQ;
+    const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
+    float scale = 1.0f, shift = bias ? bias[k] : 0.0f;  // v * scale + shift: bias and out_bn
+    if (f.out_bn.present()) {
+      scale = (f.out_bn.gamma ? f.out_bn.gamma[k] : 1.0f) *
+              (1.0f / sqrtf(f.out_bn.var[k] + f.out_bn.eps));
+      const float beta = f.out_bn.beta ? f.out_bn.beta[k] : 0.0f, mean = f.out_bn.mean[k];
+      // same rounding steps as bn_apply((acc + bias) ...) below, per element
+      float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int c = 0; c < 4; ++c) e[c] = ((bias ? e[c] + shift : e[c]) - mean) * scale + beta;
+      v = make_float4(e[0], e[1], e[2], e[3]);
+    } else if (bias) {
+      v = make_float4(v.x + shift, v.y + shift, v.z + shift, v.w + shift);
+    }
+    if (f.out_relu)
+      v = make_float4(fmaxf(v.x, 0.0f), fmaxf(v.y, 0.0f), fmaxf(v.z, 0.0f), fmaxf(v.w, 0.0f));
+    if (f.residual) {
+      const float4 r = *reinterpret_cast<const float4*>(f.residual + i);
+      v = make_float4(v.x + r.x, v.y + r.y, v.z + r.z, v.w + r.w);
+    }
+    *reinterpret_cast<float4*>(y + i) = v;
   }
   // The epilogue: bias, then the fused out_bn, relu and residual (ConvFusion).
-  __device__ void store(int k, int m, float acc) const {
+  __device__ void finish(int k, int m, float acc) const {
     const int n = m / d.PQ, pq = m - n * d.PQ;
     const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
     float v = bias ? acc + bias[k] : acc;
@@ -235,6 +285,17 @@ struct ConvForward {
     y[i] = v;
   }
 };
+
+// Split-K second pass: y = epilogue(sum over z in order of partial[z][k][m]).
+__global__ void split_epilogue_kernel(const ConvForward p, int splits) {
+  const int64_t n = (int64_t)p.M * p.N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float acc = p.partial[i];
+    for (int z = 1; z < splits; ++z) acc += p.partial[z * n + i];
+    p.finish(int(i / p.N), int(i % p.N), acc);
+  }
+}
 
 // Data grad A: W^T, element (t = c, k = (k, r, s)) = w[k][c][r][s].
 template <int TILE, int BK>
@@ -652,6 +713,38 @@ bool is_pointwise(const Conv2dShape& s) {
   return s.R == 1 && s.S == 1 && s.stride == 1 && s.pad == 0;
 }
 
+// The implicit-GEMM forward, split over the reduction when the output alone
+// would give fewer blocks than multiprocessors (the per-block K loop, not the
+// arithmetic, is then the time: e.g. 72 slices for a 3x3 conv over 128
+// channels). Deterministic: the split count depends only on the shape and the
+// multiprocessor count, and the partial sums are added in split order.
+void launch_forward(ConvForward p, cudaStream_t st, const char* name) {
+  int bm, bn;
+  choose_conv_tile(p.M, p.N, bm, bn);
+  const int sms = detail::multiprocessor_count();
+  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
+  const int total = p.d.C * p.d.RS;
+  const int64_t slices = (total + 15) / 16;  // BK-sized pieces of the reduction
+  int64_t splits = 1;
+  if (tiles < sms)
+    splits = std::max<int64_t>(1, std::min<int64_t>({(2 * sms + tiles - 1) / tiles, slices / 2, 64}));
+  p.partial = nullptr;
+  p.chunk = total;
+  if (splits > 1) {
+    p.chunk = int(((slices + splits - 1) / splits) * 16);
+    splits = (total + p.chunk - 1) / p.chunk;  // no empty splits
+  }
+  if (splits > 1) p.partial = scratch(size_t(splits * p.M * int64_t(p.N)), st);
+  auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  p.vec_ok = p.partial ? (p.N % 4 == 0 && aligned(p.partial))
+                       : (p.d.PQ % 4 == 0 && aligned(p.y) && (!p.f.residual || aligned(p.f.residual)));
+  launch_tile_kernel(p, bm, bn, int(splits), detail::use_tf32_tensor_cores(), st, name);
+  if (p.partial) {
+    split_epilogue_kernel<<<blocks_for(int64_t(p.M) * p.N), kThreads, 0, st>>>(p, int(splits));
+    DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward split-K epilogue");
+  }
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
@@ -687,10 +780,9 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   p.bias = bias;
   p.y = y;
   p.f = ConvFusion{};
-  int bm, bn;
-  choose_conv_tile(p.M, p.N, bm, bn);
-  launch_tile_kernel(p, bm, bn, 1, detail::use_tf32_tensor_cores(), st, "conv2d forward");
+  launch_forward(p, st, "conv2d forward");
 }
+
 
 void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                           const ConvFusion& f, float* y, void* stream) {
@@ -707,10 +799,7 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
   p.bias = bias;
   p.y = y;
   p.f = f;
-  int bm, bn;
-  choose_conv_tile(p.M, p.N, bm, bn);
-  launch_tile_kernel(p, bm, bn, 1, detail::use_tf32_tensor_cores(), as_stream(stream),
-                     "conv2d fused forward");
+  launch_forward(p, as_stream(stream), "conv2d fused forward");
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,

@@ -258,6 +258,39 @@ bool use_tf32_tensor_cores() {
 
 // batch independent GEMMs, matrix b at A + b*stride_a, B + b*stride_b,
 // C + b*stride_c (stride 0 shares an operand). Arguments are assumed checked.
+namespace {
+// The skinny path: at most this many outputs, at least this long a reduction.
+constexpr int64_t kSkinnyMaxOutputs = 4096;
+constexpr int kSkinnyMinK = 512;
+
+// One warp per output C[i][j] (of batch entry b): lanes stride k, a fixed
+// shuffle tree adds them (deterministic). Float32 whatever the math mode.
+__global__ void skinny_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha,
+                                   const float* A, int lda, int64_t sa, const float* B, int ldb,
+                                   int64_t sb, float beta, float* C, int ldc, int64_t sc,
+                                   int batch) {
+  const int64_t o = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (o >= int64_t(M) * N * batch) return;  // whole warps leave together
+  const int b = int(o / (int64_t(M) * N));
+  const int ij = int(o - int64_t(b) * M * N), i = ij / N, j = ij - i * N;
+  const float* a = A + b * sa;
+  const float* bm = B + b * sb;
+  float acc = 0.0f;
+  for (int k = lane; k < K; k += 32) {
+    const float av = ta ? a[(int64_t)k * lda + i] : a[(int64_t)i * lda + k];
+    const float bv = tb ? bm[(int64_t)j * ldb + k] : bm[(int64_t)k * ldb + j];
+    acc = fmaf(av, bv, acc);
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if (lane == 0) {
+    float* c = C + b * sc + (int64_t)i * ldc + j;
+    *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+  }
+}
+}  // namespace
+
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                           int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
@@ -285,6 +318,16 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
   if (g_gemm_backend == GemmBackend::Cublas) {
     cublas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
                 ldc, stride_c, batch, st);
+    return;
+  }
+  if (int64_t(M) * N * batch <= kSkinnyMaxOutputs && K >= kSkinnyMinK) {
+    // Few outputs, long reduction (global average pool, batch-1 heads): a
+    // tile would loop over K in one or two blocks; a warp per output instead.
+    const int64_t outputs = int64_t(M) * N * batch;
+    const int blocks = int((outputs * 32 + 255) / 256);
+    skinny_gemm_kernel<<<blocks, 256, 0, st>>>(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a,
+                                               B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+    DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: warp per output)");
     return;
   }
   GemmProblem p;

@@ -10,6 +10,8 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/cuda/cuda_check.h"
 
@@ -22,6 +24,28 @@ constexpr int kThreads = 256;  // every tile kernel (and every kernel of conv2d.
 constexpr int kPad = 4;
 
 // ---- the tile kernels (policy P: M, N, k_range, A/B loaders, store)
+
+// Optional in a policy: vec4() (true when 4 consecutive j of one row may be
+// written at once) and store4(i, j, float4) — a vectorised epilogue.
+template <class P, class = void>
+struct HasStore4 : std::false_type {};
+template <class P>
+struct HasStore4<P, std::void_t<decltype(std::declval<const P&>().store4(0, 0, float4{}))>>
+    : std::true_type {};
+
+// Writes C[i][j..j+3] (values v[0..3]) through the policy, four at a time where it can.
+template <class P>
+__device__ __forceinline__ void store_group(const P& p, int i, int j, const float* v) {
+  if constexpr (HasStore4<P>::value) {
+    if (j + 3 < p.N && p.vec4()) {
+      p.store4(i, j, make_float4(v[0], v[1], v[2], v[3]));
+      return;
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c)
+    if (j + c < p.N) p.store(i, j + c, v[c]);
+}
 
 template <class P, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__(kThreads, 2) simt_tile_kernel(const P p) {
@@ -98,11 +122,18 @@ __global__ void __launch_bounds__(kThreads, 2) simt_tile_kernel(const P p) {
     const int gi = m0 + (i / 4) * SM + ty * 4 + i % 4;
     if (gi >= p.M) continue;
 #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int gj = n0 + (j / 4) * SN + tx * 4 + j % 4;
-      if (gj < p.N) p.store(gi, gj, acc[i][j]);
-    }
+    for (int g = 0; g < GN; ++g) store_group(p, gi, n0 + g * SN + tx * 4, &acc[i][g * 4]);
   }
+}
+
+// Rounds a loader's fetched registers to TF32 once, before they are stored to
+// shared memory (each element then feeds several warps' fragments unconverted).
+template <class L>
+__device__ __forceinline__ void round_to_tf32(L& l) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#pragma unroll
+  for (int i = 0; i < L::kCount; ++i) l.v[i] = nvcuda::wmma::__float_to_tf32(l.v[i]);
+#endif
 }
 
 // TF32 tensor cores: WM x WN warps, each a (BM/WM) x (BN/WN) block of fragments.
@@ -138,6 +169,8 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
   if (kb < ke) {
     a.fetch(kb, ke);
     b.fetch(kb, ke);
+    round_to_tf32(a);
+    round_to_tf32(b);
     a.store(&As[0][0][0]);
     b.store(&Bs[0][0][0]);
     __syncthreads();
@@ -147,23 +180,19 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
       if (more) {
         a.fetch(k0 + BK, ke);
         b.fetch(k0 + BK, ke);
+        round_to_tf32(a);  // once per element, not once per fragment load
+        round_to_tf32(b);
       }
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 8) {
         wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
         wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
 #pragma unroll
-        for (int i = 0; i < FM; ++i) {
+        for (int i = 0; i < FM; ++i)
           wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], BM + kPad);
 #pragma unroll
-          for (int t = 0; t < fa[i].num_elements; ++t) fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
-        }
-#pragma unroll
-        for (int j = 0; j < FN; ++j) {
+        for (int j = 0; j < FN; ++j)
           wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], BN + kPad);
-#pragma unroll
-          for (int t = 0; t < fb[j].num_elements; ++t) fb[j].x[t] = wmma::__float_to_tf32(fb[j].x[t]);
-        }
 #pragma unroll
         for (int i = 0; i < FM; ++i)
 #pragma unroll
@@ -184,10 +213,10 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
     for (int j = 0; j < FN; ++j) {
       wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
       __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int r = e / 16, c = e % 16;
+      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
+        const int r = e / 4, c = (e % 4) * 4;
         const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
-        if (gi < p.M && gj < p.N) p.store(gi, gj, cs[r * LDC + c]);
+        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
       }
       __syncwarp();
     }

@@ -1,8 +1,7 @@
 // The batch-1 lifter in one launch (issue: "a single persistent kernel that
 // runs the whole lifter"). The host (engine/src/nn/persistent_lifter.cpp)
 // compiles the network into an MlpProgram: fused linear steps grouped in
-// phases by dependency depth (block I and block II of the progressive net
-// share phases). One cooperative grid runs every phase; within a phase each
+// phases by dependency depth (independent regressors share a phase). One cooperative grid runs every phase; within a phase each
 // warp takes output rows (one row = one dot product over the input vector:
 // lanes stride the row with float4 loads, a shuffle reduction, then lane 0
 // applies bias, BatchNorm, ReLU, residual and writes every destination);

@@ -2,8 +2,8 @@
 // the network is compiled once into a program of fused linear steps (linear +
 // bias + BatchNorm + ReLU + residual, outputs written straight into the concat
 // buffers of later regressors and, denormalised, into the pose), grouped in
-// phases by dependency depth. Block I and block II of the progressive lifter
-// run in the same phases. The program points at the module's parameter
+// phases by dependency depth (independent regressors, as in two_block, share
+// phases; the progressive net is one chain). The program points at the module's parameter
 // tensors: weight values may change, but rebuild after to_device().
 #pragma once
 #include <memory>
