@@ -8,6 +8,7 @@
 #include <random>
 
 #include "dofpose/nn/hourglass.h"
+#include "dofpose/nn/lifter.h"
 #include "dofpose/ops.h"
 #include "tests/test_util.h"
 
@@ -116,19 +117,72 @@ TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it 
   }
   Tensor x = random_tensor({2, 3, 64, 64}, 7);
   Arena a1, a2;
-  nn::HourglassOutputs fused = net.forward(a1, x, nn::Mode::Infer);
-  CHECK(contains(error_of([&] { net.backward(a1, {}); }), "fused inference"));
-  nn::HourglassOutputs plain;
+  nn::HourglassOutputs fused;
   {
+    nn::ScopedNoGrad no_grad;
+    CHECK(nn::fused_inference(nn::Mode::Infer));
+    CHECK_FALSE(nn::fused_inference(nn::Mode::Train));
+    fused = net.forward(a1, x, nn::Mode::Infer);
     nn::ScopedUnfusedInference off;
     CHECK_FALSE(nn::fused_inference(nn::Mode::Infer));
-    plain = net.forward(a2, x, nn::Mode::Infer);
   }
-  CHECK(nn::fused_inference(nn::Mode::Infer));
-  CHECK_FALSE(nn::fused_inference(nn::Mode::Train));
+  CHECK(contains(error_of([&] { net.backward(a1, {}); }), "fused inference"));
+  CHECK_FALSE(nn::fused_inference(nn::Mode::Infer));  // eval() without no-grad: every layer
+  nn::HourglassOutputs plain = net.forward(a2, x, nn::Mode::Infer);
   for (size_t s = 0; s < fused.heatmaps.size(); ++s) CHECK(same_bits(fused.heatmaps[s], plain.heatmaps[s]));
   CHECK(same_bits(fused.attributes, plain.attributes));
   CHECK(same_bits(fused.domain, plain.domain));
   // The fused pass allocates less: no separate BatchNorm / ReLU outputs.
   CHECK(a1.high_water() < a2.high_water());
+}
+
+TEST_CASE("linear_fused_forward equals linear, BN, ReLU and add bit for bit (CPU); lifters too") {
+  uint32_t seed = 500;
+  for (int combo = 0; combo < 8; ++combo) {
+    const bool bn = combo & 1, relu = combo & 2, residual = combo & 4;
+    CAPTURE(combo);
+    const int N = 5, in = 13, out = 300;  // out > 256: the heap path of the per-feature scales
+    Tensor x = random_tensor({N, in}, ++seed), w = random_tensor({out, in}, ++seed);
+    Tensor b = random_tensor({out}, ++seed), r = random_tensor({N, out}, ++seed);
+    Tensor g = random_tensor({out}, ++seed, 0.5f, 1.5f), be = random_tensor({out}, ++seed);
+    Tensor m = random_tensor({out}, ++seed), v = random_tensor({out}, ++seed, 0.5f, 2.f);
+    Tensor want = Tensor::empty({N, out});
+    ops::linear_forward(x, w, b, want);
+    if (bn) ops::batchnorm_forward_infer(want, g, be, m, v, want, {0.1f, 1e-5f});
+    if (relu) ops::relu_forward(want, want);
+    if (residual) {
+      Tensor sum = Tensor::empty({N, out});
+      ops::add_forward(r, want, sum);  // the residual block's x + h
+      copy(sum, want);
+    }
+    ops::LinearFusionRef f;
+    if (bn) f.bn = {g, be, m, v, 1e-5f};
+    f.relu = relu;
+    if (residual) f.residual = r;
+    Tensor got = Tensor::empty({N, out});
+    ops::linear_fused_forward(x, w, b, got, f);
+    CHECK(same_bits(got, want));
+  }
+  for (const char* kind : {"martinez", "progressive"}) {
+    nn::LifterConfig c;
+    c.kind = kind;
+    c.width = 32;
+    auto l = nn::Lifter::create(c, 4);
+    for (const nn::Buffer& buf : l->buffers()) {
+      const bool positive = buf.name.find("running_var") != std::string::npos ||
+                            buf.name.find(".std") != std::string::npos;
+      copy(random_tensor(buf.value->shape(), ++seed, positive ? 0.5f : -0.3f, positive ? 2.f : 0.3f),
+           *buf.value);
+    }
+    Tensor x = random_tensor({3, c.input_dim()}, ++seed);
+    Arena a1, a2;
+    nn::LifterOutput plain = l->forward(a1, x, nn::Mode::Infer);
+    nn::LifterOutput fused;
+    {
+      nn::ScopedNoGrad no_grad;
+      fused = l->forward(a2, x, nn::Mode::Infer);
+    }
+    for (size_t k = 0; k < plain.poses.size(); ++k) CHECK(same_bits(plain.poses[k], fused.poses[k]));
+    CHECK(contains(error_of([&] { l->backward(a2, {fused.poses.back()}); }), "fused inference"));
+  }
 }

@@ -193,6 +193,28 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView& 
            cuda_kernels::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32(), g_stream));
 }
 
+void linear_fused_forward(const TensorView& x, const TensorView& w, const TensorView& b,
+                          const TensorView& y, const LinearFusionRef& f) {
+  const char* op = "linear_fused_forward";
+  need_rank(op, "x", x, 2);
+  need_rank(op, "weight", w, 2);
+  Device d = x.device;
+  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
+  need(op, "x", x, d, x.shape);
+  need(op, "weight", w, d, Shape{out, in});
+  maybe(op, "bias", b, d, Shape{out});
+  need(op, "y", y, d, Shape{N, out});
+  maybe(op, "residual", f.residual, d, Shape{N, out});
+  DOFPOSE_CHECK(x.data != y.data, op, ": x and y must not alias");
+  LinearFusion k;
+  k.bias = ptr(b);
+  k.bn = bn_ptrs(op, "bn", f.bn, d, out);
+  k.relu = f.relu;
+  k.residual = ptr(f.residual);
+  DISPATCH(op, d, cpu::linear_fused_forward(N, in, out, x.f32(), w.f32(), k, y.f32()),
+           cuda_kernels::linear_fused_forward(N, in, out, x.f32(), w.f32(), k, y.f32(), g_stream));
+}
+
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
                      const TensorView& dx, const TensorView& dw, const TensorView& db) {
   const char* op = "linear_backward";

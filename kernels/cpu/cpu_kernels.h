@@ -30,6 +30,10 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
 // ---- linear.cpp: x [N,in], w [out,in] (PyTorch layout), b [out], y [N,out].
 void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
                     float* y);
+// linear_fused.cpp: the reference of the fused linear (LinearFusion): the arithmetic of
+// linear_forward, batchnorm_forward_infer, relu_forward and add_forward, op for op.
+void linear_fused_forward(int N, int in, int out, const float* x, const float* w,
+                          const LinearFusion& f, float* y);
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db);
 

@@ -43,6 +43,10 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
 // ---- linear.cu: x [N,in], w [out,in], b [out], y [N,out].
 void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
                     float* y, void* stream);
+// The fused linear (LinearFusion), in gemm.cu: one GEMM (our tile kernels,
+// math_mode() honoured) whose epilogue adds the bias, BN, ReLU and residual.
+void linear_fused_forward(int N, int in, int out, const float* x, const float* w,
+                          const LinearFusion& f, float* y, void* stream);
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, void* stream);
 

@@ -168,6 +168,46 @@ struct GemmProblem {
 };
 
 
+// The fused linear layer y[N,out] = epilogue(x[N,in] w[out,in]^T): column j is
+// output feature j; bias, inference BN, ReLU and the residual in the store.
+struct FusedLinearProblem {
+  int M, N, K;
+  DenseOperand a, b;
+  float* c;
+  LinearFusion f;
+  bool vec_ok;
+
+  template <int TILE, int BK>
+  struct A : DenseLoader<TILE, BK> {
+    __device__ A(const FusedLinearProblem& p, int t0, int tid) : DenseLoader<TILE, BK>(p.a, t0, tid) {}
+  };
+  template <int TILE, int BK>
+  struct B : DenseLoader<TILE, BK> {
+    __device__ B(const FusedLinearProblem& p, int t0, int tid) : DenseLoader<TILE, BK>(p.b, t0, tid) {}
+  };
+  __device__ void k_range(int& kb, int& ke) const {
+    kb = 0;
+    ke = K;
+  }
+  __device__ float finish(int i, int j, float v) const {
+    if (f.bias) v += f.bias[j];
+    if (f.bn.present()) {
+      const float scale = (f.bn.gamma ? f.bn.gamma[j] : 1.0f) * (1.0f / sqrtf(f.bn.var[j] + f.bn.eps));
+      v = (v - f.bn.mean[j]) * scale + (f.bn.beta ? f.bn.beta[j] : 0.0f);
+    }
+    if (f.relu) v = fmaxf(v, 0.0f);
+    if (f.residual) v = f.residual[(int64_t)i * N + j] + v;
+    return v;
+  }
+  __device__ void store(int i, int j, float acc) const { c[(int64_t)i * N + j] = finish(i, j, acc); }
+  __device__ bool vec4() const { return vec_ok; }
+  __device__ void store4(int i, int j, float4 v) const {
+    *reinterpret_cast<float4*>(c + (int64_t)i * N + j) =
+        make_float4(finish(i, j, v.x), finish(i, j + 1, v.y), finish(i, j + 2, v.z),
+                    finish(i, j + 3, v.w));
+  }
+};
+
 template <class P>
 void launch_tiles(const P& p, int batch, cudaStream_t stream, const char* name) {
   const DeviceInfo dev = device_info();
@@ -345,6 +385,25 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
 }
 
 }  // namespace detail
+
+void linear_fused_forward(int N, int in, int out, const float* x, const float* w,
+                          const LinearFusion& f, float* y, void* stream) {
+  DOFPOSE_CHECK(N >= 0 && in >= 1 && out >= 1, "cuda linear_fused_forward: need N >= 0, in >= 1, "
+                "out >= 1, got N=", N, " in=", in, " out=", out);
+  if (N == 0) return;
+  DOFPOSE_CHECK(x && w && y, "cuda linear_fused_forward: x, w and y must not be null");
+  FusedLinearProblem p;
+  p.M = N;
+  p.N = out;
+  p.K = in;
+  p.a = DenseOperand{x, in, 0, N, true};  // x [N,in], not transposed
+  p.b = DenseOperand{w, in, 0, out, true};  // w^T: w [out,in] read transposed
+  p.c = y;
+  p.f = f;
+  auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  p.vec_ok = out % 4 == 0 && aligned(y) && (!f.residual || aligned(f.residual));
+  launch_tiles(p, 1, as_stream(stream), "linear fused forward");
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, void* stream) {

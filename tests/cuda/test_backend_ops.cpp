@@ -689,14 +689,18 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
     INFO("run " << run << " mode " << (mode == nn::Mode::Train ? "train" : "infer"));
     cpu_arena.reset();
     gpu_arena.reset();
-    nn::HourglassOutputs oc;
-    if (run == 1) {
-      nn::ScopedUnfusedInference unfused;
-      oc = cpu_net.forward(cpu_arena, x, mode);
-    } else {
-      oc = cpu_net.forward(cpu_arena, x, mode);
+    nn::HourglassOutputs oc, og;
+    {
+      nn::ScopedNoGrad no_grad;  // fused inference (train mode: no effect)
+      if (run == 1) {
+        nn::ScopedUnfusedInference unfused;
+        oc = cpu_net.forward(cpu_arena, x, mode);
+      } else {
+        oc = cpu_net.forward(cpu_arena, x, mode);
+      }
+      if (mode == nn::Mode::Infer) og = gpu_net.forward(gpu_arena, xd, mode);
     }
-    nn::HourglassOutputs og = gpu_net.forward(gpu_arena, xd, mode);
+    if (mode == nn::Mode::Train) og = gpu_net.forward(gpu_arena, xd, mode);
     for (size_t s = 0; s < oc.heatmaps.size(); ++s) {
       expect_close("heatmaps stack " + std::to_string(s), to_host(oc.heatmaps[s]),
                    to_host(og.heatmaps[s]), 1e-4);
@@ -744,6 +748,14 @@ TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") 
     gpu_arena.reset();
     nn::LifterOutput oc = cpu_net->forward(cpu_arena, x, mode);
     nn::LifterOutput og = gpu_net->forward(gpu_arena, xd, mode);
+    if (mode == nn::Mode::Infer) {  // and the fused MLP kernels against the unfused CPU
+      nn::ScopedNoGrad no_grad;
+      Arena fused_arena(Device::CUDA);
+      nn::LifterOutput of = gpu_net->forward(fused_arena, xd, mode);
+      for (size_t b = 0; b < oc.poses.size(); ++b)
+        expect_close("fused pose block " + std::to_string(b), to_host(oc.poses[b]),
+                     to_host(of.poses[b]), 1e-4);
+    }
     REQUIRE(oc.poses.size() == og.poses.size());
     for (size_t b = 0; b < oc.poses.size(); ++b) {
       expect_close("pose block " + std::to_string(b), to_host(oc.poses[b]), to_host(og.poses[b]),

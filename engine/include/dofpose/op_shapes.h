@@ -47,6 +47,15 @@ struct ConvFusion {
   const float* residual = nullptr;
 };
 
+// The fused linear layer (inference, the lifters' MLP blocks): y = x W^T + bias,
+// then out_bn, relu and + residual [N,out], per output feature.
+struct LinearFusion {
+  const float* bias = nullptr;
+  BatchNormPtrs bn;
+  bool relu = false;
+  const float* residual = nullptr;
+};
+
 // Bilinear sampling conventions:
 //  AlignCorners: PyTorch align_corners=True, TFLite align_corners=1.
 //  HalfPixel:    PyTorch align_corners=False, TF half_pixel_centers=1.

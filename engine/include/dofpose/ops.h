@@ -45,6 +45,16 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
 // x [N,in], w [out,in], b [out] or empty -> y [N,out].
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,
                     const TensorView& y);
+// The fused linear (inference, the MLP blocks of the lifters): y = x w^T + b,
+// then bn, relu and + residual [N,out] in the GEMM's epilogue. Bitwise the
+// separate ops on the CPU; one kernel on CUDA.
+struct LinearFusionRef {
+  BatchNormRef bn;
+  bool relu = false;
+  TensorView residual;
+};
+void linear_fused_forward(const TensorView& x, const TensorView& w, const TensorView& b,
+                          const TensorView& y, const LinearFusionRef& f);
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
                      const TensorView& dx, const TensorView& dw, const TensorView& db);
 

@@ -341,6 +341,7 @@ H36mEvalResult evaluate_h36m_lifter(const std::string& model_path, H36mEvalOptio
       nn::encode_attribute_labels(b.attributes, b.n, attrs.f32());
     }
     const TensorView x = lifter->prepare_input(arena, pose, attrs);
+    nn::ScopedNoGrad no_grad;  // evaluation: fused inference
     const nn::LifterOutput y = lifter->forward(arena, x, nn::Mode::Infer);
     const TensorView mm = lifter->denormalise_output(arena, y.final());
     std::copy(mm.f32(), mm.f32() + b.n * config.output_dim(), out);

@@ -105,18 +105,20 @@ TensorView ReLU::backward(Arena& arena, const TensorView& dy) {
 }
 
 namespace {
-thread_local bool g_fused_inference = true;
+thread_local bool g_no_grad = false;
+thread_local bool g_unfused = false;
 }  // namespace
 
 bool fused_inference(Mode mode) {
-  if (mode != Mode::Infer || !g_fused_inference) return false;
+  if (mode != Mode::Infer || !g_no_grad || g_unfused) return false;
   const Tracer* t = active_tracer();
   return !(t && t->needs_every_layer());
 }
 
-ScopedUnfusedInference::ScopedUnfusedInference() : previous_(g_fused_inference) {
-  g_fused_inference = false;
-}
-ScopedUnfusedInference::~ScopedUnfusedInference() { g_fused_inference = previous_; }
+ScopedNoGrad::ScopedNoGrad() : previous_(g_no_grad) { g_no_grad = true; }
+ScopedNoGrad::~ScopedNoGrad() { g_no_grad = previous_; }
+
+ScopedUnfusedInference::ScopedUnfusedInference() : previous_(g_unfused) { g_unfused = true; }
+ScopedUnfusedInference::~ScopedUnfusedInference() { g_unfused = previous_; }
 
 }  // namespace dofpose::nn

@@ -117,6 +117,19 @@ ResidualBlock::ResidualBlock(int w, float p, float momentum, float eps)
 TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) {
   TraceSpan span;
   if (span.on()) span.range(trace.get("ResidualBlock"));
+  if (fused_inference(mode)) {  // two GEMMs with BN, ReLU (and the add) in their epilogues
+    ops::LinearFusionRef f1;
+    f1.bn = bn1.ref();
+    f1.relu = true;
+    TensorView h = linear1.forward_fused(arena, x, f1, "Linear+BN+ReLU");
+    ops::LinearFusionRef f2;
+    f2.bn = bn2.ref();
+    f2.relu = true;
+    f2.residual = x;
+    TensorView y = linear2.forward_fused(arena, h, f2, "Linear+BN+ReLU+Add");
+    if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
+    return y;
+  }
   TensorView h = bn1.forward(arena, linear1.forward(arena, x), mode);
   h = traced_op(trace, "relu1", "ReLU", [&] { return relu1.forward(arena, h); });
   h = drop1.forward(arena, h, mode);  // the identity at inference: not traced
@@ -160,9 +173,17 @@ TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
                 in_features, "], got ", x.str());
   TraceSpan span;
   if (span.on()) span.range(trace.get("Regressor"));
-  TensorView h = input_bn.forward(arena, input_layer.forward(arena, x), mode);
-  h = traced_op(trace, "input_relu", "ReLU", [&] { return input_relu.forward(arena, h); });
-  h = input_drop.forward(arena, h, mode);
+  TensorView h;
+  if (fused_inference(mode)) {
+    ops::LinearFusionRef f;
+    f.bn = input_bn.ref();
+    f.relu = true;
+    h = input_layer.forward_fused(arena, x, f, "Linear+BN+ReLU");
+  } else {
+    h = input_bn.forward(arena, input_layer.forward(arena, x), mode);
+    h = traced_op(trace, "input_relu", "ReLU", [&] { return input_relu.forward(arena, h); });
+    h = input_drop.forward(arena, h, mode);
+  }
   for (auto& b : blocks) h = b->forward(arena, h, mode);
   TensorView y = output_layer.forward(arena, h);
   if (span.on()) span.done(trace.get("Regressor"), "Regressor", y, 0, true);
@@ -395,6 +416,7 @@ LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
                 config_.kind, "): input must be [N,", config_.input_dim(), "], got ",
                 x.shape.str());
   batch_ = x.dim(0);
+  fused_forward_ = fused_inference(mode);
   outs_.assign(slots_.size(), TensorView());
   for (size_t k = 0; k < slots_.size(); ++k) {
     const RegressorSlot& s = slots_[k];
@@ -427,6 +449,8 @@ LifterOutput Lifter::forward(Arena& arena, const TensorView& x, Mode mode) {
 
 TensorView Lifter::backward(Arena& arena, const std::vector<TensorView>& dposes) {
   DOFPOSE_CHECK(!outs_.empty(), "Lifter::backward: call forward first");
+  DOFPOSE_CHECK(!fused_forward_, "Lifter::backward: the last forward was a fused inference "
+                "forward (inside nn::ScopedNoGrad), which keeps nothing for backward");
   DOFPOSE_CHECK(int(dposes.size()) == num_blocks_, "Lifter::backward (", config_.kind,
                 "): expected ", num_blocks_, " pose gradients (one per block), got ",
                 dposes.size());

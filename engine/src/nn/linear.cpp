@@ -52,7 +52,21 @@ TensorView Linear::forward(Arena& arena, const TensorView& x) {
   return y;
 }
 
+TensorView Linear::forward_fused(Arena& arena, const TensorView& x, const ops::LinearFusionRef& f,
+                                 const char* type) {
+  TraceSpan span;
+  if (span.on()) span.range(trace.get("Linear"));
+  x_ = TensorView();  // a fused forward cannot be back-propagated
+  DOFPOSE_CHECK(x.ndim() == 2, "Linear: input must be [N,", in_features, "], got ", x.str());
+  TensorView y = arena.alloc({x.dim(0), out_features});
+  ops::linear_fused_forward(x, weight, bias, y, f);
+  if (span.on())
+    span.done(trace.get("Linear"), type, y, 2 * x.dim(0) * int64_t(in_features) * out_features);
+  return y;
+}
+
 TensorView Linear::backward(Arena& arena, const TensorView& dy) {
+  DOFPOSE_CHECK(!x_.empty(), "Linear::backward called without a (non-fused) forward");
   TensorView dx = arena.alloc(x_.shape);
   ops::linear_backward(x_, weight, dy, dx, grad_weight, grad_bias);
   return dx;

@@ -63,6 +63,7 @@ class HourglassModel : public Model {
   }
 
   std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) override {
+    ScopedNoGrad no_grad;  // inference only: fused layers
     HourglassOutputs o = net_->forward(arena, staged.input, Mode::Infer);
     std::vector<NamedView> out;
     for (size_t s = 0; s < o.heatmaps.size(); ++s)
@@ -134,6 +135,7 @@ class LifterModel : public Model {
   }
 
   std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) override {
+    ScopedNoGrad no_grad;  // inference only: fused layers, the persistent batch-1 kernel
     const TensorView& x = staged.input;
     if (x.device == Device::CUDA && x.dim(0) == 1 && fused_inference(Mode::Infer) &&
         PersistentLifter::available())

@@ -592,6 +592,7 @@ std::pair<double, double> Trainer::validate() {
     arena.reset();
     TensorView attr = val_->uses_attributes() ? TensorView(a.data(), {b, 27}) : TensorView();
     TensorView in = lifter_->prepare_input(arena, TensorView(x.data(), {b, pin}), attr);
+    nn::ScopedNoGrad no_grad;  // evaluation: fused inference
     nn::LifterOutput out = lifter_->forward(arena, in, nn::Mode::Infer);
     TensorView pred = lifter_->denormalise_output(arena, out.final());
     for (int64_t r = 0; r < b; ++r)

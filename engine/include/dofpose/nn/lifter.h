@@ -161,6 +161,7 @@ class Lifter : public Module {
   std::vector<RegressorSlot> slots_;
   std::vector<TensorView> outs_;  // per regressor, from the last forward
   int64_t batch_ = 0;
+  bool fused_forward_ = false;
 };
 
 class MartinezLifter : public Lifter {

@@ -17,6 +17,10 @@ class Linear : public Module {
   void init_uniform(uint64_t seed);
 
   TensorView forward(Arena& arena, const TensorView& x);
+  // Inference only: with the following BN / ReLU / residual add fused into the
+  // GEMM epilogue (ops::linear_fused_forward), traced as one event of `type`.
+  TensorView forward_fused(Arena& arena, const TensorView& x, const ops::LinearFusionRef& f,
+                           const char* type);
   TensorView backward(Arena& arena, const TensorView& dy);
   void collect(const std::string& prefix, std::vector<Param>& params,
                std::vector<Buffer>& buffers) override;

@@ -23,12 +23,25 @@ namespace dofpose::nn {
 
 enum class Mode { Train, Infer };
 
-// Fused inference (on by default): in Mode::Infer the hourglass runs each
-// conv with its neighbouring BatchNorm, ReLU and residual add as one op
-// (ops::conv2d_fused_forward); such a forward keeps nothing for backward.
-// Off for this thread while a ScopedUnfusedInference lives, and whenever the
-// active tracer needs every layer (--dump).
+// Fused inference: inside a ScopedNoGrad (no backward will follow; Model::forward
+// and nn::GraphForward open one) Mode::Infer runs each conv / linear layer with
+// its neighbouring BatchNorm, ReLU and residual add as one op
+// (ops::conv2d_fused_forward, ops::linear_fused_forward), and a batch-1 lifter
+// on CUDA as one kernel. Such a forward keeps nothing for backward. Without a
+// ScopedNoGrad, Mode::Infer is PyTorch's eval(): every layer, backward allowed.
+// Off while a ScopedUnfusedInference lives (tests, benchmarks), and whenever
+// the active tracer needs every layer (--dump).
 bool fused_inference(Mode mode);
+class ScopedNoGrad {
+ public:
+  ScopedNoGrad();
+  ~ScopedNoGrad();
+  ScopedNoGrad(const ScopedNoGrad&) = delete;
+  ScopedNoGrad& operator=(const ScopedNoGrad&) = delete;
+
+ private:
+  bool previous_;
+};
 class ScopedUnfusedInference {
  public:
   ScopedUnfusedInference();
