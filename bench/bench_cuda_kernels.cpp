@@ -86,6 +86,35 @@ BENCHMARK(BM_cuda_conv2d_forward)
     ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
+#ifdef DOFPOSE_WITH_CUDNN
+// The same shapes through cuDNN (-DDOFPOSE_CUDNN=ON): the reference for speed.
+void BM_cudnn_conv2d_forward(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
+  const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
+  ck::set_math_mode(state.range(6) ? ck::MathMode::TF32 : ck::MathMode::F32);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  ops::ConvParams p{stride, R / 2, 1};
+  Tensor x = device_randn({N, C, H, H}, 1), w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
+  Tensor y = Tensor::empty(ops::conv2d_output_shape(x, w, p), DType::F32, Device::CUDA);
+  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
+  const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel());
+  time_cuda(state, ctx, double(cs.flops()), bytes,
+            [&] { ck::cudnn_conv2d_forward(cs, x.f32(), w.f32(), b.f32(), y.f32(), ctx.stream()); });
+  ck::set_math_mode(ck::MathMode::F32);
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cudnn_conv2d_forward)
+    ->ArgNames({"N", "C", "H", "K", "R", "stride", "tf32"})
+    ->Args({1, 3, 256, 64, 7, 2, 0})->Args({1, 3, 256, 64, 7, 2, 1})
+    ->Args({1, 128, 64, 128, 3, 1, 0})->Args({1, 128, 64, 128, 3, 1, 1})
+    ->Args({1, 256, 64, 128, 1, 1, 0})->Args({1, 256, 64, 128, 1, 1, 1})
+    ->Args({64, 128, 64, 128, 3, 1, 0})->Args({64, 128, 64, 128, 3, 1, 1})
+    ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+#endif
+
 void BM_cuda_conv2d_backward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));

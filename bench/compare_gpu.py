@@ -18,7 +18,9 @@ same forward captured once into a CUDA graph and replayed). Rows:
   martinez_b1 / progressive_b1    lifters, width 1024, batch 1 (latency)
   martinez_b4096 / progressive_b4096   batch 4096 (throughput)
   progressive_train_b64           one training step (forward, L1, backward, Adam, max-norm)
-each in f32 and tf32 math (lifter rows f32 only: their GEMMs are small).
+hourglass rows in f32, tf32, fp16 and bf16 math (ours: float32 tensors, the
+tensor-core inputs rounded; torch: allow_tf32, or autocast for fp16/bf16),
+lifter rows in f32 only.
 """
 import argparse
 import json
@@ -85,6 +87,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--only", default="", help="comma-separated case names")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--maths", default="f32,tf32,fp16,bf16",
+                    help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast)")
     args = ap.parse_args()
     exe = os.path.join(args.build, "bench", "dofpose_model_timer")
     if not torch.cuda.is_available():
@@ -131,21 +135,28 @@ def main():
                 os.makedirs(d, exist_ok=True)
                 np.save(os.path.join(d, "x.npy"), x)
                 xt = torch.from_numpy(x).to(dev)
-                for math in ("f32", "tf32"):
+                for math in args.maths.split(","):
                     torch.backends.cudnn.allow_tf32 = math == "tf32"
                     torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+                    fn_m = fn
+                    if math in ("fp16", "bf16"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
+                        dt = torch.float16 if math == "fp16" else torch.bfloat16
+
+                        def fn_m(inp, dt=dt):
+                            with torch.autocast("cuda", dtype=dt, cache_enabled=False):
+                                return {k: v.float() for k, v in fn(inp).items()}
                     with torch.no_grad():
-                        outs = fn(xt)
+                        outs = fn_m(xt)
                         timer = GpuTimer(exe, hg_w, os.path.join(d, "x.npy"), d, math)
                         diff, _ = max_diff_gpu(d, outs)
                         gtimer = GpuTimer(exe, hg_w, os.path.join(d, "x.npy"), d, math, graph=True)
                         diff = max(diff, max_diff_gpu(d, outs)[0])
-                        replay = graphed(fn, xt)
+                        replay = graphed(fn_m, xt)
                         ours, ours_g, eager, graph = [], [], [], []
                         for _ in range(rounds):
                             ours += timer.run(per)["ms"]
                             ours_g += gtimer.run(per)["ms"]
-                            eager += sync_timed(lambda: fn(xt), per)
+                            eager += sync_timed(lambda: fn_m(xt), per)
                             graph += sync_timed(replay, per)
                         timer.close()
                         gtimer.close()

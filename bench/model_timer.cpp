@@ -3,7 +3,7 @@
 // Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
-//       [--device cpu|cuda] [--math f32|tf32] [--graph] [--unfused]
+//       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]
 //       [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
@@ -14,8 +14,9 @@
 // --output-dir writes the warm-up pass's outputs as DIR/<name>.npy
 // (inference) or the warm-up step's loss as DIR/loss.npy (train), so the
 // caller can check both engines computed the same thing.
-// --device cuda runs the model on GPU 0 (weights moved there; --math tf32
-// lets convolutions and matrix products use TF32 tensor cores); each timed
+// --device cuda runs the model on GPU 0 (weights moved there; --math tf32 /
+// fp16 / bf16 let convolutions and matrix products use the tensor cores with
+// those inputs and FP32 accumulation, tensors stay float32); each timed
 // unit ends with a stream synchronisation, so times are complete.
 // --graph (CUDA inference) replays the forward from a CUDA graph
 // (nn::GraphForward); --unfused turns fused inference off (separate BN, ReLU
@@ -63,7 +64,7 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32] [--graph] [--unfused]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -102,7 +103,8 @@ Options parse(int argc, char** argv) {
   if (o.train && o.target.empty()) usage("--train needs --target");
   if (o.graph && (o.train || o.device != "cuda")) usage("--graph is for CUDA inference");
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
-  if (o.math != "f32" && o.math != "tf32") usage("--math must be f32 or tf32, got " + o.math);
+  if (o.math != "f32" && o.math != "tf32" && o.math != "fp16" && o.math != "bf16")
+    usage("--math must be f32, tf32, fp16 or bf16, got " + o.math);
   if (o.warmup < 1) usage("--warmup must be at least 1 (it sizes the arena and writes --output-dir)");
   return o;
 }
@@ -237,11 +239,11 @@ int main(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   try {
     set_cpu_threads(opt.threads);
-    if (opt.math == "tf32") {
 #ifdef DOFPOSE_WITH_CUDA
-      cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
+    if (opt.math == "tf32") cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
+    if (opt.math == "fp16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::FP16);
+    if (opt.math == "bf16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::BF16);
 #endif
-    }
     std::unique_ptr<nn::ScopedUnfusedInference> unfused;
     if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfusedInference>();
     Context ctx(device_of(opt));

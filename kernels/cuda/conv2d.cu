@@ -136,9 +136,12 @@ struct WeightLoader {
       v[l] = (k < k_end && t < rows) ? w[(int64_t)t * cols + k] : 0.0f;
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+    for (int l = 0; l < kCount; ++l) s[kk * LD + tt + l * kStep] = T(v[l]);
   }
 };
 
@@ -197,9 +200,12 @@ struct PatchLoader {
       }
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * (TILE + kPad) + t] = v[l];
+    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * LD + t] = T(v[l]);
   }
 };
 
@@ -318,9 +324,12 @@ struct WeightTLoader {
       v[l] = (krs < k_end && c < d.C) ? wk[(int64_t)c * d.RS] : 0.0f;
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+    for (int l = 0; l < kCount; ++l) s[kk * LD + tt + l * kStep] = T(v[l]);
   }
 };
 
@@ -374,9 +383,12 @@ struct DyTapLoader {
       }
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * (TILE + kPad) + t] = v[l];
+    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * LD + t] = T(v[l]);
   }
 };
 
@@ -427,9 +439,12 @@ struct DyLoader {
       v[l] = (m < k_end && k < d.K) ? base[(int64_t)k * d.PQ] : 0.0f;
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+    for (int l = 0; l < kCount; ++l) s[kk * LD + tt + l * kStep] = T(v[l]);
   }
 };
 
@@ -475,9 +490,12 @@ struct PatchTLoader {
       v[l] = val;
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[kk * (TILE + kPad) + tt + l * kStep] = v[l];
+    for (int l = 0; l < kCount; ++l) s[kk * LD + tt + l * kStep] = T(v[l]);
   }
 };
 
@@ -738,7 +756,7 @@ void launch_forward(ConvForward p, cudaStream_t st, const char* name) {
   auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   p.vec_ok = p.partial ? (p.N % 4 == 0 && aligned(p.partial))
                        : (p.d.PQ % 4 == 0 && aligned(p.y) && (!p.f.residual || aligned(p.f.residual)));
-  launch_tile_kernel(p, bm, bn, int(splits), detail::use_tf32_tensor_cores(), st, name);
+  launch_tile_kernel(p, bm, bn, int(splits), detail::tile_math(), st, name);
   if (p.partial) {
     split_epilogue_kernel<<<blocks_for(int64_t(p.M) * p.N), kThreads, 0, st>>>(p, int(splits));
     DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward split-K epilogue");
@@ -844,7 +862,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
       p.dx = dx;
       int bm, bn;
       choose_conv_tile(p.M, p.N, bm, bn);
-      launch_tile_kernel(p, bm, bn, 1, detail::use_tf32_tensor_cores(), st,
+      launch_tile_kernel(p, bm, bn, 1, detail::tile_math(), st,
                          "conv2d backward data");
     }
   }
@@ -870,7 +888,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
     splits = (npix + p.chunk - 1) / p.chunk;  // no empty splits
     const int64_t dw_size = (int64_t)p.M * p.N;
     p.out = splits > 1 ? scratch((size_t)(splits * dw_size), st) : dw;
-    launch_tile_kernel(p, bm, bn, (int)splits, detail::use_tf32_tensor_cores(), st,
+    launch_tile_kernel(p, bm, bn, (int)splits, detail::tile_math(), st,
                        "conv2d backward weight");
     if (splits > 1) {
       sum_splits_kernel<<<blocks_for(dw_size), kThreads, 0, st>>>(dw_size, (int)splits, p.out,

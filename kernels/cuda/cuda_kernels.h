@@ -6,6 +6,7 @@
 // No function here allocates, synchronises the host, or reads device memory
 // back, except the losses, which return their scalar (one 4-byte copy).
 #pragma once
+#include <string>
 #include <cstdint>
 
 #include "dofpose/op_shapes.h"
@@ -15,7 +16,11 @@ namespace dofpose::cuda_kernels {
 // ---- math mode for the matrix products (gemm.cu, conv2d.cu)
 // F32: plain FP32 FMA (matches the CPU to ~1e-5 relative).
 // TF32: tensor cores with TF32 inputs and FP32 accumulation (~5e-4).
-enum class MathMode { F32, TF32 };
+// FP16 / BF16: float32 tensors, each product's inputs rounded to half /
+// bfloat16 on the tensor cores with FP32 accumulation (~1e-2; sm_80+).
+// Convolutions and the tiled GEMM follow the mode; the small kernels
+// (skinny GEMM, persistent lifter, element-wise) stay float32.
+enum class MathMode { F32, TF32, FP16, BF16 };
 void set_math_mode(MathMode m);
 MathMode math_mode();
 // Which GEMM runs gemm() and linear_*: our kernel (default) or cuBLAS (the
@@ -185,5 +190,13 @@ struct MlpProgram {
 void mlp_program_run(const MlpProgram& prog, void* stream);
 // Whether this device can run it (cooperative launch support).
 bool mlp_program_supported();
+
+#ifdef DOFPOSE_WITH_CUDNN
+// ---- cudnn_conv.cu (only with -DDOFPOSE_CUDNN=ON): cuDNN's forward convolution,
+// a reference for results and speed; the models never call it.
+void cudnn_conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                          float* y, void* stream);
+std::string cudnn_version();
+#endif
 
 }  // namespace dofpose::cuda_kernels

@@ -131,12 +131,15 @@ struct DenseLoader {
       v[l] = x;
     }
   }
-  __device__ void store(float* s) const {
+  // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
+  // cores), rows LD elements apart.
+  template <class T = float, int LD = TILE + kPad>
+  __device__ void store(T* s) const {
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
       int t, k;
       coords(l, t, k);
-      s[k * (TILE + kPad) + t] = v[l];
+      s[k * LD + t] = T(v[l]);
     }
   }
 };
@@ -213,8 +216,7 @@ void launch_tiles(const P& p, int batch, cudaStream_t stream, const char* name) 
   const DeviceInfo dev = device_info();
   int bm, bn;
   choose_tile(p.M, p.N, batch, dev.sms, bm, bn);
-  launch_tile_kernel(p, bm, bn, batch, g_math_mode == MathMode::TF32 && dev.major >= 8, stream,
-                     name);
+  launch_tile_kernel(p, bm, bn, batch, detail::tile_math(), stream, name);
 }
 
 // C = beta * C over [M, N] (beta == 0 writes zeros without reading C).
@@ -252,6 +254,15 @@ void cublas_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
       h, g_math_mode == MathMode::TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (g_math_mode == MathMode::FP16 || g_math_mode == MathMode::BF16) {
+    // float32 data, 16-bit tensor-core inputs, FP32 accumulation: our FP16/BF16 modes.
+    const cublasComputeType_t ct = g_math_mode == MathMode::FP16 ? CUBLAS_COMPUTE_32F_FAST_16F
+                                                                 : CUBLAS_COMPUTE_32F_FAST_16BF;
+    DOFPOSE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        h, op_b, op_a, N, M, K, &alpha, B, CUDA_R_32F, ldb, stride_b, A, CUDA_R_32F, lda,
+        stride_a, &beta, C, CUDA_R_32F, ldc, stride_c, batch, ct, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   if (batch == 1) {
     DOFPOSE_CUBLAS_CHECK(
         cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
@@ -292,8 +303,17 @@ namespace detail {
 // Shared with conv2d.cu (declared there): the multiprocessor count and
 // whether the TF32 WMMA kernels may run on the current device.
 int multiprocessor_count() { return device_info().sms; }
+TileMath tile_math() {
+  if (device_info().major < 8) return TileMath::Simt;  // the kernels are built for sm_80+
+  switch (g_math_mode) {
+    case MathMode::TF32: return TileMath::Tf32;
+    case MathMode::FP16: return TileMath::Fp16;
+    case MathMode::BF16: return TileMath::Bf16;
+    default: return TileMath::Simt;
+  }
+}
 bool use_tf32_tensor_cores() {
-  return g_math_mode == MathMode::TF32 && device_info().major >= 8;
+  return tile_math() == TileMath::Tf32;
 }
 
 // batch independent GEMMs, matrix b at A + b*stride_a, B + b*stride_b,

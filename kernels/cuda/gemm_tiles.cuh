@@ -7,6 +7,8 @@
 // measurements are described at the top of gemm.cu.
 // Include inside nothing: it opens dofpose::cuda_kernels' anonymous namespace.
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <mma.h>
 
 #include <cstdint>
@@ -16,6 +18,14 @@
 #include "kernels/cuda/cuda_check.h"
 
 namespace dofpose::cuda_kernels {
+
+// Which tile kernel runs a product (gemm.cu's detail::tile_math() picks it
+// from math_mode() and the device).
+enum class TileMath { Simt, Tf32, Fp16, Bf16 };
+namespace detail {
+TileMath tile_math();  // defined in gemm.cu
+}  // namespace detail
+
 namespace {
 
 constexpr int kThreads = 256;  // every tile kernel (and every kernel of conv2d.cu)
@@ -225,6 +235,91 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
 #endif
 }
 
+// FP16 / BF16 tensor cores (float32 tensors, FP32 accumulation): the loaders
+// round each fetched element once to T as they store it to shared memory;
+// 16x16x16 fragments, BK = 32 (half the bytes of a float slice), rows padded
+// by 8 elements (WMMA wants 16-bit leading dimensions in multiples of 8).
+template <class P, class T, int BM, int BN, int BK, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) wmma16_tile_kernel(const P p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  static_assert(WM * WN * 32 == kThreads, "8 warps");
+  constexpr int WTM = BM / WM, WTN = BN / WN;
+  constexpr int FM = WTM / 16, FN = WTN / 16;
+  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 16 == 0, "fragment shape 16x16x16");
+  constexpr int LDA = BM + 8, LDB = BN + 8, LDC = 16 + kPad;
+  __shared__ __align__(32) T As[2][BK][LDA];
+  __shared__ __align__(32) T Bs[2][BK][LDB];
+  __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / WN, wn = warp % WN;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][FN];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  if (kb < ke) {
+    a.fetch(kb, ke);
+    b.fetch(kb, ke);
+    a.template store<T, LDA>(&As[0][0][0]);
+    b.template store<T, LDB>(&Bs[0][0][0]);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+      const bool more = k0 + BK < ke;
+      if (more) {
+        a.fetch(k0 + BK, ke);
+        b.fetch(k0 + BK, ke);
+      }
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[FN];
+#pragma unroll
+        for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], LDA);
+#pragma unroll
+        for (int j = 0; j < FN; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], LDB);
+#pragma unroll
+        for (int i = 0; i < FM; ++i)
+#pragma unroll
+          for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+      if (more) {
+        a.template store<T, LDA>(&As[buf ^ 1][0][0]);
+        b.template store<T, LDB>(&Bs[buf ^ 1][0][0]);
+      }
+      __syncthreads();
+      buf ^= 1;
+    }
+  }
+  float* cs = Cs[warp];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) {
+      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 64; e += 32) {
+        const int r = e / 4, c = (e % 4) * 4;
+        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
+        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p;
+#endif
+}
+
 // Block tile: 128 where the dimension exceeds 64, halved (wider side first)
 // until every multiprocessor gets at least one block.
 void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
@@ -239,17 +334,33 @@ void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
   }
 }
 
+template <class P, class T>
+void launch_wmma16(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
+  if (bm == 128 && bn == 128)
+    wmma16_tile_kernel<P, T, 128, 128, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+  else if (bm == 64 && bn == 128)
+    wmma16_tile_kernel<P, T, 64, 128, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+  else if (bm == 128)
+    wmma16_tile_kernel<P, T, 128, 64, 32, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+  else
+    wmma16_tile_kernel<P, T, 64, 64, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+}
+
 // Launches P over its M x N tiles (blockIdx.x) and `depth` blockIdx.z slices
-// (batch entries or reduction splits) with the block tile bm x bn, on the TF32
-// WMMA kernel when tf32 (the caller checks math mode and sm_80+), else SIMT.
+// (batch entries or reduction splits) with the block tile bm x bn, on the
+// kernel of `math` (the caller checked the math mode against the device).
 template <class P>
-void launch_tile_kernel(const P& p, int bm, int bn, int depth, bool tf32, cudaStream_t stream,
+void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cudaStream_t stream,
                         const char* name) {
   const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
   DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && depth <= 65535, name, ": problem too large (",
                 tiles, " tiles x ", depth, ")");
   const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
-  if (tf32) {
+  if (math == TileMath::Fp16) {
+    launch_wmma16<P, __half>(p, bm, bn, grid, stream);
+  } else if (math == TileMath::Bf16) {
+    launch_wmma16<P, __nv_bfloat16>(p, bm, bn, grid, stream);
+  } else if (math == TileMath::Tf32) {
     if (bm == 128 && bn == 128)
       wmma_tile_kernel<P, 128, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
     else if (bm == 64 && bn == 128)

@@ -35,6 +35,7 @@ namespace {
 constexpr double kElementwise = 1e-6;
 constexpr double kReduction = 5e-5;
 constexpr double kTf32 = 3e-3;
+constexpr double kHalf = 2e-2;  // FP16 / BF16 inputs, FP32 accumulation
 
 Tensor randn(Shape s, uint32_t seed, float scale = 1.f, float offset = 0.f) {
   std::mt19937 rng(seed);
@@ -246,9 +247,34 @@ void fused_conv_cases(ck::MathMode mode, double tol) {
 
 }  // namespace
 
+#ifdef DOFPOSE_WITH_CUDNN
+TEST_CASE("cuDNN (DOFPOSE_CUDNN build): its convolution agrees with the CPU, as ours does") {
+  INFO("cuDNN " << ck::cudnn_version());
+  uint32_t seed = 1300;
+  for (const ConvCase& c : kConvCases) {
+    ops::ConvParams p{c.stride, c.pad, c.groups};
+    Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed);
+    Tensor w = randn({c.K, c.C / c.groups, c.R, c.S}, ++seed, 0.3f);
+    Tensor b = randn({c.K}, ++seed);
+    OpCase oc(shape_name("cudnn conv2d", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad, c.groups}));
+    int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU)), ib = oc.in(b.to(Device::CPU));
+    int iy = oc.out(ops::conv2d_output_shape(x, w, p));
+    oc.run([&](const std::vector<TensorView>& t) {
+      if (t[ix].device == Device::CPU)
+        ops::conv2d_forward(t[ix], t[iw], t[ib], t[iy], p);
+      else
+        ck::cudnn_conv2d_forward(ops::conv2d_shape(t[ix], t[iw], p), t[ix].f32(), t[iw].f32(),
+                                 t[ib].f32(), t[iy].f32(), ops::cuda_stream());
+    }, kReduction);
+  }
+}
+#endif
+
 TEST_CASE("backend ops: fused conv2d (BN+ReLU prologue, BN/ReLU/residual epilogue)") {
   fused_conv_cases(ck::MathMode::F32, kReduction);
   fused_conv_cases(ck::MathMode::TF32, kTf32);
+  fused_conv_cases(ck::MathMode::FP16, kHalf);
+  fused_conv_cases(ck::MathMode::BF16, kHalf);
 }
 
 TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuBLAS") {
@@ -258,7 +284,8 @@ TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuB
   const G sizes[] = {{1, 1, 1}, {7, 5, 3}, {33, 65, 17}, {64, 64, 64}, {128, 96, 257}, {1, 1024, 34}, {256, 1, 4096}, {3, 27, 2048}};  // the last two: skinny path
   uint32_t seed = 1;
   for (ck::GemmBackend backend : {ck::GemmBackend::Own, ck::GemmBackend::Cublas})
-    for (ck::MathMode mode : {ck::MathMode::F32, ck::MathMode::TF32})
+    for (ck::MathMode mode : {ck::MathMode::F32, ck::MathMode::TF32, ck::MathMode::FP16,
+                              ck::MathMode::BF16})
       for (const G& g : sizes)
         for (int ta = 0; ta < 2; ++ta)
           for (int tb = 0; tb < 2; ++tb)
@@ -268,7 +295,10 @@ TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuB
               const std::string name =
                   shape_name("gemm", {g.M, g.N, g.K, ta, tb}) + " beta " + std::to_string(beta) +
                   (backend == ck::GemmBackend::Own ? " own" : " cublas") +
-                  (mode == ck::MathMode::F32 ? " f32" : " tf32");
+                  (mode == ck::MathMode::F32    ? " f32"
+                   : mode == ck::MathMode::TF32 ? " tf32"
+                   : mode == ck::MathMode::FP16 ? " fp16"
+                                                : " bf16");
               INFO(name);
               Tensor A = randn(ta ? Shape{g.K, g.M} : Shape{g.M, g.K}, ++seed);
               Tensor B = randn(tb ? Shape{g.N, g.K} : Shape{g.K, g.N}, ++seed);
@@ -283,12 +313,20 @@ TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuB
               ck::gemm(ta, tb, g.M, g.N, g.K, 1.25f, dA.f32(), lda, dB.f32(), ldb, beta, dC.f32(),
                        g.N, nullptr);
               cuda::stream_synchronize(nullptr);
-              expect_close(name, ref, dC, mode == ck::MathMode::F32 ? kReduction : kTf32);
+              expect_close(name, ref, dC,
+                           mode == ck::MathMode::F32    ? kReduction
+                           : mode == ck::MathMode::TF32 ? kTf32
+                                                        : kHalf);
             }
   ck::set_gemm_backend(ck::GemmBackend::Own);
 }
 
 TEST_CASE("backend ops: conv2d forward and backward (F32)") { conv_cases(ck::MathMode::F32, kReduction); }
+
+TEST_CASE("backend ops: conv2d forward and backward (FP16 / BF16 tensor cores)") {
+  conv_cases(ck::MathMode::FP16, kHalf);
+  conv_cases(ck::MathMode::BF16, kHalf);
+}
 
 TEST_CASE("backend ops: conv2d forward and backward (TF32 tensor cores)") {
   conv_cases(ck::MathMode::TF32, kTf32);
