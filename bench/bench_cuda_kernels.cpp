@@ -9,10 +9,13 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <random>
 
 #include "dofpose/context.h"
 #include "dofpose/cuda_backend.h"
+#include "dofpose/nn/lifter.h"
+#include "dofpose/nn/persistent_lifter.h"
 #include "dofpose/ops.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -114,6 +117,77 @@ BENCHMARK(BM_cudnn_conv2d_forward)
     ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 #endif
+
+// The fused bottleneck convs at the hourglass's shapes: conv1 (BN+ReLU
+// prologue, BN+ReLU epilogue, 1x1 256->128), conv2 (3x3 128->128, BN+ReLU
+// epilogue), conv3 (1x1 128->256 + residual). args: N, which (1, 2, 3), math (0 f32, 1 tf32, 2 fp16)
+void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), which = int(state.range(1));
+  const ck::MathMode modes[] = {ck::MathMode::F32, ck::MathMode::TF32, ck::MathMode::FP16};
+  ck::set_math_mode(modes[state.range(2)]);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  const int C = which == 1 ? 256 : 128, K = which == 3 ? 256 : 128, R = which == 2 ? 3 : 1;
+  ops::ConvParams p{1, R / 2, 1};
+  Tensor x = device_randn({N, C, 64, 64}, 1), w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
+  Tensor g = device_randn({std::max(C, K)}, 4), v = device_randn({std::max(C, K)}, 5);
+  fill(v, 1.5f);
+  Tensor y = Tensor::empty({N, K, 64, 64}, DType::F32, Device::CUDA);
+  Tensor r = device_randn({N, K, 64, 64}, 6);
+  auto ch = [](const Tensor& t, int n) { return t.view().slice0(0, n); };
+  ops::ConvFusionRef f;
+  if (which == 1) f.in_bn = {ch(g, C), ch(g, C), ch(g, C), ch(v, C), 1e-5f};
+  if (which != 3) {
+    f.out_bn = {ch(g, K), ch(g, K), ch(g, K), ch(v, K), 1e-5f};
+    f.out_relu = true;
+  } else {
+    f.residual = r;
+  }
+  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
+  const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel() * (which == 3 ? 2 : 1));
+  time_cuda(state, ctx, double(cs.flops()), bytes,
+            [&] { ops::conv2d_fused_forward(x, w, b, y, p, f); });
+  ck::set_math_mode(ck::MathMode::F32);
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_fused_bottleneck_conv)
+    ->ArgNames({"N", "conv", "math"})
+    ->ArgsProduct({{1, 64}, {1, 2, 3}, {0, 1, 2}})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The persistent batch-1 lifter: kernel time only (CUDA events around the one
+// launch; no host normalisation, no copies). args: kind (0 martinez,
+// 1 progressive), width.
+void BM_cuda_persistent_lifter(benchmark::State& state) {
+  if (!have_device(state)) return;
+  nn::LifterConfig c;
+  c.kind = state.range(0) ? "progressive" : "martinez";
+  c.width = int(state.range(1));
+  c.use_attributes = state.range(0) != 0;
+  auto l = nn::Lifter::create(c, 1);
+  l->to_device(Device::CUDA);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  nn::PersistentLifter plan(*l);
+  Tensor x = device_randn({1, c.input_dim()}, 7);
+  std::vector<Tensor> poses;
+  std::vector<TensorView> views;
+  for (int b = 0; b < l->num_blocks(); ++b) {
+    poses.push_back(Tensor::empty({1, 51}, DType::F32, Device::CUDA));
+    views.push_back(poses.back().view());
+  }
+  const double flops = double(l->flops_per_pose());
+  double weight_bytes = 0;
+  for (const nn::Param& prm : l->parameters()) weight_bytes += 4.0 * double(prm.value->numel());
+  time_cuda(state, ctx, flops, weight_bytes, [&] { plan.run(x, views); });
+  state.counters["phases"] = plan.phases();
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_persistent_lifter)
+    ->ArgNames({"progressive", "width"})
+    ->ArgsProduct({{0, 1}, {256, 512, 1024}})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 void BM_cuda_conv2d_backward(benchmark::State& state) {
   if (!have_device(state)) return;

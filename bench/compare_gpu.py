@@ -18,6 +18,7 @@ same forward captured once into a CUDA graph and replayed). Rows:
   martinez_b1 / progressive_b1    lifters, width 1024, batch 1 (latency)
   martinez_b4096 / progressive_b4096   batch 4096 (throughput)
   progressive_train_b64           one training step (forward, L1, backward, Adam, max-norm)
+  hourglass_train_b8              one training step (forward, MSE per stack, backward, RMSprop)
 hourglass rows in f32, tf32, fp16 and bf16 math (ours: float32 tensors, the
 tensor-core inputs rounded; torch: allow_tf32, or autocast for fp16/bf16),
 lifter rows in f32 only.
@@ -237,6 +238,38 @@ def main():
                 eager += sync_timed(step, per)
             timer.close()
             record(name, "f32", ours, eager, None, float("nan"), "training step; no output check (dropout streams differ)")
+
+        name = "hourglass_train_b8"
+        if want(name):
+            hw = os.path.join(tmp, "hourglass_train.safetensors")
+            cc.make_weights("hourglass", hw, {})
+            model = cc.load_torch_hourglass(hw).train().to(dev)
+            rng = np.random.default_rng(8)
+            x = rng.standard_normal((8, 3, 256, 256)).astype(np.float32)
+            y = (rng.random((8, 16, 64, 64)) * 0.1).astype(np.float32)
+            d = os.path.join(tmp, name)
+            os.makedirs(d, exist_ok=True)
+            np.save(os.path.join(d, "x.npy"), x)
+            np.save(os.path.join(d, "t.npy"), y)
+            xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+            opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
+
+            def hg_step():
+                opt.zero_grad(set_to_none=True)
+                out = model(xt)
+                loss = sum(torch.nn.functional.mse_loss(h, yt) for h in out["heatmaps"])
+                loss.backward()
+                opt.step()
+            for _ in range(3):
+                hg_step()
+            timer = GpuTimer(exe, hw, os.path.join(d, "x.npy"), d, "f32", target=os.path.join(d, "t.npy"))
+            ours, eager = [], []
+            for _ in range(rounds):
+                ours += timer.run(per)["ms"]
+                eager += sync_timed(hg_step, per)
+            timer.close()
+            record(name, "f32", ours, eager, None, float("nan"),
+                   "training step (forward, MSE per stack, backward, RMSprop); no output check")
 
     print(f"\ncard: {card}; torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}; "
           f"medians of {rounds * per} runs; ratio = torch / our best (eager or graph)")

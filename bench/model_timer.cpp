@@ -7,10 +7,11 @@
 //       [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
-// forward` runs). --train (lifters only): X is the normalised network input
+// forward` runs). --train with a lifter: X is the normalised network input
 // [N, input_dim], T the normalised target [N,51]; one step = forward (train
 // mode) + lifter_l1_loss + backward + Adam (PyTorch defaults) + row max-norm
-// when the config has one — the trainer's step without data loading.
+// when the config has one — the trainer's step without data loading. With a
+// hourglass: X images, T heatmaps; forward + heatmap MSE + backward + RMSprop.
 // --output-dir writes the warm-up pass's outputs as DIR/<name>.npy
 // (inference) or the warm-up step's loss as DIR/loss.npy (train), so the
 // caller can check both engines computed the same thing.
@@ -42,6 +43,7 @@
 #include "dofpose/npz.h"
 #include "dofpose/nn/linear.h"
 #include "dofpose/nn/graph_forward.h"
+#include "dofpose/nn/hourglass.h"
 #include "dofpose/nn/model.h"
 #include "dofpose/nn/optimizer.h"
 #include "dofpose/weights.h"
@@ -207,6 +209,45 @@ class TrainRunner : public Runner {
   Arena arena_;
 };
 
+// One hourglass training step: forward (train mode), the heatmap MSE of every
+// stack, backward, RMSprop (the multi-task net's optimiser, PyTorch defaults
+// but lr 2.5e-4). --input: images [N,3,S,S]; --target: heatmaps [N,J,S/4,S/4].
+class HourglassTrainRunner : public Runner {
+ public:
+  HourglassTrainRunner(const Options& o, Context& ctx) : opt_(o), ctx_(ctx), arena_(device_of(o)) {
+    net_ = nn::HourglassNet::load(o.model);
+    net_->to_device(device_of(o));
+    nn::RMSpropOptions ro;
+    ro.lr = 2.5e-4f;
+    optimizer_ = std::make_unique<nn::RMSprop>(net_->parameters(), ro);
+    x_ = nn::read_npy_f32(o.input, "--input").to(device_of(o));
+    y_ = nn::read_npy_f32(o.target, "--target").to(device_of(o));
+  }
+  float run(bool save_outputs) override {
+    arena_.reset();
+    nn::HourglassOutputs out = net_->forward(arena_, x_.view(), nn::Mode::Train);
+    nn::HourglassGrads grads;
+    const float loss = nn::heatmap_mse_loss(arena_, out.heatmaps, y_.view(), {}, &grads.heatmaps);
+    net_->backward(arena_, grads);
+    optimizer_->step();
+    ctx_.synchronize();
+    if (save_outputs && !opt_.output_dir.empty()) {
+      float l = loss;
+      write_npy(opt_.output_dir + "/loss.npy", NpyDType::F32, {1}, &l);
+    }
+    return loss;
+  }
+  std::string describe() const override { return "hourglass train step, RMSprop"; }
+
+ private:
+  const Options& opt_;
+  Context& ctx_;
+  std::unique_ptr<nn::HourglassNet> net_;
+  std::unique_ptr<nn::RMSprop> optimizer_;
+  Tensor x_, y_;
+  Arena arena_;
+};
+
 std::string json_string(const std::string& s) {
   std::string r = "\"";
   for (char c : s) {
@@ -249,7 +290,10 @@ int main(int argc, char** argv) {
     Context ctx(device_of(opt));
     ctx.make_current();
     std::unique_ptr<Runner> runner;
-    if (opt.train) runner = std::make_unique<TrainRunner>(opt, ctx);
+    if (opt.train && WeightsFile(opt.model).metadata().count("kind") &&
+        WeightsFile(opt.model).metadata().at("kind") == "hourglass")
+      runner = std::make_unique<HourglassTrainRunner>(opt, ctx);
+    else if (opt.train) runner = std::make_unique<TrainRunner>(opt, ctx);
     else runner = std::make_unique<InferRunner>(opt, ctx);
     // Warm-up: sizes the arena (later passes allocate nothing) and warms caches.
     for (int i = 0; i < opt.warmup; ++i) runner->run(i == 0);

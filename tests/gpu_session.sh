@@ -9,7 +9,10 @@
 #   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
 # then carry build-cuda/tests/dofpose_cuda_tests, build-cuda/bench/dofpose_model_timer,
 # build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
-# COMPARE_ONLY (compare_gpu.py --only) and SKIP_BENCH=1 trim the session.
+# COMPARE_ONLY (compare_gpu.py --only), BENCH_FILTER and SKIP_BENCH=1 trim the session.
+# Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
+# targets dofpose_cuda_tests dofpose_bench) and carry its two binaries; the
+# machine's libcudnn (PyTorch's wheel) is found and used for them.
 # Logs go to $OUT (or ./gpu-session-logs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +38,19 @@ if [ -x "$B/dofpose" ]; then
   echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"; rm -f "$OUT/hg.safetensors"
 fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
-  ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
+  ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
 if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter=cuda --benchmark_min_time=0.02 2>&1 \
-    | tee "$OUT/bench.log" | grep -v '^-' | tail -30
+  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-cuda}" --benchmark_min_time=0.02 2>&1 \
+    | tee "$OUT/bench.log" | grep -v '^-' | tail -40
+fi
+C=${CUDNN_BUILD_DIR:-build-cudnn}
+if [ -x "$C/tests/dofpose_cuda_tests" ]; then
+  lib=$(find / -name 'libcudnn.so.9' -not -path '/proc/*' 2>/dev/null | head -1)
+  echo "libcudnn: ${lib:-not found}"
+  if [ -n "$lib" ]; then
+    export LD_LIBRARY_PATH=$(dirname "$lib"):$LD_LIBRARY_PATH
+    timeout 60 "$C/tests/dofpose_cuda_tests" -tc='*cuDNN*' 2>&1 | tee "$OUT/cudnn_tests.log" | tail -4
+    timeout 60 "$C/bench/dofpose_bench" --benchmark_filter='conv2d_forward' --benchmark_min_time=0.02 2>&1 \
+      | tee "$OUT/cudnn_bench.log" | grep -v '^-' | tail -24
+  fi
 fi
