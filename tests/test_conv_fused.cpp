@@ -7,8 +7,12 @@
 #include <cstring>
 #include <random>
 
+#include "dofpose/cuda_backend.h"
+#include "dofpose/nn/graph_forward.h"
 #include "dofpose/nn/hourglass.h"
 #include "dofpose/nn/lifter.h"
+#include "dofpose/nn/model.h"
+#include "dofpose/nn/persistent_lifter.h"
 #include "dofpose/ops.h"
 #include "tests/test_util.h"
 
@@ -184,5 +188,23 @@ TEST_CASE("linear_fused_forward equals linear, BN, ReLU and add bit for bit (CPU
     }
     for (size_t k = 0; k < plain.poses.size(); ++k) CHECK(same_bits(plain.poses[k], fused.poses[k]));
     CHECK(contains(error_of([&] { l->backward(a2, {fused.poses.back()}); }), "fused inference"));
+  }
+}
+
+TEST_CASE("CUDA-only inference helpers refuse clearly where they cannot run") {
+  nn::LifterConfig c;
+  c.width = 16;
+  auto l = nn::Lifter::create(c, 1);
+  if (!nn::PersistentLifter::available()) {
+    const std::string e = error_of([&] { nn::PersistentLifter p(*l); });
+    CHECK((contains(e, "built without the CUDA backend") || contains(e, "must be on CUDA") ||
+           contains(e, "cooperative")));
+  }
+  // The model is on the CPU: a CUDA graph of it is refused, naming the fix.
+  auto model = nn::make_model(std::move(l));
+  if (cuda::built() && cuda::device_count() > 0) {
+    CHECK(contains(error_of([&] { nn::GraphForward g(*model); }), "to_device"));
+  } else {
+    CHECK(error_of([&] { nn::GraphForward g(*model); }) != std::string(kNoError));
   }
 }

@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dofpose/cuda_backend.h"
 #include "dofpose/npz.h"
 #include "dofpose/nn/model.h"
 #include "dofpose/weights.h"
@@ -394,6 +395,23 @@ TEST_CASE("forward: bad inputs give errors naming what was expected") {
   std::vector<int32_t> few(2 * 8, 0);
   write_npy(dir.file("few.npy"), NpyDType::I32, {2, 8}, few.data());
   CHECK(run(lifter, p16, dir.file("few.npy")).find("expected (N, 9)") != std::string::npos);
+
+  // Device.
+  {
+    ForwardOptions o;
+    o.model = hg;
+    o.input = img;
+    o.device = "tpu";
+    CHECK(error_of([&] { run_forward(o); }).find("--device must be cpu or cuda, got 'tpu'") !=
+          std::string::npos);
+    if (!cuda::built() || cuda::device_count() == 0) {
+      o.device = "cuda";
+      const std::string e = error_of([&] { run_forward(o); });
+      CHECK(e.find("--device cuda") != std::string::npos);
+      CHECK((e.find("without the CUDA backend") != std::string::npos ||
+             e.find("no CUDA device") != std::string::npos));
+    }
+  }
 
   // Unknown kind / missing kind.
   WeightsWriter w;
