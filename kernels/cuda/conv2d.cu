@@ -736,7 +736,17 @@ bool is_pointwise(const Conv2dShape& s) {
 // arithmetic, is then the time: e.g. 72 slices for a 3x3 conv over 128
 // channels). Deterministic: the split count depends only on the shape and the
 // multiprocessor count, and the partial sums are added in split order.
-void launch_forward(ConvForward p, cudaStream_t st, const char* name) {
+void launch_forward(const Dims& d, const float* x, const float* w, const float* bias,
+                    const ConvFusion& f, float* y, cudaStream_t st, const char* name) {
+  ConvForward p;
+  p.M = d.K;
+  p.N = d.N * d.PQ;
+  p.d = d;
+  p.x = x;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  p.f = f;
   int bm, bn;
   choose_conv_tile(p.M, p.N, bm, bn);
   const int sms = detail::multiprocessor_count();
@@ -789,16 +799,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     }
     return;
   }
-  ConvForward p;
-  p.M = d.K;
-  p.N = d.N * d.PQ;
-  p.d = d;
-  p.x = x;
-  p.w = w;
-  p.bias = bias;
-  p.y = y;
-  p.f = ConvFusion{};
-  launch_forward(p, st, "conv2d forward");
+  launch_forward(d, x, w, bias, ConvFusion{}, y, st, "conv2d forward");
 }
 
 
@@ -807,17 +808,7 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
   check_shape("cuda conv2d_fused_forward", s);
   DOFPOSE_CHECK(x && w && y, "cuda conv2d_fused_forward: x, w and y must not be null");
   DOFPOSE_CHECK(s.groups == 1, "cuda conv2d_fused_forward: groups must be 1, got ", s.groups);
-  const Dims d = make_dims(s);
-  ConvForward p;
-  p.M = d.K;
-  p.N = d.N * d.PQ;
-  p.d = d;
-  p.x = x;
-  p.w = w;
-  p.bias = bias;
-  p.y = y;
-  p.f = f;
-  launch_forward(p, as_stream(stream), "conv2d fused forward");
+  launch_forward(make_dims(s), x, w, bias, f, y, as_stream(stream), "conv2d fused forward");
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,

@@ -146,19 +146,38 @@ __device__ __forceinline__ void round_to_tf32(L& l) {
 #endif
 }
 
-// TF32 tensor cores: WM x WN warps, each a (BM/WM) x (BN/WN) block of fragments.
-// As[k][i] is op(A) column-major (ldm BM+kPad), Bs[k][j] is op(B) row-major.
-template <class P, int BM, int BN, int BK, int WM, int WN>
+// What the tensor-core kernel needs to know about its input type T:
+//  float: TF32 fragments 16x16x8, float shared slices (rows padded by kPad),
+//         elements rounded to TF32 as they are fetched;
+//  __half / __nv_bfloat16: 16x16x16 fragments, 16-bit shared slices (rows
+//         padded by 8: WMMA wants 16-bit leading dimensions in multiples of 8),
+//         elements rounded to T as the loaders store them.
+template <class T>
+struct WmmaInput {
+  static constexpr int kK = 16, kRowPad = 8;
+};
+template <>
+struct WmmaInput<float> {
+  static constexpr int kK = 8, kRowPad = kPad;
+};
+
+// Tensor cores, inputs T (float = TF32, __half, __nv_bfloat16), FP32
+// accumulation: WM x WN warps, each a (BM/WM) x (BN/WN) block of fragments.
+// As[k][i] is op(A) column-major (ldm LDA), Bs[k][j] is op(B) row-major.
+template <class P, class T, int BM, int BN, int BK, int WM, int WN>
 __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using namespace nvcuda;
+  using In = WmmaInput<T>;
+  using Prec = std::conditional_t<std::is_same_v<T, float>, wmma::precision::tf32, T>;
+  constexpr int FK = In::kK;
   static_assert(WM * WN * 32 == kThreads, "8 warps");
   constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
   constexpr int FM = WTM / 16, FN = WTN / 16;  // fragments per warp
-  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
-  constexpr int LDC = 16 + kPad;
-  __shared__ __align__(32) float As[2][BK][BM + kPad];
-  __shared__ __align__(32) float Bs[2][BK][BN + kPad];
+  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % FK == 0, "fragment shape 16x16xFK");
+  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = 16 + kPad;
+  __shared__ __align__(32) T As[2][BK][LDA];
+  __shared__ __align__(32) T Bs[2][BK][LDB];
   __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -169,49 +188,47 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
   p.k_range(kb, ke);
   typename P::template A<BM, BK> a(p, m0, tid);
   typename P::template B<BN, BK> b(p, n0, tid);
+  auto fetch = [&](int k0) {
+    a.fetch(k0, ke);
+    b.fetch(k0, ke);
+    if constexpr (std::is_same_v<T, float>) {  // once per element, not per fragment load
+      round_to_tf32(a);
+      round_to_tf32(b);
+    }
+  };
+  auto store = [&](int buf) {
+    a.template store<T, LDA>(&As[buf][0][0]);
+    b.template store<T, LDB>(&Bs[buf][0][0]);
+  };
 
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+  wmma::fragment<wmma::accumulator, 16, 16, FK, float> acc[FM][FN];
 #pragma unroll
   for (int i = 0; i < FM; ++i)
 #pragma unroll
     for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
   if (kb < ke) {
-    a.fetch(kb, ke);
-    b.fetch(kb, ke);
-    round_to_tf32(a);
-    round_to_tf32(b);
-    a.store(&As[0][0][0]);
-    b.store(&Bs[0][0][0]);
+    fetch(kb);
+    store(0);
     __syncthreads();
     int buf = 0;
     for (int k0 = kb; k0 < ke; k0 += BK) {
       const bool more = k0 + BK < ke;
-      if (more) {
-        a.fetch(k0 + BK, ke);
-        b.fetch(k0 + BK, ke);
-        round_to_tf32(a);  // once per element, not once per fragment load
-        round_to_tf32(b);
-      }
+      if (more) fetch(k0 + BK);  // global loads in flight during the MMAs below
 #pragma unroll
-      for (int kk = 0; kk < BK; kk += 8) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+      for (int kk = 0; kk < BK; kk += FK) {
+        wmma::fragment<wmma::matrix_a, 16, 16, FK, Prec, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, FK, Prec, wmma::row_major> fb[FN];
 #pragma unroll
-        for (int i = 0; i < FM; ++i)
-          wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], BM + kPad);
+        for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], LDA);
 #pragma unroll
-        for (int j = 0; j < FN; ++j)
-          wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], BN + kPad);
+        for (int j = 0; j < FN; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], LDB);
 #pragma unroll
         for (int i = 0; i < FM; ++i)
 #pragma unroll
           for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
       }
-      if (more) {  // the other buffer was last read before the previous barrier
-        a.store(&As[buf ^ 1][0][0]);
-        b.store(&Bs[buf ^ 1][0][0]);
-      }
+      if (more) store(buf ^ 1);  // the other buffer was last read before the previous barrier
       __syncthreads();
       buf ^= 1;
     }
@@ -235,91 +252,6 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
 #endif
 }
 
-// FP16 / BF16 tensor cores (float32 tensors, FP32 accumulation): the loaders
-// round each fetched element once to T as they store it to shared memory;
-// 16x16x16 fragments, BK = 32 (half the bytes of a float slice), rows padded
-// by 8 elements (WMMA wants 16-bit leading dimensions in multiples of 8).
-template <class P, class T, int BM, int BN, int BK, int WM, int WN>
-__global__ void __launch_bounds__(kThreads) wmma16_tile_kernel(const P p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  using namespace nvcuda;
-  static_assert(WM * WN * 32 == kThreads, "8 warps");
-  constexpr int WTM = BM / WM, WTN = BN / WN;
-  constexpr int FM = WTM / 16, FN = WTN / 16;
-  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 16 == 0, "fragment shape 16x16x16");
-  constexpr int LDA = BM + 8, LDB = BN + 8, LDC = 16 + kPad;
-  __shared__ __align__(32) T As[2][BK][LDA];
-  __shared__ __align__(32) T Bs[2][BK][LDB];
-  __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
-
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wm = warp / WN, wn = warp % WN;
-  const int tiles_n = (p.N + BN - 1) / BN;
-  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
-  int kb, ke;
-  p.k_range(kb, ke);
-  typename P::template A<BM, BK> a(p, m0, tid);
-  typename P::template B<BN, BK> b(p, n0, tid);
-
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][FN];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-
-  if (kb < ke) {
-    a.fetch(kb, ke);
-    b.fetch(kb, ke);
-    a.template store<T, LDA>(&As[0][0][0]);
-    b.template store<T, LDB>(&Bs[0][0][0]);
-    __syncthreads();
-    int buf = 0;
-    for (int k0 = kb; k0 < ke; k0 += BK) {
-      const bool more = k0 + BK < ke;
-      if (more) {
-        a.fetch(k0 + BK, ke);
-        b.fetch(k0 + BK, ke);
-      }
-#pragma unroll
-      for (int kk = 0; kk < BK; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa[FM];
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[FN];
-#pragma unroll
-        for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], &As[buf][kk][wm * WTM + i * 16], LDA);
-#pragma unroll
-        for (int j = 0; j < FN; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * WTN + j * 16], LDB);
-#pragma unroll
-        for (int i = 0; i < FM; ++i)
-#pragma unroll
-          for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-      }
-      if (more) {
-        a.template store<T, LDA>(&As[buf ^ 1][0][0]);
-        b.template store<T, LDB>(&Bs[buf ^ 1][0][0]);
-      }
-      __syncthreads();
-      buf ^= 1;
-    }
-  }
-  float* cs = Cs[warp];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) {
-      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 64; e += 32) {
-        const int r = e / 4, c = (e % 4) * 4;
-        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
-        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
-      }
-      __syncwarp();
-    }
-#else
-  (void)p;
-#endif
-}
-
 // Block tile: 128 where the dimension exceeds 64, halved (wider side first)
 // until every multiprocessor gets at least one block.
 void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
@@ -334,16 +266,19 @@ void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
   }
 }
 
+// The tensor-core kernel for input type T; BK = 16 floats or 32 16-bit
+// elements (the same shared-memory bytes per slice).
 template <class P, class T>
-void launch_wmma16(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
+void launch_wmma(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
+  constexpr int BK = std::is_same_v<T, float> ? 16 : 32;
   if (bm == 128 && bn == 128)
-    wmma16_tile_kernel<P, T, 128, 128, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    wmma_tile_kernel<P, T, 128, 128, BK, 2, 4><<<grid, kThreads, 0, stream>>>(p);
   else if (bm == 64 && bn == 128)
-    wmma16_tile_kernel<P, T, 64, 128, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    wmma_tile_kernel<P, T, 64, 128, BK, 2, 4><<<grid, kThreads, 0, stream>>>(p);
   else if (bm == 128)
-    wmma16_tile_kernel<P, T, 128, 64, 32, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+    wmma_tile_kernel<P, T, 128, 64, BK, 4, 2><<<grid, kThreads, 0, stream>>>(p);
   else
-    wmma16_tile_kernel<P, T, 64, 64, 32, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    wmma_tile_kernel<P, T, 64, 64, BK, 2, 4><<<grid, kThreads, 0, stream>>>(p);
 }
 
 // Launches P over its M x N tiles (blockIdx.x) and `depth` blockIdx.z slices
@@ -357,18 +292,11 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
                 tiles, " tiles x ", depth, ")");
   const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
   if (math == TileMath::Fp16) {
-    launch_wmma16<P, __half>(p, bm, bn, grid, stream);
+    launch_wmma<P, __half>(p, bm, bn, grid, stream);
   } else if (math == TileMath::Bf16) {
-    launch_wmma16<P, __nv_bfloat16>(p, bm, bn, grid, stream);
+    launch_wmma<P, __nv_bfloat16>(p, bm, bn, grid, stream);
   } else if (math == TileMath::Tf32) {
-    if (bm == 128 && bn == 128)
-      wmma_tile_kernel<P, 128, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 64 && bn == 128)
-      wmma_tile_kernel<P, 64, 128, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-    else if (bm == 128)
-      wmma_tile_kernel<P, 128, 64, 16, 4, 2><<<grid, kThreads, 0, stream>>>(p);
-    else
-      wmma_tile_kernel<P, 64, 64, 16, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+    launch_wmma<P, float>(p, bm, bn, grid, stream);
   } else {
     if (bm == 128 && bn == 128)
       simt_tile_kernel<P, 128, 128, 8, 8, 8><<<grid, kThreads, 0, stream>>>(p);
