@@ -40,7 +40,7 @@ fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
   ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
 if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-cuda}" --benchmark_min_time=0.02 2>&1 \
+  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 2>&1 \
     | tee "$OUT/bench.log" | grep -v '^-' | tail -40
 fi
 C=${CUDNN_BUILD_DIR:-build-cudnn}
@@ -50,7 +50,7 @@ if [ -x "$C/tests/dofpose_cuda_tests" ]; then
   if [ -n "$lib" ]; then
     export LD_LIBRARY_PATH=$(dirname "$lib"):$LD_LIBRARY_PATH
     timeout 60 "$C/tests/dofpose_cuda_tests" -tc='*cuDNN*' 2>&1 | tee "$OUT/cudnn_tests.log" | tail -4
-    timeout 60 "$C/bench/dofpose_bench" --benchmark_filter='conv2d_forward' --benchmark_min_time=0.02 2>&1 \
+    timeout 60 "$C/bench/dofpose_bench" --benchmark_filter='BM_cud.*conv2d_forward' --benchmark_min_time=0.02 2>&1 \
       | tee "$OUT/cudnn_bench.log" | grep -v '^-' | tail -24
   fi
 fi
