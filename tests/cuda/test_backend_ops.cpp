@@ -916,6 +916,20 @@ TEST_CASE("CUDA graph forward: replays equal eager forwards, new inputs are seen
         expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
     }
     CHECK(graph.captures() == 2);  // batch 2 once, then batch 3
+    // Device inputs: a different buffer each call, each one's values are seen.
+    for (int trial = 0; trial < 2; ++trial) {
+      Tensor x = randn({3, 3, 64, 64}, 90 + trial);
+      Tensor xd = x.to(Device::CUDA);
+      Arena ea(Device::CUDA);
+      ctx.make_current();
+      auto eager = model->forward(ea, {x.view(), {}});
+      ctx.synchronize();
+      auto replay = graph.run({xd.view(), {}});
+      graph.synchronize();
+      for (size_t i = 0; i < eager.size(); ++i)
+        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+    }
+    CHECK(graph.captures() == 2);
   }
   SUBCASE("lifter, batch 5 and batch 1 (the persistent kernel inside the graph)") {
     auto model = random_lifter_model("progressive", true, 90);

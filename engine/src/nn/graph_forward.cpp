@@ -17,6 +17,19 @@ std::vector<NamedView> GraphForward::run(const ModelInputs& in) {
   model_.check_inputs(in);
   ctx_.make_current();
   Arena& arena = ctx_.arena();
+  // Resets the arena and stages the inputs into it. Device inputs are copied
+  // in too: the graph reads fixed addresses, and the caller's buffer may be
+  // another one next time.
+  auto stage = [&] {
+    arena.reset();
+    auto pin = [&](const TensorView& v) {
+      if (v.empty() || v.device == Device::CPU) return v;
+      TensorView c = arena.alloc(v.shape, v.dtype);
+      copy(v, c);
+      return c;
+    };
+    return model_.stage_inputs(arena, ModelInputs{pin(in.input), pin(in.attributes)});
+  };
   const bool same_shape = graph_ && in.input.shape == input_shape_ &&
                           in.attributes.shape == attr_shape_;
   if (!same_shape) {
@@ -25,15 +38,14 @@ std::vector<NamedView> GraphForward::run(const ModelInputs& in) {
     // Two eager passes: the first grows the arena, reset() merges it into one
     // block, the second must then fit (checked) so the capture allocates nothing.
     for (int pass = 0; pass < 2; ++pass) {
-      arena.reset();
+      const ModelInputs staged = stage();  // (reset merges the first pass's chunks)
       const size_t before = arena.capacity();
-      model_.forward_staged(arena, model_.stage_inputs(arena, in));
+      model_.forward_staged(arena, staged);
       if (pass == 1)
         DOFPOSE_CHECK(arena.capacity() == before && arena.chunk_count() == 1,
                       "GraphForward: the arena still grew on the second pass");
     }
-    arena.reset();
-    ModelInputs staged = model_.stage_inputs(arena, in);
+    const ModelInputs staged = stage();
     cuda::graph_capture_begin(ctx_.stream());
     try {
       outputs_ = model_.forward_staged(arena, staged);
@@ -51,8 +63,7 @@ std::vector<NamedView> GraphForward::run(const ModelInputs& in) {
     ++captures_;
   } else {
     // Same shape: staging allocates the same first arena bytes as before the capture.
-    arena.reset();
-    model_.stage_inputs(arena, in);
+    stage();
   }
   cuda::graph_launch(graph_, ctx_.stream());
   return outputs_;
