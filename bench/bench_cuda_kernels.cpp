@@ -158,9 +158,14 @@ BENCHMARK(BM_cuda_fused_bottleneck_conv)
 
 // The persistent batch-1 lifter: kernel time only (CUDA events around the one
 // launch; no host normalisation, no copies). args: kind (0 martinez,
-// 1 progressive), width.
+// 1 progressive), width, launch (0 cooperative grid, 1 one cluster, sm_90).
 void BM_cuda_persistent_lifter(benchmark::State& state) {
   if (!have_device(state)) return;
+  if (state.range(2) && !ck::mlp_cluster_supported()) {
+    state.SkipWithError("cluster launch needs sm_90");
+    return;
+  }
+  ck::set_mlp_launch(state.range(2) ? ck::MlpLaunch::Cluster : ck::MlpLaunch::Cooperative);
   nn::LifterConfig c;
   c.kind = state.range(0) ? "progressive" : "martinez";
   c.width = int(state.range(1));
@@ -182,11 +187,12 @@ void BM_cuda_persistent_lifter(benchmark::State& state) {
   for (const nn::Param& prm : l->parameters()) weight_bytes += 4.0 * double(prm.value->numel());
   time_cuda(state, ctx, flops, weight_bytes, [&] { plan.run(x, views); });
   state.counters["phases"] = plan.phases();
+  ck::set_mlp_launch(ck::MlpLaunch::Cooperative);
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_persistent_lifter)
-    ->ArgNames({"progressive", "width"})
-    ->ArgsProduct({{0, 1}, {256, 512, 1024}})
+    ->ArgNames({"progressive", "width", "cluster"})
+    ->ArgsProduct({{0, 1}, {256, 512, 1024}, {0, 1}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 void BM_cuda_conv2d_backward(benchmark::State& state) {

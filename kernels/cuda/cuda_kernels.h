@@ -186,7 +186,13 @@ struct MlpProgram {
   int output_dim = 0;                // elements per pose buffer; [0, zero_prefix) are set to 0
   int zero_prefix = 0;
 };
-// Runs the program with one cooperative launch on `stream`.
+// Runs the program with one launch on `stream`: a cooperative grid (2 blocks
+// per multiprocessor, grid barriers) or, with MlpLaunch::Cluster (sm_90+), one
+// thread-block cluster (8 or 16 blocks, hardware cluster barriers).
+enum class MlpLaunch { Cooperative, Cluster };
+void set_mlp_launch(MlpLaunch m);
+MlpLaunch mlp_launch();
+bool mlp_cluster_supported();
 void mlp_program_run(const MlpProgram& prog, void* stream);
 // Whether this device can run it (cooperative launch support).
 bool mlp_program_supported();

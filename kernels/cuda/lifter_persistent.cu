@@ -5,7 +5,10 @@
 // warp takes output rows (one row = one dot product over the input vector:
 // lanes stride the row with float4 loads, a shuffle reduction, then lane 0
 // applies bias, BatchNorm, ReLU, residual and writes every destination);
-// grid.sync() separates the phases. Activations are read with __ldcg (L2,
+// grid.sync() separates the phases (or, with set_mlp_launch(Cluster) on sm_90,
+// one 8- or 16-block thread-block cluster of 1024 threads each and the
+// hardware cluster barrier: cheaper barriers, fewer multiprocessors pulling
+// the weights). Activations are read with __ldcg (L2,
 // never a stale L1 line: other multiprocessors wrote them this launch).
 #include <cooperative_groups.h>
 
@@ -42,13 +45,56 @@ __device__ float dot_row(const float* __restrict__ w, const float* x, int n, int
   return acc;
 }
 
+// The cluster path's dot product: four independent float4 loads (and
+// accumulators) per lane in flight, because 16 multiprocessors must pull a
+// whole layer's weights (4 MiB at width 1024) and only loads in flight make
+// bandwidth (Little's law).
+__device__ float dot_row_ilp(const float* __restrict__ w, const float* x, int n, int lane) {
+  const bool vec = (n % 4 == 0) && ((reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(x)) % 16 == 0);
+  if (!vec) return dot_row(w, x, n, lane);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  const int n4 = n / 4;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int i = lane;
+  for (; i + 96 < n4; i += 128) {
+    float4 a[4], b[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      a[u] = __ldg(w4 + i + 32 * u);
+      b[u] = __ldcg(x4 + i + 32 * u);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      acc[u] = fmaf(a[u].x, b[u].x, acc[u]);
+      acc[u] = fmaf(a[u].y, b[u].y, acc[u]);
+      acc[u] = fmaf(a[u].z, b[u].z, acc[u]);
+      acc[u] = fmaf(a[u].w, b[u].w, acc[u]);
+    }
+  }
+  for (; i < n4; i += 32) {
+    const float4 a = __ldg(w4 + i), b = __ldcg(x4 + i);
+    acc[0] = fmaf(a.x, b.x, acc[0]);
+    acc[0] = fmaf(a.y, b.y, acc[0]);
+    acc[0] = fmaf(a.z, b.z, acc[0]);
+    acc[0] = fmaf(a.w, b.w, acc[0]);
+  }
+  float r = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+  return r;
+}
+
 __device__ float bn_infer(const BatchNormPtrs& bn, int c, float x) {
   const float scale = (bn.gamma ? bn.gamma[c] : 1.0f) * (1.0f / sqrtf(bn.var[c] + bn.eps));
   return (x - bn.mean[c]) * scale + (bn.beta ? bn.beta[c] : 0.0f);
 }
 
-__global__ void __launch_bounds__(kThreads) mlp_program_kernel(const MlpProgram p) {
-  cg::grid_group grid = cg::this_grid();
+// kCluster: the whole program in one thread-block cluster (sm_90), phases
+// separated by the hardware cluster barrier; else a cooperative grid and
+// grid.sync().
+template <int kBlock, bool kCluster>
+__global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p) {
   const int lane = threadIdx.x % 32;
   const int warp = int((blockIdx.x * blockDim.x + threadIdx.x) / 32);
   const int warps = int(gridDim.x * blockDim.x / 32);
@@ -72,7 +118,8 @@ __global__ void __launch_bounds__(kThreads) mlp_program_kernel(const MlpProgram 
       while (row >= p.steps[s].out_dim) row -= p.steps[s++].out_dim;
       const MlpStep& st = p.steps[s];
       const float* x = st.in_off < 0 ? p.input : p.ws + st.in_off;
-      float v = dot_row(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane);
+      float v = kCluster ? dot_row_ilp(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane)
+                         : dot_row(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane);
       if (lane == 0) {
         if (st.b) v += st.b[row];
         if (st.bn.present()) v = bn_infer(st.bn, row, v);
@@ -88,9 +135,19 @@ __global__ void __launch_bounds__(kThreads) mlp_program_kernel(const MlpProgram 
         }
       }
     }
-    if (ph + 1 < p.phases) grid.sync();
+    if (ph + 1 < p.phases) {
+      if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        cg::this_cluster().sync();  // release/acquire at cluster scope: global writes included
+#endif
+      } else {
+        cg::this_grid().sync();
+      }
+    }
   }
 }
+
+constexpr int kClusterThreads = 1024;
 
 struct LaunchShape {
   int blocks = 0;
@@ -105,7 +162,8 @@ LaunchShape launch_shape() {
     int sms = 0, per_sm = 0;
     DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     DOFPOSE_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlp_program_kernel, kThreads, 0));
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlp_program_kernel<kThreads, false>,
+                                                      kThreads, 0));
     // Two blocks per multiprocessor: enough warps for one row each at width
     // 1024 on a 132-SM card, and a cheaper barrier than a full occupancy grid.
     ls.blocks = sms * std::max(1, std::min(per_sm, 2));
@@ -122,16 +180,78 @@ bool mlp_program_supported() {
   return coop != 0;
 }
 
+namespace {
+MlpLaunch g_mlp_launch = MlpLaunch::Cooperative;
+
+// The cluster size for this device: 16 where non-portable sizes are allowed
+// and one such cluster fits, else 8 (portable); 0 below sm_90.
+int cluster_size() {
+  static int cached[64] = {};
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  int& n = cached[dev % 64];
+  if (n == 0) {
+    int major = 0;
+    DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    n = -1;
+    if (major >= 9) {
+      auto kernel = mlp_program_kernel<kClusterThreads, true>;
+      n = 8;
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
+          cudaSuccess) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(16);
+        cfg.blockDim = dim3(kClusterThreads);
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 16;
+        attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        int clusters = 0;
+        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0)
+          n = 16;
+      }
+      cudaGetLastError();  // an unsupported query is not an error here
+    }
+  }
+  return n > 0 ? n : 0;
+}
+}  // namespace
+
+void set_mlp_launch(MlpLaunch m) { g_mlp_launch = m; }
+MlpLaunch mlp_launch() { return g_mlp_launch; }
+bool mlp_cluster_supported() { return cluster_size() > 0; }
+
 void mlp_program_run(const MlpProgram& prog, void* stream) {
   DOFPOSE_CHECK(prog.steps && prog.phase_begin && prog.ws && prog.input && prog.phases >= 1,
                 "mlp_program_run: empty program");
+  MlpProgram p = prog;
+  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  if (g_mlp_launch == MlpLaunch::Cluster) {
+    const int n = cluster_size();
+    DOFPOSE_CHECK(n > 0, "mlp_program_run: cluster launch needs sm_90 or newer");
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(n);
+    cfg.blockDim = dim3(kClusterThreads);
+    cfg.stream = st;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = n;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    DOFPOSE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, mlp_program_kernel<kClusterThreads, true>, p));
+    DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter, one cluster)");
+    return;
+  }
   DOFPOSE_CHECK(mlp_program_supported(), "mlp_program_run: this device has no cooperative launch");
   const LaunchShape ls = launch_shape();
-  MlpProgram p = prog;
   void* args[] = {&p};
-  DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_kernel, dim3(ls.blocks),
-                                                 dim3(kThreads), args, 0,
-                                                 static_cast<cudaStream_t>(stream)));
+  DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_kernel<kThreads, false>,
+                                                 dim3(ls.blocks), dim3(kThreads), args, 0, st));
   DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter)");
 }
 

@@ -846,9 +846,17 @@ Tensor attributes_for(int64_t n, uint32_t seed) {
 }  // namespace
 
 TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martinez, progressive, two_block)") {
+  std::vector<ck::MlpLaunch> launches = {ck::MlpLaunch::Cooperative};
+  if (ck::mlp_cluster_supported()) launches.push_back(ck::MlpLaunch::Cluster);  // sm_90+
+  struct LaunchReset {
+    ~LaunchReset() { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }
+  } launch_reset;
+  for (ck::MlpLaunch launch : launches)
   for (const char* kind : {"martinez", "progressive", "two_block"}) {
+    ck::set_mlp_launch(launch);
     for (bool attributes : {false, true}) {
-      INFO(kind << (attributes ? " + attributes" : ""));
+      INFO(kind << (attributes ? " + attributes" : "")
+                << (launch == ck::MlpLaunch::Cluster ? ", cluster launch" : ", cooperative grid"));
       auto cpu_model = random_lifter_model(kind, attributes, 50);
       auto gpu_model = random_lifter_model(kind, attributes, 50);
       gpu_model->module().to_device(Device::CUDA);
