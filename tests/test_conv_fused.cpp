@@ -4,6 +4,7 @@
 // inference on and off.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -206,5 +207,28 @@ TEST_CASE("CUDA-only inference helpers refuse clearly where they cannot run") {
     CHECK(contains(error_of([&] { nn::GraphForward g(*model); }), "to_device"));
   } else {
     CHECK(error_of([&] { nn::GraphForward g(*model); }) != std::string(kNoError));
+  }
+}
+
+TEST_CASE("persistent lifter schedule: phases follow the regressors' dependencies (host only)") {
+  for (const char* kind : {"martinez", "two_block", "progressive"}) {
+    CAPTURE(kind);
+    nn::LifterConfig c;
+    c.kind = kind;
+    c.width = 8;
+    c.blocks = 2;
+    auto l = nn::Lifter::create(c, 1);
+    const std::vector<int> p = nn::PersistentLifter::step_phases(*l);
+    const int per = 2 + 2 * c.blocks;  // input layer, two per block, output layer
+    REQUIRE(int(p.size()) == int(l->regressors().size()) * per);
+    const int deepest = *std::max_element(p.begin(), p.end());
+    if (std::string(kind) == "progressive") {
+      // block2.torso reads block1.distal's output: one chain of six regressors
+      CHECK(deepest == 6 * per - 1);
+      for (size_t k = 0; k < p.size(); ++k) CHECK(p[k] == int(k));
+    } else {
+      CHECK(deepest == per - 1);  // every regressor reads only the input
+      for (size_t k = 0; k < p.size(); ++k) CHECK(p[k] == int(k % size_t(per)));
+    }
   }
 }

@@ -11,6 +11,22 @@
 
 namespace dofpose::nn {
 
+// Host-only scheduling, in every build (tested on the CPU): a regressor's
+// first step waits for the outputs of its sources, every later step for the
+// step before it.
+std::vector<int> PersistentLifter::step_phases(const Lifter& lifter) {
+  const auto& slots = lifter.regressors();
+  std::vector<int> phases, out_phase(slots.size(), -1);
+  for (size_t k = 0; k < slots.size(); ++k) {
+    int phase = 0;  // the input vector is ready before phase 0
+    for (int src : slots[k].sources) phase = std::max(phase, out_phase[size_t(src)] + 1);
+    const int steps = 2 + 2 * int(slots[k].net->blocks.size());  // input, 2 per block, output
+    for (int i = 0; i < steps; ++i) phases.push_back(phase + i);
+    out_phase[k] = phase + steps - 1;
+  }
+  return phases;
+}
+
 #ifdef DOFPOSE_WITH_CUDA
 
 namespace ck = cuda_kernels;
@@ -77,14 +93,16 @@ PersistentLifter::PersistentLifter(Lifter& lifter) : impl_(std::make_unique<Impl
   cuda::memcpy_h2d(m.maps_dev.view().data, maps.data(), maps.size() * sizeof(int));
   const int* maps_ptr = m.maps_dev.view().i32();
 
-  // Steps with their dependency level; `ready[off]` = the level after which
-  // the vector at workspace offset `off` is complete.
+  // Steps in program order, each with its phase (step_phases()).
   struct Pending {
     ck::MlpStep step;
     int level;
   };
   std::vector<Pending> pending;
-  std::vector<int> slot_out_level(slots.size(), -1);
+  const std::vector<int> levels = step_phases(lifter);
+  auto push = [&](const ck::MlpStep& step) {
+    pending.push_back({step, levels[pending.size()]});
+  };
   std::vector<std::vector<std::pair<int, int>>> concat_dest(slots.size());  // (consumer, offset)
   for (size_t k = 0; k < slots.size(); ++k) {
     int off = D;
@@ -95,8 +113,6 @@ PersistentLifter::PersistentLifter(Lifter& lifter) : impl_(std::make_unique<Impl
   }
   for (size_t k = 0; k < slots.size(); ++k) {
     Regressor& r = *slots[k].net;
-    int level = 0;  // the input vector is ready before phase 0
-    for (int src : slots[k].sources) level = std::max(level, slot_out_level[size_t(src)] + 1);
     auto linear_step = [&](Linear& l, int in_off, int in_dim, const BatchNorm* bn, bool relu,
                            int res_off) {
       ck::MlpStep s;
@@ -118,22 +134,19 @@ PersistentLifter::PersistentLifter(Lifter& lifter) : impl_(std::make_unique<Impl
                                 r.input_layer.in_features, &r.input_bn, true, -1);
     s.ndest = 1;
     s.dest[0].offset = h;
-    pending.push_back({s, level});
+    push(s);
     for (auto& blk : r.blocks) {
       const int t = take(width), h2 = take(width);
-      ++level;
       s = linear_step(blk->linear1, h, width, &blk->bn1, true, -1);
       s.ndest = 1;
       s.dest[0].offset = t;
-      pending.push_back({s, level});
-      ++level;
+      push(s);
       s = linear_step(blk->linear2, t, width, &blk->bn2, true, h);
       s.ndest = 1;
       s.dest[0].offset = h2;
-      pending.push_back({s, level});
+      push(s);
       h = h2;
     }
-    ++level;
     s = linear_step(r.output_layer, h, width, nullptr, false, -1);
     ck::MlpDest pose;
     pose.buffer = 1 + slots[k].block;
@@ -147,9 +160,10 @@ PersistentLifter::PersistentLifter(Lifter& lifter) : impl_(std::make_unique<Impl
       d.offset = cd.second;
       s.dest[s.ndest++] = d;
     }
-    pending.push_back({s, level});
-    slot_out_level[k] = level;
+    push(s);
   }
+  DOFPOSE_CHECK(pending.size() == levels.size(), "PersistentLifter: ", pending.size(),
+                " steps built, ", levels.size(), " scheduled");
 
   // Phases: steps sorted by level (stable: slot order inside a phase).
   std::stable_sort(pending.begin(), pending.end(),

@@ -28,6 +28,9 @@ class PersistentLifter {
 
   int phases() const;
   int steps() const;
+  // The phase of every step in program order (per regressor: its input layer,
+  // two per residual block, its output layer); host-only, any build.
+  static std::vector<int> step_phases(const Lifter& lifter);
   // True where this build and device support it (cooperative launch).
   static bool available();
 
