@@ -62,12 +62,13 @@ bool have_device(benchmark::State& state) {
   return false;
 }
 
-// args: N, C, H, K, R, stride, tf32
+// args: N, C, H, K, R, stride, tf32 (2: TF32 on the multi-stage kernel, set_tile_pipeline)
 void BM_cuda_conv2d_forward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
   const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
   ck::set_math_mode(state.range(6) ? ck::MathMode::TF32 : ck::MathMode::F32);
+  ck::set_tile_pipeline(state.range(6) == 2);
   Context ctx(Device::CUDA);
   ctx.make_current();
   ops::ConvParams p{stride, R / 2, 1};
@@ -78,6 +79,7 @@ void BM_cuda_conv2d_forward(benchmark::State& state) {
   const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel());
   time_cuda(state, ctx, double(cs.flops()), bytes, [&] { ops::conv2d_forward(x, w, b, y, p); });
   ck::set_math_mode(ck::MathMode::F32);
+  ck::set_tile_pipeline(false);
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_conv2d_forward)
@@ -86,7 +88,9 @@ BENCHMARK(BM_cuda_conv2d_forward)
     ->Args({1, 128, 64, 128, 3, 1, 0})->Args({1, 128, 64, 128, 3, 1, 1})  // bottleneck 3x3
     ->Args({1, 256, 64, 128, 1, 1, 0})->Args({1, 256, 64, 128, 1, 1, 1})  // bottleneck 1x1
     ->Args({64, 128, 64, 128, 3, 1, 0})->Args({64, 128, 64, 128, 3, 1, 1})
+    ->Args({64, 128, 64, 128, 3, 1, 2})                                   // multi-stage TF32
     ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
+    ->Args({64, 256, 64, 128, 1, 1, 2})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 #ifdef DOFPOSE_WITH_CUDNN

@@ -22,7 +22,8 @@
 // --graph (CUDA inference) replays the forward from a CUDA graph
 // (nn::GraphForward); --unfused turns fused inference off (separate BN, ReLU
 // and add layers, and no persistent batch-1 lifter kernel) to measure what
-// the fusion buys.
+// the fusion buys. --pipeline (with --math tf32) uses the multi-stage cp.async
+// tile kernel (cuda_kernels::set_tile_pipeline; not yet verified on a GPU).
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -59,14 +60,14 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model, input, target, output_dir;
   std::string device = "cpu", math = "f32";
-  bool train = false, serve = false, graph = false, unfused = false;
+  bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -98,6 +99,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--train") o.train = true;
     else if (a == "--graph") o.graph = true;
     else if (a == "--unfused") o.unfused = true;
+    else if (a == "--pipeline") o.pipeline = true;
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
   }
@@ -284,6 +286,7 @@ int main(int argc, char** argv) {
     if (opt.math == "tf32") cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
     if (opt.math == "fp16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::FP16);
     if (opt.math == "bf16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::BF16);
+    cuda_kernels::set_tile_pipeline(opt.pipeline);
 #endif
     std::unique_ptr<nn::ScopedUnfusedInference> unfused;
     if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfusedInference>();

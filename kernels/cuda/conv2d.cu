@@ -136,6 +136,17 @@ struct WeightLoader {
       v[l] = (k < k_end && t < rows) ? w[(int64_t)t * cols + k] : 0.0f;
     }
   }
+  // fetch() straight into shared memory (cp.async, zero-filled outside).
+  template <int LD>
+  __device__ void fetch_async(float* sm, int k0, int k_end) const {
+    const int k = k0 + kk;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int t = t0 + tt + l * kStep;
+      const bool ok = k < k_end && t < rows;
+      cp_async4(&sm[kk * LD + tt + l * kStep], ok ? w + (int64_t)t * cols + k : w, ok);
+    }
+  }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
   template <class T = float, int LD = TILE + kPad>
@@ -160,12 +171,13 @@ struct PatchLoader {
   static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
   const Dims& d;
   const BatchNormPtrs* pre;  // nullptr: no prologue
+  const float* base;  // the input (a valid address for zero-filled async copies)
   const float* xn;  // this pixel's image, nullptr past the last pixel
   int h0, w0, t, kk;
   float v[kCount];
   __device__ PatchLoader(const Dims& d_, const float* x, int t0, int tid,
                          const BatchNormPtrs* pre_ = nullptr)
-      : d(d_), pre(pre_), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
+      : d(d_), pre(pre_), base(x), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
     const int m = t0 + t;
     if (m < d.N * d.PQ) {
       const int n = m / d.PQ, pq = m - n * d.PQ;
@@ -200,6 +212,28 @@ struct PatchLoader {
       }
     }
   }
+  // fetch() straight into shared memory (cp.async, zero-filled outside the
+  // image); only without a prologue (ConvForward::async_ok()).
+  template <int LD>
+  __device__ void fetch_async(float* sm, int k0, int k_end) const {
+    int crs = k0 + kk;
+    int c = crs / d.RS, r = (crs - c * d.RS) / d.S, s = crs - c * d.RS - r * d.S;
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      const int h = h0 + r, w = w0 + s;
+      const bool ok = xn && crs < k_end && (unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W;
+      cp_async4(&sm[(kk + l * kStep) * LD + t], ok ? xn + (int64_t)c * d.HW + h * d.W + w : base, ok);
+      crs += kStep;  // advance (c, r, s) by kStep taps, as fetch()
+      s += kStep;
+      while (s >= d.S) {
+        s -= d.S;
+        if (++r == d.R) {
+          r = 0;
+          ++c;
+        }
+      }
+    }
+  }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
   template <class T = float, int LD = TILE + kPad>
@@ -210,6 +244,8 @@ struct PatchLoader {
 };
 
 struct ConvForward {
+  // The async loaders copy raw input: not with the BN+ReLU prologue.
+  bool async_ok() const { return !f.in_bn.present(); }
   int M, N;  // K output channels x N*P*Q pixels
   Dims d;
   const float *x, *w, *bias;

@@ -23,6 +23,11 @@ namespace dofpose::cuda_kernels {
 enum class MathMode { F32, TF32, FP16, BF16 };
 void set_math_mode(MathMode m);
 MathMode math_mode();
+// TF32 only: the multi-stage cp.async tile kernel (gemm_tiles.cuh) for the
+// conv forward without prologue and the dense GEMMs. Off by default: written
+// after the last GPU run, so not yet verified on a device.
+void set_tile_pipeline(bool on);
+bool tile_pipeline();
 // Which GEMM runs gemm() and linear_*: our kernel (default) or cuBLAS (the
 // reference and an alternative path; cuBLAS honours math_mode() too).
 enum class GemmBackend { Own, Cublas };

@@ -54,6 +54,7 @@ namespace {
 
 // Process-wide settings (set between runs, not while kernels are queued).
 MathMode g_math_mode = MathMode::F32;
+bool g_tile_pipeline = false;
 GemmBackend g_gemm_backend = GemmBackend::Own;
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
@@ -131,6 +132,19 @@ struct DenseLoader {
       v[l] = x;
     }
   }
+  // fetch() straight into shared memory (cp.async, zero-filled outside).
+  template <int LD>
+  __device__ void fetch_async(float* sm, int k0, int k_end) const {
+#pragma unroll
+    for (int l = 0; l < kCount; ++l) {
+      int t, k;
+      coords(l, t, k);
+      const int gt = t0 + t, gk = k0 + k;
+      const bool ok = gt < extent && gk < k_end;
+      const float* src = ok ? (k_contig ? ptr + gt * ld + gk : ptr + gk * ld + gt) : ptr;
+      cp_async4(&sm[k * LD + t], src, ok);
+    }
+  }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
   template <class T = float, int LD = TILE + kPad>
@@ -146,6 +160,7 @@ struct DenseLoader {
 
 // Plain (strided-batched) GEMM problem for the tile kernels.
 struct GemmProblem {
+  bool async_ok() const { return true; }
   int M, N, K;
   DenseOperand a, b;
   float* c;
@@ -174,6 +189,7 @@ struct GemmProblem {
 // The fused linear layer y[N,out] = epilogue(x[N,in] w[out,in]^T): column j is
 // output feature j; bias, inference BN, ReLU and the residual in the store.
 struct FusedLinearProblem {
+  bool async_ok() const { return true; }
   int M, N, K;
   DenseOperand a, b;
   float* c;
@@ -294,6 +310,8 @@ void check_args(bool trans_a, bool trans_b, int M, int N, int K, const float* A,
 }  // namespace
 
 void set_math_mode(MathMode m) { g_math_mode = m; }
+void set_tile_pipeline(bool on) { g_tile_pipeline = on; }
+bool tile_pipeline() { return g_tile_pipeline; }
 MathMode math_mode() { return g_math_mode; }
 void set_gemm_backend(GemmBackend b) { g_gemm_backend = b; }
 GemmBackend gemm_backend() { return g_gemm_backend; }
@@ -303,6 +321,7 @@ namespace detail {
 // Shared with conv2d.cu (declared there): the multiprocessor count and
 // whether the TF32 WMMA kernels may run on the current device.
 int multiprocessor_count() { return device_info().sms; }
+bool tile_pipeline() { return g_tile_pipeline; }
 TileMath tile_math() {
   if (device_info().major < 8) return TileMath::Simt;  // the kernels are built for sm_80+
   switch (g_math_mode) {

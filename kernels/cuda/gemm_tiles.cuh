@@ -24,6 +24,7 @@ namespace dofpose::cuda_kernels {
 enum class TileMath { Simt, Tf32, Fp16, Bf16 };
 namespace detail {
 TileMath tile_math();  // defined in gemm.cu
+bool tile_pipeline();  // set_tile_pipeline(), defined in gemm.cu
 }  // namespace detail
 
 namespace {
@@ -252,6 +253,127 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
 #endif
 }
 
+// ---- the multi-stage TF32 kernel (set_tile_pipeline(true); off by default
+// until it has run on a GPU). The loaders copy global -> shared with cp.async
+// (no register staging, zero-fill outside the operands), STAGES slices in
+// flight, one barrier per slice; fragments are rounded to TF32 after loading.
+// Policies opt in with a host member async_ok() (whether this problem may use
+// it), their loaders with fetch_async<LD>(smem, k0, k_end).
+
+__device__ __forceinline__ void cp_async4(float* smem, const float* gmem, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(valid ? 4 : 0));
+#else
+  (void)smem, (void)gmem, (void)valid;
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+template <class P, class = void>
+struct HasAsync : std::false_type {};
+template <class P>
+struct HasAsync<P, std::void_t<decltype(std::declval<const P&>().async_ok())>> : std::true_type {};
+
+template <class P, int BM, int BN, int BK, int STAGES, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  static_assert(WM * WN * 32 == kThreads && STAGES >= 2, "8 warps, 2+ stages");
+  constexpr int WTM = BM / WM, WTN = BN / WN, FM = WTM / 16, FN = WTN / 16;
+  static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
+  constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = 16 + kPad;
+  constexpr int kStage = BK * (LDA + LDB);  // floats per stage: A slice, then B slice
+  static_assert(STAGES * kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
+  __shared__ __align__(128) float smem[STAGES * kStage];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / WN, wn = warp % WN;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+  const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
+  auto issue = [&](int slice) {
+    float* st = smem + (slice % STAGES) * kStage;
+    a.template fetch_async<LDA>(st, kb + slice * BK, ke);
+    b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < slices) issue(s);
+    cp_async_commit();  // empty groups keep the count uniform
+  }
+  for (int it = 0; it < slices; ++it) {
+    cp_async_wait<STAGES - 2>();  // slice `it` has landed (for this thread) ...
+    __syncthreads();              // ... for every thread; slice it-1's buffer is free
+    if (it + STAGES - 1 < slices) issue(it + STAGES - 1);
+    cp_async_commit();
+    const float* as = smem + (it % STAGES) * kStage;
+    const float* bs = as + BK * LDA;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+#pragma unroll
+      for (int i = 0; i < FM; ++i) {
+        wmma::load_matrix_sync(fa[i], as + kk * LDA + wm * WTM + i * 16, LDA);
+#pragma unroll
+        for (int t = 0; t < fa[i].num_elements; ++t) fa[i].x[t] = wmma::__float_to_tf32(fa[i].x[t]);
+      }
+#pragma unroll
+      for (int j = 0; j < FN; ++j) {
+        wmma::load_matrix_sync(fb[j], bs + kk * LDB + wn * WTN + j * 16, LDB);
+#pragma unroll
+        for (int t = 0; t < fb[j].num_elements; ++t) fb[j].x[t] = wmma::__float_to_tf32(fb[j].x[t]);
+      }
+#pragma unroll
+      for (int i = 0; i < FM; ++i)
+#pragma unroll
+        for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the stages are dead: the epilogue stages its tiles there
+  float* cs = smem + warp * 16 * LDC;
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) {
+      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 64; e += 32) {
+        const int r = e / 4, c = (e % 4) * 4;
+        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
+        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p;
+#endif
+}
+
 // Block tile: 128 where the dimension exceeds 64, halved (wider side first)
 // until every multiprocessor gets at least one block.
 void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
@@ -291,6 +413,20 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
   DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && depth <= 65535, name, ": problem too large (",
                 tiles, " tiles x ", depth, ")");
   const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
+  if constexpr (HasAsync<P>::value) {
+    // 3 stages of 16-deep slices fit the 48 KB of static shared memory up to 128 x 64.
+    if (math == TileMath::Tf32 && detail::tile_pipeline() && !(bm == 128 && bn == 128) &&
+        p.async_ok()) {
+      if (bm == 64 && bn == 128)
+        wmma_async_tile_kernel<P, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+      else if (bm == 128)
+        wmma_async_tile_kernel<P, 128, 64, 16, 3, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+      else
+        wmma_async_tile_kernel<P, 64, 64, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+      DOFPOSE_CUDA_LAUNCH_CHECK(name);
+      return;
+    }
+  }
   if (math == TileMath::Fp16) {
     launch_wmma<P, __half>(p, bm, bn, grid, stream);
   } else if (math == TileMath::Bf16) {

@@ -328,6 +328,37 @@ TEST_CASE("backend ops: conv2d forward and backward (FP16 / BF16 tensor cores)")
   conv_cases(ck::MathMode::BF16, kHalf);
 }
 
+TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d, fused conv, gemm") {
+  struct Reset {
+    ~Reset() { ck::set_tile_pipeline(false); }
+  } reset;
+  ck::set_tile_pipeline(true);
+  conv_cases(ck::MathMode::TF32, kTf32);
+  fused_conv_cases(ck::MathMode::TF32, kTf32);  // prologue cases fall back to the other kernel
+  MathModeGuard guard(ck::MathMode::TF32);
+  struct G {
+    int M, N, K;
+  };
+  uint32_t seed = 2000;
+  for (const G& g : {G{7, 5, 3}, G{33, 65, 17}, G{128, 96, 257}, G{200, 300, 129}, G{64, 64, 1}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        INFO(shape_name("gemm pipelined", {g.M, g.N, g.K, ta, tb}));
+        Tensor A = randn(ta ? Shape{g.K, g.M} : Shape{g.M, g.K}, ++seed);
+        Tensor B = randn(tb ? Shape{g.N, g.K} : Shape{g.K, g.N}, ++seed);
+        const int lda = int(A.shape()[1]), ldb = int(B.shape()[1]);
+        Tensor ref = Tensor::zeros({g.M, g.N});
+        cpu::gemm_naive(ta, tb, g.M, g.N, g.K, 1.0f, A.f32(), lda, B.f32(), ldb, 0.0f, ref.f32(), g.N);
+        Tensor dA = A.to(Device::CUDA), dB = B.to(Device::CUDA);
+        Tensor dC = Tensor::empty({g.M, g.N}, DType::F32, Device::CUDA);
+        poison(dC);
+        ck::gemm(ta, tb, g.M, g.N, g.K, 1.0f, dA.f32(), lda, dB.f32(), ldb, 0.0f, dC.f32(), g.N,
+                 nullptr);
+        cuda::stream_synchronize(nullptr);
+        expect_close("gemm pipelined", ref, dC, kTf32);
+      }
+}
+
 TEST_CASE("backend ops: conv2d forward and backward (TF32 tensor cores)") {
   conv_cases(ck::MathMode::TF32, kTf32);
 }
