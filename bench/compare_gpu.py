@@ -42,7 +42,9 @@ import reference_lifter  # noqa: E402
 
 class GpuTimer(cc.Timer):
     def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False):
-        cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", "--math", math,
+        # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline)
+        mode = ["--math", "tf32", "--pipeline"] if math == "tf32p" else ["--math", math]
+        cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", *mode,
                "--output-dir", out_dir, "--warmup", "3", "--serve"] + (["--graph"] if graph else [])
         if target is not None:
             cmd += ["--train", "--target", target]
@@ -89,7 +91,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated case names")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--maths", default="f32,tf32,fp16,bf16",
-                    help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast)")
+                    help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
+                         "tf32p = ours on the multi-stage TF32 kernel (--pipeline)")
     args = ap.parse_args()
     exe = os.path.join(args.build, "bench", "dofpose_model_timer")
     if not torch.cuda.is_available():
@@ -137,8 +140,8 @@ def main():
                 np.save(os.path.join(d, "x.npy"), x)
                 xt = torch.from_numpy(x).to(dev)
                 for math in args.maths.split(","):
-                    torch.backends.cudnn.allow_tf32 = math == "tf32"
-                    torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+                    torch.backends.cudnn.allow_tf32 = math in ("tf32", "tf32p")
+                    torch.backends.cuda.matmul.allow_tf32 = math in ("tf32", "tf32p")
                     fn_m = fn
                     if math in ("fp16", "bf16"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
                         dt = torch.float16 if math == "fp16" else torch.bfloat16
