@@ -216,31 +216,34 @@ def main():
                        "ours: host normalisation + upload included" +
                        ("; batch 1 = persistent kernel" if batch == 1 else ""), ours_graph=ours_g)
 
-        name = "progressive_train_b64"
-        if want(name):
-            lw = os.path.join(tmp, "progressive_train.safetensors")
-            cc.make_weights("lifter", lw, {"kind": "progressive", "width": 1024})
-            model = reference_lifter.load_dofpose(lw).train().to(dev)
-            cfg = model.config
-            in_dim = reference_lifter.input_dim(reference_lifter.full_config(cfg))
-            rng = np.random.default_rng(64)
-            x = rng.standard_normal((64, in_dim)).astype(np.float32)
-            y = rng.standard_normal((64, 51)).astype(np.float32)
+        def time_train(name, weights, x, y, step, note):
+            """One training step of ours (model_timer --train on x, y) against `step` (torch)."""
             d = os.path.join(tmp, name)
             os.makedirs(d, exist_ok=True)
             np.save(os.path.join(d, "x.npy"), x)
             np.save(os.path.join(d, "t.npy"), y)
-            xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-            step = cc.lifter_train_fn(model, xt, yt)
             for _ in range(3):
                 step()
-            timer = GpuTimer(exe, lw, os.path.join(d, "x.npy"), d, "f32", target=os.path.join(d, "t.npy"))
+            timer = GpuTimer(exe, weights, os.path.join(d, "x.npy"), d, "f32", target=os.path.join(d, "t.npy"))
             ours, eager = [], []
             for _ in range(rounds):
                 ours += timer.run(per)["ms"]
                 eager += sync_timed(step, per)
             timer.close()
-            record(name, "f32", ours, eager, None, float("nan"), "training step; no output check (dropout streams differ)")
+            record(name, "f32", ours, eager, None, float("nan"), note)
+
+        name = "progressive_train_b64"
+        if want(name):
+            lw = os.path.join(tmp, "progressive_train.safetensors")
+            cc.make_weights("lifter", lw, {"kind": "progressive", "width": 1024})
+            model = reference_lifter.load_dofpose(lw).train().to(dev)
+            in_dim = reference_lifter.input_dim(reference_lifter.full_config(model.config))
+            rng = np.random.default_rng(64)
+            x = rng.standard_normal((64, in_dim)).astype(np.float32)
+            y = rng.standard_normal((64, 51)).astype(np.float32)
+            xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+            time_train(name, lw, x, y, cc.lifter_train_fn(model, xt, yt),
+                       "training step; no output check (dropout streams differ)")
 
         name = "hourglass_train_b8"
         if want(name):
@@ -250,10 +253,6 @@ def main():
             rng = np.random.default_rng(8)
             x = rng.standard_normal((8, 3, 256, 256)).astype(np.float32)
             y = (rng.random((8, 16, 64, 64)) * 0.1).astype(np.float32)
-            d = os.path.join(tmp, name)
-            os.makedirs(d, exist_ok=True)
-            np.save(os.path.join(d, "x.npy"), x)
-            np.save(os.path.join(d, "t.npy"), y)
             xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
             opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
 
@@ -263,16 +262,8 @@ def main():
                 loss = sum(torch.nn.functional.mse_loss(h, yt) for h in out["heatmaps"])
                 loss.backward()
                 opt.step()
-            for _ in range(3):
-                hg_step()
-            timer = GpuTimer(exe, hw, os.path.join(d, "x.npy"), d, "f32", target=os.path.join(d, "t.npy"))
-            ours, eager = [], []
-            for _ in range(rounds):
-                ours += timer.run(per)["ms"]
-                eager += sync_timed(hg_step, per)
-            timer.close()
-            record(name, "f32", ours, eager, None, float("nan"),
-                   "training step (forward, MSE per stack, backward, RMSprop); no output check")
+            time_train(name, hw, x, y, hg_step,
+                       "training step (forward, MSE per stack, backward, RMSprop); no output check")
 
     print(f"\ncard: {card}; torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}; "
           f"medians of {rounds * per} runs; ratio = torch / our best (eager or graph)")

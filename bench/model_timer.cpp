@@ -122,6 +122,11 @@ void write_view(const std::string& path, const TensorView& v) {
 
 Device device_of(const Options& o) { return o.device == "cuda" ? Device::CUDA : Device::CPU; }
 
+// --output-dir's record of a training step: DIR/loss.npy.
+void write_loss(const Options& o, float loss) {
+  if (!o.output_dir.empty()) write_npy(o.output_dir + "/loss.npy", NpyDType::F32, {1}, &loss);
+}
+
 // One timed unit of work; returns the loss for training steps (else 0).
 class Runner {
  public:
@@ -192,10 +197,7 @@ class TrainRunner : public Runner {
     optimizer_->step();
     if (lifter_->config().max_norm > 0.f) nn::apply_max_norm(*lifter_, lifter_->config().max_norm);
     ctx_.synchronize();
-    if (save_outputs && !opt_.output_dir.empty()) {
-      float l = loss;
-      write_npy(opt_.output_dir + "/loss.npy", NpyDType::F32, {1}, &l);
-    }
+    if (save_outputs) write_loss(opt_, loss);
     return loss;
   }
   std::string describe() const override {
@@ -233,10 +235,7 @@ class HourglassTrainRunner : public Runner {
     net_->backward(arena_, grads);
     optimizer_->step();
     ctx_.synchronize();
-    if (save_outputs && !opt_.output_dir.empty()) {
-      float l = loss;
-      write_npy(opt_.output_dir + "/loss.npy", NpyDType::F32, {1}, &l);
-    }
+    if (save_outputs) write_loss(opt_, loss);
     return loss;
   }
   std::string describe() const override { return "hourglass train step, RMSprop"; }

@@ -178,15 +178,26 @@ void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView&
 }
 
 // ---- linear
+namespace {
+struct LinearDims {
+  int N, in, out;
+  Device d;
+};
+// x [N,in] and weight [out,in] on one device: the operands every linear op shares.
+LinearDims linear_dims(const char* op, const TensorView& x, const TensorView& w) {
+  need_rank(op, "x", x, 2);
+  need_rank(op, "weight", w, 2);
+  const LinearDims l{int(x.dim(0)), int(x.dim(1)), int(w.dim(0)), x.device};
+  need(op, "x", x, l.d, x.shape);
+  need(op, "weight", w, l.d, Shape{l.out, l.in});
+  return l;
+}
+}  // namespace
+
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,
                     const TensorView& y) {
   const char* op = "linear_forward";
-  need_rank(op, "x", x, 2);
-  need_rank(op, "weight", w, 2);
-  Device d = x.device;
-  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
-  need(op, "x", x, d, x.shape);
-  need(op, "weight", w, d, Shape{out, in});
+  const auto [N, in, out, d] = linear_dims(op, x, w);
   maybe(op, "bias", b, d, Shape{out});
   need(op, "y", y, d, Shape{N, out});
   DISPATCH(op, d, cpu::linear_forward(N, in, out, x.f32(), w.f32(), ptr(b), y.f32()),
@@ -196,12 +207,7 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView& 
 void linear_fused_forward(const TensorView& x, const TensorView& w, const TensorView& b,
                           const TensorView& y, const LinearFusionRef& f) {
   const char* op = "linear_fused_forward";
-  need_rank(op, "x", x, 2);
-  need_rank(op, "weight", w, 2);
-  Device d = x.device;
-  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
-  need(op, "x", x, d, x.shape);
-  need(op, "weight", w, d, Shape{out, in});
+  const auto [N, in, out, d] = linear_dims(op, x, w);
   maybe(op, "bias", b, d, Shape{out});
   need(op, "y", y, d, Shape{N, out});
   maybe(op, "residual", f.residual, d, Shape{N, out});
@@ -218,12 +224,7 @@ void linear_fused_forward(const TensorView& x, const TensorView& w, const Tensor
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
                      const TensorView& dx, const TensorView& dw, const TensorView& db) {
   const char* op = "linear_backward";
-  need_rank(op, "x", x, 2);
-  need_rank(op, "weight", w, 2);
-  Device d = x.device;
-  int N = int(x.dim(0)), in = int(x.dim(1)), out = int(w.dim(0));
-  need(op, "x", x, d, x.shape);
-  need(op, "weight", w, d, Shape{out, in});
+  const auto [N, in, out, d] = linear_dims(op, x, w);
   need(op, "dy", dy, d, Shape{N, out});
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dweight", dw, d, w.shape);

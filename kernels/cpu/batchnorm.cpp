@@ -235,8 +235,7 @@ void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const floa
   if (rowwise(s)) {
     std::vector<float> scale(s.C), shift(s.C);
     for (int c = 0; c < s.C; ++c) {
-      const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
-      scale[c] = float(invstd * (gamma ? gamma[c] : 1.f));
+      scale[c] = batchnorm_infer_scale(gamma, running_var, eps, c);
       shift[c] = beta ? beta[c] : 0.f;
     }
     apply_rows(s, x, running_mean, scale.data(), shift.data(), y);
@@ -246,9 +245,8 @@ void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const floa
 #pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * s.HW > 32768)
 #endif
   for (int c = 0; c < s.C; ++c) {
-    const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
-    const float g = gamma ? gamma[c] : 1.f, b = beta ? beta[c] : 0.f;
-    apply_channel(s, x, c, running_mean[c], float(invstd * g), b, y);
+    const float b = beta ? beta[c] : 0.f;
+    apply_channel(s, x, c, running_mean[c], batchnorm_infer_scale(gamma, running_var, eps, c), b, y);
   }
 }
 

@@ -3,7 +3,6 @@
 // step is the arithmetic of the separate op it replaces (batchnorm_forward_infer,
 // relu_forward, conv2d_forward, accumulate), so on the CPU the fused and the
 // unfused bottleneck give the same bits; the CUDA kernel is tested against this.
-#include <cmath>
 #include <vector>
 
 #include "dofpose/error.h"
@@ -12,10 +11,8 @@
 namespace dofpose::cpu {
 namespace {
 
-// batchnorm_forward_infer's per-channel scale: float(1 / sqrt(var + eps) * gamma).
 float bn_scale(const BatchNormPtrs& bn, int c) {
-  const double invstd = 1.0 / std::sqrt(double(bn.var[c]) + double(bn.eps));
-  return float(invstd * (bn.gamma ? bn.gamma[c] : 1.f));
+  return batchnorm_infer_scale(bn.gamma, bn.var, bn.eps, c);
 }
 
 inline float relu(float v) { return v < 0.f ? 0.f : v; }

@@ -3,11 +3,20 @@
 // Convention: backward functions OVERWRITE their gradient outputs (they do not
 // accumulate); any gradient output pointer may be nullptr to skip it.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "dofpose/op_shapes.h"
 
 namespace dofpose::cpu {
+
+// Inference BatchNorm's per-channel scale gamma / sqrt(var + eps), the root in
+// double: the one formula of batchnorm_forward_infer and the fused ops
+// (conv2d_fused.cpp, linear_fused.cpp), so fused and unfused agree bit for bit.
+inline float batchnorm_infer_scale(const float* gamma, const float* running_var, float eps, int c) {
+  const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
+  return float(invstd * (gamma ? gamma[c] : 1.f));
+}
 
 // ---- gemm.cpp: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (row-major).
 // Packed, cache-blocked, AVX2/FMA micro-kernel when compiled for it, all cores.

@@ -46,6 +46,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/epilogue.cuh"
 #include "kernels/cuda/gemm_tiles.cuh"
 
 namespace dofpose::cuda_kernels {
@@ -128,24 +129,26 @@ struct WeightLoader {
   float v[kCount];
   __device__ WeightLoader(const float* w_, int rows_, int cols_, int t0_, int tid)
       : w(w_), rows(rows_), cols(cols_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
-  __device__ void fetch(int k0, int k_end) {
+  // Calls at(l, src) for this thread's elements of the slice at k0 (src
+  // nullptr: a zero outside the matrix).
+  template <class F>
+  __device__ void visit(int k0, int k_end, F&& at) const {
     const int k = k0 + kk;
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
       const int t = t0 + tt + l * kStep;
-      v[l] = (k < k_end && t < rows) ? w[(int64_t)t * cols + k] : 0.0f;
+      at(l, (k < k_end && t < rows) ? w + (int64_t)t * cols + k : nullptr);
     }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    visit(k0, k_end, [&](int l, const float* src) { v[l] = src ? *src : 0.0f; });
   }
   // fetch() straight into shared memory (cp.async, zero-filled outside).
   template <int LD>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
-    const int k = k0 + kk;
-#pragma unroll
-    for (int l = 0; l < kCount; ++l) {
-      const int t = t0 + tt + l * kStep;
-      const bool ok = k < k_end && t < rows;
-      cp_async4(&sm[kk * LD + tt + l * kStep], ok ? w + (int64_t)t * cols + k : w, ok);
-    }
+    visit(k0, k_end, [&](int l, const float* src) {
+      cp_async4(&sm[kk * LD + tt + l * kStep], src ? src : w, src != nullptr);
+    });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
@@ -156,12 +159,24 @@ struct WeightLoader {
   }
 };
 
-// (x - mean) * gamma / sqrt(var + eps) + beta: inference BatchNorm of channel c
-// (the CPU rounds 1/sqrt in double; the difference is within an ulp).
-__device__ __forceinline__ float bn_apply(const BatchNormPtrs& bn, int c, float x) {
-  const float scale = (bn.gamma ? bn.gamma[c] : 1.0f) * (1.0f / sqrtf(bn.var[c] + bn.eps));
-  return (x - bn.mean[c]) * scale + (bn.beta ? bn.beta[c] : 0.0f);
-}
+// A flat index over lead x R x S taps as (lead, r, s), advanced `step` taps at
+// a time with a few subtractions instead of divisions (the loaders' k walk:
+// lead is the input channel for patches, the output channel for dy taps).
+struct TapWalk {
+  int lead, r, s;
+  __device__ TapWalk(int idx, const Dims& d)
+      : lead(idx / d.RS), r((idx - lead * d.RS) / d.S), s(idx - lead * d.RS - r * d.S) {}
+  __device__ void advance(int step, const Dims& d) {
+    s += step;
+    while (s >= d.S) {
+      s -= d.S;
+      if (++r == d.R) {
+        r = 0;
+        ++lead;
+      }
+    }
+  }
+};
 
 // Forward B: patches, element (k = crs, t = output pixel (n, p, q)); with
 // `pre` (the fused prologue) each in-image element becomes relu(pre(x)).
@@ -187,52 +202,39 @@ struct PatchLoader {
       xn = x + (int64_t)n * d.C * d.HW;
     }
   }
-  __device__ void fetch(int k0, int k_end) {
+  // Calls at(l, c, src) for this thread's kCount elements of the slice at k0:
+  // src points at the input element of channel c, or is nullptr where the
+  // element is a zero (padding, past k_end, past the last pixel).
+  template <class F>
+  __device__ void visit(int k0, int k_end, F&& at) const {
     int crs = k0 + kk;
-    int c = crs / d.RS, r = (crs - c * d.RS) / d.S, s = crs - c * d.RS - r * d.S;
+    TapWalk tap(crs, d);
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
+      const int h = h0 + tap.r, w = w0 + tap.s;
+      const bool ok = xn && crs < k_end && (unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W;
+      at(l, tap.lead, ok ? xn + (int64_t)tap.lead * d.HW + h * d.W + w : nullptr);
+      crs += kStep;
+      tap.advance(kStep, d);
+    }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    visit(k0, k_end, [&](int l, int c, const float* src) {
       float x = 0.0f;
-      if (xn && crs < k_end) {
-        const int h = h0 + r, w = w0 + s;
-        if ((unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W) {
-          x = xn[(int64_t)c * d.HW + h * d.W + w];
-          if (pre) x = fmaxf(bn_apply(*pre, c, x), 0.0f);  // padding stays 0
-        }
+      if (src) {
+        x = *src;
+        if (pre) x = fmaxf(bn_infer(*pre, c, x), 0.0f);  // padding stays 0
       }
       v[l] = x;
-      crs += kStep;  // advance (c, r, s) by kStep taps
-      s += kStep;
-      while (s >= d.S) {
-        s -= d.S;
-        if (++r == d.R) {
-          r = 0;
-          ++c;
-        }
-      }
-    }
+    });
   }
   // fetch() straight into shared memory (cp.async, zero-filled outside the
   // image); only without a prologue (ConvForward::async_ok()).
   template <int LD>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
-    int crs = k0 + kk;
-    int c = crs / d.RS, r = (crs - c * d.RS) / d.S, s = crs - c * d.RS - r * d.S;
-#pragma unroll
-    for (int l = 0; l < kCount; ++l) {
-      const int h = h0 + r, w = w0 + s;
-      const bool ok = xn && crs < k_end && (unsigned)h < (unsigned)d.H && (unsigned)w < (unsigned)d.W;
-      cp_async4(&sm[(kk + l * kStep) * LD + t], ok ? xn + (int64_t)c * d.HW + h * d.W + w : base, ok);
-      crs += kStep;  // advance (c, r, s) by kStep taps, as fetch()
-      s += kStep;
-      while (s >= d.S) {
-        s -= d.S;
-        if (++r == d.R) {
-          r = 0;
-          ++c;
-        }
-      }
-    }
+    visit(k0, k_end, [&](int l, int, const float* src) {
+      cp_async4(&sm[(kk + l * kStep) * LD + t], src ? src : base, src != nullptr);
+    });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
@@ -295,21 +297,8 @@ struct ConvForward {
     }
     const int n = m / d.PQ, pq = m - n * d.PQ;
     const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
-    float scale = 1.0f, shift = bias ? bias[k] : 0.0f;  // v * scale + shift: bias and out_bn
-    if (f.out_bn.present()) {
-      scale = (f.out_bn.gamma ? f.out_bn.gamma[k] : 1.0f) *
-              (1.0f / sqrtf(f.out_bn.var[k] + f.out_bn.eps));
-      const float beta = f.out_bn.beta ? f.out_bn.beta[k] : 0.0f, mean = f.out_bn.mean[k];
-      // same rounding steps as bn_apply((acc + bias) ...) below, per element
-      float e[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int c = 0; c < 4; ++c) e[c] = ((bias ? e[c] + shift : e[c]) - mean) * scale + beta;
-      v = make_float4(e[0], e[1], e[2], e[3]);
-    } else if (bias) {
-      v = make_float4(v.x + shift, v.y + shift, v.z + shift, v.w + shift);
-    }
-    if (f.out_relu)
-      v = make_float4(fmaxf(v.x, 0.0f), fmaxf(v.y, 0.0f), fmaxf(v.z, 0.0f), fmaxf(v.w, 0.0f));
+    const ChannelEpilogue e(bias, f.out_bn, f.out_relu, k);
+    v = make_float4(e(v.x), e(v.y), e(v.z), e(v.w));
     if (f.residual) {
       const float4 r = *reinterpret_cast<const float4*>(f.residual + i);
       v = make_float4(v.x + r.x, v.y + r.y, v.z + r.z, v.w + r.w);
@@ -320,9 +309,7 @@ struct ConvForward {
   __device__ void finish(int k, int m, float acc) const {
     const int n = m / d.PQ, pq = m - n * d.PQ;
     const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
-    float v = bias ? acc + bias[k] : acc;
-    if (f.out_bn.present()) v = bn_apply(f.out_bn, k, v);
-    if (f.out_relu) v = fmaxf(v, 0.0f);
+    float v = ChannelEpilogue(bias, f.out_bn, f.out_relu, k)(acc);
     if (f.residual) v += f.residual[i];
     y[i] = v;
   }
@@ -392,11 +379,11 @@ struct DyTapLoader {
   }
   __device__ void fetch(int k0, int k_end) {
     int krs = k0 + kk;
-    int k = krs / d.RS, r = (krs - k * d.RS) / d.S, s = krs - k * d.RS - r * d.S;
+    TapWalk tap(krs, d);  // (k, r, s)
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
       float x = 0.0f;
-      const int hp = hp0 - r, wp = wp0 - s;
+      const int hp = hp0 - tap.r, wp = wp0 - tap.s;
       if (dyn && krs < k_end && hp >= 0 && wp >= 0) {
         int p = hp, q = wp;
         bool hit = true;
@@ -405,18 +392,11 @@ struct DyTapLoader {
           q = wp / d.stride;
           hit = p * d.stride == hp && q * d.stride == wp;
         }
-        if (hit && p < d.P && q < d.Q) x = dyn[((int64_t)k * d.P + p) * d.Q + q];
+        if (hit && p < d.P && q < d.Q) x = dyn[((int64_t)tap.lead * d.P + p) * d.Q + q];
       }
       v[l] = x;
       krs += kStep;
-      s += kStep;
-      while (s >= d.S) {
-        s -= d.S;
-        if (++r == d.R) {
-          r = 0;
-          ++k;
-        }
-      }
+      tap.advance(kStep, d);
     }
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor

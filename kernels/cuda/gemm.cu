@@ -37,6 +37,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/epilogue.cuh"
 #include "kernels/cuda/gemm_tiles.cuh"
 
 #define DOFPOSE_CUBLAS_CHECK(call)                                                           \
@@ -120,30 +121,28 @@ struct DenseLoader {
       k = idx / TILE;
     }
   }
-  // Elements with k >= k_end or t >= extent read as 0.
-  __device__ void fetch(int k0, int k_end) {
-#pragma unroll
-    for (int l = 0; l < kCount; ++l) {
-      int t, k;
-      coords(l, t, k);
-      const int gt = t0 + t, gk = k0 + k;
-      float x = 0.0f;
-      if (gt < extent && gk < k_end) x = k_contig ? ptr[gt * ld + gk] : ptr[gk * ld + gt];
-      v[l] = x;
-    }
-  }
-  // fetch() straight into shared memory (cp.async, zero-filled outside).
-  template <int LD>
-  __device__ void fetch_async(float* sm, int k0, int k_end) const {
+  // Calls at(l, t, k, src) for this thread's elements of the slice at k0
+  // (tile coordinates t, k; src nullptr: k >= k_end or t >= extent, a zero).
+  template <class F>
+  __device__ void visit(int k0, int k_end, F&& at) const {
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
       int t, k;
       coords(l, t, k);
       const int gt = t0 + t, gk = k0 + k;
       const bool ok = gt < extent && gk < k_end;
-      const float* src = ok ? (k_contig ? ptr + gt * ld + gk : ptr + gk * ld + gt) : ptr;
-      cp_async4(&sm[k * LD + t], src, ok);
+      at(l, t, k, ok ? (k_contig ? ptr + gt * ld + gk : ptr + gk * ld + gt) : nullptr);
     }
+  }
+  __device__ void fetch(int k0, int k_end) {
+    visit(k0, k_end, [&](int l, int, int, const float* src) { v[l] = src ? *src : 0.0f; });
+  }
+  // fetch() straight into shared memory (cp.async, zero-filled outside).
+  template <int LD>
+  __device__ void fetch_async(float* sm, int k0, int k_end) const {
+    visit(k0, k_end, [&](int, int t, int k, const float* src) {
+      cp_async4(&sm[k * LD + t], src ? src : ptr, src != nullptr);
+    });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
@@ -209,12 +208,7 @@ struct FusedLinearProblem {
     ke = K;
   }
   __device__ float finish(int i, int j, float v) const {
-    if (f.bias) v += f.bias[j];
-    if (f.bn.present()) {
-      const float scale = (f.bn.gamma ? f.bn.gamma[j] : 1.0f) * (1.0f / sqrtf(f.bn.var[j] + f.bn.eps));
-      v = (v - f.bn.mean[j]) * scale + (f.bn.beta ? f.bn.beta[j] : 0.0f);
-    }
-    if (f.relu) v = fmaxf(v, 0.0f);
+    v = ChannelEpilogue(f.bias, f.bn, f.relu, j)(v);
     if (f.residual) v = f.residual[(int64_t)i * N + j] + v;
     return v;
   }

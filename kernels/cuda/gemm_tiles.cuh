@@ -58,6 +58,15 @@ __device__ __forceinline__ void store_group(const P& p, int i, int j, const floa
     if (j + c < p.N) p.store(i, j + c, v[c]);
 }
 
+// Four consecutive shared floats (16-byte aligned) into registers.
+__device__ __forceinline__ void load4(float* r, const float* s) {
+  const float4 v = *reinterpret_cast<const float4*>(s);
+  r[0] = v.x;
+  r[1] = v.y;
+  r[2] = v.z;
+  r[3] = v.w;
+}
+
 template <class P, int BM, int BN, int BK, int TM, int TN>
 __global__ void __launch_bounds__(kThreads, 2) simt_tile_kernel(const P p) {
   static_assert((BM / TM) * (BN / TN) == kThreads, "one TM x TN tile per thread");
@@ -99,21 +108,9 @@ __global__ void __launch_bounds__(kThreads, 2) simt_tile_kernel(const P p) {
       for (int kk = 0; kk < BK; ++kk) {
         float ra[TM], rb[TN];
 #pragma unroll
-        for (int g = 0; g < GM; ++g) {
-          const float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][g * SM + ty * 4]);
-          ra[g * 4 + 0] = v.x;
-          ra[g * 4 + 1] = v.y;
-          ra[g * 4 + 2] = v.z;
-          ra[g * 4 + 3] = v.w;
-        }
+        for (int g = 0; g < GM; ++g) load4(&ra[g * 4], &As[buf][kk][g * SM + ty * 4]);
 #pragma unroll
-        for (int g = 0; g < GN; ++g) {
-          const float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * SN + tx * 4]);
-          rb[g * 4 + 0] = v.x;
-          rb[g * 4 + 1] = v.y;
-          rb[g * 4 + 2] = v.z;
-          rb[g * 4 + 3] = v.w;
-        }
+        for (int g = 0; g < GN; ++g) load4(&rb[g * 4], &Bs[buf][kk][g * SN + tx * 4]);
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -144,6 +141,32 @@ __device__ __forceinline__ void round_to_tf32(L& l) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 #pragma unroll
   for (int i = 0; i < L::kCount; ++i) l.v[i] = nvcuda::wmma::__float_to_tf32(l.v[i]);
+#endif
+}
+
+// The tensor-core kernels' epilogue: each of a warp's FM x FN accumulator
+// fragments (its tile starts at row i0, column j0) goes through the warp's
+// 16 x LDC staging tile `cs` in shared memory to the policy's store, four
+// columns at a time.
+template <int LDC, class P, class Acc, int FM, int FN>
+__device__ __forceinline__ void store_fragments(const P& p, Acc (&acc)[FM][FN], float* cs, int i0,
+                                                int j0, int lane) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j) {
+      nvcuda::wmma::store_matrix_sync(cs, acc[i][j], LDC, nvcuda::wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
+        const int r = e / 4, c = (e % 4) * 4;
+        const int gi = i0 + i * 16 + r, gj = j0 + j * 16 + c;
+        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p, (void)acc, (void)cs, (void)i0, (void)j0, (void)lane;
 #endif
 }
 
@@ -234,20 +257,7 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
       buf ^= 1;
     }
   }
-  float* cs = Cs[warp];
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) {
-      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
-        const int r = e / 4, c = (e % 4) * 4;
-        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
-        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
-      }
-      __syncwarp();
-    }
+  store_fragments<LDC>(p, acc, Cs[warp], m0 + wm * WTM, n0 + wn * WTN, lane);
 #else
   (void)p;  // never launched below sm_80 (the host checks the device)
 #endif
@@ -355,20 +365,7 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
   }
   cp_async_wait<0>();
   __syncthreads();  // the stages are dead: the epilogue stages its tiles there
-  float* cs = smem + warp * 16 * LDC;
-#pragma unroll
-  for (int i = 0; i < FM; ++i)
-#pragma unroll
-    for (int j = 0; j < FN; ++j) {
-      wmma::store_matrix_sync(cs, acc[i][j], LDC, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 64; e += 32) {
-        const int r = e / 4, c = (e % 4) * 4;
-        const int gi = m0 + wm * WTM + i * 16 + r, gj = n0 + wn * WTN + j * 16 + c;
-        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
-      }
-      __syncwarp();
-    }
+  store_fragments<LDC>(p, acc, smem + warp * 16 * LDC, m0 + wm * WTM, n0 + wn * WTN, lane);
 #else
   (void)p;
 #endif

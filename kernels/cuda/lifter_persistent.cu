@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/epilogue.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -85,10 +86,6 @@ __device__ float dot_row_ilp(const float* __restrict__ w, const float* x, int n,
   return r;
 }
 
-__device__ float bn_infer(const BatchNormPtrs& bn, int c, float x) {
-  const float scale = (bn.gamma ? bn.gamma[c] : 1.0f) * (1.0f / sqrtf(bn.var[c] + bn.eps));
-  return (x - bn.mean[c]) * scale + (bn.beta ? bn.beta[c] : 0.0f);
-}
 
 // kCluster: the whole program in one thread-block cluster (sm_90), phases
 // separated by the hardware cluster barrier; else a cooperative grid and
@@ -121,9 +118,7 @@ __global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p)
       float v = kCluster ? dot_row_ilp(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane)
                          : dot_row(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane);
       if (lane == 0) {
-        if (st.b) v += st.b[row];
-        if (st.bn.present()) v = bn_infer(st.bn, row, v);
-        if (st.relu) v = fmaxf(v, 0.0f);
+        v = ChannelEpilogue(st.b, st.bn, st.relu != 0, row)(v);
         if (st.res_off >= 0) v += __ldcg(p.ws + st.res_off + row);
         for (int d = 0; d < st.ndest; ++d) {
           const MlpDest& dst = st.dest[d];
@@ -174,10 +169,17 @@ LaunchShape launch_shape() {
 }  // namespace
 
 bool mlp_program_supported() {
-  int dev = 0, coop = 0;
+  static int cached[64] = {};  // per device: 0 unknown, 1 yes, -1 no (queried once)
+  int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess) return false;
-  return coop != 0;
+  int& known = cached[dev % 64];
+  if (known == 0) {
+    int coop = 0;
+    known = cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && coop
+                ? 1
+                : -1;
+  }
+  return known > 0;
 }
 
 namespace {

@@ -721,7 +721,9 @@ std::vector<Tensor> grads_on_host(nn::Module& m) {
 
 }  // namespace
 
-TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
+namespace {
+// 2 stacks, both heads, 64x64 input: every layer type in a few milliseconds.
+nn::HourglassConfig small_hourglass_config() {
   nn::HourglassConfig c;
   c.stacks = 2;
   c.num_feats = 32;
@@ -731,6 +733,12 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
   c.stem_channels = 16;
   c.attribute_channels = 8;
   c.domain_hidden = 8;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
+  const nn::HourglassConfig c = small_hourglass_config();
   nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
   {  // running statistics and affine parameters away from their (0, 1) init,
      // so the fused inference's folded BatchNorms are really exercised
@@ -928,45 +936,33 @@ TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martin
 TEST_CASE("CUDA graph forward: replays equal eager forwards, new inputs are seen, shapes recapture") {
   Context ctx(Device::CUDA);
   ctx.make_current();
+  // An eager forward of `in` against the graph's replay of `replay_in` (the same values).
+  auto expect_replay = [&](nn::Model& model, nn::GraphForward& graph, const nn::ModelInputs& in,
+                           const nn::ModelInputs& replay_in) {
+    Arena ea(Device::CUDA);
+    ctx.make_current();
+    auto eager = model.forward(ea, in);
+    ctx.synchronize();
+    auto replay = graph.run(replay_in);
+    graph.synchronize();
+    REQUIRE(eager.size() == replay.size());
+    for (size_t i = 0; i < eager.size(); ++i)
+      expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+  };
   SUBCASE("hourglass") {
-    nn::HourglassConfig c;
-    c.stacks = 2;
-    c.num_feats = 32;
-    c.num_joints = 5;
-    c.input_size = 64;
-    c.depth = 2;
-    c.stem_channels = 16;
-    c.attribute_channels = 8;
-    c.domain_hidden = 8;
-    auto model = nn::make_model(std::make_unique<nn::HourglassNet>(c, 9));
+    auto model = nn::make_model(std::make_unique<nn::HourglassNet>(small_hourglass_config(), 9));
     model->module().to_device(Device::CUDA);
     nn::GraphForward graph(*model);
     for (int trial = 0; trial < 3; ++trial) {
-      const int64_t n = trial < 2 ? 2 : 3;
-      Tensor x = randn({n, 3, 64, 64}, 80 + trial);
-      Arena ea(Device::CUDA);
-      ctx.make_current();
-      auto eager = model->forward(ea, {x.view(), {}});
-      ctx.synchronize();
-      auto replay = graph.run({x.view(), {}});
-      graph.synchronize();
-      REQUIRE(eager.size() == replay.size());
-      for (size_t i = 0; i < eager.size(); ++i)
-        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+      Tensor x = randn({trial < 2 ? 2 : 3, 3, 64, 64}, 80 + trial);
+      expect_replay(*model, graph, {x.view(), {}}, {x.view(), {}});
     }
     CHECK(graph.captures() == 2);  // batch 2 once, then batch 3
     // Device inputs: a different buffer each call, each one's values are seen.
     for (int trial = 0; trial < 2; ++trial) {
       Tensor x = randn({3, 3, 64, 64}, 90 + trial);
       Tensor xd = x.to(Device::CUDA);
-      Arena ea(Device::CUDA);
-      ctx.make_current();
-      auto eager = model->forward(ea, {x.view(), {}});
-      ctx.synchronize();
-      auto replay = graph.run({xd.view(), {}});
-      graph.synchronize();
-      for (size_t i = 0; i < eager.size(); ++i)
-        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+      expect_replay(*model, graph, {x.view(), {}}, {xd.view(), {}});
     }
     CHECK(graph.captures() == 2);
   }
@@ -978,15 +974,7 @@ TEST_CASE("CUDA graph forward: replays equal eager forwards, new inputs are seen
       const int64_t n = trial < 2 ? 5 : 1;
       Tensor x = randn({n, 16, 2}, 100 + trial);
       Tensor a = attributes_for(n, 110 + trial);
-      Arena ea(Device::CUDA);
-      ctx.make_current();
-      auto eager = model->forward(ea, {x.view(), a.view()});
-      ctx.synchronize();
-      auto replay = graph.run({x.view(), a.view()});
-      graph.synchronize();
-      REQUIRE(eager.size() == replay.size());
-      for (size_t i = 0; i < eager.size(); ++i)
-        expect_close(eager[i].name, to_host(eager[i].value), to_host(replay[i].value), 1e-6);
+      expect_replay(*model, graph, {x.view(), a.view()}, {x.view(), a.view()});
     }
     CHECK(graph.captures() == 2);
   }

@@ -89,7 +89,9 @@ class HourglassModel : public Model {
 class LifterModel : public Model {
  public:
   explicit LifterModel(std::unique_ptr<Lifter> net) : net_(std::move(net)) {
-    net_->parameters();  // traced names
+    // Runs collect(""): traced names. The first parameter's Tensor outlives
+    // to_device (its storage moves): the persistent program watches it.
+    first_param_ = net_->parameters().front().value;
   }
 
   std::string kind() const override { return "lifter"; }
@@ -161,7 +163,7 @@ class LifterModel : public Model {
  private:
   // Batch 1 on CUDA: the whole network and the denormalisation in one launch.
   std::vector<NamedView> forward_persistent(Arena& arena, const TensorView& x) {
-    const void* first_weight = net_->parameters().front().value->view().data;
+    const void* first_weight = first_param_->view().data;
     if (!persistent_ || persistent_weights_ != first_weight) {  // (re)built after to_device
       persistent_ = std::make_unique<PersistentLifter>(*net_);
       persistent_weights_ = first_weight;
@@ -181,6 +183,7 @@ class LifterModel : public Model {
 
   std::unique_ptr<Lifter> net_;
   std::unique_ptr<PersistentLifter> persistent_;
+  const Tensor* first_param_ = nullptr;
   const void* persistent_weights_ = nullptr;
 };
 

@@ -1,7 +1,6 @@
 #include "dofpose/nn/persistent_lifter.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "dofpose/cuda_backend.h"
 #include "dofpose/ops.h"
@@ -218,7 +217,10 @@ void PersistentLifter::run(const TensorView& x, const std::vector<TensorView>& p
 
 int PersistentLifter::phases() const { return impl_->prog.phases; }
 int PersistentLifter::steps() const { return impl_->n_steps; }
-bool PersistentLifter::available() { return cuda::device_count() > 0 && ck::mlp_program_supported(); }
+bool PersistentLifter::available() {
+  static const bool device = cuda::device_count() > 0;  // asked once: it is on every batch-1 forward
+  return device && ck::mlp_program_supported();
+}
 
 #else  // no CUDA backend in this build
 
