@@ -62,13 +62,16 @@ bool have_device(benchmark::State& state) {
   return false;
 }
 
-// args: N, C, H, K, R, stride, tf32 (2: TF32 on the multi-stage kernel, set_tile_pipeline)
+// args: N, C, H, K, R, stride, mode (0: F32, 1: TF32, 2: TF32 on the multi-stage
+// kernel (set_tile_pipeline), 3: F32 on the stem's direct kernel (set_stem_path))
 void BM_cuda_conv2d_forward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
   const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
-  ck::set_math_mode(state.range(6) ? ck::MathMode::TF32 : ck::MathMode::F32);
-  ck::set_tile_pipeline(state.range(6) == 2);
+  const int mode = int(state.range(6));
+  ck::set_math_mode(mode == 1 || mode == 2 ? ck::MathMode::TF32 : ck::MathMode::F32);
+  ck::set_tile_pipeline(mode == 2);
+  ck::set_stem_path(mode == 3);
   Context ctx(Device::CUDA);
   ctx.make_current();
   ops::ConvParams p{stride, R / 2, 1};
@@ -80,11 +83,14 @@ void BM_cuda_conv2d_forward(benchmark::State& state) {
   time_cuda(state, ctx, double(cs.flops()), bytes, [&] { ops::conv2d_forward(x, w, b, y, p); });
   ck::set_math_mode(ck::MathMode::F32);
   ck::set_tile_pipeline(false);
+  ck::set_stem_path(false);
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_conv2d_forward)
-    ->ArgNames({"N", "C", "H", "K", "R", "stride", "tf32"})
+    ->ArgNames({"N", "C", "H", "K", "R", "stride", "mode"})
     ->Args({1, 3, 256, 64, 7, 2, 0})->Args({1, 3, 256, 64, 7, 2, 1})      // stem
+    ->Args({1, 3, 256, 64, 7, 2, 3})->Args({64, 3, 256, 64, 7, 2, 0})
+    ->Args({64, 3, 256, 64, 7, 2, 3})                                     // stem, direct kernel
     ->Args({1, 128, 64, 128, 3, 1, 0})->Args({1, 128, 64, 128, 3, 1, 1})  // bottleneck 3x3
     ->Args({1, 256, 64, 128, 1, 1, 0})->Args({1, 256, 64, 128, 1, 1, 1})  // bottleneck 1x1
     ->Args({64, 128, 64, 128, 3, 1, 0})->Args({64, 128, 64, 128, 3, 1, 1})
@@ -264,6 +270,49 @@ void BM_cuda_batchnorm_train(benchmark::State& state) {
 BENCHMARK(BM_cuda_batchnorm_train)
     ->ArgNames({"N", "C", "H"})
     ->Args({16, 256, 64})->Args({4096, 1024, 0})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// BatchNorm (training) -> ReLU -> Dropout, forward and backward: the fused op
+// (fused = 1: two launches) against the separate ops (six launches, the BN
+// and ReLU outputs stored). Args: N, C, H (0: [N, C]), p x 10, fused.
+void BM_cuda_bn_relu_dropout_train(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
+  const float p = float(state.range(3)) / 10.f;
+  const bool fused = state.range(4) != 0;
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  const Shape s = H > 0 ? Shape{N, C, H, H} : Shape{N, C};
+  auto dev = [&](DType t = DType::F32) { return Tensor::empty(s, t, Device::CUDA); };
+  Tensor x = device_randn(s, 1), dy = device_randn(s, 4), y = dev(), dx = dev();
+  Tensor z = dev(), r = dev(), gr = dev(), gz = dev(), mask = dev(DType::U8);
+  Tensor g = device_randn({C}, 2), b = device_randn({C}, 3);
+  auto vec = [&] { return Tensor::empty({C}, DType::F32, Device::CUDA); };
+  Tensor m = vec(), v = vec(), dg = vec(), db = vec();
+  // Bytes the fused pair moves: x twice and y, mask once (forward); x, dy,
+  // mask twice and dx (backward).
+  const double n = double(x.numel());
+  time_cuda(state, ctx, 0, n * (4 * 3 + 1 + 4 * 5 + 2), [&] {
+    if (fused) {
+      ops::batchnorm_relu_dropout_forward_train(x, g, b, {}, {}, y, m, v, mask, p, 7);
+      ops::batchnorm_relu_dropout_backward_train(x, g, m, v, mask, p, dy, dx, dg, db);
+      return;
+    }
+    ops::batchnorm_forward_train(x, g, b, {}, {}, z, m, v);
+    ops::relu_forward(z, r);
+    if (p > 0.f) ops::dropout_forward(r, y, mask, p, 7);
+    if (p > 0.f) ops::dropout_backward(mask, dy, gr, p);
+    ops::relu_backward(z, p > 0.f ? gr : dy, gz);
+    ops::batchnorm_backward_train(x, g, m, v, gz, dx, dg, db);
+  });
+  state.SetLabel(fused ? "fused" : "separate");
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_bn_relu_dropout_train)
+    ->ArgNames({"N", "C", "H", "p10", "fused"})
+    ->ArgsProduct({{64}, {1024}, {0}, {5}, {0, 1}})     // a lifter layer, batch 64
+    ->ArgsProduct({{4096}, {1024}, {0}, {5}, {0, 1}})   // batch 4096
+    ->ArgsProduct({{8}, {256}, {64}, {0}, {0, 1}})      // a bottleneck's BN -> ReLU, batch 8
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 void BM_cuda_softargmax(benchmark::State& state) {

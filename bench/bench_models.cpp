@@ -94,9 +94,12 @@ BENCHMARK(BM_lifter_infer)
 
 // One training step as the trainer runs it (without data loading): forward in
 // train mode (batch statistics, dropout), L1 loss over every block, backward,
-// Adam, row max-norm. Args: kind, batch.
+// Adam, row max-norm. Args: kind, batch, unfused (1: BatchNorm, ReLU and
+// Dropout as separate ops instead of the fused training activation).
 void BM_lifter_train_step(benchmark::State& state) {
   const int kind = int(state.range(0)), batch = int(state.range(1));
+  std::unique_ptr<nn::ScopedUnfused> unfused;
+  if (state.range(2) != 0) unfused = std::make_unique<nn::ScopedUnfused>();
   std::unique_ptr<nn::Lifter> lifter = nn::Lifter::create(lifter_config(kind), 0);
   lifter->set_dropout_seed(0);
   nn::Adam adam(lifter->parameters());
@@ -115,13 +118,12 @@ void BM_lifter_train_step(benchmark::State& state) {
     adam.step();
     if (c.max_norm > 0.f) nn::apply_max_norm(*lifter, c.max_norm);
   }
-  state.SetLabel(kLifterKinds[kind]);
+  state.SetLabel(std::string(kLifterKinds[kind]) + (unfused ? " unfused" : ""));
   set_rate(state, "samples", batch);
 }
 BENCHMARK(BM_lifter_train_step)
-    ->ArgNames({"kind", "batch"})
-    ->Args({0, 64})
-    ->Args({1, 64})
+    ->ArgNames({"kind", "batch", "unfused"})
+    ->ArgsProduct({{0, 1}, {64}, {0, 1}})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -42,8 +42,10 @@ import reference_lifter  # noqa: E402
 
 class GpuTimer(cc.Timer):
     def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False):
-        # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline)
-        mode = ["--math", "tf32", "--pipeline"] if math == "tf32p" else ["--math", math]
+        # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline);
+        # "f32s": F32 with the stem's direct kernel (--stem-kernel)
+        mode = {"tf32p": ["--math", "tf32", "--pipeline"],
+                "f32s": ["--math", "f32", "--stem-kernel"]}.get(math, ["--math", math])
         cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", *mode,
                "--output-dir", out_dir, "--warmup", "3", "--serve"] + (["--graph"] if graph else [])
         if target is not None:
@@ -92,7 +94,8 @@ def main():
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--maths", default="f32,tf32,fp16,bf16",
                     help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
-                         "tf32p = ours on the multi-stage TF32 kernel (--pipeline)")
+                         "tf32p = ours on the multi-stage TF32 kernel (--pipeline), "
+                         "f32s = ours in F32 with the stem's direct kernel (--stem-kernel)")
     args = ap.parse_args()
     exe = os.path.join(args.build, "bench", "dofpose_model_timer")
     if not torch.cuda.is_available():

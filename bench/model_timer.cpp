@@ -4,7 +4,7 @@
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
 //       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]
-//       [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
+//       [--pipeline] [--stem-kernel] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs). --train with a lifter: X is the normalised network input
@@ -20,10 +20,12 @@
 // those inputs and FP32 accumulation, tensors stay float32); each timed
 // unit ends with a stream synchronisation, so times are complete.
 // --graph (CUDA inference) replays the forward from a CUDA graph
-// (nn::GraphForward); --unfused turns fused inference off (separate BN, ReLU
-// and add layers, and no persistent batch-1 lifter kernel) to measure what
-// the fusion buys. --pipeline (with --math tf32) uses the multi-stage cp.async
-// tile kernel (cuda_kernels::set_tile_pipeline; not yet verified on a GPU).
+// (nn::GraphForward); --unfused turns fusion off (inference: separate BN, ReLU
+// and add layers, and no persistent batch-1 lifter kernel; training: separate
+// BatchNorm, ReLU and Dropout) to measure what the fusion buys. --pipeline
+// (with --math tf32) uses the multi-stage cp.async tile kernel
+// (cuda_kernels::set_tile_pipeline), --stem-kernel the stem convolution's
+// direct kernel (cuda_kernels::set_stem_path); neither yet verified on a GPU.
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -61,13 +63,14 @@ struct Options {
   std::string model, input, target, output_dir;
   std::string device = "cpu", math = "f32";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
+  bool stem_kernel = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline] [--stem-kernel]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -100,6 +103,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--graph") o.graph = true;
     else if (a == "--unfused") o.unfused = true;
     else if (a == "--pipeline") o.pipeline = true;
+    else if (a == "--stem-kernel") o.stem_kernel = true;
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
   }
@@ -286,9 +290,10 @@ int main(int argc, char** argv) {
     if (opt.math == "fp16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::FP16);
     if (opt.math == "bf16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::BF16);
     cuda_kernels::set_tile_pipeline(opt.pipeline);
+    cuda_kernels::set_stem_path(opt.stem_kernel);
 #endif
-    std::unique_ptr<nn::ScopedUnfusedInference> unfused;
-    if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfusedInference>();
+    std::unique_ptr<nn::ScopedUnfused> unfused;
+    if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfused>();
     Context ctx(device_of(opt));
     ctx.make_current();
     std::unique_ptr<Runner> runner;

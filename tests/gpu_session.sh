@@ -9,7 +9,7 @@
 #   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
 # then carry build-cuda/tests/dofpose_cuda_tests, build-cuda/bench/dofpose_model_timer,
 # build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
-# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,tf32,tf32p,fp16),
+# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
 # BENCH_FILTER and SKIP_BENCH=1 shape the session.
 # Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
 # targets dofpose_cuda_tests dofpose_bench) and carry its two binaries; the

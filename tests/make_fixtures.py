@@ -352,6 +352,43 @@ def make_dropout():
     return f
 
 
+def make_bn_relu_dropout():
+    # The fused training activation of the lifters' MLP layers (BatchNorm ->
+    # ReLU -> Dropout) and, with p = 0, the hourglass's BN -> ReLU pairs. The
+    # dropout mask is the documented hash over x's flat (NCHW) index; "mask" is
+    # the fused op's byte: 1 where the gradient passes (kept and z > 0).
+    f = FixtureFile("bn_relu_dropout", 131)
+    momentum, eps = 0.1, 1e-5
+    specs = [
+        # name, N, C, spatial (None: BatchNorm1d), p, seed
+        ("mlp_p0p25", 16, 24, None, 0.25, 1234),
+        ("mlp_c70_p0p5", 9, 70, None, 0.5, 99),  # two row-wise channel blocks
+        ("conv_p0", 2, 5, (6, 7), 0.0, 0),
+        ("conv_p0p1", 3, 4, (5, 3), 0.1, 2**33 + 5),
+    ]
+    for name, N, C, spatial, p, seed in specs:
+        shape = (N, C) + (spatial or ())
+        HW = int(np.prod(spatial)) if spatial else 1
+        x = leaf(f.randn(*shape) * 1.5 + f.randn(C, scale=2.0).view(1, C, *([1] * len(spatial or ()))))
+        gamma = leaf(f.rand(C, lo=0.5, hi=1.5))
+        beta = leaf(f.randn(C, scale=0.5))
+        running_mean = f.randn(C, scale=0.5)
+        running_var = f.rand(C, lo=0.5, hi=2.0)
+        rm, rv = running_mean.clone(), running_var.clone()
+        z = F.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=momentum, eps=eps)
+        n = int(np.prod(shape))
+        keep = torch.from_numpy((dropout_uniform(seed, n) >= p).astype(np.float32)).view(shape)
+        y = F.relu(z) * keep / (1.0 - p)
+        dy = f.randn(*shape)
+        y.backward(dy)
+        mask = keep * (z > 0).float()
+        f.add(dict(name=name, N=N, C=C, HW=HW, p=p, seed=seed, momentum=momentum, eps=eps),
+              x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var,
+              y=y, mask=mask, dy=dy, dx=x.grad, dgamma=gamma.grad, dbeta=beta.grad,
+              running_mean_after=rm, running_var_after=rv)
+    return f
+
+
 # ---------------------------------------------------------------- losses
 def make_heatmap_mse():
     f = FixtureFile("heatmap_mse", 111)
@@ -461,7 +498,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     self_check_asymmetric()
     makers = [make_conv2d, make_linear, make_batchnorm, make_activation, make_add, make_maxpool,
-              make_upsample, make_bilinear, make_softargmax, make_grad_reverse, make_dropout, make_heatmap_mse,
+              make_upsample, make_bilinear, make_softargmax, make_grad_reverse, make_dropout,
+              make_bn_relu_dropout, make_heatmap_mse,
               make_cross_entropy, make_l1, make_bottleneck]
     total = 0
     for make in makers:

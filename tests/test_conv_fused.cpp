@@ -128,7 +128,7 @@ TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it 
     CHECK(nn::fused_inference(nn::Mode::Infer));
     CHECK_FALSE(nn::fused_inference(nn::Mode::Train));
     fused = net.forward(a1, x, nn::Mode::Infer);
-    nn::ScopedUnfusedInference off;
+    nn::ScopedUnfused off;
     CHECK_FALSE(nn::fused_inference(nn::Mode::Infer));
   }
   CHECK(contains(error_of([&] { net.backward(a1, {}); }), "fused inference"));

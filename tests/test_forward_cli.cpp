@@ -320,7 +320,7 @@ TEST_CASE("forward: --profile shares sum to 100% and FLOPs match the network") {
   // Unfused, the same layers as the dump (which always runs every PyTorch layer).
   ForwardResult u;
   {
-    nn::ScopedUnfusedInference unfused;
+    nn::ScopedUnfused unfused;
     u = run_forward(opt);
   }
   CHECK(u.profile.size() > r.profile.size());

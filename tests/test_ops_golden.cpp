@@ -337,6 +337,43 @@ TEST_CASE("golden: dropout reproduces the documented mask and PyTorch's scaling"
   }
 }
 
+TEST_CASE("golden: fused batchnorm -> relu -> dropout (training) matches PyTorch") {
+  const auto cases = load_fixture("bn_relu_dropout.safetensors");
+  REQUIRE(cases.size() >= 4);
+  for (const FixtureCase& c : cases) {
+    CAPTURE(c.name);
+    dofpose::BatchNormShape s;
+    s.N = c.param_int("N"), s.C = c.param_int("C"), s.HW = c.param_int("HW");
+    const float p = float(c.param_double("p"));
+    const uint64_t seed = uint64_t(c.param_double("seed"));
+    const auto& x = c.f32("x");
+    const auto& gamma = c.f32("gamma");
+    std::vector<float> rm = c.f32("running_mean"), rv = c.f32("running_var");
+    std::vector<float> y = garbage(x.size()), save_mean = garbage(size_t(s.C)),
+                       save_invstd = garbage(size_t(s.C)), mask_f(x.size());
+    std::vector<uint8_t> mask(x.size(), 7);
+    dofpose::cpu::batchnorm_relu_dropout_forward_train(
+        s, x.data(), gamma.data(), c.f32("beta").data(), rm.data(), rv.data(),
+        float(c.param_double("momentum")), float(c.param_double("eps")), p, seed, y.data(),
+        save_mean.data(), save_invstd.data(), mask.data());
+    for (size_t i = 0; i < mask.size(); ++i) mask_f[i] = float(mask[i]);
+    DOFPOSE_CHECK_CLOSE(label(c, "mask"), mask_f, c.f32("mask"), 0.0, 0.0);
+    DOFPOSE_CHECK_CLOSE(label(c, "y"), y, c.f32("y"), kAtolReduce, kRtol);
+    DOFPOSE_CHECK_CLOSE(label(c, "running_mean after one step"), rm, c.f32("running_mean_after"),
+                        kAtol, kRtol);
+    DOFPOSE_CHECK_CLOSE(label(c, "running_var after one step"), rv, c.f32("running_var_after"),
+                        kAtol, kRtol);
+    std::vector<float> dx = garbage(x.size()), dgamma = garbage(gamma.size()),
+                       dbeta = garbage(gamma.size());
+    dofpose::cpu::batchnorm_relu_dropout_backward_train(
+        s, x.data(), gamma.data(), save_mean.data(), save_invstd.data(), mask.data(), p,
+        c.f32("dy").data(), dx.data(), dgamma.data(), dbeta.data());
+    DOFPOSE_CHECK_CLOSE(label(c, "dx"), dx, c.f32("dx"), kAtolReduce, kRtol);
+    DOFPOSE_CHECK_CLOSE(label(c, "dgamma"), dgamma, c.f32("dgamma"), kAtolReduce, kRtol);
+    DOFPOSE_CHECK_CLOSE(label(c, "dbeta"), dbeta, c.f32("dbeta"), kAtolReduce, kRtol);
+  }
+}
+
 TEST_CASE("golden: heatmap MSE loss matches PyTorch") {
   const auto cases = load_fixture("heatmap_mse.safetensors");
   REQUIRE(cases.size() >= 3);

@@ -307,6 +307,65 @@ void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
                                                   ptr(dgamma), ptr(dbeta), g_stream));
 }
 
+void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView& gamma,
+                                          const TensorView& beta, const TensorView& running_mean,
+                                          const TensorView& running_var, const TensorView& y,
+                                          const TensorView& save_mean,
+                                          const TensorView& save_invstd, const TensorView& mask,
+                                          float p, uint64_t seed, BatchNormParams bp) {
+  const char* op = "batchnorm_relu_dropout_forward_train";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  DOFPOSE_CHECK(int64_t(s.N) * s.HW > 1, op, ": batch statistics need more than one value per "
+                "channel, got x ", x.shape.str());
+  need(op, "gamma", gamma, d, c);
+  need(op, "beta", beta, d, c);
+  maybe(op, "running_mean", running_mean, d, c);
+  maybe(op, "running_var", running_var, d, c);
+  need(op, "y", y, d, x.shape);
+  need(op, "save_mean", save_mean, d, c);
+  need(op, "save_invstd", save_invstd, d, c);
+  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
+                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
+  DISPATCH(op, d,
+           cpu::batchnorm_relu_dropout_forward_train(
+               s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean), ptr(running_var),
+               bp.momentum, bp.eps, p, seed, y.f32(), save_mean.f32(), save_invstd.f32(),
+               mask.u8()),
+           cuda_kernels::batchnorm_relu_dropout_forward_train(
+               s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean), ptr(running_var),
+               bp.momentum, bp.eps, p, seed, y.f32(), save_mean.f32(), save_invstd.f32(),
+               mask.u8(), g_stream));
+}
+
+void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView& gamma,
+                                           const TensorView& save_mean,
+                                           const TensorView& save_invstd, const TensorView& mask,
+                                           float p, const TensorView& dy, const TensorView& dx,
+                                           const TensorView& dgamma, const TensorView& dbeta) {
+  const char* op = "batchnorm_relu_dropout_backward_train";
+  BatchNormShape s = bn_shape(op, x);
+  Device d = x.device;
+  Shape c{s.C};
+  need(op, "gamma", gamma, d, c);
+  need(op, "save_mean", save_mean, d, c);
+  need(op, "save_invstd", save_invstd, d, c);
+  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
+                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
+  need(op, "dy", dy, d, x.shape);
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dgamma", dgamma, d, c);
+  maybe(op, "dbeta", dbeta, d, c);
+  DISPATCH(op, d,
+           cpu::batchnorm_relu_dropout_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
+                                                      save_invstd.f32(), mask.u8(), p, dy.f32(),
+                                                      ptr(dx), ptr(dgamma), ptr(dbeta)),
+           cuda_kernels::batchnorm_relu_dropout_backward_train(
+               s, x.f32(), gamma.f32(), save_mean.f32(), save_invstd.f32(), mask.u8(), p,
+               dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta), g_stream));
+}
+
 void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
                               const TensorView& running_mean, const TensorView& running_var,
                               const TensorView& dy, const TensorView& dx, const TensorView& dgamma,

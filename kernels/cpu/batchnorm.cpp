@@ -250,6 +250,8 @@ void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const floa
   }
 }
 
+// dy may be dx: every channel's sums are complete before any of its dx is
+// written, and each dx element is written from the same element of dy.
 void batchnorm_backward_train(const BatchNormShape& s, const float* x, const float* gamma,
                               const float* save_mean, const float* save_invstd, const float* dy,
                               float* dx, float* dgamma, float* dbeta) {
@@ -363,6 +365,54 @@ void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, cons
     for (int64_t i = 0; i < per_channel; ++i) row[i] = float(row[i] * scale);
     bias[k] = float((double(bias[k]) - running_mean[k]) * scale + beta[k]);
   }
+}
+
+// ---- BatchNorm -> ReLU -> Dropout, the training activation as one op.
+// The reference is the three kernels' arithmetic in order, so it is bitwise
+// the separate ops; the GPU twin does it in one pass over each channel.
+
+void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* x,
+                                          const float* gamma, const float* beta,
+                                          float* running_mean, float* running_var,
+                                          float momentum, float eps, float p, uint64_t seed,
+                                          float* y, float* save_mean, float* save_invstd,
+                                          uint8_t* mask) {
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, "batchnorm_relu_dropout_forward_train: drop probability "
+                "p must be in [0, 1), got ", p);
+  batchnorm_forward_train(s, x, gamma, beta, running_mean, running_var, momentum, eps, y,
+                          save_mean, save_invstd);
+  const int64_t n = int64_t(s.N) * s.C * s.HW;
+  const float keep_scale = 1.f / (1.f - p);  // 1 for p == 0: relu(z) * 1 is relu(z)
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (n > 65536)
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const float z = y[i];
+    const bool keep = p == 0.f || dropout_uniform(seed, uint64_t(i)) >= p;
+    y[i] = keep ? (z < 0.f ? 0.f : z) * keep_scale : 0.f;
+    mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
+  }
+}
+
+void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
+                                           const float* gamma, const float* save_mean,
+                                           const float* save_invstd, const uint8_t* mask,
+                                           float p, const float* dy, float* dx, float* dgamma,
+                                           float* dbeta) {
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, "batchnorm_relu_dropout_backward_train: drop probability "
+                "p must be in [0, 1), got ", p);
+  const int64_t n = int64_t(s.N) * s.C * s.HW;
+  const float keep_scale = 1.f / (1.f - p);
+  // The gradient at the BatchNorm output, built in dx itself when there is
+  // one (batchnorm_backward_train allows dy == dx): no scratch the size of
+  // an activation per call.
+  std::vector<float> scratch(dx ? 0 : static_cast<size_t>(n));
+  float* g = dx ? dx : scratch.data();
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (n > 65536)
+#endif
+  for (int64_t i = 0; i < n; ++i) g[i] = mask[i] ? dy[i] * keep_scale : 0.f;
+  batchnorm_backward_train(s, x, gamma, save_mean, save_invstd, g, dx, dgamma, dbeta);
 }
 
 }  // namespace dofpose::cpu

@@ -64,6 +64,21 @@ void batchnorm_backward_train(const BatchNormShape& s, const float* x, const flo
 void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const float* gamma,
                               const float* running_mean, const float* running_var, float eps,
                               const float* dy, float* dx, float* dgamma, float* dbeta);
+// BatchNorm (training) -> ReLU -> Dropout(p, seed) as one op, bitwise the three
+// kernels in order; mask[i] = 1 where the gradient passes (kept by dropout and
+// not cut by the ReLU), so backward needs no copy of the BatchNorm output.
+// p = 0 is BatchNorm -> ReLU.
+void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* x,
+                                          const float* gamma, const float* beta,
+                                          float* running_mean, float* running_var,
+                                          float momentum, float eps, float p, uint64_t seed,
+                                          float* y, float* save_mean, float* save_invstd,
+                                          uint8_t* mask);
+void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
+                                           const float* gamma, const float* save_mean,
+                                           const float* save_invstd, const uint8_t* mask,
+                                           float p, const float* dy, float* dx, float* dgamma,
+                                           float* dbeta);
 // Folds an inference BatchNorm that FOLLOWS a conv/linear into its weight
 // [K, per_channel] and bias [K] (bias must exist; start it at zero if the layer had none).
 void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,

@@ -11,8 +11,15 @@
 // with the CPU's expression and rounding, so outputs agree to float rounding.
 // For [N, C] inputs (HW = 1) a block reads a column with stride C; the tensor is
 // small enough to stay in L2, where neighbouring channels' blocks share sectors.
+//
+// The training kernels take an optional activation tail (kAct): ReLU then
+// dropout applied as each value is written, and its gradient recomputed from
+// one mask byte as each dy is read -- the fused BatchNorm -> ReLU -> Dropout of
+// the lifters' MLP layers and the bottlenecks' pre-activations, one launch each
+// way instead of three, and no stored BatchNorm output.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dropout_hash.cuh"
 #include "kernels/cuda/reduce.cuh"
 
 namespace dofpose::cuda_kernels {
@@ -31,6 +38,34 @@ struct ChannelWalk {
   }
 };
 
+// The tail after a training BatchNorm (cpu::batchnorm_relu_dropout_*): mask[i]
+// is 1 where the gradient passes (kept by dropout, not cut by the ReLU).
+struct ReluDropout {
+  float p = 0.f, keep_scale = 1.f;
+  uint64_t seed = 0;
+  uint8_t* mask = nullptr;
+};
+
+// y[i] from the BatchNorm output z, with the tail if kAct: the CPU's
+// relu_forward then dropout_forward, select for select.
+template <bool kAct>
+__device__ __forceinline__ void store_output(float* y, int64_t i, float z, const ReluDropout& act) {
+  if constexpr (kAct) {
+    const bool keep = act.p == 0.f || dropout_uniform(act.seed, uint64_t(i)) >= act.p;
+    y[i] = keep ? (z < 0.f ? 0.f : z) * act.keep_scale : 0.f;
+    act.mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
+  } else {
+    y[i] = z;
+  }
+}
+
+// The gradient at the BatchNorm output: dy, or through the tail if kAct.
+template <bool kAct>
+__device__ __forceinline__ float bn_grad(const float* dy, int64_t i, const ReluDropout& act) {
+  if constexpr (kAct) return act.mask[i] ? dy[i] * act.keep_scale : 0.f;
+  return dy[i];
+}
+
 void check_shape(const BatchNormShape& s, const char* op) {
   DOFPOSE_CHECK(s.N >= 1 && s.C >= 1 && s.HW >= 1, op, ": expected N, C, HW >= 1, got N=", s.N,
                 " C=", s.C, " HW=", s.HW);
@@ -38,10 +73,11 @@ void check_shape(const BatchNormShape& s, const char* op) {
                 int64_t(s.N) * s.HW, " values per channel is more than this kernel indexes");
 }
 
+template <bool kAct>
 __global__ void forward_train_kernel(int m, ChannelWalk walk, const float* x, const float* gamma,
                                      const float* beta, float* running_mean, float* running_var,
                                      float momentum, float eps, float* y, float* save_mean,
-                                     float* save_invstd) {
+                                     float* save_invstd, ReluDropout act) {
   const int c = blockIdx.x;
   __shared__ float s_mean, s_scale, s_shift;
   double sum = 0;
@@ -72,7 +108,7 @@ __global__ void forward_train_kernel(int m, ChannelWalk walk, const float* x, co
   const float fmean = s_mean, scale = s_scale, shift = s_shift;
   for (int k = threadIdx.x; k < m; k += kThreads) {
     const int64_t i = walk.offset(c, k);
-    y[i] = (x[i] - fmean) * scale + shift;
+    store_output<kAct>(y, i, (x[i] - fmean) * scale + shift, act);
   }
 }
 
@@ -91,27 +127,32 @@ __global__ void forward_infer_kernel(int m, ChannelWalk walk, const float* x, co
   }
 }
 
-// sum(dy) and sum(dy * (x - mean)) over channel c, in double, to every thread.
+// sum(g) and sum(g * (x - mean)) over channel c, g = bn_grad<kAct>, in double,
+// to every thread.
+template <bool kAct>
 __device__ void grad_sums(int m, ChannelWalk walk, int c, const float* x, const float* dy,
-                          double mean, double& sum_dy, double& sum_dy_xc) {
+                          const ReluDropout& act, double mean, double& sum_dy,
+                          double& sum_dy_xc) {
   double a = 0, b = 0;
   for (int k = threadIdx.x; k < m; k += kThreads) {
     const int64_t i = walk.offset(c, k);
-    a += dy[i];
-    b += double(dy[i]) * (double(x[i]) - mean);
+    const float g = bn_grad<kAct>(dy, i, act);
+    a += g;
+    b += double(g) * (double(x[i]) - mean);
   }
   sum_dy = block_sum(a);
   sum_dy_xc = block_sum(b);
 }
 
+template <bool kAct>
 __global__ void backward_train_kernel(int m, ChannelWalk walk, const float* x,
                                       const float* gamma, const float* save_mean,
                                       const float* save_invstd, const float* dy, float* dx,
-                                      float* dgamma, float* dbeta) {
+                                      float* dgamma, float* dbeta, ReluDropout act) {
   const int c = blockIdx.x;
   const double mean = save_mean[c], invstd = save_invstd[c];
   double sum_dy, sum_dy_xc;
-  grad_sums(m, walk, c, x, dy, mean, sum_dy, sum_dy_xc);
+  grad_sums<kAct>(m, walk, c, x, dy, act, mean, sum_dy, sum_dy_xc);
   if (threadIdx.x == 0) {
     if (dgamma) dgamma[c] = float(sum_dy_xc * invstd);  // sum(dy * xhat)
     if (dbeta) dbeta[c] = float(sum_dy);
@@ -125,7 +166,7 @@ __global__ void backward_train_kernel(int m, ChannelWalk walk, const float* x,
   const float fmean = float(mean), coef = float(invstd * g);
   for (int k = threadIdx.x; k < m; k += kThreads) {
     const int64_t i = walk.offset(c, k);
-    dx[i] = (dy[i] - mean_dy - (x[i] - fmean) * k_) * coef;
+    dx[i] = (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef;
   }
 }
 
@@ -137,7 +178,8 @@ __global__ void backward_infer_kernel(int m, ChannelWalk walk, const float* x,
   const double invstd = 1.0 / sqrt(double(running_var[c]) + double(eps));
   if (dgamma || dbeta) {  // uniform over the block, so block_sum's barriers are safe
     double sum_dy, sum_dy_xc;
-    grad_sums(m, walk, c, x, dy, double(running_mean[c]), sum_dy, sum_dy_xc);
+    grad_sums<false>(m, walk, c, x, dy, ReluDropout{}, double(running_mean[c]), sum_dy,
+                     sum_dy_xc);
     if (threadIdx.x == 0) {
       if (dgamma) dgamma[c] = float(sum_dy_xc * invstd);
       if (dbeta) dbeta[c] = float(sum_dy);
@@ -180,9 +222,9 @@ void batchnorm_forward_train(const BatchNormShape& s, const float* x, const floa
   // PyTorch refuses this too: the unbiased variance would divide by zero.
   DOFPOSE_CHECK(m > 1, "batchnorm_forward_train: expected more than 1 value per channel when "
                 "training, got input [", s.N, ", ", s.C, ", ", s.HW, "]");
-  forward_train_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+  forward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
       int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
-      y, save_mean, save_invstd);
+      y, save_mean, save_invstd, ReluDropout{});
   DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_forward_train");
 }
 
@@ -200,9 +242,9 @@ void batchnorm_backward_train(const BatchNormShape& s, const float* x, const flo
                               float* dx, float* dgamma, float* dbeta, void* stream) {
   check_shape(s, "batchnorm_backward_train");
   if (!dx && !dgamma && !dbeta) return;
-  backward_train_kernel<<<s.C, kThreads, 0, as_stream(stream)>>>(
+  backward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
       s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
-      dbeta);
+      dbeta, ReluDropout{});
   DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_backward_train");
 }
 
@@ -216,6 +258,48 @@ void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const flo
       s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, running_mean, running_var, eps, dy, dx,
       dgamma, dbeta);
   DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_backward_infer");
+}
+
+void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* x,
+                                          const float* gamma, const float* beta,
+                                          float* running_mean, float* running_var,
+                                          float momentum, float eps, float p, uint64_t seed,
+                                          float* y, float* save_mean, float* save_invstd,
+                                          uint8_t* mask, void* stream) {
+  const char* op = "batchnorm_relu_dropout_forward_train";
+  check_shape(s, op);
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);
+  const int64_t m = int64_t(s.N) * s.HW;
+  DOFPOSE_CHECK(m > 1, op, ": expected more than 1 value per channel when training, got input [",
+                s.N, ", ", s.C, ", ", s.HW, "]");
+  ReluDropout act;
+  act.p = p;
+  act.keep_scale = 1.f / (1.f - p);  // on the host, as the CPU forms it
+  act.seed = seed;
+  act.mask = mask;
+  forward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
+      int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
+      y, save_mean, save_invstd, act);
+  DOFPOSE_CUDA_LAUNCH_CHECK(op);
+}
+
+void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
+                                           const float* gamma, const float* save_mean,
+                                           const float* save_invstd, const uint8_t* mask,
+                                           float p, const float* dy, float* dx, float* dgamma,
+                                           float* dbeta, void* stream) {
+  const char* op = "batchnorm_relu_dropout_backward_train";
+  check_shape(s, op);
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);
+  if (!dx && !dgamma && !dbeta) return;
+  ReluDropout act;
+  act.p = p;
+  act.keep_scale = 1.f / (1.f - p);
+  act.mask = const_cast<uint8_t*>(mask);  // read only on this path
+  backward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
+      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
+      dbeta, act);
+  DOFPOSE_CUDA_LAUNCH_CHECK(op);
 }
 
 void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,

@@ -21,7 +21,8 @@
 // Each loader thread keeps a fixed set of GEMM rows or columns, decoded once
 // (a pixel, or a list of (c, r, s) taps), and walks the other index
 // incrementally, so the gathers do at most a few divisions per slice.
-// 1x1 stride-1 unpadded forward and data grad are plain batched GEMMs on the
+// The stem's forward (C <= 4, 7x7) has a direct kernel, conv2d_stem.cu, behind
+// set_stem_path. 1x1 stride-1 unpadded forward and data grad are plain batched GEMMs on the
 // NCHW tensors (detail::gemm_strided_batched in gemm.cu; honours the backend).
 // groups > 1 (grouped, depthwise) use direct kernels: one thread per output
 // (forward) or input (data grad, visiting only the taps whose stride phase
@@ -815,6 +816,10 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     }
     return;
   }
+  if (stem_path() && stem_forward_applies(s, ConvFusion{})) {
+    stem_forward(s, x, w, bias, ConvFusion{}, y, stream);
+    return;
+  }
   launch_forward(d, x, w, bias, ConvFusion{}, y, st, "conv2d forward");
 }
 
@@ -824,6 +829,10 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
   check_shape("cuda conv2d_fused_forward", s);
   DOFPOSE_CHECK(x && w && y, "cuda conv2d_fused_forward: x, w and y must not be null");
   DOFPOSE_CHECK(s.groups == 1, "cuda conv2d_fused_forward: groups must be 1, got ", s.groups);
+  if (stem_path() && stem_forward_applies(s, f)) {
+    stem_forward(s, x, w, bias, f, y, stream);
+    return;
+  }
   launch_forward(make_dims(s), x, w, bias, f, y, as_stream(stream), "conv2d fused forward");
 }
 

@@ -28,6 +28,12 @@ MathMode math_mode();
 // after the last GPU run, so not yet verified on a device.
 void set_tile_pipeline(bool on);
 bool tile_pipeline();
+// The direct kernel for the stem convolution's forward (conv2d_stem.cu: C <= 4,
+// up to 7x7, stride <= 2, no input prologue; F32 in every math mode), used by
+// conv2d_forward / conv2d_fused_forward where it applies. Off by default:
+// written after the last GPU run, so not yet verified on a device.
+void set_stem_path(bool on);
+bool stem_path();
 // Which GEMM runs gemm() and linear_*: our kernel (default) or cuBLAS (the
 // reference and an alternative path; cuBLAS honours math_mode() too).
 enum class GemmBackend { Own, Cublas };
@@ -49,6 +55,11 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
                           const ConvFusion& f, float* y, void* stream);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias, void* stream);
+// ---- conv2d_stem.cu: the stem's forward (with the fused epilogue) as a direct
+// kernel; conv2d_forward / conv2d_fused_forward call it when stem_path() is on.
+bool stem_forward_applies(const Conv2dShape& s, const ConvFusion& f);
+void stem_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                  const ConvFusion& f, float* y, void* stream);
 
 // ---- linear.cu: x [N,in], w [out,in], b [out], y [N,out].
 void linear_forward(int N, int in, int out, const float* x, const float* w, const float* b,
@@ -78,6 +89,18 @@ void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const flo
 void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,
                     const float* beta, const float* running_mean, const float* running_var,
                     float eps, void* stream);
+// BatchNorm (training) -> ReLU -> Dropout in one pass per channel (cpu:: twin).
+void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* x,
+                                          const float* gamma, const float* beta,
+                                          float* running_mean, float* running_var,
+                                          float momentum, float eps, float p, uint64_t seed,
+                                          float* y, float* save_mean, float* save_invstd,
+                                          uint8_t* mask, void* stream);
+void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
+                                           const float* gamma, const float* save_mean,
+                                           const float* save_invstd, const uint8_t* mask,
+                                           float p, const float* dy, float* dx, float* dgamma,
+                                           float* dbeta, void* stream);
 
 // ---- elementwise.cu
 void relu_forward(int64_t n, const float* x, float* y, void* stream);
@@ -151,6 +174,9 @@ void adam_update(int64_t n, float step_size, float bc2_sqrt, float beta1, float 
                  float weight_decay, float* param, const float* grad, float* exp_avg,
                  float* exp_avg_sq, void* stream);
 // sum of squares of x into *out (device scalar, overwritten).
+// Rows of w [rows, cols] with an L2 norm above max_norm scaled by
+// max_norm / (norm + 1e-7), the norm summed in double (nn::apply_max_norm).
+void max_norm_rows(int64_t rows, int64_t cols, float max_norm, float* w, void* stream);
 void sum_squares(int64_t n, const float* x, float* out, void* stream);
 
 // ---- lifter_persistent.cu: a whole batch-1 MLP program in one cooperative launch.

@@ -3,6 +3,7 @@
 // CPU's whatever the launch shape: keep element i iff uniform(seed, i) >= p.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/dropout_hash.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -13,16 +14,6 @@ int blocks_for(int64_t n) {
   return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
 }
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-// cpu::dropout_uniform, operation for operation: splitmix64 output number
-// `index` of the stream seeded with `seed`, top 24 bits times 2^-24 (exact).
-__host__ __device__ __forceinline__ float dropout_uniform(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return float(z >> 40) * (1.0f / 16777216.0f);
-}
 
 void check_p(const char* op, float p) {
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);

@@ -2,7 +2,8 @@
 // engine/src/nn/optimizer.cpp, written with the same float operations in the
 // same order (sqrtf and '/' are IEEE-rounded in CUDA without fast-math), so a
 // step agrees with the CPU to about an ulp (fused multiply-adds aside), and
-// sum_squares for gradient-norm clipping.
+// sum_squares for gradient-norm clipping, and the lifters' max-norm row
+// constraint (nn::apply_max_norm) on the device, without a host round trip.
 //
 // sum_squares is a two-stage fixed-order reduction (per-block partials in a
 // file-static device array, then one block), in double as the CPU's clip_grad_norm,
@@ -76,7 +77,29 @@ __global__ void sum_squares_finish_kernel(int parts, float* out) {
   acc = block_sum(acc);
   if (threadIdx.x == 0) *out = float(acc);
 }
+
+// ---- max-norm: one block per row; the row's sum of squares in double (a
+// fixed-order tree, so reproducible), then every thread scales its elements.
+constexpr int kRowThreads = 256;
+
+__global__ void max_norm_rows_kernel(int64_t cols, float max_norm, float* w) {
+  float* row = w + int64_t(blockIdx.x) * cols;
+  double sq = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) sq += double(row[c]) * row[c];
+  const float norm = float(sqrt(block_sum(sq)));  // every thread holds the same sum
+  if (!(norm > max_norm)) return;  // uniform over the block
+  const float scale = max_norm / (norm + 1e-7f);
+  for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) row[c] *= scale;
+}
 }  // namespace
+
+void max_norm_rows(int64_t rows, int64_t cols, float max_norm, float* w, void* stream) {
+  DOFPOSE_CHECK(rows < (int64_t(1) << 31), "max_norm_rows: ", rows, " rows is more than one ",
+                "launch indexes");
+  if (rows <= 0 || cols <= 0) return;
+  max_norm_rows_kernel<<<int(rows), kRowThreads, 0, as_stream(stream)>>>(cols, max_norm, w);
+  DOFPOSE_CUDA_LAUNCH_CHECK("max_norm_rows");
+}
 
 void rmsprop_update(int64_t n, float lr, float alpha, float eps, float weight_decay,
                     float momentum, float* param, const float* grad, float* square_avg,

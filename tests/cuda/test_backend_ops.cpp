@@ -359,6 +359,44 @@ TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d,
       }
 }
 
+TEST_CASE("backend ops: the stem's direct kernel (set_stem_path): conv2d and fused conv forward") {
+  struct Reset {
+    ~Reset() { ck::set_stem_path(false); }
+  } reset;
+  ck::set_stem_path(true);
+  int applies = 0;  // the table must reach the kernel, not only the fallbacks
+  for (const ConvCase& c : kConvCases) {
+    Conv2dShape s;
+    s.N = c.N, s.C = c.C, s.H = c.H, s.W = c.W, s.K = c.K, s.R = c.R, s.S = c.S;
+    s.stride = c.stride, s.pad = c.pad, s.groups = c.groups;
+    applies += ck::stem_forward_applies(s, ConvFusion{});
+  }
+  CHECK(applies >= 3);
+  conv_cases(ck::MathMode::F32, kReduction);
+  fused_conv_cases(ck::MathMode::F32, kReduction);  // prologue cases fall back
+  // The hourglass stem itself (K = 64: four channel groups; 128x128 output)
+  // and an odd one (K = 20: a partial channel group; partial pixel tiles),
+  // with the inference epilogue (BN + ReLU).
+  uint32_t seed = 3000;
+  for (const ConvCase& c : {ConvCase{1, 3, 256, 256, 64, 7, 7, 2, 3, 1},
+                            ConvCase{2, 3, 37, 29, 20, 7, 7, 2, 3, 1}}) {
+    ops::ConvParams p{c.stride, c.pad, 1};
+    Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed);
+    Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
+    const Shape ys = ops::conv2d_output_shape(x, w, p);
+    OpCase oc(shape_name("stem conv+bn+relu", {c.N, c.C, c.H, c.W, c.K}));
+    int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU)), ib = oc.in(randn({c.K}, ++seed));
+    int ig = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ibe = oc.in(randn({c.K}, ++seed));
+    int im = oc.in(randn({c.K}, ++seed)), iv = oc.in(positive({c.K}, ++seed)), iy = oc.out(ys);
+    oc.run([&](const std::vector<TensorView>& t) {
+      ops::ConvFusionRef f;
+      f.out_bn = {t[ig], t[ibe], t[im], t[iv], 1e-5f};
+      f.out_relu = true;
+      ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
+    }, kReduction);
+  }
+}
+
 TEST_CASE("backend ops: conv2d forward and backward (TF32 tensor cores)") {
   conv_cases(ck::MathMode::TF32, kTf32);
 }
@@ -451,6 +489,45 @@ TEST_CASE("backend ops: batchnorm train / inference, forward and backward, fold"
   fold.run([&](const std::vector<TensorView>& t) {
     ops::batchnorm_fold(t[iw], t[ib], t[ig], t[ibe], t[irm], t[irv]);
   }, kElementwise * 10);
+}
+
+TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward and backward") {
+  uint32_t seed = 450;
+  const std::vector<Shape> shapes = {{4, 3}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}};
+  for (const Shape& s : shapes) {
+    for (float p : {0.f, 0.5f}) {
+      const int64_t C = s[1];
+      const std::string name = "batchnorm_relu_dropout" + s.str() + " p " + std::to_string(p);
+      Tensor x = randn(s, ++seed, 2.f, 0.3f), dy = randn(s, ++seed);
+      Tensor gamma = randn({C}, ++seed), beta = randn({C}, ++seed);
+      Tensor rm = randn({C}, ++seed), rv = positive({C}, ++seed);
+      {
+        // The mask byte is compared exactly: it must follow the CPU's dropout
+        // stream and the sign of the same BatchNorm output.
+        OpCase oc(name + " forward");
+        int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU)), ib = oc.in(beta.to(Device::CPU));
+        int irm = oc.inout(rm.to(Device::CPU)), irv = oc.inout(rv.to(Device::CPU));
+        int iy = oc.out(s), im = oc.out({C}), iv = oc.out({C}), imask = oc.out(s, DType::U8);
+        oc.run([&](const std::vector<TensorView>& t) {
+          ops::batchnorm_relu_dropout_forward_train(t[ix], t[ig], t[ib], t[irm], t[irv], t[iy], t[im],
+                                                    t[iv], t[imask], p, 98765);
+        }, kReduction);
+      }
+      // Saved statistics and mask from a CPU forward, the same on both sides.
+      Tensor y = Tensor::empty(s), sm = Tensor::empty({C}), si = Tensor::empty({C});
+      Tensor mask = Tensor::empty(s, DType::U8);
+      ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, {}, {}, y, sm, si, mask, p, 98765);
+      OpCase oc(name + " backward");
+      int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU));
+      int ism = oc.in(sm.to(Device::CPU)), isi = oc.in(si.to(Device::CPU));
+      int imask = oc.in(std::move(mask)), idy = oc.in(dy.to(Device::CPU));
+      int idx = oc.out(s), idg = oc.out({C}), idb = oc.out({C});
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_relu_dropout_backward_train(t[ix], t[ig], t[ism], t[isi], t[imask], p, t[idy],
+                                                   t[idx], t[idg], t[idb]);
+      }, kReduction);
+    }
+  }
 }
 
 TEST_CASE("backend ops: element-wise, column copies and affine") {
@@ -672,6 +749,30 @@ TEST_CASE("backend ops: RMSprop and Adam steps, gradient clipping") {
   ops::set_cuda_stream(nullptr);
 }
 
+TEST_CASE("backend ops: max-norm row constraint on the device (no host round trip)") {
+  // Rows of norm about 2*sqrt(in): some above max_norm (scaled), some below (kept).
+  for (int in : {17, 1024}) {
+    const float max_norm = 2.f * std::sqrt(float(in));
+    auto run = [&](Device d) {
+      nn::Linear l(in, 45);
+      copy(randn({45, in}, 11, 2.f), l.weight);
+      l.to_device(d);
+      nn::apply_max_norm(l, max_norm);
+      return l.weight.to(Device::CPU);
+    };
+    Context ctx(Device::CUDA);
+    ctx.make_current();
+    Tensor ref = run(Device::CPU), got = run(Device::CUDA);
+    ops::set_cuda_stream(nullptr);
+    int scaled = 0;
+    Tensor orig = randn({45, in}, 11, 2.f);
+    for (int r = 0; r < 45; ++r) scaled += ref.f32()[int64_t(r) * in] != orig.f32()[int64_t(r) * in];
+    CHECK(scaled > 0);
+    CHECK(scaled < 45);
+    expect_close("max_norm_rows[45," + std::to_string(in) + "]", ref, got, 1e-6);
+  }
+}
+
 TEST_CASE("backend ops: CUDA results are bitwise reproducible run to run") {
   Context ctx(Device::CUDA);
   ctx.make_current();
@@ -770,7 +871,7 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
     {
       nn::ScopedNoGrad no_grad;  // fused inference (train mode: no effect)
       if (run == 1) {
-        nn::ScopedUnfusedInference unfused;
+        nn::ScopedUnfused unfused;
         oc = cpu_net.forward(cpu_arena, x, mode);
       } else {
         oc = cpu_net.forward(cpu_arena, x, mode);

@@ -77,6 +77,21 @@ void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
                               const TensorView& running_mean, const TensorView& running_var,
                               const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
                               const TensorView& dbeta, BatchNormParams p = {});
+// Training BatchNorm -> ReLU -> Dropout(p, seed) as one op: the activation of
+// the lifters' MLP layers and (p = 0) the hourglass's BN -> ReLU pairs. y is
+// bitwise the three ops in order; mask (U8, x's shape) is 1 where the gradient
+// passes (kept and not cut by the ReLU), so backward needs no stored BN output.
+void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView& gamma,
+                                          const TensorView& beta, const TensorView& running_mean,
+                                          const TensorView& running_var, const TensorView& y,
+                                          const TensorView& save_mean,
+                                          const TensorView& save_invstd, const TensorView& mask,
+                                          float p, uint64_t seed, BatchNormParams bp = {});
+void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView& gamma,
+                                           const TensorView& save_mean,
+                                           const TensorView& save_invstd, const TensorView& mask,
+                                           float p, const TensorView& dy, const TensorView& dx,
+                                           const TensorView& dgamma, const TensorView& dbeta);
 // Folds an inference BatchNorm into the conv/linear before it: weight [K,...], bias [K].
 void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
                     const TensorView& beta, const TensorView& running_mean,

@@ -58,6 +58,7 @@ TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
   if (span.on()) span.range(trace.get("BatchNorm"));
   mode_ = mode;
   x_ = x;
+  act_fused_ = false;
   TensorView y = arena.alloc(x.shape);
   if (mode == Mode::Train) {
     save_mean_ = arena.alloc({channels});
@@ -69,6 +70,44 @@ TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
   }
   if (span.on()) span.done(trace.get("BatchNorm"), "BatchNorm", y);
   return y;
+}
+
+TensorView BatchNorm::forward_relu(Arena& arena, const TensorView& x, Mode mode, ReLU& relu,
+                                   Dropout* drop, const TraceName& owner,
+                                   const char* relu_name) {
+  if (!fused_training(mode)) {
+    TensorView h = forward(arena, x, mode);
+    h = traced_op(owner, relu_name, "ReLU", [&] { return relu.forward(arena, h); });
+    return drop ? drop->forward(arena, h, mode) : h;
+  }
+  TraceSpan span;
+  if (span.on()) span.range(trace.get("BatchNorm"));
+  uint64_t seed = 0;
+  const float drop_p = drop ? drop->draw(mode, seed) : 0.f;
+  mode_ = mode;
+  x_ = x;
+  act_fused_ = true;
+  act_p_ = drop_p;
+  save_mean_ = arena.alloc({channels});
+  save_invstd_ = arena.alloc({channels});
+  act_mask_ = arena.alloc(x.shape, DType::U8);
+  TensorView y = arena.alloc(x.shape);
+  ops::batchnorm_relu_dropout_forward_train(x, weight, bias, running_mean, running_var, y,
+                                            save_mean_, save_invstd_, act_mask_, drop_p, seed, p);
+  if (span.on())
+    span.done(trace.get("BatchNorm"), drop_p > 0.f ? "BatchNorm+ReLU+Dropout" : "BatchNorm+ReLU",
+              y);
+  return y;
+}
+
+TensorView BatchNorm::backward_relu(Arena& arena, const TensorView& dy, ReLU& relu,
+                                    Dropout* drop) {
+  if (!act_fused_)
+    return backward(arena, relu.backward(arena, drop ? drop->backward(arena, dy) : dy));
+  TensorView dx = arena.alloc(x_.shape);
+  ops::batchnorm_relu_dropout_backward_train(x_, weight, save_mean_, save_invstd_, act_mask_,
+                                             act_p_, dy, dx, grad_weight, grad_bias);
+  return dx;
 }
 
 TensorView BatchNorm::backward(Arena& arena, const TensorView& dy) {
@@ -104,6 +143,41 @@ TensorView ReLU::backward(Arena& arena, const TensorView& dy) {
   return dx;
 }
 
+Dropout::Dropout(float p_, uint64_t seed) : p(p_), base_seed_(seed) {
+  DOFPOSE_CHECK(p >= 0.f && p < 1.f, "Dropout: p must be in [0, 1), got ", p);
+}
+
+void Dropout::set_seed(uint64_t seed) {
+  base_seed_ = seed;
+  step_ = 0;
+}
+
+TensorView Dropout::forward(Arena& arena, const TensorView& x, Mode mode) {
+  active_ = mode == Mode::Train && p > 0.f;
+  if (!active_) return x;
+  TensorView y = arena.alloc(x.shape);
+  mask_ = arena.alloc(x.shape, DType::U8);
+  ops::dropout_forward(x, y, mask_, p, base_seed_ + step_);
+  ++step_;
+  return y;
+}
+
+float Dropout::draw(Mode mode, uint64_t& seed) {
+  active_ = false;  // the fused op keeps the mask; backward() must not be used
+  seed = 0;
+  if (mode != Mode::Train || !(p > 0.f)) return 0.f;
+  seed = base_seed_ + step_;
+  ++step_;
+  return p;
+}
+
+TensorView Dropout::backward(Arena& arena, const TensorView& dy) {
+  if (!active_) return dy;
+  TensorView dx = arena.alloc(dy.shape);
+  ops::dropout_backward(mask_, dy, dx, p);
+  return dx;
+}
+
 namespace {
 thread_local bool g_no_grad = false;
 thread_local bool g_unfused = false;
@@ -115,10 +189,16 @@ bool fused_inference(Mode mode) {
   return !(t && t->needs_every_layer());
 }
 
+bool fused_training(Mode mode) {
+  if (mode != Mode::Train || g_unfused) return false;
+  const Tracer* t = active_tracer();
+  return !(t && t->needs_every_layer());
+}
+
 ScopedNoGrad::ScopedNoGrad() : previous_(g_no_grad) { g_no_grad = true; }
 ScopedNoGrad::~ScopedNoGrad() { g_no_grad = previous_; }
 
-ScopedUnfusedInference::ScopedUnfusedInference() : previous_(g_unfused) { g_unfused = true; }
-ScopedUnfusedInference::~ScopedUnfusedInference() { g_unfused = previous_; }
+ScopedUnfused::ScopedUnfused() : previous_(g_unfused) { g_unfused = true; }
+ScopedUnfused::~ScopedUnfused() { g_unfused = previous_; }
 
 }  // namespace dofpose::nn

@@ -198,12 +198,10 @@ TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
   TraceSpan span;
   if (span.on()) span.range(trace.get("Bottleneck"));
   // PyTorch's Bottleneck applies one nn.ReLU module ("relu") three times.
-  auto relu = [&](ReLU& r, const TensorView& v) {
-    return traced_op(trace, "relu", "ReLU", [&] { return r.forward(arena, v); });
-  };
-  TensorView h = conv1.forward(arena, relu(relu1_, bn1.forward(arena, x, mode)));
-  h = conv2.forward(arena, relu(relu2_, bn2.forward(arena, h, mode)));
-  h = conv3.forward(arena, relu(relu3_, bn3.forward(arena, h, mode)));
+  TensorView h =
+      conv1.forward(arena, bn1.forward_relu(arena, x, mode, relu1_, nullptr, trace, "relu"));
+  h = conv2.forward(arena, bn2.forward_relu(arena, h, mode, relu2_, nullptr, trace, "relu"));
+  h = conv3.forward(arena, bn3.forward_relu(arena, h, mode, relu3_, nullptr, trace, "relu"));
   TensorView skip = x;
   if (downsample) {
     TraceSpan ds;
@@ -243,9 +241,9 @@ TensorView Bottleneck::forward_fused(Arena& arena, const TensorView& x) {
 }
 
 TensorView Bottleneck::backward(Arena& arena, const TensorView& dy) {
-  TensorView d = bn3.backward(arena, relu3_.backward(arena, conv3.backward(arena, dy)));
-  d = bn2.backward(arena, relu2_.backward(arena, conv2.backward(arena, d)));
-  d = bn1.backward(arena, relu1_.backward(arena, conv1.backward(arena, d)));
+  TensorView d = bn3.backward_relu(arena, conv3.backward(arena, dy), relu3_, nullptr);
+  d = bn2.backward_relu(arena, conv2.backward(arena, d), relu2_, nullptr);
+  d = bn1.backward_relu(arena, conv1.backward(arena, d), relu1_, nullptr);
   // x fans out to the main path and the skip: its gradient is the sum.
   ops::accumulate(downsample ? downsample->backward(arena, dy) : dy, d);
   return d;
@@ -629,8 +627,7 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
     f.out_relu = true;
     h = conv1.forward_fused(arena, x, f, "Conv2d+BN+ReLU");
   } else {
-    h = bn1.forward(arena, conv1.forward(arena, x), mode);
-    h = traced_op(trace, "relu", "ReLU", [&] { return relu_.forward(arena, h); });
+    h = bn1.forward_relu(arena, conv1.forward(arena, x), mode, relu_, nullptr, trace, "relu");
   }
   h = layer1.forward(arena, h, mode);
   h = traced_op(trace, "maxpool", "MaxPool2x2", [&] { return maxpool_.forward(arena, h); });
@@ -647,10 +644,9 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
       f.out_relu = true;
       y = st.fc_conv->forward_fused(arena, y, f, "Conv2d+BN+ReLU");
     } else {
-      y = st.fc_bn->forward(arena, st.fc_conv->forward(arena, y), mode);
-      TraceSpan relu_span;
-      y = st.fc_relu.forward(arena, y);
-      if (relu_span.on()) relu_span.done(trace.child(concat("fc.", s, ".2")), "ReLU", y);
+      const std::string relu_name = concat("fc.", s, ".2");
+      y = st.fc_bn->forward_relu(arena, st.fc_conv->forward(arena, y), mode, st.fc_relu, nullptr,
+                                 trace, relu_name.c_str());
     }
     if (fc_span.on()) fc_span.done(trace.child(concat("fc.", s)), "Sequential", y, 0, true);
     TensorView score = st.score->forward(arena, y);
@@ -686,7 +682,7 @@ TensorView HourglassNet::backward(Arena& arena, const HourglassGrads& grads, boo
   DOFPOSE_CHECK(forward_done_, "HourglassNet::backward called without a forward");
   DOFPOSE_CHECK(!fused_forward_, "HourglassNet::backward: the last forward was a fused "
                 "inference forward, which keeps nothing for backward; run it under "
-                "nn::ScopedUnfusedInference (or in Mode::Train)");
+                "nn::ScopedUnfused (or in Mode::Train)");
   const size_t n_stacks = stacks.size();
   DOFPOSE_CHECK(grads.heatmaps.empty() || grads.heatmaps.size() == n_stacks,
                 "HourglassNet::backward: got ", grads.heatmaps.size(),
@@ -727,14 +723,14 @@ TensorView HourglassNet::backward(Arena& arena, const HourglassGrads& grads, boo
     if (dscore.empty()) dscore = zeros(arena, heat_shape_);
     dfeat = sum_grads(arena, dfeat, st.score->backward(arena, dscore));
     TensorView d = st.fc_conv->backward(
-        arena, st.fc_bn->backward(arena, st.fc_relu.backward(arena, dfeat)));
+        arena, st.fc_bn->backward_relu(arena, dfeat, st.fc_relu, nullptr));
     d = st.hg->backward(arena, st.res->backward(arena, d));
     dnext = sum_grads(arena, d, dnext);  // the input also skips to the next stack
   }
 
   TensorView d = layer1.backward(
       arena, maxpool_.backward(arena, layer2.backward(arena, layer3.backward(arena, dnext))));
-  d = bn1.backward(arena, relu_.backward(arena, d));
+  d = bn1.backward_relu(arena, d, relu_, nullptr);
   return conv1.backward(arena, d, input_grad);
 }
 

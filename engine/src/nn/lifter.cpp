@@ -130,12 +130,10 @@ TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) 
     if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
     return y;
   }
-  TensorView h = bn1.forward(arena, linear1.forward(arena, x), mode);
-  h = traced_op(trace, "relu1", "ReLU", [&] { return relu1.forward(arena, h); });
-  h = drop1.forward(arena, h, mode);  // the identity at inference: not traced
-  h = bn2.forward(arena, linear2.forward(arena, h), mode);
-  h = traced_op(trace, "relu2", "ReLU", [&] { return relu2.forward(arena, h); });
-  h = drop2.forward(arena, h, mode);
+  // Dropout is the identity at inference: not traced.
+  TensorView h = bn1.forward_relu(arena, linear1.forward(arena, x), mode, relu1, &drop1, trace,
+                                  "relu1");
+  h = bn2.forward_relu(arena, linear2.forward(arena, h), mode, relu2, &drop2, trace, "relu2");
   TensorView y = arena.alloc(x.shape);
   traced_inplace(trace, "add", "Add", y, [&] { ops::add_forward(x, h, y); });
   if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
@@ -143,10 +141,8 @@ TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) 
 }
 
 TensorView ResidualBlock::backward(Arena& arena, const TensorView& dy) {
-  TensorView dh = drop2.backward(arena, dy);
-  dh = linear2.backward(arena, bn2.backward(arena, relu2.backward(arena, dh)));
-  dh = drop1.backward(arena, dh);
-  TensorView dx = linear1.backward(arena, bn1.backward(arena, relu1.backward(arena, dh)));
+  TensorView dh = linear2.backward(arena, bn2.backward_relu(arena, dy, relu2, &drop2));
+  TensorView dx = linear1.backward(arena, bn1.backward_relu(arena, dh, relu1, &drop1));
   ops::accumulate(dy, dx);  // the identity path
   return dx;
 }
@@ -180,9 +176,8 @@ TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
     f.relu = true;
     h = input_layer.forward_fused(arena, x, f, "Linear+BN+ReLU");
   } else {
-    h = input_bn.forward(arena, input_layer.forward(arena, x), mode);
-    h = traced_op(trace, "input_relu", "ReLU", [&] { return input_relu.forward(arena, h); });
-    h = input_drop.forward(arena, h, mode);
+    h = input_bn.forward_relu(arena, input_layer.forward(arena, x), mode, input_relu,
+                              &input_drop, trace, "input_relu");
   }
   for (auto& b : blocks) h = b->forward(arena, h, mode);
   TensorView y = output_layer.forward(arena, h);
@@ -193,8 +188,7 @@ TensorView Regressor::forward(Arena& arena, const TensorView& x, Mode mode) {
 TensorView Regressor::backward(Arena& arena, const TensorView& dy) {
   TensorView dh = output_layer.backward(arena, dy);
   for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) dh = (*it)->backward(arena, dh);
-  dh = input_relu.backward(arena, input_drop.backward(arena, dh));
-  return input_layer.backward(arena, input_bn.backward(arena, dh));
+  return input_layer.backward(arena, input_bn.backward_relu(arena, dh, input_relu, &input_drop));
 }
 
 void Regressor::collect(const std::string& prefix, std::vector<Param>& params,

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/cuda/cuda_kernels.h"
+
 namespace dofpose::nn {
 
 uint64_t mix_seed(uint64_t seed, uint64_t index) {
@@ -79,41 +81,18 @@ void Linear::collect(const std::string& prefix, std::vector<Param>& params,
   params.push_back({prefix + "bias", &bias, &grad_bias});
 }
 
-Dropout::Dropout(float p_, uint64_t seed) : p(p_), base_seed_(seed) {
-  DOFPOSE_CHECK(p >= 0.f && p < 1.f, "Dropout: p must be in [0, 1), got ", p);
-}
-
-void Dropout::set_seed(uint64_t seed) {
-  base_seed_ = seed;
-  step_ = 0;
-}
-
-TensorView Dropout::forward(Arena& arena, const TensorView& x, Mode mode) {
-  active_ = mode == Mode::Train && p > 0.f;
-  if (!active_) return x;
-  TensorView y = arena.alloc(x.shape);
-  mask_ = arena.alloc(x.shape, DType::U8);
-  ops::dropout_forward(x, y, mask_, p, base_seed_ + step_);
-  ++step_;
-  return y;
-}
-
-TensorView Dropout::backward(Arena& arena, const TensorView& dy) {
-  if (!active_) return dy;
-  TensorView dx = arena.alloc(dy.shape);
-  ops::dropout_backward(mask_, dy, dx, p);
-  return dx;
-}
-
 void apply_max_norm(Module& module, float max_norm) {
   if (!(max_norm > 0.f)) return;
   for (const Param& prm : module.parameters()) {
     if (prm.value->shape().ndim != 2) continue;
     const int64_t rows = prm.value->shape()[0], cols = prm.value->shape()[1];
-    // Device weights take a host round trip (max-norm is a training-only step).
-    Tensor host;
-    if (prm.value->device() != Device::CPU) host = prm.value->to(Device::CPU);
-    float* w = host.empty() ? prm.value->f32() : host.f32();
+    if (prm.value->device() == Device::CUDA) {
+#ifdef DOFPOSE_WITH_CUDA
+      cuda_kernels::max_norm_rows(rows, cols, max_norm, prm.value->f32(), ops::cuda_stream());
+      continue;
+#endif
+    }
+    float* w = prm.value->f32();
     // Each row is renormalised on its own, so any thread split gives the same bits.
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
@@ -128,7 +107,6 @@ void apply_max_norm(Module& module, float max_norm) {
         for (int64_t c = 0; c < cols; ++c) row[c] *= scale;
       }
     }
-    if (!host.empty()) copy(host, *prm.value);
   }
 }
 

@@ -1,7 +1,9 @@
-// Fully connected layer and dropout, the building blocks of the lifters.
+// Fully connected layer and the lifters' max-norm constraint (Dropout, BatchNorm
+// and ReLU live in basic_layers.h).
 #pragma once
 #include <cstdint>
 
+#include "dofpose/nn/basic_layers.h"
 #include "dofpose/nn/module.h"
 #include "dofpose/nn/trace.h"
 #include "dofpose/ops.h"
@@ -32,29 +34,6 @@ class Linear : public Module {
 
  private:
   TensorView x_;
-};
-
-// Inverted dropout (kept values scaled by 1/(1-p), as PyTorch). Masks are
-// reproducible: forward call k (counted since set_seed) draws the mask with
-// seed base_seed + k through ops::dropout_forward. Infer mode and p == 0 are
-// the identity (no mask drawn, the counter does not advance).
-class Dropout {
- public:
-  explicit Dropout(float p = 0.5f, uint64_t base_seed = 0);
-  void set_seed(uint64_t base_seed);  // also restarts the step counter
-  uint64_t base_seed() const { return base_seed_; }
-  uint64_t step() const { return step_; }
-  void set_step(uint64_t step) { step_ = step; }
-
-  TensorView forward(Arena& arena, const TensorView& x, Mode mode);
-  TensorView backward(Arena& arena, const TensorView& dy);
-
-  float p;
-
- private:
-  uint64_t base_seed_ = 0, step_ = 0;
-  bool active_ = false;  // whether the last forward applied a mask
-  TensorView mask_;
 };
 
 // A well-mixed 64-bit hash (splitmix64 finaliser), for deriving independent

@@ -29,9 +29,13 @@ enum class Mode { Train, Infer };
 // (ops::conv2d_fused_forward, ops::linear_fused_forward), and a batch-1 lifter
 // on CUDA as one kernel. Such a forward keeps nothing for backward. Without a
 // ScopedNoGrad, Mode::Infer is PyTorch's eval(): every layer, backward allowed.
-// Off while a ScopedUnfusedInference lives (tests, benchmarks), and whenever
+// Off while a ScopedUnfused lives (tests, benchmarks), and whenever
 // the active tracer needs every layer (--dump).
 bool fused_inference(Mode mode);
+// Fused training: Mode::Train runs each BatchNorm -> ReLU (-> Dropout) as one
+// op (ops::batchnorm_relu_dropout_*, BatchNorm::forward_relu), bitwise the
+// separate layers. Off under ScopedUnfused and for tracers that need every layer.
+bool fused_training(Mode mode);
 class ScopedNoGrad {
  public:
   ScopedNoGrad();
@@ -42,12 +46,13 @@ class ScopedNoGrad {
  private:
   bool previous_;
 };
-class ScopedUnfusedInference {
+// Turns both fusions off (layer-by-layer reference runs, benchmarks).
+class ScopedUnfused {
  public:
-  ScopedUnfusedInference();
-  ~ScopedUnfusedInference();
-  ScopedUnfusedInference(const ScopedUnfusedInference&) = delete;
-  ScopedUnfusedInference& operator=(const ScopedUnfusedInference&) = delete;
+  ScopedUnfused();
+  ~ScopedUnfused();
+  ScopedUnfused(const ScopedUnfused&) = delete;
+  ScopedUnfused& operator=(const ScopedUnfused&) = delete;
 
  private:
   bool previous_;

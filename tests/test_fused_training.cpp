@@ -1,0 +1,230 @@
+// The fused training activation (ops::batchnorm_relu_dropout_*, used by
+// BatchNorm::forward_relu in Mode::Train) on the CPU: bit for bit the
+// separate BatchNorm, ReLU and Dropout ops; errors name the tensor; and a
+// training step of both networks gives the same bits fused and unfused.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <string>
+
+#include "dofpose/nn/hourglass.h"
+#include "dofpose/nn/lifter.h"
+#include "dofpose/ops.h"
+#include "tests/test_util.h"
+
+using namespace dofpose;
+using namespace dofpose_test;
+
+namespace {
+
+Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  const std::vector<float> v = random_floats(size_t(s.numel()), seed, lo, hi);
+  return Tensor::from_floats(s, v.data());
+}
+
+Tensor full(Shape s, float v) {
+  Tensor t = Tensor::empty(s);
+  fill(t, v);
+  return t;
+}
+
+bool same_bits(const TensorView& a, const TensorView& b) {
+  return a.shape == b.shape && a.dtype == b.dtype && std::memcmp(a.data, b.data, a.nbytes()) == 0;
+}
+
+bool contains(const std::string& s, const std::string& piece) {
+  return s.find(piece) != std::string::npos;
+}
+
+// Every parameter, gradient and buffer of two modules of the same layout.
+void check_same_state(nn::Module& a, nn::Module& b) {
+  const std::vector<nn::Param> pa = a.parameters(), pb = b.parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].name);
+    CHECK(same_bits(*pa[i].value, *pb[i].value));
+    CHECK(same_bits(*pa[i].grad, *pb[i].grad));
+  }
+  const std::vector<nn::Buffer> ba = a.buffers(), bb = b.buffers();
+  REQUIRE(ba.size() == bb.size());
+  for (size_t i = 0; i < ba.size(); ++i) {
+    CAPTURE(ba[i].name);
+    CHECK(same_bits(*ba[i].value, *bb[i].value));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("batchnorm_relu_dropout equals BatchNorm, ReLU and Dropout bit for bit (CPU)") {
+  struct Case {
+    Shape shape;
+    float p;
+  };
+  const Case cases[] = {{{16, 24}, 0.25f}, {{9, 70}, 0.5f},  // MLP activations, 2 channel blocks
+                        {{2, 5, 6, 7}, 0.f},                 // the hourglass's BN -> ReLU
+                        {{3, 4, 5, 3}, 0.1f},                {{4, 300}, 0.f}};
+  uint32_t seed = 900;
+  for (const Case& c : cases) {
+    CAPTURE(c.shape.str());
+    CAPTURE(c.p);
+    const int C = int(c.shape[1]);
+    const ops::BatchNormParams bp{0.1f, 1e-5f};
+    const uint64_t drop_seed = 12345 + seed;
+    Tensor x = random_tensor(c.shape, ++seed, -2.f, 3.f);
+    Tensor gamma = random_tensor({C}, ++seed, 0.5f, 1.5f), beta = random_tensor({C}, ++seed);
+    Tensor rm0 = random_tensor({C}, ++seed), rv0 = random_tensor({C}, ++seed, 0.5f, 2.f);
+    Tensor dy = random_tensor(c.shape, ++seed);
+
+    // The reference: the three ops one by one (dropout only when p > 0, as nn::Dropout).
+    Tensor rm_ref = rm0.to(Device::CPU), rv_ref = rv0.to(Device::CPU);
+    Tensor z = Tensor::empty(c.shape), r = Tensor::empty(c.shape), y_ref = Tensor::empty(c.shape);
+    Tensor keep = Tensor::empty(c.shape, DType::U8);
+    Tensor mean_ref = Tensor::empty({C}), invstd_ref = Tensor::empty({C});
+    ops::batchnorm_forward_train(x, gamma, beta, rm_ref, rv_ref, z, mean_ref, invstd_ref, bp);
+    ops::relu_forward(z, r);
+    if (c.p > 0.f) ops::dropout_forward(r, y_ref, keep, c.p, drop_seed);
+    else copy(r, y_ref);
+    Tensor g_r = Tensor::empty(c.shape), g_z = Tensor::empty(c.shape);
+    if (c.p > 0.f) ops::dropout_backward(keep, dy, g_r, c.p);
+    else copy(dy, g_r);
+    ops::relu_backward(z, g_r, g_z);
+    Tensor dx_ref = Tensor::empty(c.shape), dg_ref = Tensor::empty({C}), db_ref = Tensor::empty({C});
+    ops::batchnorm_backward_train(x, gamma, mean_ref, invstd_ref, g_z, dx_ref, dg_ref, db_ref);
+
+    // The fused op, outputs poisoned first.
+    Tensor rm = rm0.to(Device::CPU), rv = rv0.to(Device::CPU);
+    Tensor y = full(c.shape, 777.f), mask = Tensor::empty(c.shape, DType::U8);
+    std::memset(mask.view().data, 7, mask.nbytes());
+    Tensor mean = full({C}, 777.f), invstd = full({C}, 777.f);
+    ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, rm, rv, y, mean, invstd, mask, c.p,
+                                              drop_seed, bp);
+    CHECK(same_bits(y, y_ref));
+    CHECK(same_bits(mean, mean_ref));
+    CHECK(same_bits(invstd, invstd_ref));
+    CHECK(same_bits(rm, rm_ref));
+    CHECK(same_bits(rv, rv_ref));
+    // The mask byte: 1 exactly where the gradient passes (kept and z > 0).
+    int64_t passed = 0, wrong = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const bool kept = c.p > 0.f ? keep.view().u8()[i] == 1 : true;
+      const bool want = kept && z.f32()[i] > 0.f;
+      wrong += mask.view().u8()[i] != (want ? 1 : 0);
+      passed += want;
+    }
+    CHECK(wrong == 0);
+    CHECK(passed > 0);
+    CHECK(passed < x.numel());
+
+    Tensor dx = full(c.shape, 777.f), dg = full({C}, 777.f),
+           db = full({C}, 777.f);
+    ops::batchnorm_relu_dropout_backward_train(x, gamma, mean, invstd, mask, c.p, dy, dx, dg, db);
+    CHECK(same_bits(dx, dx_ref));
+    CHECK(same_bits(dg, dg_ref));
+    CHECK(same_bits(db, db_ref));
+  }
+}
+
+TEST_CASE("batchnorm_relu_dropout: errors name the tensor and what was expected") {
+  Tensor x = random_tensor({4, 6}, 1), g = random_tensor({6}, 2), b = random_tensor({6}, 3);
+  Tensor y = Tensor::empty({4, 6}), m = Tensor::empty({6}), s = Tensor::empty({6});
+  Tensor mask = Tensor::empty({4, 6}, DType::U8);
+  auto fwd = [&](const TensorView& mk, float p) {
+    return error_of([&] {
+      ops::batchnorm_relu_dropout_forward_train(x, g, b, {}, {}, y, m, s, mk, p, 1);
+    });
+  };
+  CHECK(fwd(mask, 0.5f) == kNoError);
+  const std::string wrong_type = fwd(Tensor::empty({4, 6}), 0.5f);
+  CHECK(contains(wrong_type, "'mask'"));
+  CHECK(contains(wrong_type, "U8"));
+  CHECK(contains(fwd(Tensor::empty({4, 5}, DType::U8), 0.5f), "'mask'"));
+  CHECK(contains(fwd(mask, 1.f), "p must be in [0, 1)"));
+  CHECK(contains(error_of([&] {
+                   Tensor x1 = random_tensor({1, 6}, 4), y1 = Tensor::empty({1, 6});
+                   Tensor mk1 = Tensor::empty({1, 6}, DType::U8);
+                   ops::batchnorm_relu_dropout_forward_train(x1, g, b, {}, {}, y1, m, s, mk1, 0.f, 1);
+                 }),
+                 "more than one value per channel"));
+  const std::string bad_gamma = error_of([&] {
+    ops::batchnorm_relu_dropout_backward_train(x, Tensor::empty({5}), m, s, mask, 0.5f, y, y, {},
+                                               {});
+  });
+  CHECK(contains(bad_gamma, "'gamma'"));
+}
+
+TEST_CASE("lifters: a fused training step gives the unfused step's bits, dropout streams included") {
+  for (const char* kind : {"martinez", "progressive"}) {
+    CAPTURE(kind);
+    nn::LifterConfig c;
+    c.kind = kind;
+    c.width = 48;
+    c.blocks = 2;
+    c.dropout = 0.3f;
+    auto fused = nn::Lifter::create(c, 11), plain = nn::Lifter::create(c, 11);
+    uint32_t seed = 60;
+    for (int step = 0; step < 2; ++step) {  // the second step sees updated running statistics
+      CAPTURE(step);
+      Tensor x = random_tensor({8, c.input_dim()}, ++seed);
+      Arena a1, a2;
+      CHECK(nn::fused_training(nn::Mode::Train));
+      nn::LifterOutput of = fused->forward(a1, x, nn::Mode::Train);
+      nn::LifterOutput op;
+      std::vector<Tensor> dpose_storage;
+      std::vector<TensorView> dposes;
+      {
+        nn::ScopedUnfused off;
+        CHECK_FALSE(nn::fused_training(nn::Mode::Train));
+        op = plain->forward(a2, x, nn::Mode::Train);
+        for (const TensorView& pose : op.poses) {
+          dpose_storage.push_back(random_tensor(pose.shape, ++seed));
+          dposes.push_back(dpose_storage.back());
+        }
+        plain->backward(a2, dposes);
+      }
+      fused->backward(a1, dposes);
+      REQUIRE(of.poses.size() == op.poses.size());
+      for (size_t k = 0; k < of.poses.size(); ++k) CHECK(same_bits(of.poses[k], op.poses[k]));
+      check_same_state(*fused, *plain);
+      // No BatchNorm / ReLU outputs kept: the fused step needs less memory.
+      CHECK(a1.high_water() < a2.high_water());
+    }
+  }
+}
+
+TEST_CASE("hourglass: a fused training step gives the unfused step's bits") {
+  nn::HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 16;
+  c.num_joints = 4;
+  c.input_size = 64;
+  c.depth = 2;
+  c.stem_channels = 8;
+  c.attribute_channels = 4;
+  c.domain_hidden = 4;
+  nn::HourglassNet fused(c, 3), plain(c, 3);
+  Tensor x = random_tensor({2, 3, 64, 64}, 7);
+  Arena a1, a2;
+  nn::HourglassOutputs of = fused.forward(a1, x, nn::Mode::Train);
+  nn::HourglassGrads grads;
+  std::vector<Tensor> storage;  // owns the gradients' memory
+  auto keep = [&](Tensor t) -> TensorView {
+    storage.push_back(std::move(t));
+    return storage.back();
+  };
+  nn::HourglassOutputs op;
+  {
+    nn::ScopedUnfused off;
+    op = plain.forward(a2, x, nn::Mode::Train);
+    uint32_t seed = 80;
+    for (const TensorView& h : op.heatmaps) grads.heatmaps.push_back(keep(random_tensor(h.shape, ++seed)));
+    grads.attributes = keep(random_tensor(op.attributes.shape, ++seed));
+    grads.domain = keep(random_tensor(op.domain.shape, ++seed));
+    plain.backward(a2, grads);
+  }
+  fused.backward(a1, grads);
+  for (size_t s = 0; s < of.heatmaps.size(); ++s) CHECK(same_bits(of.heatmaps[s], op.heatmaps[s]));
+  CHECK(same_bits(of.attributes, op.attributes));
+  CHECK(same_bits(of.domain, op.domain));
+  check_same_state(fused, plain);
+  CHECK(a1.high_water() < a2.high_water());
+}
