@@ -41,8 +41,11 @@ fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
   ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
 if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 2>&1 \
+  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
+    --benchmark_out="$OUT/bench.json" --benchmark_out_format=json 2>&1 \
     | tee "$OUT/bench.log" | grep -v '^-' | tail -40
+  # Default-off switches: candidate vs default path, per shape (bench/gpu_verdicts.py).
+  python3 bench/gpu_verdicts.py "$OUT/bench.json" 2>&1 | tee "$OUT/verdicts.txt"
 fi
 C=${CUDNN_BUILD_DIR:-build-cudnn}
 if [ -x "$C/tests/dofpose_cuda_tests" ]; then

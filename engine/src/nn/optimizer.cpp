@@ -178,17 +178,29 @@ std::string Adam::options_json() const {
 // ---- clipping and schedules
 
 float clip_grad_norm(const std::vector<Param>& params, float max_norm) {
+  // Device gradients: each one's sum of squares into one slot of a device
+  // vector, then one copy back (one host synchronisation per step, not one
+  // per parameter); the host adds the slots in parameter order, as below.
+  Tensor device_sums;
+  int64_t on_device = 0;
+  for (const Param& p : params) on_device += p.grad->device() == Device::CUDA;
+  if (on_device > 0) {
+#ifdef DOFPOSE_WITH_CUDA
+    Tensor sq = Tensor::empty({on_device}, DType::F32, Device::CUDA);
+    int64_t slot = 0;
+    for (const Param& p : params)
+      if (p.grad->device() == Device::CUDA)
+        cuda_kernels::sum_squares(p.grad->numel(), p.grad->f32(), sq.f32() + slot++,
+                                  ops::cuda_stream());
+    device_sums = sq.to(Device::CPU);
+#endif
+  }
   double total_sq = 0;
+  int64_t slot = 0;
   for (const Param& p : params) {
     if (p.grad->device() == Device::CUDA) {
-#ifdef DOFPOSE_WITH_CUDA
-      // One device scalar per parameter, summed here in double as on the CPU path.
-      Tensor sq = Tensor::empty({1}, DType::F32, Device::CUDA);
-      cuda_kernels::sum_squares(p.grad->numel(), p.grad->f32(), sq.f32(), ops::cuda_stream());
-      Tensor host = sq.to(Device::CPU);
-      total_sq += double(host.f32()[0]);
+      total_sq += double(device_sums.f32()[slot++]);
       continue;
-#endif
     }
     const float* g = p.grad->f32();
     for (int64_t k = 0; k < p.grad->numel(); ++k) total_sq += double(g[k]) * g[k];

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Reads dofpose_bench's JSON output (--benchmark_out=F --benchmark_out_format=json)
+and prints, for every switch that is off by default until a GPU has run it,
+the benchmark pairs that decide whether to turn it on: default path vs
+candidate, time and speed-up. tests/gpu_session.sh runs it after the kernel
+benchmarks; correctness comes from dofpose_cuda_tests in the same session
+(a candidate is only worth its speed-up if its test case passed).
+
+  python3 bench/gpu_verdicts.py bench.json
+
+Pairs (row names as Google Benchmark prints them, '*' = any value):
+  stem kernel       BM_cuda_conv2d_forward .../mode:0 vs .../mode:3   (set_stem_path)
+  multi-stage TF32  BM_cuda_conv2d_forward .../mode:1 vs .../mode:2   (set_tile_pipeline)
+  cluster lifter    BM_cuda_persistent_lifter .../cluster:0 vs :1      (set_mlp_launch)
+  fused BN/ReLU/DO  BM_cuda_bn_relu_dropout_train .../fused:0 vs :1    (on by default; measured)
+"""
+import json
+import re
+import sys
+
+SWITCHES = [
+    ("stem kernel (set_stem_path)", "BM_cuda_conv2d_forward", "mode", "0", "3"),
+    ("multi-stage TF32 (set_tile_pipeline)", "BM_cuda_conv2d_forward", "mode", "1", "2"),
+    ("one-cluster lifter (set_mlp_launch)", "BM_cuda_persistent_lifter", "cluster", "0", "1"),
+    ("fused BN->ReLU->Dropout (training)", "BM_cuda_bn_relu_dropout_train", "fused", "0", "1"),
+]
+
+
+def load_rows(path):
+    """name -> real time in microseconds (manual-time rows report CUDA-event time)."""
+    with open(path) as f:
+        data = json.load(f)
+    scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+    rows = {}
+    for b in data.get("benchmarks", []):
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        if "error_occurred" in b and b["error_occurred"]:
+            continue
+        name = b.get("run_name", b["name"])
+        rows[name] = float(b["real_time"]) * scale.get(b.get("time_unit", "ns"), 1e-3)
+    return rows
+
+
+def pairs(rows, bench, arg, base, cand):
+    """(shape label, base us, candidate us) for every row of `bench` with arg == base
+    whose twin with arg == cand exists."""
+    pat = re.compile(r"(^|/)%s:%s(/|$)" % (re.escape(arg), re.escape(base)))
+    out = []
+    for name, t in sorted(rows.items()):
+        if not name.startswith(bench + "/") or not pat.search(name):
+            continue
+        twin = pat.sub(lambda m: "%s%s:%s%s" % (m.group(1), arg, cand, m.group(2)), name)
+        if twin in rows:
+            label = pat.sub(lambda m: m.group(1) + m.group(2), name[len(bench) + 1:]).strip("/")
+            out.append((label.replace("//", "/"), t, rows[twin]))
+    return out
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(sys.argv) == 2 else 2
+    try:
+        rows = load_rows(sys.argv[1])
+    except (OSError, ValueError, KeyError) as e:
+        print(f"gpu_verdicts: cannot read benchmark JSON '{sys.argv[1]}': {e}", file=sys.stderr)
+        return 1
+    for title, bench, arg, base, cand in SWITCHES:
+        found = pairs(rows, bench, arg, base, cand)
+        print(f"{title}: {bench} {arg}:{base} -> {arg}:{cand}")
+        if not found:
+            print("  no pairs in this run")
+            continue
+        for label, tb, tc in found:
+            verdict = "faster" if tc < tb * 0.97 else ("slower" if tc > tb * 1.03 else "same")
+            print(f"  {label:40s} {tb:10.2f} us -> {tc:10.2f} us  x{tb / tc:5.2f}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
