@@ -364,6 +364,10 @@ __global__ void skinny_gemm_kernel(bool ta, bool tb, int M, int N, int K, float 
 }
 }  // namespace
 
+bool gemm_is_skinny(int64_t outputs, int K) {
+  return outputs <= kSkinnyMaxOutputs && K >= kSkinnyMinK;
+}
+
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                           int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
@@ -393,7 +397,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
                 ldc, stride_c, batch, st);
     return;
   }
-  if (int64_t(M) * N * batch <= kSkinnyMaxOutputs && K >= kSkinnyMinK) {
+  if (gemm_is_skinny(int64_t(M) * N * batch, K)) {
     // Few outputs, long reduction (global average pool, batch-1 heads): a
     // tile would loop over K in one or two blocks; a warp per output instead.
     const int64_t outputs = int64_t(M) * N * batch;

@@ -1,5 +1,7 @@
 // Fully connected layer on the GPU, PyTorch layout: x [N, in], w [out, in], b [out].
-//   y  = x * w^T + b          (gemm, then a broadcast bias add)
+//   y  = x * w^T + b          (our tile GEMM with the bias in its epilogue, one
+//                              launch; skinny shapes and the cuBLAS backend:
+//                              gemm, then a broadcast bias add)
 //   dx = dy * w    dw = dy^T * x    (gemm; OVERWRITE)
 //   db = column sums of dy   (32 columns per block, 8 row lanes summed in a
 //                             fixed order, in double: deterministic, no atomics)
@@ -11,6 +13,10 @@
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace dofpose::cuda_kernels {
+
+namespace detail {  // defined in gemm.cu
+bool gemm_is_skinny(int64_t outputs, int K);
+}  // namespace detail
 
 namespace {
 
@@ -59,6 +65,13 @@ void linear_forward(int N, int in, int out, const float* x, const float* w, cons
   check_sizes("cuda linear_forward", N, in, out);
   if (N == 0) return;
   DOFPOSE_CHECK(x && w && y, "cuda linear_forward: x, w and y must not be null");
+  if (b && gemm_backend() == GemmBackend::Own && !detail::gemm_is_skinny(int64_t(N) * out, in)) {
+    // The tiles gemm() would run, with acc + b in their epilogue: same bits, one launch.
+    LinearFusion f;
+    f.bias = b;
+    linear_fused_forward(N, in, out, x, w, f, y, stream);
+    return;
+  }
   gemm(false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out, stream);
   if (b) {
     const dim3 grid((out + kThreads - 1) / kThreads, std::min(N, 65535));
