@@ -134,6 +134,8 @@ __global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p)
       if constexpr (kCluster) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         cg::this_cluster().sync();  // release/acquire at cluster scope: global writes included
+#elif defined(__CUDA_ARCH__)
+        __trap();  // device code older than sm_90 has no cluster barrier: fail loudly
 #endif
       } else {
         cg::this_grid().sync();
@@ -186,7 +188,8 @@ namespace {
 MlpLaunch g_mlp_launch = MlpLaunch::Cooperative;
 
 // The cluster size for this device: 16 where non-portable sizes are allowed
-// and one such cluster fits, else 8 (portable); 0 below sm_90.
+// and one such cluster fits, else 8 (portable) where that fits; 0 below sm_90,
+// or when the binary's code for the device predates sm_90 (no cluster barrier).
 int cluster_size() {
   static int cached[64] = {};
   int dev = 0;
@@ -196,27 +199,36 @@ int cluster_size() {
     int major = 0;
     DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     n = -1;
-    if (major >= 9) {
+    cudaFuncAttributes fa = {};
+    const bool sm90_code =
+        cudaFuncGetAttributes(&fa, mlp_program_kernel<kClusterThreads, true>) == cudaSuccess &&
+        fa.binaryVersion >= 90;  // the binary's code for this device has the cluster barrier
+    if (major >= 9 && sm90_code) {
       auto kernel = mlp_program_kernel<kClusterThreads, true>;
-      n = 8;
-      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
-          cudaSuccess) {
+      // Whether one cluster of `size` blocks of 1024 threads can be placed.
+      auto fits = [&](int size) {
         cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(16);
+        cfg.gridDim = dim3(size);
         cfg.blockDim = dim3(kClusterThreads);
         cudaLaunchAttribute attr;
         attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = 16;
+        attr.val.clusterDim.x = size;
         attr.val.clusterDim.y = 1;
         attr.val.clusterDim.z = 1;
         cfg.attrs = &attr;
         cfg.numAttrs = 1;
         int clusters = 0;
-        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0)
-          n = 16;
-      }
-      cudaGetLastError();  // an unsupported query is not an error here
+        return cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess &&
+               clusters > 0;
+      };
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
+              cudaSuccess &&
+          fits(16))
+        n = 16;
+      else if (fits(8))
+        n = 8;
     }
+    cudaGetLastError();  // an unsupported query is not an error here
   }
   return n > 0 ? n : 0;
 }

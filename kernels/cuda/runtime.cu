@@ -112,4 +112,13 @@ void stream_synchronize(void* stream) {
   DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
+void stream_wait(void* waiter, void* producer) {
+  if (waiter == producer) return;
+  cudaEvent_t ev = nullptr;
+  DOFPOSE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  DOFPOSE_CUDA_CHECK(cudaEventRecord(ev, as_stream(producer)));
+  DOFPOSE_CUDA_CHECK(cudaStreamWaitEvent(as_stream(waiter), ev, 0));
+  DOFPOSE_CUDA_CHECK(cudaEventDestroy(ev));  // released once the wait has completed
+}
+
 }  // namespace dofpose::cuda

@@ -29,5 +29,6 @@ bool capturing() { return false; }
 void* stream_create() { not_built("stream_create"); }
 void stream_destroy(void*) {}
 void stream_synchronize(void*) { not_built("stream_synchronize"); }
+void stream_wait(void*, void*) { not_built("stream_wait"); }
 
 }  // namespace dofpose::cuda

@@ -340,7 +340,9 @@ TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d,
     int M, N, K;
   };
   uint32_t seed = 2000;
-  for (const G& g : {G{7, 5, 3}, G{33, 65, 17}, G{128, 96, 257}, G{200, 300, 129}, G{64, 64, 1}})
+  // The last two reach the 128x64 and 64x128 tiles on a 132-multiprocessor card.
+  for (const G& g : {G{7, 5, 3}, G{33, 65, 17}, G{128, 96, 257}, G{200, 300, 129}, G{64, 64, 1},
+                     G{1024, 2048, 64}, G{64, 17000, 32}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         INFO(shape_name("gemm pipelined", {g.M, g.N, g.K, ta, tb}));
@@ -502,16 +504,44 @@ TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward a
       Tensor gamma = randn({C}, ++seed), beta = randn({C}, ++seed);
       Tensor rm = randn({C}, ++seed), rv = positive({C}, ++seed);
       {
-        // The mask byte is compared exactly: it must follow the CPU's dropout
-        // stream and the sign of the same BatchNorm output.
-        OpCase oc(name + " forward");
-        int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU)), ib = oc.in(beta.to(Device::CPU));
-        int irm = oc.inout(rm.to(Device::CPU)), irv = oc.inout(rv.to(Device::CPU));
-        int iy = oc.out(s), im = oc.out({C}), iv = oc.out({C}), imask = oc.out(s, DType::U8);
-        oc.run([&](const std::vector<TensorView>& t) {
-          ops::batchnorm_relu_dropout_forward_train(t[ix], t[ig], t[ib], t[irm], t[irv], t[iy], t[im],
-                                                    t[iv], t[imask], p, 98765);
-        }, kReduction);
+        // The mask byte must follow the CPU's dropout stream and the sign of
+        // the BatchNorm output: exactly, except where the CPU's output is
+        // within rounding of 0 (statistics summed in another order, or
+        // another multiply-add contraction, may flip such a sign).
+        INFO(name << " forward");
+        Tensor y_ref = Tensor::empty(s), m_ref = Tensor::empty({C}), v_ref = Tensor::empty({C});
+        Tensor mask_ref = Tensor::empty(s, DType::U8), z_ref = Tensor::empty(s);
+        Tensor rm_ref = rm.to(Device::CPU), rv_ref = rv.to(Device::CPU);
+        ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, rm_ref, rv_ref, y_ref, m_ref, v_ref,
+                                                  mask_ref, p, 98765);
+        ops::batchnorm_forward_train(x, gamma, beta, {}, {}, z_ref, m_ref, v_ref);
+        Context ctx(Device::CUDA);
+        ctx.make_current();
+        auto dev = [](const Tensor& t) { return t.to(Device::CUDA); };
+        Tensor dx_ = dev(x), dg = dev(gamma), db = dev(beta), drm = dev(rm), drv = dev(rv);
+        Tensor dy_ = Tensor::empty(s, DType::F32, Device::CUDA), dm = Tensor::empty({C}, DType::F32, Device::CUDA);
+        Tensor dv = Tensor::empty({C}, DType::F32, Device::CUDA), dmask = Tensor::empty(s, DType::U8, Device::CUDA);
+        for (const Tensor* t : {&dy_, &dm, &dv, &dmask}) poison(*t);
+        ops::batchnorm_relu_dropout_forward_train(dx_, dg, db, drm, drv, dy_, dm, dv, dmask, p, 98765);
+        ctx.synchronize();
+        expect_close(name + " y", y_ref, dy_, kReduction);
+        expect_close(name + " save_mean", m_ref, dm, kReduction);
+        expect_close(name + " save_invstd", v_ref, dv, kReduction);
+        expect_close(name + " running_mean", rm_ref, drm, kReduction);
+        expect_close(name + " running_var", rv_ref, drv, kReduction);
+        Tensor got = dmask.to(Device::CPU);
+        double zmax = 0;
+        for (int64_t i = 0; i < z_ref.numel(); ++i) zmax = std::max(zmax, double(std::fabs(z_ref.f32()[i])));
+        int64_t flipped = 0, wrong = 0;
+        for (int64_t i = 0; i < got.numel(); ++i) {
+          if (got.view().u8()[i] == mask_ref.view().u8()[i]) continue;
+          if (std::fabs(z_ref.f32()[i]) <= 1e-6 * zmax) ++flipped;
+          else ++wrong;
+        }
+        INFO(name << ": " << flipped << " mask bytes differ at a BatchNorm output within rounding of 0");
+        CHECK(wrong == 0);
+        CHECK(flipped <= 2);
+        ops::set_cuda_stream(nullptr);
       }
       // Saved statistics and mask from a CPU forward, the same on both sides.
       Tensor y = Tensor::empty(s), sm = Tensor::empty({C}), si = Tensor::empty({C});

@@ -32,5 +32,8 @@ bool capturing();  // a capture is open in this process (debug syncs skip then)
 void* stream_create();
 void stream_destroy(void* stream);
 void stream_synchronize(void* stream);
+// Work queued on `waiter` after this call starts only when the work queued on
+// `producer` so far has finished (an event; no host synchronisation).
+void stream_wait(void* waiter, void* producer);
 
 }  // namespace dofpose::cuda

@@ -15,7 +15,13 @@ GraphForward::~GraphForward() { cuda::graph_destroy(graph_); }
 
 std::vector<NamedView> GraphForward::run(const ModelInputs& in) {
   model_.check_inputs(in);
+  // Device inputs were written on the caller's stream: the copies below, on
+  // this graph's (non-blocking) stream, must wait for that work.
+  void* caller_stream = ops::cuda_stream();
   ctx_.make_current();
+  if ((!in.input.empty() && in.input.device == Device::CUDA) ||
+      (!in.attributes.empty() && in.attributes.device == Device::CUDA))
+    cuda::stream_wait(ctx_.stream(), caller_stream);
   Arena& arena = ctx_.arena();
   // Resets the arena and stages the inputs into it. Device inputs are copied
   // in too: the graph reads fixed addresses, and the caller's buffer may be

@@ -24,8 +24,11 @@ class GraphForward {
   GraphForward& operator=(const GraphForward&) = delete;
 
   // Host (or device) inputs as for Model::forward; returns device views into
-  // this object's arena, valid until the next run(). Queued on stream():
-  // call synchronize() (or copy the outputs to the host) before reading.
+  // this object's arena, valid until the next run(). Queued on stream(),
+  // which becomes the thread's current op stream: call synchronize() (or copy
+  // the outputs to the host) before reading. Device inputs are copied on
+  // stream() after the work already queued on the caller's stream; keep them
+  // unchanged until then (synchronize(), or queue later writes on stream()).
   std::vector<NamedView> run(const ModelInputs& in);
   void synchronize() { ctx_.synchronize(); }
   void* stream() const { return ctx_.stream(); }
