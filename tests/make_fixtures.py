@@ -125,6 +125,20 @@ def make_linear():
 
 
 # ---------------------------------------------------------------- batchnorm
+def bn_inputs(f, N, C, spatial):
+    """A BatchNorm case's inputs: x [N, C(, *spatial)] with an offset and scale per
+    channel (so the statistics are not trivially 0/1), gamma, beta, running stats."""
+    shape = (N, C) + (spatial or ())
+    HW = int(np.prod(spatial)) if spatial else 1
+    offset = f.randn(C, scale=2.0).view(1, C, *([1] * len(spatial or ())))
+    x = leaf(f.randn(*shape) * 1.5 + offset)
+    gamma = leaf(f.rand(C, lo=0.5, hi=1.5))
+    beta = leaf(f.randn(C, scale=0.5))
+    running_mean = f.randn(C, scale=0.5)
+    running_var = f.rand(C, lo=0.5, hi=2.0)
+    return shape, HW, x, gamma, beta, running_mean, running_var
+
+
 def make_batchnorm():
     f = FixtureFile("batchnorm", 103)
     momentum, eps = 0.1, 1e-5
@@ -139,15 +153,7 @@ def make_batchnorm():
         ("eval1d", 4, 9, None, False),
     ]
     for name, N, C, spatial, training in specs:
-        shape = (N, C) + (spatial or ())
-        HW = int(np.prod(spatial)) if spatial else 1
-        # An offset and scale per channel so the statistics are not trivially 0/1.
-        offset = f.randn(C, scale=2.0).view(1, C, *([1] * len(spatial or ())))
-        x = leaf(f.randn(*shape) * 1.5 + offset)
-        gamma = leaf(f.rand(C, lo=0.5, hi=1.5))
-        beta = leaf(f.randn(C, scale=0.5))
-        running_mean = f.randn(C, scale=0.5)
-        running_var = f.rand(C, lo=0.5, hi=2.0)
+        shape, HW, x, gamma, beta, running_mean, running_var = bn_inputs(f, N, C, spatial)
         rm, rv = running_mean.clone(), running_var.clone()
         y = F.batch_norm(x, rm, rv, gamma, beta, training=training, momentum=momentum, eps=eps)
         dy = f.randn(*shape)
@@ -367,13 +373,7 @@ def make_bn_relu_dropout():
         ("conv_p0p1", 3, 4, (5, 3), 0.1, 2**33 + 5),
     ]
     for name, N, C, spatial, p, seed in specs:
-        shape = (N, C) + (spatial or ())
-        HW = int(np.prod(spatial)) if spatial else 1
-        x = leaf(f.randn(*shape) * 1.5 + f.randn(C, scale=2.0).view(1, C, *([1] * len(spatial or ()))))
-        gamma = leaf(f.rand(C, lo=0.5, hi=1.5))
-        beta = leaf(f.randn(C, scale=0.5))
-        running_mean = f.randn(C, scale=0.5)
-        running_var = f.rand(C, lo=0.5, hi=2.0)
+        shape, HW, x, gamma, beta, running_mean, running_var = bn_inputs(f, N, C, spatial)
         rm, rv = running_mean.clone(), running_var.clone()
         z = F.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=momentum, eps=eps)
         n = int(np.prod(shape))

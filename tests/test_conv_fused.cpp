@@ -105,15 +105,7 @@ TEST_CASE("conv2d_fused_forward: errors name the tensor and the expected shape")
 }
 
 TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it is refused") {
-  nn::HourglassConfig c;
-  c.stacks = 2;
-  c.num_feats = 16;
-  c.num_joints = 4;
-  c.input_size = 64;
-  c.depth = 2;
-  c.stem_channels = 8;
-  c.attribute_channels = 4;
-  c.domain_hidden = 4;
+  const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet net(c, 3);
   uint32_t seed = 40;
   for (const nn::Buffer& b : net.buffers()) {  // BatchNorms away from (0, 1)

@@ -192,15 +192,7 @@ TEST_CASE("lifters: a fused training step gives the unfused step's bits, dropout
 }
 
 TEST_CASE("hourglass: a fused training step gives the unfused step's bits") {
-  nn::HourglassConfig c;
-  c.stacks = 2;
-  c.num_feats = 16;
-  c.num_joints = 4;
-  c.input_size = 64;
-  c.depth = 2;
-  c.stem_channels = 8;
-  c.attribute_channels = 4;
-  c.domain_hidden = 4;
+  const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet fused(c, 3), plain(c, 3);
   Tensor x = random_tensor({2, 3, 64, 64}, 7);
   Arena a1, a2;

@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include "dofpose/nn/hourglass.h"
+
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,6 +126,19 @@ std::array<double, 9> rotation_matrix(std::array<double, 3> axis, double angle) 
   const double x = axis[0], y = axis[1], z = axis[2];
   return {t * x * x + c,     t * x * y - s * z, t * x * z + s * y, t * x * y + s * z, t * y * y + c,
           t * y * z - s * x, t * x * z - s * y, t * y * z + s * x, t * z * z + c};
+}
+
+dofpose::nn::HourglassConfig compact_hourglass_config() {
+  dofpose::nn::HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 16;
+  c.num_joints = 4;
+  c.input_size = 64;
+  c.depth = 2;
+  c.stem_channels = 8;
+  c.attribute_channels = 4;
+  c.domain_hidden = 4;
+  return c;
 }
 
 }  // namespace dofpose_test

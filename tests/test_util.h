@@ -9,7 +9,15 @@
 #include <string>
 #include <vector>
 
+namespace dofpose::nn {
+struct HourglassConfig;
+}
+
 namespace dofpose_test {
+
+// A 2-stack hourglass with both heads at 64x64 input and 16 features: every
+// layer type, fast enough for bit-for-bit comparisons of whole passes.
+dofpose::nn::HourglassConfig compact_hourglass_config();
 
 // What error_of returns when nothing was thrown (kept distinct from any real message).
 inline constexpr const char* kNoError = "(no error)";

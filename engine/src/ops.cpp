@@ -236,14 +236,25 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
 }
 
 // ---- batchnorm
-void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const TensorView& beta,
-                             const TensorView& running_mean, const TensorView& running_var,
-                             const TensorView& y, const TensorView& save_mean,
-                             const TensorView& save_invstd, BatchNormParams p) {
-  const char* op = "batchnorm_forward_train";
-  BatchNormShape s = bn_shape(op, x);
-  Device d = x.device;
-  Shape c{s.C};
+namespace {
+
+// A dropout-style mask: U8, the shape and device of `like`.
+void need_mask(const char* op, const TensorView& mask, const TensorView& like) {
+  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == like.shape && mask.device == like.device,
+                op, ": tensor 'mask' is ", mask.str(), ", expected U8", like.shape.str(), " on ",
+                device_name(like.device));
+}
+
+// The checks of the training BatchNorm forward ops (plain and fused).
+BatchNormShape check_bn_train_forward(const char* op, const TensorView& x,
+                                      const TensorView& gamma, const TensorView& beta,
+                                      const TensorView& running_mean,
+                                      const TensorView& running_var, const TensorView& y,
+                                      const TensorView& save_mean,
+                                      const TensorView& save_invstd) {
+  const BatchNormShape s = bn_shape(op, x);
+  const Device d = x.device;
+  const Shape c{s.C};
   DOFPOSE_CHECK(int64_t(s.N) * s.HW > 1, op, ": batch statistics need more than one value per "
                 "channel, got x ", x.shape.str());
   need(op, "gamma", gamma, d, c);
@@ -253,6 +264,38 @@ void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const
   need(op, "y", y, d, x.shape);
   need(op, "save_mean", save_mean, d, c);
   need(op, "save_invstd", save_invstd, d, c);
+  return s;
+}
+
+// The checks of the training BatchNorm backward ops (plain and fused).
+BatchNormShape check_bn_train_backward(const char* op, const TensorView& x,
+                                       const TensorView& gamma, const TensorView& save_mean,
+                                       const TensorView& save_invstd, const TensorView& dy,
+                                       const TensorView& dx, const TensorView& dgamma,
+                                       const TensorView& dbeta) {
+  const BatchNormShape s = bn_shape(op, x);
+  const Device d = x.device;
+  const Shape c{s.C};
+  need(op, "gamma", gamma, d, c);
+  need(op, "save_mean", save_mean, d, c);
+  need(op, "save_invstd", save_invstd, d, c);
+  need(op, "dy", dy, d, x.shape);
+  maybe(op, "dx", dx, d, x.shape);
+  maybe(op, "dgamma", dgamma, d, c);
+  maybe(op, "dbeta", dbeta, d, c);
+  return s;
+}
+
+}  // namespace
+
+void batchnorm_forward_train(const TensorView& x, const TensorView& gamma, const TensorView& beta,
+                             const TensorView& running_mean, const TensorView& running_var,
+                             const TensorView& y, const TensorView& save_mean,
+                             const TensorView& save_invstd, BatchNormParams p) {
+  const char* op = "batchnorm_forward_train";
+  const BatchNormShape s = check_bn_train_forward(op, x, gamma, beta, running_mean, running_var,
+                                                  y, save_mean, save_invstd);
+  const Device d = x.device;
   DISPATCH(op, d,
            cpu::batchnorm_forward_train(s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean),
                                         ptr(running_var), p.momentum, p.eps, y.f32(),
@@ -288,16 +331,9 @@ void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
                               const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
                               const TensorView& dbeta) {
   const char* op = "batchnorm_backward_train";
-  BatchNormShape s = bn_shape(op, x);
-  Device d = x.device;
-  Shape c{s.C};
-  need(op, "gamma", gamma, d, c);
-  need(op, "save_mean", save_mean, d, c);
-  need(op, "save_invstd", save_invstd, d, c);
-  need(op, "dy", dy, d, x.shape);
-  maybe(op, "dx", dx, d, x.shape);
-  maybe(op, "dgamma", dgamma, d, c);
-  maybe(op, "dbeta", dbeta, d, c);
+  const BatchNormShape s =
+      check_bn_train_backward(op, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+  const Device d = x.device;
   DISPATCH(op, d,
            cpu::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
                                          save_invstd.f32(), dy.f32(), ptr(dx), ptr(dgamma),
@@ -314,20 +350,10 @@ void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView&
                                           const TensorView& save_invstd, const TensorView& mask,
                                           float p, uint64_t seed, BatchNormParams bp) {
   const char* op = "batchnorm_relu_dropout_forward_train";
-  BatchNormShape s = bn_shape(op, x);
-  Device d = x.device;
-  Shape c{s.C};
-  DOFPOSE_CHECK(int64_t(s.N) * s.HW > 1, op, ": batch statistics need more than one value per "
-                "channel, got x ", x.shape.str());
-  need(op, "gamma", gamma, d, c);
-  need(op, "beta", beta, d, c);
-  maybe(op, "running_mean", running_mean, d, c);
-  maybe(op, "running_var", running_var, d, c);
-  need(op, "y", y, d, x.shape);
-  need(op, "save_mean", save_mean, d, c);
-  need(op, "save_invstd", save_invstd, d, c);
-  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
-                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
+  const BatchNormShape s = check_bn_train_forward(op, x, gamma, beta, running_mean, running_var,
+                                                  y, save_mean, save_invstd);
+  const Device d = x.device;
+  need_mask(op, mask, x);
   DISPATCH(op, d,
            cpu::batchnorm_relu_dropout_forward_train(
                s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean), ptr(running_var),
@@ -345,18 +371,10 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                                            float p, const TensorView& dy, const TensorView& dx,
                                            const TensorView& dgamma, const TensorView& dbeta) {
   const char* op = "batchnorm_relu_dropout_backward_train";
-  BatchNormShape s = bn_shape(op, x);
-  Device d = x.device;
-  Shape c{s.C};
-  need(op, "gamma", gamma, d, c);
-  need(op, "save_mean", save_mean, d, c);
-  need(op, "save_invstd", save_invstd, d, c);
-  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
-                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
-  need(op, "dy", dy, d, x.shape);
-  maybe(op, "dx", dx, d, x.shape);
-  maybe(op, "dgamma", dgamma, d, c);
-  maybe(op, "dbeta", dbeta, d, c);
+  const BatchNormShape s =
+      check_bn_train_backward(op, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+  const Device d = x.device;
+  need_mask(op, mask, x);
   DISPATCH(op, d,
            cpu::batchnorm_relu_dropout_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
                                                       save_invstd.f32(), mask.u8(), p, dy.f32(),
@@ -610,8 +628,7 @@ void dropout_forward(const TensorView& x, const TensorView& y, const TensorView&
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "y", y, d, x.shape);
-  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == x.shape && mask.device == d, op,
-                ": tensor 'mask' is ", mask.str(), ", expected U8", x.shape.str());
+  need_mask(op, mask, x);
   DISPATCH(op, d, cpu::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8()),
            cuda_kernels::dropout_forward(x.numel(), p, seed, x.f32(), y.f32(), mask.u8(),
                                          g_stream));
@@ -622,8 +639,7 @@ void dropout_backward(const TensorView& mask, const TensorView& dy, const Tensor
   Device d = dy.device;
   need(op, "dy", dy, d, dy.shape);
   need(op, "dx", dx, d, dy.shape);
-  DOFPOSE_CHECK(mask.dtype == DType::U8 && mask.shape == dy.shape && mask.device == d, op,
-                ": tensor 'mask' is ", mask.str(), ", expected U8", dy.shape.str());
+  need_mask(op, mask, dy);
   DISPATCH(op, d, cpu::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32()),
            cuda_kernels::dropout_backward(dy.numel(), p, mask.u8(), dy.f32(), dx.f32(), g_stream));
 }
