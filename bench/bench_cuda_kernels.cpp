@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 
 #include "dofpose/context.h"
@@ -32,7 +33,31 @@ Tensor device_randn(Shape s, uint32_t seed) {
   return t.to(Device::CUDA);
 }
 
-// Times `launch` with events on the op stream; sets GFLOP/s and GB/s counters.
+// The device's theoretical peaks (dofpose/device_peak.h), read once.
+const DevicePeak& peak() {
+  static const DevicePeak p = [] {
+    const DevicePeak q = device_peak(cuda::device_traits(0));
+    std::fprintf(stderr, "device 0 peaks: %s\n", describe(q).c_str());
+    return q;
+  }();
+  return p;
+}
+
+// The FLOP peak that applies to the current math mode (the tensor-core rate
+// for TF32 / FP16 / BF16, the CUDA cores' for F32).
+double flop_peak_gflops() {
+  switch (ck::math_mode()) {
+    case ck::MathMode::TF32: return peak().tf32_gflops;
+    case ck::MathMode::FP16:
+    case ck::MathMode::BF16: return peak().fp16_gflops;
+    default: return peak().fp32_gflops;
+  }
+}
+
+// Times `launch` with events on the op stream; sets GFLOP/s and GB/s counters
+// and, where the device's peak is known, the same as a percentage of it
+// (%FLOP: of the math mode's peak; %DRAM: of the memory bandwidth; bytes
+// counted once per tensor, so a kernel served from L2 can exceed 100).
 template <class F>
 void time_cuda(benchmark::State& state, Context& ctx, double flops, double bytes, F launch) {
   cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
@@ -52,6 +77,14 @@ void time_cuda(benchmark::State& state, Context& ctx, double flops, double bytes
   }
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  // Rates of "percent of peak per iteration": value / time = 100 * achieved / peak.
+  const double flop_peak = flop_peak_gflops() * 1e9, mem_peak = peak().dram_gbps * 1e9;
+  if (flops > 0 && flop_peak > 0)
+    state.counters["%FLOP"] = benchmark::Counter(100.0 * flops / flop_peak,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  if (bytes > 0 && mem_peak > 0)
+    state.counters["%DRAM"] = benchmark::Counter(100.0 * bytes / mem_peak,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
 }

@@ -30,6 +30,22 @@ std::string device_name(int device) {
                 prop.totalGlobalMem >> 20, " MiB)");
 }
 
+DeviceTraits device_traits(int device) {
+  DeviceTraits t;
+  auto get = [&](cudaDeviceAttr a) {
+    int v = 0;
+    DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, device));
+    return v;
+  };
+  t.cc_major = get(cudaDevAttrComputeCapabilityMajor);
+  t.cc_minor = get(cudaDevAttrComputeCapabilityMinor);
+  t.multiprocessors = get(cudaDevAttrMultiProcessorCount);
+  t.sm_clock_khz = get(cudaDevAttrClockRate);
+  t.mem_clock_khz = get(cudaDevAttrMemoryClockRate);
+  t.mem_bus_bits = get(cudaDevAttrGlobalMemoryBusWidth);
+  return t;
+}
+
 std::string runtime_version() {
   int v = 0;
   cudaRuntimeGetVersion(&v);

@@ -15,6 +15,7 @@ bool built() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { not_built("device_name"); }
 std::string runtime_version() { return "not built"; }
+DeviceTraits device_traits(int) { not_built("device_traits"); }
 void* malloc(size_t) { not_built("malloc"); }
 void free(void*) { not_built("free"); }
 void memcpy_h2d(void*, const void*, size_t, void*) { not_built("memcpy_h2d"); }

@@ -4,12 +4,15 @@
 #include <cstddef>
 #include <string>
 
+#include "dofpose/device_peak.h"
+
 namespace dofpose::cuda {
 
 bool built();                      // compiled with the CUDA backend
 int device_count();                // 0 without a driver or a device
 std::string device_name(int device);
 std::string runtime_version();     // "13.0" or "not built"
+DeviceTraits device_traits(int device);  // for device_peak()
 
 void* malloc(size_t bytes);
 void free(void* p);
