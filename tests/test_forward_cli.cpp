@@ -336,6 +336,16 @@ TEST_CASE("forward: --profile shares sum to 100% and FLOPs match the network") {
   const nlohmann::json j = nlohmann::json::parse(profile_json(r));
   CHECK(j["layers"].size() == r.profile.size());
   CHECK(j["repeat"] == 2);
+  // On the CPU no peak is known: no %peak column. With a (CUDA) peak the
+  // column gives each conv's share of it.
+  CHECK(table.find("%peak") == std::string::npos);
+  ForwardResult g = r;
+  g.flop_peak_gflops = 1000.0;
+  for (ProfileRow& row : g.profile) row.gflops_per_s = row.flops > 0 ? 250.0 : 0.0;
+  const std::string gpu_table = format_profile(g);
+  CHECK(gpu_table.find("%peak") != std::string::npos);
+  CHECK(gpu_table.find("  25.0%") != std::string::npos);
+  CHECK(gpu_table.find("of the device's FP32 peak, 1.0 TFLOP/s") != std::string::npos);
 }
 
 TEST_CASE("forward: bad inputs give errors naming what was expected") {

@@ -326,6 +326,7 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   r.input_shape = input.shape();
   r.threads = cpu_threads();
   r.device = device == Device::CUDA ? cuda::device_name(0) : "cpu";
+  if (device == Device::CUDA) r.flop_peak_gflops = device_peak(cuda::device_traits(0)).fp32_gflops;
   Arena arena(device);
 
   // 1. The outputs (this pass is also the warm-up of the profile: it sizes the arena).
@@ -378,6 +379,7 @@ ForwardResult run_forward(const ForwardOptions& opt) {
       row.flops = l.flops;
       row.composite = l.composite;
       row.gflops_per_s = row.ms > 0 ? double(l.flops) / (row.ms * 1e6) : 0.0;
+      if (r.flop_peak_gflops > 0) row.peak_percent = 100.0 * row.gflops_per_s / r.flop_peak_gflops;
       if (!row.composite) r.layers_ms += row.ms;
       r.profile.push_back(row);
     }
@@ -395,8 +397,16 @@ std::string format_profile(const ForwardResult& r) {
                 r.model_summary.c_str(), r.input_shape.str().c_str(),
                 r.device.empty() ? "cpu" : r.device.c_str(), r.threads, r.repeat);
   out += line;
-  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10s %7s %9s\n", "#", "layer", "type",
-                "output", "ms", "share", "GFLOP/s");
+  // The %peak column only where the device's peak is known (CUDA).
+  const bool peak = r.flop_peak_gflops > 0;
+  auto peak_cell = [&](int64_t flops, double gflops) {
+    char c[32] = "";
+    if (peak && flops > 0) std::snprintf(c, sizeof c, " %6.1f%%", 100.0 * gflops / r.flop_peak_gflops);
+    else if (peak) std::snprintf(c, sizeof c, " %7s", "-");
+    return std::string(c);
+  };
+  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10s %7s %9s%s\n", "#", "layer", "type",
+                "output", "ms", "share", "GFLOP/s", peak ? "   %peak" : "");
   out += line;
   int index = 0;
   int64_t total_flops = 0;
@@ -404,20 +414,25 @@ std::string format_profile(const ForwardResult& r) {
     if (row.composite) continue;
     char gf[32] = "-";
     if (row.flops > 0) std::snprintf(gf, sizeof gf, "%.1f", row.gflops_per_s);
-    std::snprintf(line, sizeof line, "%5d  %-32s %-22s %-18s %10.3f %6.1f%% %9s\n", index++,
+    std::snprintf(line, sizeof line, "%5d  %-32s %-22s %-18s %10.3f %6.1f%% %9s%s\n", index++,
                   row.name.c_str(), row.type.c_str(), row.shape.str().c_str(), row.ms, row.share,
-                  gf);
+                  gf, peak_cell(row.flops, row.gflops_per_s).c_str());
     out += line;
     total_flops += row.flops;
   }
   const double gflops = r.layers_ms > 0 ? double(total_flops) / (r.layers_ms * 1e6) : 0.0;
   char gflop_text[48];
   std::snprintf(gflop_text, sizeof gflop_text, "%.2f GFLOP", double(total_flops) * 1e-9);
-  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10.3f %6.1f%% %9.1f\n", "",
+  std::snprintf(line, sizeof line, "%5s  %-32s %-22s %-18s %10.3f %6.1f%% %9.1f%s\n", "",
                 concat("total (", index, " layers)").c_str(), "",
                 gflop_text, r.layers_ms,
-                r.layers_ms > 0 ? 100.0 : 0.0, gflops);
+                r.layers_ms > 0 ? 100.0 : 0.0, gflops, peak_cell(total_flops, gflops).c_str());
   out += line;
+  if (peak) {
+    std::snprintf(line, sizeof line, "(%%peak: of the device's FP32 peak, %.1f TFLOP/s)\n",
+                  r.flop_peak_gflops * 1e-3);
+    out += line;
+  }
   std::snprintf(line, sizeof line,
                 "\nwhole forward: %.3f ms (%.3f ms outside the traced layers, tracing overhead "
                 "included)\n",
@@ -436,6 +451,7 @@ std::string profile_json(const ForwardResult& r) {
                       {"share_percent", row.share},
                       {"flops", row.flops},
                       {"gflops_per_s", row.gflops_per_s},
+                      {"peak_percent", row.peak_percent},
                       {"composite", row.composite}});
   nlohmann::json j = {{"model", r.model_summary},
                       {"input_shape", dims_of(r.input_shape)},
@@ -443,6 +459,7 @@ std::string profile_json(const ForwardResult& r) {
                       {"repeat", r.repeat},
                       {"layers_ms", r.layers_ms},
                       {"wall_ms", r.wall_ms},
+                      {"flop_peak_gflops", r.flop_peak_gflops},
                       {"layers", layers}};
   return j.dump(2);
 }

@@ -93,6 +93,7 @@ struct ProfileRow {
   double share = 0;      // percent of the sum over the leaf layers (0 for composites)
   int64_t flops = 0;     // 2 x multiply-adds (conv/linear), else 0
   double gflops_per_s = 0;
+  double peak_percent = 0;  // gflops_per_s as a percentage of ForwardResult::flop_peak_gflops
   bool composite = false;
 };
 
@@ -108,6 +109,9 @@ struct ForwardResult {
   std::string device;     // where it ran: "cpu" or the CUDA device's name
   double layers_ms = 0;  // sum of the leaf layers' mean times
   double wall_ms = 0;    // mean wall time of one whole forward
+  // CUDA: the device's FP32 peak (device_peak.h; the forward runs in F32);
+  // 0 on the CPU or an architecture not in the table (no %peak column then).
+  double flop_peak_gflops = 0;
 };
 
 // Loads the model and the inputs (every error names the file and what was
