@@ -137,6 +137,7 @@ class Runner {
   virtual ~Runner() = default;
   virtual float run(bool save_outputs) = 0;
   virtual std::string describe() const = 0;
+  virtual size_t arena_bytes() const = 0;  // the arena's high-water mark (activations, grads)
 };
 
 class InferRunner : public Runner {
@@ -166,6 +167,7 @@ class InferRunner : public Runner {
     return 0.f;
   }
   std::string describe() const override { return model_->summary(); }
+  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
   const Options& opt_;
@@ -207,6 +209,7 @@ class TrainRunner : public Runner {
   std::string describe() const override {
     return "lifter " + lifter_->config().kind + " train step, Adam";
   }
+  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
   const Options& opt_;
@@ -243,6 +246,7 @@ class HourglassTrainRunner : public Runner {
     return loss;
   }
   std::string describe() const override { return "hourglass train step, RMSprop"; }
+  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
   const Options& opt_;
@@ -321,7 +325,8 @@ int main(int argc, char** argv) {
       std::string line = timed(*runner, opt.repeat, opt.train);
       line.pop_back();  // reopen the object to add context
       std::cout << line << ",\"model\":" << json_string(runner->describe())
-                << ",\"threads\":" << cpu_threads() << "}" << std::endl;
+                << ",\"threads\":" << cpu_threads()
+                << ",\"arena_mib\":" << double(runner->arena_bytes()) / (1 << 20) << "}" << std::endl;
     }
   } catch (const std::exception& e) {
     std::cerr << "dofpose_model_timer: " << e.what() << "\n";
