@@ -9,6 +9,8 @@
 #   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
 # then carry build-cuda/tests/dofpose_cuda_tests, build-cuda/bench/dofpose_model_timer,
 # build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
+# Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
+# carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
 # COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
 # BENCH_FILTER and SKIP_BENCH=1 shape the session.
 # Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
@@ -19,8 +21,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-session-logs}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.devlib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 B=${BUILD_DIR:-build-cuda}
+# $B itself for a -DBUILD_SHARED_LIBS=ON build (libdofpose.so: one copy of the device code).
+export LD_LIBRARY_PATH=$PWD/.devlib:$PWD/$B:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi -L | tee "$OUT/smi.txt"
 timeout 150 "$B/tests/dofpose_cuda_tests" 2>&1 | tee "$OUT/tests.log" | tail -8
 echo "tests exit ${PIPESTATUS[0]}"
