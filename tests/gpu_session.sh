@@ -12,7 +12,7 @@
 # Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
 # carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
 # COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
-# BENCH_FILTER and SKIP_BENCH=1 shape the session.
+# BENCH_FILTER, SKIP_BENCH=1 and SKIP_TRAIN_FUSION=1 shape the session.
 # Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
 # targets dofpose_cuda_tests dofpose_bench) and carry its two binaries; the
 # machine's libcudnn (PyTorch's wheel) is found and used for them.
@@ -40,6 +40,29 @@ if [ -x "$B/dofpose" ]; then
   timeout 60 "$B/dofpose" forward --model "$OUT/hg.safetensors" --input "$OUT/img.npy" --device cuda \
     --profile --repeat 5 --profile-json "$OUT/profile_cuda.json" > "$OUT/profile_cuda.txt" 2>&1
   echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"; rm -f "$OUT/hg.safetensors"
+fi
+# Fused vs unfused training steps (BatchNorm -> ReLU -> Dropout as one op), ours only:
+# the progressive lifter at batch 64 and the hourglass at batch 8, median ms of 20 / 5 steps.
+if [ -x "$B/bench/dofpose_model_timer" ] && [ -z "${SKIP_TRAIN_FUSION:-}" ]; then
+  T=$OUT/train_fusion; mkdir -p "$T"
+  python3 weights_tools/make_random_model.py lifter "$T/prog.safetensors" \
+    --config '{"kind": "progressive", "use_attributes": false}' > /dev/null &&
+  python3 weights_tools/make_random_model.py hourglass "$T/hg.safetensors" --random-bn > /dev/null &&
+  python3 -c "
+import numpy as np; r = np.random.default_rng(0)
+np.save('$T/lx.npy', r.standard_normal((64, 32)).astype(np.float32))
+np.save('$T/ly.npy', r.standard_normal((64, 51)).astype(np.float32))
+np.save('$T/hx.npy', r.standard_normal((8, 3, 256, 256)).astype(np.float32))
+np.save('$T/hy.npy', r.random((8, 16, 64, 64)).astype(np.float32))" &&
+  for m in "prog lx ly 20" "hg hx hy 5"; do
+    set -- $m
+    for u in "" --unfused; do
+      r=$(timeout 60 "$B/bench/dofpose_model_timer" --model "$T/$1.safetensors" --input "$T/$2.npy" \
+            --target "$T/$3.npy" --train --device cuda --warmup 3 --repeat "$4" $u 2>&1 | tail -1)
+      echo "train step $1 ${u:-fused}: $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); import statistics as s; print(f'{s.median(d[\"ms\"]):.3f} ms median, arena {d[\"arena_mib\"]:.1f} MiB')" "$r" 2>/dev/null || echo "$r")"
+    done
+  done 2>&1 | tee "$OUT/train_fusion.txt"
+  rm -rf "$T"
 fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
   ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
