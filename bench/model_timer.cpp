@@ -134,16 +134,22 @@ void write_loss(const Options& o, float loss) {
 // One timed unit of work; returns the loss for training steps (else 0).
 class Runner {
  public:
+  Runner(const Options& o, Context& ctx) : opt_(o), ctx_(ctx), arena_(device_of(o)) {}
   virtual ~Runner() = default;
   virtual float run(bool save_outputs) = 0;
   virtual std::string describe() const = 0;
-  virtual size_t arena_bytes() const = 0;  // the arena's high-water mark (activations, grads)
+  // The arena's high-water mark (activations, gradients; --graph uses its own).
+  size_t arena_bytes() const { return arena_.high_water(); }
+
+ protected:
+  const Options& opt_;
+  Context& ctx_;
+  Arena arena_;
 };
 
 class InferRunner : public Runner {
  public:
-  InferRunner(const Options& o, Context& ctx)
-      : opt_(o), ctx_(ctx), model_(nn::load_model(o.model)), arena_(device_of(o)) {
+  InferRunner(const Options& o, Context& ctx) : Runner(o, ctx), model_(nn::load_model(o.model)) {
     input_ = nn::read_npy_f32(o.input, "--input");
     model_->check_inputs({input_.view(), {}});
     model_->module().to_device(device_of(o));
@@ -167,20 +173,16 @@ class InferRunner : public Runner {
     return 0.f;
   }
   std::string describe() const override { return model_->summary(); }
-  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
-  const Options& opt_;
-  Context& ctx_;
   std::unique_ptr<nn::Model> model_;
   std::unique_ptr<nn::GraphForward> graph_;
   Tensor input_;
-  Arena arena_;
 };
 
 class TrainRunner : public Runner {
  public:
-  TrainRunner(const Options& o, Context& ctx) : opt_(o), ctx_(ctx), arena_(device_of(o)) {
+  TrainRunner(const Options& o, Context& ctx) : Runner(o, ctx) {
     WeightsFile file(o.model);
     lifter_ = nn::load_lifter(file);
     lifter_->to_device(device_of(o));
@@ -209,15 +211,11 @@ class TrainRunner : public Runner {
   std::string describe() const override {
     return "lifter " + lifter_->config().kind + " train step, Adam";
   }
-  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
-  const Options& opt_;
-  Context& ctx_;
   std::unique_ptr<nn::Lifter> lifter_;
   std::unique_ptr<nn::Adam> optimizer_;
   Tensor x_, y_;
-  Arena arena_;
 };
 
 // One hourglass training step: forward (train mode), the heatmap MSE of every
@@ -225,7 +223,7 @@ class TrainRunner : public Runner {
 // but lr 2.5e-4). --input: images [N,3,S,S]; --target: heatmaps [N,J,S/4,S/4].
 class HourglassTrainRunner : public Runner {
  public:
-  HourglassTrainRunner(const Options& o, Context& ctx) : opt_(o), ctx_(ctx), arena_(device_of(o)) {
+  HourglassTrainRunner(const Options& o, Context& ctx) : Runner(o, ctx) {
     net_ = nn::HourglassNet::load(o.model);
     net_->to_device(device_of(o));
     nn::RMSpropOptions ro;
@@ -246,15 +244,11 @@ class HourglassTrainRunner : public Runner {
     return loss;
   }
   std::string describe() const override { return "hourglass train step, RMSprop"; }
-  size_t arena_bytes() const override { return arena_.high_water(); }
 
  private:
-  const Options& opt_;
-  Context& ctx_;
   std::unique_ptr<nn::HourglassNet> net_;
   std::unique_ptr<nn::RMSprop> optimizer_;
   Tensor x_, y_;
-  Arena arena_;
 };
 
 std::string json_string(const std::string& s) {

@@ -22,19 +22,6 @@ using namespace dofpose_test;
 
 namespace {
 
-Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  const std::vector<float> v = random_floats(size_t(s.numel()), seed, lo, hi);
-  return Tensor::from_floats(s, v.data());
-}
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
-}
-
-bool same_bits(const TensorView& a, const TensorView& b) {
-  return a.shape == b.shape && std::memcmp(a.data, b.data, a.nbytes()) == 0;
-}
-
 struct Case {
   int N, C, H, W, K, R, stride, pad;
 };

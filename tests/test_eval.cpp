@@ -18,6 +18,7 @@
 
 using namespace dofpose;
 using namespace dofpose::eval;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::kNoError;
 using dofpose_test::require_shared;
@@ -27,10 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr int J = h36m::kNumJoints;
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
-}
 
 // The data directory, or "" (test skipped; fails under CI=true).
 std::string h36m_dir() {

@@ -17,23 +17,10 @@ using namespace dofpose_test;
 
 namespace {
 
-Tensor random_tensor(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  const std::vector<float> v = random_floats(size_t(s.numel()), seed, lo, hi);
-  return Tensor::from_floats(s, v.data());
-}
-
 Tensor full(Shape s, float v) {
   Tensor t = Tensor::empty(s);
   fill(t, v);
   return t;
-}
-
-bool same_bits(const TensorView& a, const TensorView& b) {
-  return a.shape == b.shape && a.dtype == b.dtype && std::memcmp(a.data, b.data, a.nbytes()) == 0;
-}
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
 }
 
 // Every parameter, gradient and buffer of two modules of the same layout.

@@ -20,14 +20,13 @@
 #include "dofpose/weights.h"
 #include "tests/test_util.h"
 
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::kNoError;
 using dofpose_test::TempDir;
 using json = nlohmann::json;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -20,6 +20,7 @@
 using namespace dofpose;
 using namespace dofpose::nn;
 using dofpose::test::FixtureCase;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::kNoError;
 using dofpose_test::TempDir;
@@ -28,10 +29,6 @@ namespace {
 
 std::vector<float> to_vec(const TensorView& t) {
   return std::vector<float>(t.f32(), t.f32() + t.numel());
-}
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
 }
 
 std::string fixture_path(const std::string& name) {

@@ -17,14 +17,11 @@
 using namespace dofpose;
 using namespace dofpose::nn;
 using dofpose::test::FixtureCase;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::TempDir;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
-}
 
 std::vector<float> to_vec(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 

@@ -17,14 +17,11 @@
 using namespace dofpose;
 using namespace dofpose::nn;
 using dofpose::test::TestRng;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::kNoError;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
-}
 
 HourglassConfig small_hourglass() {
   // 64x64 input, 16x16 heatmaps; a sharper soft-argmax so the coordinates

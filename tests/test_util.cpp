@@ -128,6 +128,15 @@ std::array<double, 9> rotation_matrix(std::array<double, 3> axis, double angle) 
           t * y * z - s * x, t * x * z - s * y, t * y * z + s * x, t * z * z + c};
 }
 
+dofpose::Tensor random_tensor(dofpose::Shape s, uint32_t seed, float lo, float hi) {
+  const std::vector<float> v = random_floats(size_t(s.numel()), seed, lo, hi);
+  return dofpose::Tensor::from_floats(s, v.data());
+}
+
+bool same_bits(const dofpose::TensorView& a, const dofpose::TensorView& b) {
+  return a.shape == b.shape && a.dtype == b.dtype && std::memcmp(a.data, b.data, a.nbytes()) == 0;
+}
+
 dofpose::nn::HourglassConfig compact_hourglass_config() {
   dofpose::nn::HourglassConfig c;
   c.stacks = 2;

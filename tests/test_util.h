@@ -9,11 +9,23 @@
 #include <string>
 #include <vector>
 
+#include "dofpose/tensor.h"
+
 namespace dofpose::nn {
 struct HourglassConfig;
 }
 
 namespace dofpose_test {
+
+// Whether `piece` occurs in `s` (error messages name what they should).
+inline bool contains(const std::string& s, const std::string& piece) {
+  return s.find(piece) != std::string::npos;
+}
+
+// A CPU float32 tensor of uniform values in [lo, hi) from random_floats(seed).
+dofpose::Tensor random_tensor(dofpose::Shape s, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+// Same shape, dtype and bytes.
+bool same_bits(const dofpose::TensorView& a, const dofpose::TensorView& b);
 
 // A 2-stack hourglass with both heads at 64x64 input and 16 features: every
 // layer type, fast enough for bit-for-bit comparisons of whole passes.

@@ -21,6 +21,7 @@
 
 using namespace dofpose;
 namespace fs = std::filesystem;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::kNoError;
 using dofpose_test::python_with_numpy;
@@ -47,10 +48,6 @@ std::string make_file(const std::string& header, const std::string& data) {
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[size_t(i)] = char(uint8_t(n >> (8 * i)));
   return out + header + data;
-}
-
-bool contains(const std::string& s, const std::string& piece) {
-  return s.find(piece) != std::string::npos;
 }
 
 // Opens a file made of `header` and `data` and returns the error message.

@@ -267,18 +267,21 @@ BatchNormShape check_bn_train_forward(const char* op, const TensorView& x,
   return s;
 }
 
-// The checks of the training BatchNorm backward ops (plain and fused).
-BatchNormShape check_bn_train_backward(const char* op, const TensorView& x,
-                                       const TensorView& gamma, const TensorView& save_mean,
-                                       const TensorView& save_invstd, const TensorView& dy,
-                                       const TensorView& dx, const TensorView& dgamma,
-                                       const TensorView& dbeta) {
+// The checks of the BatchNorm backward ops: training (plain and fused; the
+// statistics are save_mean / save_invstd) and inference (running_mean / running_var).
+struct BnStats {
+  const char *mean_name, *var_name;  // var: save_invstd in training
+  const TensorView &mean, &var;
+};
+BatchNormShape check_bn_backward(const char* op, const TensorView& x, const TensorView& gamma,
+                                 const BnStats& stats, const TensorView& dy, const TensorView& dx,
+                                 const TensorView& dgamma, const TensorView& dbeta) {
   const BatchNormShape s = bn_shape(op, x);
   const Device d = x.device;
   const Shape c{s.C};
   need(op, "gamma", gamma, d, c);
-  need(op, "save_mean", save_mean, d, c);
-  need(op, "save_invstd", save_invstd, d, c);
+  need(op, stats.mean_name, stats.mean, d, c);
+  need(op, stats.var_name, stats.var, d, c);
   need(op, "dy", dy, d, x.shape);
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dgamma", dgamma, d, c);
@@ -332,7 +335,8 @@ void batchnorm_backward_train(const TensorView& x, const TensorView& gamma,
                               const TensorView& dbeta) {
   const char* op = "batchnorm_backward_train";
   const BatchNormShape s =
-      check_bn_train_backward(op, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+      check_bn_backward(op, x, gamma, {"save_mean", "save_invstd", save_mean, save_invstd}, dy, dx,
+                        dgamma, dbeta);
   const Device d = x.device;
   DISPATCH(op, d,
            cpu::batchnorm_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
@@ -372,7 +376,8 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                                            const TensorView& dgamma, const TensorView& dbeta) {
   const char* op = "batchnorm_relu_dropout_backward_train";
   const BatchNormShape s =
-      check_bn_train_backward(op, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+      check_bn_backward(op, x, gamma, {"save_mean", "save_invstd", save_mean, save_invstd}, dy, dx,
+                        dgamma, dbeta);
   const Device d = x.device;
   need_mask(op, mask, x);
   DISPATCH(op, d,
@@ -389,16 +394,10 @@ void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
                               const TensorView& dy, const TensorView& dx, const TensorView& dgamma,
                               const TensorView& dbeta, BatchNormParams p) {
   const char* op = "batchnorm_backward_infer";
-  BatchNormShape s = bn_shape(op, x);
-  Device d = x.device;
-  Shape c{s.C};
-  need(op, "gamma", gamma, d, c);
-  need(op, "running_mean", running_mean, d, c);
-  need(op, "running_var", running_var, d, c);
-  need(op, "dy", dy, d, x.shape);
-  maybe(op, "dx", dx, d, x.shape);
-  maybe(op, "dgamma", dgamma, d, c);
-  maybe(op, "dbeta", dbeta, d, c);
+  const BatchNormShape s = check_bn_backward(
+      op, x, gamma, {"running_mean", "running_var", running_mean, running_var}, dy, dx, dgamma,
+      dbeta);
+  const Device d = x.device;
   DISPATCH(op, d,
            cpu::batchnorm_backward_infer(s, x.f32(), gamma.f32(), running_mean.f32(),
                                          running_var.f32(), p.eps, dy.f32(), ptr(dx),

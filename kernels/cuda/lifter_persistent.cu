@@ -187,6 +187,26 @@ bool mlp_program_supported() {
 namespace {
 MlpLaunch g_mlp_launch = MlpLaunch::Cooperative;
 
+// The launch configuration of exactly one cluster of `size` blocks (the grid
+// is the cluster). Not copyable: cfg points at the member attribute.
+struct OneClusterLaunch {
+  cudaLaunchAttribute attr = {};
+  cudaLaunchConfig_t cfg = {};
+  OneClusterLaunch(int size, cudaStream_t stream) {
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = size;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(size);
+    cfg.blockDim = dim3(kClusterThreads);
+    cfg.stream = stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+  }
+  OneClusterLaunch(const OneClusterLaunch&) = delete;
+  OneClusterLaunch& operator=(const OneClusterLaunch&) = delete;
+};
+
 // The cluster size for this device: 16 where non-portable sizes are allowed
 // and one such cluster fits, else 8 (portable) where that fits; 0 below sm_90,
 // or when the binary's code for the device predates sm_90 (no cluster barrier).
@@ -199,28 +219,18 @@ int cluster_size() {
     int major = 0;
     DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     n = -1;
+    auto kernel = mlp_program_kernel<kClusterThreads, true>;
     cudaFuncAttributes fa = {};
-    const bool sm90_code =
-        cudaFuncGetAttributes(&fa, mlp_program_kernel<kClusterThreads, true>) == cudaSuccess &&
-        fa.binaryVersion >= 90;  // the binary's code for this device has the cluster barrier
+    const bool sm90_code = cudaFuncGetAttributes(&fa, kernel) == cudaSuccess &&
+                           fa.binaryVersion >= 90;  // the code has the cluster barrier
+    // Whether one cluster of `size` blocks of 1024 threads can be placed.
+    auto fits = [&](int size) {
+      const OneClusterLaunch launch(size, nullptr);
+      int clusters = 0;
+      return cudaOccupancyMaxActiveClusters(&clusters, kernel, &launch.cfg) == cudaSuccess &&
+             clusters > 0;
+    };
     if (major >= 9 && sm90_code) {
-      auto kernel = mlp_program_kernel<kClusterThreads, true>;
-      // Whether one cluster of `size` blocks of 1024 threads can be placed.
-      auto fits = [&](int size) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(size);
-        cfg.blockDim = dim3(kClusterThreads);
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = size;
-        attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = 1;
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
-        int clusters = 0;
-        return cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess &&
-               clusters > 0;
-      };
       if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
               cudaSuccess &&
           fits(16))
@@ -246,18 +256,8 @@ void mlp_program_run(const MlpProgram& prog, void* stream) {
   if (g_mlp_launch == MlpLaunch::Cluster) {
     const int n = cluster_size();
     DOFPOSE_CHECK(n > 0, "mlp_program_run: cluster launch needs sm_90 or newer");
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(n);
-    cfg.blockDim = dim3(kClusterThreads);
-    cfg.stream = st;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = n;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    DOFPOSE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, mlp_program_kernel<kClusterThreads, true>, p));
+    const OneClusterLaunch launch(n, st);
+    DOFPOSE_CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, mlp_program_kernel<kClusterThreads, true>, p));
     DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter, one cluster)");
     return;
   }
