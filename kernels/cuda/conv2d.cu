@@ -48,19 +48,10 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/epilogue.cuh"
+#include "kernels/cuda/gemm_detail.h"
 #include "kernels/cuda/gemm_tiles.cuh"
 
 namespace dofpose::cuda_kernels {
-
-namespace detail {
-// Defined in gemm.cu.
-int multiprocessor_count();
-bool use_tf32_tensor_cores();
-void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
-                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
-                          int batch, void* stream);
-}  // namespace detail
 
 namespace {
 

@@ -312,8 +312,7 @@ GemmBackend gemm_backend() { return g_gemm_backend; }
 
 namespace detail {
 
-// Shared with conv2d.cu (declared there): the multiprocessor count and
-// whether the TF32 WMMA kernels may run on the current device.
+// Declared in gemm_detail.h (used by conv2d.cu, linear.cu, gemm_tiles.cuh).
 int multiprocessor_count() { return device_info().sms; }
 bool tile_pipeline() { return g_tile_pipeline; }
 TileMath tile_math() {

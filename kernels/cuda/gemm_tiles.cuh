@@ -16,16 +16,9 @@
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm_detail.h"
 
 namespace dofpose::cuda_kernels {
-
-// Which tile kernel runs a product (gemm.cu's detail::tile_math() picks it
-// from math_mode() and the device).
-enum class TileMath { Simt, Tf32, Fp16, Bf16 };
-namespace detail {
-TileMath tile_math();  // defined in gemm.cu
-bool tile_pipeline();  // set_tile_pipeline(), defined in gemm.cu
-}  // namespace detail
 
 namespace {
 

@@ -11,12 +11,9 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemm_detail.h"
 
 namespace dofpose::cuda_kernels {
-
-namespace detail {  // defined in gemm.cu
-bool gemm_is_skinny(int64_t outputs, int K);
-}  // namespace detail
 
 namespace {
 

@@ -130,11 +130,18 @@ void stream_synchronize(void* stream) {
 
 void stream_wait(void* waiter, void* producer) {
   if (waiter == producer) return;
-  cudaEvent_t ev = nullptr;
-  DOFPOSE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  // One event per thread and device, created once: a wait takes the event's
+  // state when it is queued, so re-recording it for the next call is safe,
+  // and the per-call cost stays two queue operations (GraphForward::run).
+  constexpr int kMaxDevices = 64;
+  thread_local cudaEvent_t events[kMaxDevices] = {};
+  int dev = 0;
+  DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
+  DOFPOSE_CHECK(dev < kMaxDevices, "stream_wait: device ", dev, " beyond ", kMaxDevices);
+  cudaEvent_t& ev = events[dev];
+  if (!ev) DOFPOSE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
   DOFPOSE_CUDA_CHECK(cudaEventRecord(ev, as_stream(producer)));
   DOFPOSE_CUDA_CHECK(cudaStreamWaitEvent(as_stream(waiter), ev, 0));
-  DOFPOSE_CUDA_CHECK(cudaEventDestroy(ev));  // released once the wait has completed
 }
 
 }  // namespace dofpose::cuda

@@ -580,6 +580,7 @@ HourglassNet::HourglassNet(const HourglassConfig& config, uint64_t seed)
     st.res = std::make_unique<Residuals>(c.num_feats, c.num_feats / 2, c.blocks);
     st.fc_conv = std::make_unique<Conv2d>(c.num_feats, c.num_feats, 1);
     st.fc_bn = std::make_unique<BatchNorm>(c.num_feats);
+    st.fc_relu_name = concat("fc.", s, ".2");
     st.score = std::make_unique<Conv2d>(c.num_feats, c.num_joints, 1);
     if (s + 1 < c.stacks) {
       st.fc_ = std::make_unique<Conv2d>(c.num_feats, c.num_feats, 1);
@@ -644,9 +645,8 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
       f.out_relu = true;
       y = st.fc_conv->forward_fused(arena, y, f, "Conv2d+BN+ReLU");
     } else {
-      const std::string relu_name = concat("fc.", s, ".2");
       y = st.fc_bn->forward_relu(arena, st.fc_conv->forward(arena, y), mode, st.fc_relu, nullptr,
-                                 trace, relu_name.c_str());
+                                 trace, st.fc_relu_name.c_str());
     }
     if (fc_span.on()) fc_span.done(trace.child(concat("fc.", s)), "Sequential", y, 0, true);
     TensorView score = st.score->forward(arena, y);

@@ -262,6 +262,7 @@ class HourglassNet : public Module {
     std::unique_ptr<Conv2d> fc_;       // all stacks but the last
     std::unique_ptr<Conv2d> score_;
     ReLU fc_relu;
+    std::string fc_relu_name;  // "fc.{s}.2", the ReLU's trace name
   };
   std::vector<Stack> stacks;
   std::unique_ptr<AttributeHead> attr;

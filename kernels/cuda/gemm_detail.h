@@ -1,0 +1,26 @@
+// gemm.cu's internals that other kernel files use: the device facts and math
+// choice the tile kernels need, the strided-batched product (conv2d.cu's 1x1
+// path) and the skinny-shape test (linear.cu). Not part of the kernel API.
+#pragma once
+#include <cstdint>
+
+namespace dofpose::cuda_kernels {
+
+// Which tile kernel runs a product (detail::tile_math() picks it from
+// math_mode() and the device).
+enum class TileMath { Simt, Tf32, Fp16, Bf16 };
+
+namespace detail {
+int multiprocessor_count();
+bool use_tf32_tensor_cores();
+TileMath tile_math();
+bool tile_pipeline();  // set_tile_pipeline()
+// Whether gemm() takes the warp-per-output path for this many outputs and reduction length.
+bool gemm_is_skinny(int64_t outputs, int K);
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                          int batch, void* stream);
+}  // namespace detail
+
+}  // namespace dofpose::cuda_kernels
