@@ -201,14 +201,17 @@ BENCHMARK(BM_cuda_fused_bottleneck_conv)
 
 // The persistent batch-1 lifter: kernel time only (CUDA events around the one
 // launch; no host normalisation, no copies). args: kind (0 martinez,
-// 1 progressive), width, launch (0 cooperative grid, 1 one cluster, sm_90).
+// 1 progressive), width, launch (0 cooperative grid, 1 one cluster, sm_90,
+// 2 prefetching grid).
 void BM_cuda_persistent_lifter(benchmark::State& state) {
   if (!have_device(state)) return;
-  if (state.range(2) && !ck::mlp_cluster_supported()) {
+  if (state.range(2) == 1 && !ck::mlp_cluster_supported()) {
     state.SkipWithError("cluster launch needs sm_90");
     return;
   }
-  ck::set_mlp_launch(state.range(2) ? ck::MlpLaunch::Cluster : ck::MlpLaunch::Cooperative);
+  const ck::MlpLaunch launches[] = {ck::MlpLaunch::Cooperative, ck::MlpLaunch::Cluster,
+                                    ck::MlpLaunch::Prefetch};
+  ck::set_mlp_launch(launches[state.range(2)]);
   nn::LifterConfig c;
   c.kind = state.range(0) ? "progressive" : "martinez";
   c.width = int(state.range(1));
@@ -234,8 +237,8 @@ void BM_cuda_persistent_lifter(benchmark::State& state) {
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_persistent_lifter)
-    ->ArgNames({"progressive", "width", "cluster"})
-    ->ArgsProduct({{0, 1}, {256, 512, 1024}, {0, 1}})
+    ->ArgNames({"progressive", "width", "launch"})
+    ->ArgsProduct({{0, 1}, {256, 512, 1024}, {0, 1, 2}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 void BM_cuda_conv2d_backward(benchmark::State& state) {

@@ -12,7 +12,8 @@
 # Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
 # carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
 # COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
-# BENCH_FILTER, SKIP_BENCH=1 and SKIP_TRAIN_FUSION=1 shape the session.
+# BENCH_FILTER, BENCH_TIMEOUT (s, default 90; a cut-off run still gets its verdicts),
+# SKIP_BENCH=1 and SKIP_TRAIN_FUSION=1 shape the session.
 # Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
 # targets dofpose_cuda_tests dofpose_bench) and carry its two binaries; the
 # machine's libcudnn (PyTorch's wheel) is found and used for them.
@@ -67,7 +68,7 @@ fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
   ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
 if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 60 "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
+  timeout ${BENCH_TIMEOUT:-90} "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
     --benchmark_out="$OUT/bench.json" --benchmark_out_format=json 2>&1 \
     | tee "$OUT/bench.log" | grep -v '^-' | tail -40
   # Default-off switches: candidate vs default path, per shape (bench/gpu_verdicts.py).

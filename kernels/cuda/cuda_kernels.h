@@ -216,11 +216,14 @@ struct MlpProgram {
   float* outputs[kMlpMaxOutputs] = {};  // pose buffers
   int output_dim = 0;                // elements per pose buffer; [0, zero_prefix) are set to 0
   int zero_prefix = 0;
+  int max_phase_rows = 0;            // rows of the widest phase (sizes the prefetching grid)
 };
 // Runs the program with one launch on `stream`: a cooperative grid (2 blocks
-// per multiprocessor, grid barriers) or, with MlpLaunch::Cluster (sm_90+), one
-// thread-block cluster (8 or 16 blocks, hardware cluster barriers).
-enum class MlpLaunch { Cooperative, Cluster };
+// per multiprocessor, grid barriers); with MlpLaunch::Cluster (sm_90+), one
+// thread-block cluster (8 or 16 blocks, hardware cluster barriers); with
+// MlpLaunch::Prefetch, a cooperative grid of one warp per row of the widest
+// phase whose warps load their next row's weights before each barrier.
+enum class MlpLaunch { Cooperative, Cluster, Prefetch };
 void set_mlp_launch(MlpLaunch m);
 MlpLaunch mlp_launch();
 bool mlp_cluster_supported();

@@ -18,14 +18,14 @@ struct ChannelEpilogue {
   bool has_bias, bn, relu;
   float bias, mean, scale, beta;
   __device__ __forceinline__ ChannelEpilogue(const float* b, const BatchNormPtrs& n, bool r, int c)
-      : has_bias(b != nullptr), bn(n.present()), relu(r), bias(b ? b[c] : 0.0f), mean(0.0f),
-        scale(1.0f), beta(0.0f) {
-    if (bn) {
-      mean = n.mean[c];
-      scale = (n.gamma ? n.gamma[c] : 1.0f) * (1.0f / sqrtf(n.var[c] + n.eps));
-      beta = n.beta ? n.beta[c] : 0.0f;
-    }
-  }
+      : ChannelEpilogue(b != nullptr, b ? b[c] : 0.0f, n.present(), n.present() ? n.mean[c] : 0.0f,
+                        n.present() ? n.var[c] : 1.0f, n.present() && n.gamma ? n.gamma[c] : 1.0f,
+                        n.present() && n.beta ? n.beta[c] : 0.0f, n.eps, r) {}
+  // From values already loaded (the persistent lifter fetches them before a barrier).
+  __device__ __forceinline__ ChannelEpilogue(bool has_b, float b, bool has_bn, float m, float var,
+                                             float gamma, float bt, float eps, bool r)
+      : has_bias(has_b), bn(has_bn), relu(r), bias(b), mean(has_bn ? m : 0.0f),
+        scale(has_bn ? gamma * (1.0f / sqrtf(var + eps)) : 1.0f), beta(has_bn ? bt : 0.0f) {}
   __device__ __forceinline__ float operator()(float acc) const {
     float v = has_bias ? acc + bias : acc;
     if (bn) v = (v - mean) * scale + beta;

@@ -8,7 +8,10 @@
 // grid.sync() separates the phases (or, with set_mlp_launch(Cluster) on sm_90,
 // one 8- or 16-block thread-block cluster of 1024 threads each and the
 // hardware cluster barrier: cheaper barriers, fewer multiprocessors pulling
-// the weights). Activations are read with __ldcg (L2,
+// the weights; or, with set_mlp_launch(Prefetch), a cooperative grid sized to
+// the widest phase whose warps load their next row's weights and epilogue
+// values into registers *before* each barrier, so that after it only the
+// input vector is waited for). Activations are read with __ldcg (L2,
 // never a stale L1 line: other multiprocessors wrote them this launch).
 #include <cooperative_groups.h>
 
@@ -87,6 +90,29 @@ __device__ float dot_row_ilp(const float* __restrict__ w, const float* x, int n,
 }
 
 
+// Phase-0 side work: the input into every concat buffer, pose prefixes to 0.
+__device__ void copy_inputs(const MlpProgram& p, int tid, int threads) {
+  for (int i = tid; i < p.n_input_copies * p.input_dim; i += threads) {
+    const int c = i / p.input_dim, j = i - c * p.input_dim;
+    p.ws[p.input_copies[c] + j] = __ldcg(p.input + j);
+  }
+  for (int b = 0; b < kMlpMaxOutputs; ++b)
+    if (p.outputs[b])
+      for (int j = tid; j < p.zero_prefix; j += threads) p.outputs[b][j] = 0.0f;
+}
+
+// Lane 0's last act on a row: write the finished value to every destination.
+__device__ void store_row(const MlpProgram& p, const MlpStep& st, int row, float v) {
+  for (int d = 0; d < st.ndest; ++d) {
+    const MlpDest& dst = st.dest[d];
+    const int e = dst.offset + (dst.map ? dst.map[row] : row);
+    float o = v;
+    if (dst.mul) o = o * dst.mul[e] + dst.add[e];
+    float* buf = dst.buffer == 0 ? p.ws : p.outputs[dst.buffer - 1];
+    buf[e] = o;
+  }
+}
+
 // kCluster: the whole program in one thread-block cluster (sm_90), phases
 // separated by the hardware cluster barrier; else a cooperative grid and
 // grid.sync().
@@ -96,15 +122,7 @@ __global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p)
   const int warp = int((blockIdx.x * blockDim.x + threadIdx.x) / 32);
   const int warps = int(gridDim.x * blockDim.x / 32);
   const int tid = int(blockIdx.x * blockDim.x + threadIdx.x), threads = int(gridDim.x * blockDim.x);
-
-  // Phase-0 side work: the input into every concat buffer, pose prefixes to 0.
-  for (int i = tid; i < p.n_input_copies * p.input_dim; i += threads) {
-    const int c = i / p.input_dim, j = i - c * p.input_dim;
-    p.ws[p.input_copies[c] + j] = __ldcg(p.input + j);
-  }
-  for (int b = 0; b < kMlpMaxOutputs; ++b)
-    if (p.outputs[b])
-      for (int j = tid; j < p.zero_prefix; j += threads) p.outputs[b][j] = 0.0f;
+  copy_inputs(p, tid, threads);
 
   for (int ph = 0; ph < p.phases; ++ph) {
     const int s0 = p.phase_begin[ph], s1 = p.phase_begin[ph + 1];
@@ -120,14 +138,7 @@ __global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p)
       if (lane == 0) {
         v = ChannelEpilogue(st.b, st.bn, st.relu != 0, row)(v);
         if (st.res_off >= 0) v += __ldcg(p.ws + st.res_off + row);
-        for (int d = 0; d < st.ndest; ++d) {
-          const MlpDest& dst = st.dest[d];
-          const int e = dst.offset + (dst.map ? dst.map[row] : row);
-          float o = v;
-          if (dst.mul) o = o * dst.mul[e] + dst.add[e];
-          float* buf = dst.buffer == 0 ? p.ws : p.outputs[dst.buffer - 1];
-          buf[e] = o;
-        }
+        store_row(p, st, row, v);
       }
     }
     if (ph + 1 < p.phases) {
@@ -144,10 +155,136 @@ __global__ void __launch_bounds__(kBlock) mlp_program_kernel(const MlpProgram p)
   }
 }
 
+// ---- The prefetching launch (MlpLaunch::Prefetch).
+// A phase's critical path in mlp_program_kernel is barrier -> weights (DRAM/L2)
+// -> dot -> epilogue values (another round trip) -> store. The weights and the
+// epilogue values do not depend on the previous phase, so each warp loads its
+// first row of the next phase into registers before it waits at the barrier;
+// after the barrier only the input vector (L2) and the residual are fetched.
+
+constexpr int kHeldVec = 8;  // float4 per lane: rows of up to 32 * 4 * 8 = 1024 inputs
+
+struct HeldRow {
+  int step = -1, row = 0;  // step -1: nothing held (no row here, too wide, unaligned)
+  int rows = 0;            // rows of the whole phase (all steps)
+  float4 w[kHeldVec];
+  float bias = 0.0f, mean = 0.0f, var = 1.0f, gamma = 1.0f, beta = 0.0f;
+};
+
+// The warp's first row of phase `ph` (row index `warp` over the phase's steps):
+// its weights and epilogue values, loaded into registers (not waited for).
+__device__ void hold_first_row(const MlpProgram& p, int ph, int warp, int lane, HeldRow& h) {
+  const int s0 = p.phase_begin[ph], s1 = p.phase_begin[ph + 1];
+  h.step = -1;
+  h.rows = 0;
+  int s = -1, row = warp;
+  for (int t = s0; t < s1; ++t) {
+    const int od = p.steps[t].out_dim;
+    if (s < 0) {
+      if (row < od) s = t;
+      else row -= od;
+    }
+    h.rows += od;
+  }
+  if (s < 0) return;
+  const MlpStep& st = p.steps[s];
+  const float* w = st.w + int64_t(row) * st.in_dim;
+  const float* x = st.in_off < 0 ? p.input : p.ws + st.in_off;
+  if (st.in_dim % 4 != 0 || st.in_dim > 128 * kHeldVec ||
+      (reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(x)) % 16 != 0)
+    return;  // the row is read the ordinary way after the barrier
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  const int n4 = st.in_dim / 4;
+#pragma unroll
+  for (int k = 0; k < kHeldVec; ++k) {
+    const int i = lane + 32 * k;
+    h.w[k] = i < n4 ? __ldg(w4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  h.bias = st.b ? __ldg(st.b + row) : 0.0f;
+  if (st.bn.present()) {
+    h.mean = __ldg(st.bn.mean + row);
+    h.var = __ldg(st.bn.var + row);
+    h.gamma = st.bn.gamma ? __ldg(st.bn.gamma + row) : 1.0f;
+    h.beta = st.bn.beta ? __ldg(st.bn.beta + row) : 0.0f;
+  }
+  h.step = s;
+  h.row = row;
+}
+
+// dot_row's vector path on held weights: every x load issued first, then the
+// same fmaf sequence per lane (the same bits as dot_row).
+__device__ float dot_held(const HeldRow& h, const float* x, int n4, int lane) {
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  float4 b[kHeldVec];
+#pragma unroll
+  for (int k = 0; k < kHeldVec; ++k) {
+    const int i = lane + 32 * k;
+    b[k] = i < n4 ? __ldcg(x4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  float acc = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kHeldVec; ++k) {
+    if (lane + 32 * k < n4) {
+      acc = fmaf(h.w[k].x, b[k].x, acc);
+      acc = fmaf(h.w[k].y, b[k].y, acc);
+      acc = fmaf(h.w[k].z, b[k].z, acc);
+      acc = fmaf(h.w[k].w, b[k].w, acc);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  return acc;
+}
+
+template <int kBlock>
+__global__ void __launch_bounds__(kBlock) mlp_program_prefetch_kernel(const MlpProgram p) {
+  const int lane = threadIdx.x % 32;
+  const int warp = int((blockIdx.x * blockDim.x + threadIdx.x) / 32);
+  const int warps = int(gridDim.x * blockDim.x / 32);
+  const int tid = int(blockIdx.x * blockDim.x + threadIdx.x), threads = int(gridDim.x * blockDim.x);
+  HeldRow held;
+  hold_first_row(p, 0, warp, lane, held);
+  copy_inputs(p, tid, threads);
+
+  for (int ph = 0; ph < p.phases; ++ph) {
+    const int s0 = p.phase_begin[ph];
+    for (int r = warp; r < held.rows; r += warps) {
+      const bool use_held = r == warp && held.step >= 0;  // uniform across the warp
+      int s = s0, row = r;
+      if (use_held) {
+        s = held.step;
+        row = held.row;
+      } else {
+        while (row >= p.steps[s].out_dim) row -= p.steps[s++].out_dim;
+      }
+      const MlpStep& st = p.steps[s];
+      const float* x = st.in_off < 0 ? p.input : p.ws + st.in_off;
+      // The residual's load goes out with the input's, not after the reduction.
+      const float res = lane == 0 && st.res_off >= 0 ? __ldcg(p.ws + st.res_off + row) : 0.0f;
+      float v = use_held ? dot_held(held, x, st.in_dim / 4, lane)
+                         : dot_row(st.w + (int64_t)row * st.in_dim, x, st.in_dim, lane);
+      if (lane == 0) {
+        const ChannelEpilogue epi =
+            use_held ? ChannelEpilogue(st.b != nullptr, held.bias, st.bn.present(), held.mean, held.var,
+                                       held.gamma, held.beta, st.bn.eps, st.relu != 0)
+                     : ChannelEpilogue(st.b, st.bn, st.relu != 0, row);
+        v = epi(v);
+        if (st.res_off >= 0) v += res;
+        store_row(p, st, row, v);
+      }
+    }
+    if (ph + 1 < p.phases) {
+      hold_first_row(p, ph + 1, warp, lane, held);  // in flight across the barrier
+      cg::this_grid().sync();
+    }
+  }
+}
+
 constexpr int kClusterThreads = 1024;
 
 struct LaunchShape {
-  int blocks = 0;
+  int blocks = 0;           // the cooperative grid: 2 blocks per multiprocessor
+  int prefetch_blocks = 0;  // the most the prefetching kernel may have co-resident (<= 2 per SM)
 };
 
 LaunchShape launch_shape() {
@@ -156,16 +293,29 @@ LaunchShape launch_shape() {
   DOFPOSE_CUDA_CHECK(cudaGetDevice(&dev));
   LaunchShape& ls = cached[dev % 64];
   if (ls.blocks == 0) {
-    int sms = 0, per_sm = 0;
+    int sms = 0, per_sm = 0, per_sm_prefetch = 0;
     DOFPOSE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     DOFPOSE_CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mlp_program_kernel<kThreads, false>,
                                                       kThreads, 0));
+    DOFPOSE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm_prefetch, mlp_program_prefetch_kernel<kThreads>, kThreads, 0));
     // Two blocks per multiprocessor: enough warps for one row each at width
     // 1024 on a 132-SM card, and a cheaper barrier than a full occupancy grid.
     ls.blocks = sms * std::max(1, std::min(per_sm, 2));
+    ls.prefetch_blocks = sms * std::max(1, std::min(per_sm_prefetch, 2));
   }
   return ls;
+}
+
+// The prefetching grid: one warp per row of the widest phase (each warp then
+// holds exactly its row), as few blocks as that takes: a barrier costs one
+// atomic per block.
+int prefetch_grid(const MlpProgram& p, const LaunchShape& ls) {
+  constexpr int warps_per_block = kThreads / 32;
+  if (p.max_phase_rows <= 0) return ls.prefetch_blocks;
+  const int want = (p.max_phase_rows + warps_per_block - 1) / warps_per_block;
+  return std::max(1, std::min(want, ls.prefetch_blocks));
 }
 
 }  // namespace
@@ -264,6 +414,13 @@ void mlp_program_run(const MlpProgram& prog, void* stream) {
   DOFPOSE_CHECK(mlp_program_supported(), "mlp_program_run: this device has no cooperative launch");
   const LaunchShape ls = launch_shape();
   void* args[] = {&p};
+  if (g_mlp_launch == MlpLaunch::Prefetch) {
+    DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_prefetch_kernel<kThreads>,
+                                                   dim3(prefetch_grid(p, ls)), dim3(kThreads), args,
+                                                   0, st));
+    DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter, prefetching grid)");
+    return;
+  }
   DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_kernel<kThreads, false>,
                                                  dim3(ls.blocks), dim3(kThreads), args, 0, st));
   DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter)");

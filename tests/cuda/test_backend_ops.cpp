@@ -989,10 +989,10 @@ namespace {
 
 // A lifter with random BatchNorm statistics and normalisation, as a Model.
 std::unique_ptr<nn::Model> random_lifter_model(const std::string& kind, bool attributes,
-                                               uint32_t seed) {
+                                               uint32_t seed, int width = 64) {
   nn::LifterConfig c;
   c.kind = kind;
-  c.width = 64;
+  c.width = width;
   c.blocks = 2;
   c.use_attributes = attributes;
   auto l = nn::Lifter::create(c, seed);
@@ -1015,8 +1015,38 @@ Tensor attributes_for(int64_t n, uint32_t seed) {
 
 }  // namespace
 
+const char* launch_name(ck::MlpLaunch launch) {
+  switch (launch) {
+    case ck::MlpLaunch::Cooperative: return "cooperative grid";
+    case ck::MlpLaunch::Cluster: return "cluster launch";
+    case ck::MlpLaunch::Prefetch: return "prefetching grid";
+  }
+  return "?";
+}
+
+// A batch-1 forward of a random lifter on the CPU and through the persistent
+// kernel (the current launch): the poses must agree.
+void expect_persistent_matches_cpu(const char* kind, bool attributes, int width, uint32_t seed) {
+  auto cpu_model = random_lifter_model(kind, attributes, seed, width);
+  auto gpu_model = random_lifter_model(kind, attributes, seed, width);
+  gpu_model->module().to_device(Device::CUDA);
+  REQUIRE(nn::PersistentLifter::available());
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  Tensor x = randn({1, 16, 2}, seed + 10, 1.5f);
+  Tensor a = attributes_for(1, seed + 20);
+  nn::ModelInputs in{x.view(), attributes ? a.view() : TensorView()};
+  Arena ca(Device::CPU), ga(Device::CUDA);
+  auto oc = cpu_model->forward(ca, in);
+  auto og = gpu_model->forward(ga, in);
+  ctx.synchronize();
+  REQUIRE(oc.size() == og.size());
+  for (size_t i = 0; i < oc.size(); ++i) expect_close(oc[i].name, to_host(oc[i].value), to_host(og[i].value), 1e-4);
+  ops::set_cuda_stream(nullptr);
+}
+
 TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martinez, progressive, two_block)") {
-  std::vector<ck::MlpLaunch> launches = {ck::MlpLaunch::Cooperative};
+  std::vector<ck::MlpLaunch> launches = {ck::MlpLaunch::Cooperative, ck::MlpLaunch::Prefetch};
   if (ck::mlp_cluster_supported()) launches.push_back(ck::MlpLaunch::Cluster);  // sm_90+
   struct LaunchReset {
     ~LaunchReset() { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }
@@ -1025,8 +1055,7 @@ TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martin
   for (const char* kind : {"martinez", "progressive", "two_block"}) {
     ck::set_mlp_launch(launch);
     for (bool attributes : {false, true}) {
-      INFO(kind << (attributes ? " + attributes" : "")
-                << (launch == ck::MlpLaunch::Cluster ? ", cluster launch" : ", cooperative grid"));
+      INFO(kind << (attributes ? " + attributes" : "") << ", " << launch_name(launch));
       auto cpu_model = random_lifter_model(kind, attributes, 50);
       auto gpu_model = random_lifter_model(kind, attributes, 50);
       gpu_model->module().to_device(Device::CUDA);
@@ -1061,6 +1090,29 @@ TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martin
         CHECK(plan.phases() == per_regressor);
       ops::set_cuda_stream(nullptr);
     }
+  }
+}
+
+TEST_CASE("persistent lifter, prefetching grid: full-width rows held in registers, wider rows and shared phases read directly") {
+  struct LaunchReset {
+    ~LaunchReset() { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }
+  } launch_reset;
+  ck::set_mlp_launch(ck::MlpLaunch::Prefetch);
+  // Width 1024: every hidden row is exactly the register capacity (8 float4 per lane).
+  for (const char* kind : {"martinez", "progressive"}) {
+    INFO(kind << ", width 1024");
+    expect_persistent_matches_cpu(kind, false, 1024, 300);
+  }
+  // two_block's six regressors share phases: 6 x 1024 rows, more than the grid
+  // has warps, so warps take further rows without held weights.
+  {
+    INFO("two_block, width 1024");
+    expect_persistent_matches_cpu("two_block", false, 1024, 310);
+  }
+  // Width 1536 is wider than a warp can hold: those rows take dot_row.
+  {
+    INFO("martinez, width 1536");
+    expect_persistent_matches_cpu("martinez", true, 1536, 320);
   }
 }
 

@@ -175,6 +175,11 @@ PersistentLifter::PersistentLifter(Lifter& lifter) : impl_(std::make_unique<Impl
   }
   phase_begin.push_back(int(steps.size()));
   m.n_steps = int(steps.size());
+  for (size_t ph = 0; ph + 1 < phase_begin.size(); ++ph) {
+    int rows = 0;
+    for (int i = phase_begin[ph]; i < phase_begin[ph + 1]; ++i) rows += steps[size_t(i)].out_dim;
+    m.prog.max_phase_rows = std::max(m.prog.max_phase_rows, rows);
+  }
 
   m.ws = Tensor::zeros({std::max(ws_size, 4)}, DType::F32, Device::CUDA);
   m.steps_dev = Tensor::empty({int64_t(steps.size() * sizeof(ck::MlpStep))}, DType::U8, Device::CUDA);
