@@ -41,13 +41,13 @@ import reference_lifter  # noqa: E402
 
 
 class GpuTimer(cc.Timer):
-    def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False):
+    def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False, extra=()):
         # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline);
         # "f32s": F32 with the stem's direct kernel (--stem-kernel)
         mode = {"tf32p": ["--math", "tf32", "--pipeline"],
                 "f32s": ["--math", "f32", "--stem-kernel"]}.get(math, ["--math", math])
         cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", *mode,
-               "--output-dir", out_dir, "--warmup", "3", "--serve"] + (["--graph"] if graph else [])
+               "--output-dir", out_dir, "--warmup", "3", "--serve", *extra] + (["--graph"] if graph else [])
         if target is not None:
             cmd += ["--train", "--target", target]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -96,6 +96,8 @@ def main():
                     help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
                          "tf32p = ours on the multi-stage TF32 kernel (--pipeline), "
                          "f32s = ours in F32 with the stem's direct kernel (--stem-kernel)")
+    ap.add_argument("--mlp-launch", default="cooperative", choices=["cooperative", "cluster", "prefetch"],
+                    help="our persistent batch-1 lifter's launch (model_timer --mlp-launch)")
     args = ap.parse_args()
     exe = os.path.join(args.build, "bench", "dofpose_model_timer")
     if not torch.cuda.is_available():
@@ -198,9 +200,10 @@ def main():
                     return {"pose3d": y.view(-1, 17, 3)}
                 with torch.no_grad():
                     outs = fn(xt)
-                    timer = GpuTimer(exe, lw, os.path.join(d, "x.npy"), d, "f32")
+                    launch = ("--mlp-launch", args.mlp_launch)
+                    timer = GpuTimer(exe, lw, os.path.join(d, "x.npy"), d, "f32", extra=launch)
                     diff, _ = max_diff_gpu(d, outs)
-                    gtimer = GpuTimer(exe, lw, os.path.join(d, "x.npy"), d, "f32", graph=True)
+                    gtimer = GpuTimer(exe, lw, os.path.join(d, "x.npy"), d, "f32", graph=True, extra=launch)
                     diff = max(diff, max_diff_gpu(d, outs)[0])
                     try:  # the reference lifter indexes with Python lists: not capturable
                         replay = graphed(fn, xt)
@@ -217,7 +220,8 @@ def main():
                     gtimer.close()
                 record(name, "f32", ours, eager, graph, diff,
                        "ours: host normalisation + upload included" +
-                       ("; batch 1 = persistent kernel" if batch == 1 else ""), ours_graph=ours_g)
+                       (f"; batch 1 = persistent kernel, {args.mlp_launch} launch" if batch == 1 else ""),
+                       ours_graph=ours_g)
 
         def time_train(name, weights, x, y, step, note):
             """One training step of ours (model_timer --train on x, y) against `step` (torch)."""

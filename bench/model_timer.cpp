@@ -4,7 +4,7 @@
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
 //       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]
-//       [--pipeline] [--stem-kernel] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
+//       [--pipeline] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs). --train with a lifter: X is the normalised network input
@@ -26,6 +26,9 @@
 // (with --math tf32) uses the multi-stage cp.async tile kernel
 // (cuda_kernels::set_tile_pipeline), --stem-kernel the stem convolution's
 // direct kernel (cuda_kernels::set_stem_path); neither yet verified on a GPU.
+// --mlp-launch cooperative|cluster|prefetch picks the persistent batch-1
+// lifter's launch (cuda_kernels::set_mlp_launch; cluster and prefetch not yet
+// verified on a GPU).
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -61,7 +64,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model, input, target, output_dir;
-  std::string device = "cpu", math = "f32";
+  std::string device = "cpu", math = "f32", mlp_launch = "cooperative";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
   bool stem_kernel = false;
   int threads = 2, warmup = 1, repeat = 10;
@@ -71,6 +74,7 @@ struct Options {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
             << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline] [--stem-kernel]\n"
+            << "       [--mlp-launch cooperative|cluster|prefetch]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
 }
@@ -104,6 +108,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--unfused") o.unfused = true;
     else if (a == "--pipeline") o.pipeline = true;
     else if (a == "--stem-kernel") o.stem_kernel = true;
+    else if (a == "--mlp-launch") o.mlp_launch = value();
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
   }
@@ -113,6 +118,8 @@ Options parse(int argc, char** argv) {
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
   if (o.math != "f32" && o.math != "tf32" && o.math != "fp16" && o.math != "bf16")
     usage("--math must be f32, tf32, fp16 or bf16, got " + o.math);
+  if (o.mlp_launch != "cooperative" && o.mlp_launch != "cluster" && o.mlp_launch != "prefetch")
+    usage("--mlp-launch must be cooperative, cluster or prefetch, got " + o.mlp_launch);
   if (o.warmup < 1) usage("--warmup must be at least 1 (it sizes the arena and writes --output-dir)");
   return o;
 }
@@ -289,6 +296,9 @@ int main(int argc, char** argv) {
     if (opt.math == "bf16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::BF16);
     cuda_kernels::set_tile_pipeline(opt.pipeline);
     cuda_kernels::set_stem_path(opt.stem_kernel);
+    cuda_kernels::set_mlp_launch(opt.mlp_launch == "cluster"    ? cuda_kernels::MlpLaunch::Cluster
+                                 : opt.mlp_launch == "prefetch" ? cuda_kernels::MlpLaunch::Prefetch
+                                                                : cuda_kernels::MlpLaunch::Cooperative);
 #endif
     std::unique_ptr<nn::ScopedUnfused> unfused;
     if (opt.unfused) unfused = std::make_unique<nn::ScopedUnfused>();

@@ -12,6 +12,7 @@
 # Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
 # carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
 # COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
+# MLP_LAUNCHES (e.g. cluster,prefetch: the batch-1 lifters again with those launches),
 # BENCH_FILTER, BENCH_TIMEOUT (s, default 90; a cut-off run still gets its verdicts),
 # SKIP_BENCH=1 and SKIP_TRAIN_FUSION=1 shape the session.
 # Optional cuDNN comparison: also build build-cudnn (the same plus -DDOFPOSE_CUDNN=ON,
@@ -67,6 +68,12 @@ np.save('$T/hy.npy', r.random((8, 16, 64, 64)).astype(np.float32))" &&
 fi
 PYTHONUNBUFFERED=1 timeout ${COMPARE_TIMEOUT:-240} python3 bench/compare_gpu.py --build "$B" --quick \
   ${COMPARE_ONLY:+--only "$COMPARE_ONLY"} ${COMPARE_MATHS:+--maths "$COMPARE_MATHS"} --json "$OUT/compare_gpu.json" 2>&1 | tee "$OUT/compare.log" | tail -14
+# The lifters at batch 1 end to end with other persistent-kernel launches
+# (MLP_LAUNCHES=cluster,prefetch; compare_gpu.py --mlp-launch), after the default's rows above.
+for L in $(echo "${MLP_LAUNCHES:-}" | tr ',' ' '); do
+  PYTHONUNBUFFERED=1 timeout 90 python3 bench/compare_gpu.py --build "$B" --quick --only martinez_b1,progressive_b1 \
+    --mlp-launch "$L" --json "$OUT/compare_gpu_$L.json" 2>&1 | tee "$OUT/compare_$L.log" | tail -4
+done
 if [ -z "${SKIP_BENCH:-}" ]; then
   timeout ${BENCH_TIMEOUT:-90} "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
     --benchmark_out="$OUT/bench.json" --benchmark_out_format=json 2>&1 \
