@@ -96,14 +96,17 @@ bool have_device(benchmark::State& state) {
 }
 
 // args: N, C, H, K, R, stride, mode (0: F32, 1: TF32, 2: TF32 on the multi-stage
-// kernel (set_tile_pipeline), 3: F32 on the stem's direct kernel (set_stem_path))
+// kernel (set_tile_pipeline), 3: F32 on the stem's direct kernel (set_stem_path),
+// 4: FP16, 5: FP16 on the multi-stage mma.sync kernel)
 void BM_cuda_conv2d_forward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
   const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
   const int mode = int(state.range(6));
-  ck::set_math_mode(mode == 1 || mode == 2 ? ck::MathMode::TF32 : ck::MathMode::F32);
-  ck::set_tile_pipeline(mode == 2);
+  ck::set_math_mode(mode == 1 || mode == 2   ? ck::MathMode::TF32
+                    : mode == 4 || mode == 5 ? ck::MathMode::FP16
+                                             : ck::MathMode::F32);
+  ck::set_tile_pipeline(mode == 2 || mode == 5);
   ck::set_stem_path(mode == 3);
   Context ctx(Device::CUDA);
   ctx.make_current();
@@ -130,6 +133,8 @@ BENCHMARK(BM_cuda_conv2d_forward)
     ->Args({64, 128, 64, 128, 3, 1, 2})                                   // multi-stage TF32
     ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
     ->Args({64, 256, 64, 128, 1, 1, 2})
+    ->Args({64, 128, 64, 128, 3, 1, 4})->Args({64, 128, 64, 128, 3, 1, 5})  // FP16, multi-stage
+    ->Args({64, 256, 64, 128, 1, 1, 4})->Args({64, 256, 64, 128, 1, 1, 5})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 #ifdef DOFPOSE_WITH_CUDNN

@@ -44,7 +44,10 @@ class GpuTimer(cc.Timer):
     def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False, extra=()):
         # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline);
         # "f32s": F32 with the stem's direct kernel (--stem-kernel)
+        # "fp16p" / "bf16p": FP16 / BF16 on the multi-stage mma.sync kernel
         mode = {"tf32p": ["--math", "tf32", "--pipeline"],
+                "fp16p": ["--math", "fp16", "--pipeline"],
+                "bf16p": ["--math", "bf16", "--pipeline"],
                 "f32s": ["--math", "f32", "--stem-kernel"]}.get(math, ["--math", math])
         cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", *mode,
                "--output-dir", out_dir, "--warmup", "3", "--serve", *extra] + (["--graph"] if graph else [])
@@ -94,7 +97,7 @@ def main():
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--maths", default="f32,tf32,fp16,bf16",
                     help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
-                         "tf32p = ours on the multi-stage TF32 kernel (--pipeline), "
+                         "tf32p / fp16p / bf16p = ours on the multi-stage kernels (--pipeline), "
                          "f32s = ours in F32 with the stem's direct kernel (--stem-kernel)")
     ap.add_argument("--mlp-launch", default="cooperative", choices=["cooperative", "cluster", "prefetch"],
                     help="our persistent batch-1 lifter's launch (model_timer --mlp-launch)")
@@ -148,8 +151,8 @@ def main():
                     torch.backends.cudnn.allow_tf32 = math in ("tf32", "tf32p")
                     torch.backends.cuda.matmul.allow_tf32 = math in ("tf32", "tf32p")
                     fn_m = fn
-                    if math in ("fp16", "bf16"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
-                        dt = torch.float16 if math == "fp16" else torch.bfloat16
+                    if math in ("fp16", "bf16", "fp16p", "bf16p"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
+                        dt = torch.float16 if math.startswith("fp16") else torch.bfloat16
 
                         def fn_m(inp, dt=dt):
                             with torch.autocast("cuda", dtype=dt, cache_enabled=False):

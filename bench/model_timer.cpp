@@ -23,7 +23,7 @@
 // (nn::GraphForward); --unfused turns fusion off (inference: separate BN, ReLU
 // and add layers, and no persistent batch-1 lifter kernel; training: separate
 // BatchNorm, ReLU and Dropout) to measure what the fusion buys. --pipeline
-// (with --math tf32) uses the multi-stage cp.async tile kernel
+// (with --math tf32, fp16 or bf16) uses the multi-stage cp.async tile kernels
 // (cuda_kernels::set_tile_pipeline), --stem-kernel the stem convolution's
 // direct kernel (cuda_kernels::set_stem_path); neither yet verified on a GPU.
 // --mlp-launch cooperative|cluster|prefetch picks the persistent batch-1

@@ -725,10 +725,14 @@ void check_shape(const char* op, const Conv2dShape& s) {
 
 // Forward and data-grad tiles: as choose_tile, but in TF32 no 128x128 (its
 // 190 registers allow one block per multiprocessor; two 128x64 blocks were
-// measured ~15% faster on the gathered operands, H200).
+// measured ~15% faster on the gathered operands, H200), nor for the
+// multi-stage FP16/BF16 kernel (its 3 stages fit 48 KB up to 128x64).
 void choose_conv_tile(int M, int N, int& bm, int& bn) {
   choose_tile(M, N, 1, detail::multiprocessor_count(), bm, bn);
-  if (detail::use_tf32_tensor_cores() && bm == 128 && bn == 128) bn = 64;
+  const TileMath math = detail::tile_math();
+  const bool pipelined_16bit =
+      detail::tile_pipeline() && (math == TileMath::Fp16 || math == TileMath::Bf16);
+  if ((math == TileMath::Tf32 || pipelined_16bit) && bm == 128 && bn == 128) bn = 64;
 }
 
 // Below this many input channels the data grad runs the direct kernel: the

@@ -364,6 +364,159 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #endif
 }
 
+// ---- the multi-stage FP16 / BF16 kernel (set_tile_pipeline(true) with the
+// FP16 or BF16 math mode; off by default until it has run on a GPU). The same
+// cp.async stages of float32 slices as wmma_async_tile_kernel, but the
+// fragments are built by hand for mma.sync.m16n8k16 (PTX ISA, "Matrix
+// fragments for mma.m16n8k16"), converting each pair of floats to 16 bits as
+// it is read from shared memory: WMMA's fragment layout is unspecified, so it
+// cannot take converted registers, and cp.async cannot convert on the way in.
+// Each element is rounded to nearest once, as the register-staged kernel does.
+// With g = lane / 4 and t = lane % 4, a thread holds
+//   A (16x16, row): rows g and g+8, columns 2t, 2t+1 and 2t+8, 2t+9;
+//   B (16x8, col):  rows (k) 2t, 2t+1 and 2t+8, 2t+9 of column g;
+//   C (16x8):       rows g and g+8, columns 2t, 2t+1.
+// Shared slices are k-major (As[k][i], Bs[k][j], rows padded by kPad = 4
+// floats), so the eight lanes of a group read eight consecutive floats and the
+// four groups land 8 banks apart: no bank conflicts.
+
+// Two floats as one 32-bit register of T pairs (lo in the low half).
+template <class T>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
+
+// d += a * b for one 16x8x16 tile, FP32 accumulation.
+template <class T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __half>)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  (void)d, (void)a, (void)b;
+#endif
+}
+
+template <class P, class T, int BM, int BN, int BK, int STAGES, int WM, int WN>
+__global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  static_assert(WM * WN * 32 == kThreads && STAGES >= 2, "8 warps, 2+ stages");
+  constexpr int WTM = BM / WM, WTN = BN / WN, MT = WTM / 16, NT = WTN / 8;
+  static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % 16 == 0,
+                "warp tiles of 16x16 blocks, 16-deep steps");
+  constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = 16 + kPad;
+  constexpr int kStage = BK * (LDA + LDB);  // floats per stage: A slice, then B slice
+  static_assert(STAGES * kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
+  __shared__ __align__(128) float smem[STAGES * kStage];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wm = warp / WN, wn = warp % WN;
+  const int tiles_n = (p.N + BN - 1) / BN;
+  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
+  int kb, ke;
+  p.k_range(kb, ke);
+  typename P::template A<BM, BK> a(p, m0, tid);
+  typename P::template B<BN, BK> b(p, n0, tid);
+  const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
+  auto issue = [&](int slice) {
+    float* st = smem + (slice % STAGES) * kStage;
+    a.template fetch_async<LDA>(st, kb + slice * BK, ke);
+    b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
+  };
+
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < slices) issue(s);
+    cp_async_commit();  // empty groups keep the count uniform
+  }
+  for (int it = 0; it < slices; ++it) {
+    cp_async_wait<STAGES - 2>();  // slice `it` has landed (for this thread) ...
+    __syncthreads();              // ... for every thread; slice it-1's buffer is free
+    if (it + STAGES - 1 < slices) issue(it + STAGES - 1);
+    cp_async_commit();
+    const float* as = smem + (it % STAGES) * kStage + wm * WTM + g;
+    const float* bs = smem + (it % STAGES) * kStage + BK * LDA + wn * WTN + g;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      const float* ak = as + (kk + 2 * t) * LDA;  // rows k = kk+2t, +1, +8, +9
+      const float* bk = bs + (kk + 2 * t) * LDB;
+      uint32_t fa[MT][4], fb[NT][2];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        const float* c = ak + i * 16;
+        fa[i][0] = pack_pair<T>(c[0], c[LDA]);                      // row g,   k 2t, 2t+1
+        fa[i][1] = pack_pair<T>(c[8], c[LDA + 8]);                  // row g+8
+        fa[i][2] = pack_pair<T>(c[8 * LDA], c[9 * LDA]);            // row g,   k 2t+8, 2t+9
+        fa[i][3] = pack_pair<T>(c[8 * LDA + 8], c[9 * LDA + 8]);    // row g+8
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const float* c = bk + j * 8;
+        fb[j][0] = pack_pair<T>(c[0], c[LDB]);            // column g, k 2t, 2t+1
+        fb[j][1] = pack_pair<T>(c[8 * LDB], c[9 * LDB]);  // k 2t+8, 2t+9
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) mma_16816<T>(acc[i][j], fa[i], fb[j]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the stages are dead: the epilogue stages its tiles there
+  // Each 16x16 block of the warp tile (two n-tiles) through the warp's staging
+  // tile to the policy's store, four columns at a time (as store_fragments).
+  float* cs = smem + warp * 16 * LDC;
+  const int i0 = m0 + wm * WTM, j0 = n0 + wn * WTN;
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int jj = 0; jj < NT; jj += 2) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float* d = acc[i][jj + h];
+        cs[g * LDC + h * 8 + 2 * t] = d[0];
+        cs[g * LDC + h * 8 + 2 * t + 1] = d[1];
+        cs[(g + 8) * LDC + h * 8 + 2 * t] = d[2];
+        cs[(g + 8) * LDC + h * 8 + 2 * t + 1] = d[3];
+      }
+      __syncwarp();
+      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
+        const int r = e / 4, c = (e % 4) * 4;
+        const int gi = i0 + i * 16 + r, gj = j0 + jj * 8 + c;
+        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)p;
+#endif
+}
+
 // Block tile: 128 where the dimension exceeds 64, halved (wider side first)
 // until every multiprocessor gets at least one block.
 void choose_tile(int M, int N, int64_t batch, int sms, int& bm, int& bn) {
@@ -393,6 +546,17 @@ void launch_wmma(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stre
     wmma_tile_kernel<P, T, 64, 64, BK, 2, 4><<<grid, kThreads, 0, stream>>>(p);
 }
 
+// The multi-stage 16-bit kernel for T: warp tiles 32x32 (64x64 blocks: 32x16).
+template <class P, class T>
+void launch_mma_async(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
+  if (bm == 64 && bn == 128)
+    mma_async_tile_kernel<P, T, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+  else if (bm == 128)
+    mma_async_tile_kernel<P, T, 128, 64, 16, 3, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+  else
+    mma_async_tile_kernel<P, T, 64, 64, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+}
+
 // Launches P over its M x N tiles (blockIdx.x) and `depth` blockIdx.z slices
 // (batch entries or reduction splits) with the block tile bm x bn, on the
 // kernel of `math` (the caller checked the math mode against the device).
@@ -405,14 +569,20 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
   const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
   if constexpr (HasAsync<P>::value) {
     // 3 stages of 16-deep slices fit the 48 KB of static shared memory up to 128 x 64.
-    if (math == TileMath::Tf32 && detail::tile_pipeline() && !(bm == 128 && bn == 128) &&
+    if (math != TileMath::Simt && detail::tile_pipeline() && !(bm == 128 && bn == 128) &&
         p.async_ok()) {
-      if (bm == 64 && bn == 128)
-        wmma_async_tile_kernel<P, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
-      else if (bm == 128)
-        wmma_async_tile_kernel<P, 128, 64, 16, 3, 4, 2><<<grid, kThreads, 0, stream>>>(p);
-      else
-        wmma_async_tile_kernel<P, 64, 64, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+      if (math == TileMath::Tf32) {
+        if (bm == 64 && bn == 128)
+          wmma_async_tile_kernel<P, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+        else if (bm == 128)
+          wmma_async_tile_kernel<P, 128, 64, 16, 3, 4, 2><<<grid, kThreads, 0, stream>>>(p);
+        else
+          wmma_async_tile_kernel<P, 64, 64, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
+      } else if (math == TileMath::Fp16) {
+        launch_mma_async<P, __half>(p, bm, bn, grid, stream);
+      } else {
+        launch_mma_async<P, __nv_bfloat16>(p, bm, bn, grid, stream);
+      }
       DOFPOSE_CUDA_LAUNCH_CHECK(name);
       return;
     }

@@ -328,14 +328,16 @@ TEST_CASE("backend ops: conv2d forward and backward (FP16 / BF16 tensor cores)")
   conv_cases(ck::MathMode::BF16, kHalf);
 }
 
-TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d, fused conv, gemm") {
+// TF32 runs wmma_async_tile_kernel, FP16 / BF16 mma_async_tile_kernel
+// (hand-built mma.sync fragments): the same cp.async stages.
+void multi_stage_cases(ck::MathMode mode, double tol) {
   struct Reset {
     ~Reset() { ck::set_tile_pipeline(false); }
   } reset;
   ck::set_tile_pipeline(true);
-  conv_cases(ck::MathMode::TF32, kTf32);
-  fused_conv_cases(ck::MathMode::TF32, kTf32);  // prologue cases fall back to the other kernel
-  MathModeGuard guard(ck::MathMode::TF32);
+  conv_cases(mode, tol);
+  fused_conv_cases(mode, tol);  // prologue cases fall back to the other kernel
+  MathModeGuard guard(mode);
   struct G {
     int M, N, K;
   };
@@ -345,7 +347,7 @@ TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d,
                      G{1024, 2048, 64}, G{64, 17000, 32}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
-        INFO(shape_name("gemm pipelined", {g.M, g.N, g.K, ta, tb}));
+        INFO(shape_name("gemm pipelined", {g.M, g.N, g.K, ta, tb}) << " math " << int(mode));
         Tensor A = randn(ta ? Shape{g.K, g.M} : Shape{g.M, g.K}, ++seed);
         Tensor B = randn(tb ? Shape{g.N, g.K} : Shape{g.K, g.N}, ++seed);
         const int lda = int(A.shape()[1]), ldb = int(B.shape()[1]);
@@ -357,8 +359,17 @@ TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d,
         ck::gemm(ta, tb, g.M, g.N, g.K, 1.0f, dA.f32(), lda, dB.f32(), ldb, 0.0f, dC.f32(), g.N,
                  nullptr);
         cuda::stream_synchronize(nullptr);
-        expect_close("gemm pipelined", ref, dC, kTf32);
+        expect_close("gemm pipelined", ref, dC, tol);
       }
+}
+
+TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d, fused conv, gemm") {
+  multi_stage_cases(ck::MathMode::TF32, kTf32);
+}
+
+TEST_CASE("backend ops: the multi-stage FP16 / BF16 mma.sync kernel (set_tile_pipeline): conv2d, fused conv, gemm") {
+  multi_stage_cases(ck::MathMode::FP16, kHalf);
+  multi_stage_cases(ck::MathMode::BF16, kHalf);
 }
 
 TEST_CASE("backend ops: the stem's direct kernel (set_stem_path): conv2d and fused conv forward") {
