@@ -1,7 +1,9 @@
-// bench/gpu_verdicts.py decides, after a GPU session, which default-off CUDA
-// paths to turn on. Checked here on a made-up benchmark JSON: rows are paired
-// by their switch argument, the speed-up and verdict are right, and a path
-// whose rows are missing or failed says so instead of being judged.
+// GPU-session tooling, checked without a GPU. bench/gpu_verdicts.py decides,
+// after a GPU session, which default-off CUDA paths to turn on: checked on
+// made-up benchmark JSON (rows paired by their switch argument, speed-up and
+// verdict right, a path whose rows are missing or failed says so instead of
+// being judged). And the multi-stage FP16/BF16 kernel's fragment offsets,
+// replayed on the host against the PTX layouts.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -94,4 +96,15 @@ TEST_CASE("gpu_verdicts.py names the file it cannot read") {
                              &out);
   CHECK(rc != 0);
   CHECK(out.find("broken.json") != std::string::npos);
+}
+
+// The multi-stage FP16/BF16 kernel's fragment offsets, replayed on the host
+// against the PTX fragment layouts (tests/mma_fragment_emulation.py).
+TEST_CASE("mma.sync fragment offsets of mma_async_tile_kernel reproduce A x B (host emulation)") {
+  const std::string out =
+      run_python(std::string(DOFPOSE_SOURCE_DIR) + "/tests/mma_fragment_emulation.py", {});
+  INFO(out);
+  CHECK(out.find("tile 64x64 warps 2x4: max |C - A B| = 0 ok") != std::string::npos);
+  CHECK(out.find("tile 64x128 warps 2x4: max |C - A B| = 0 ok") != std::string::npos);
+  CHECK(out.find("tile 128x64 warps 4x2: max |C - A B| = 0 ok") != std::string::npos);
 }
