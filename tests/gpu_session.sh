@@ -2,8 +2,11 @@
 # One lent-GPU session in one call (docs/cuda.md, "Running on a lent GPU"):
 # the CUDA suite, sanitizers on subsets, the whole-model comparison with
 # PyTorch and the per-kernel benchmarks, each with its own time limit so the
-# most important results come first. Uses binaries built on the workstation
-# (the GPU machine has no doctest / nlohmann-json / Google Benchmark headers):
+# most important results come first (suite, kernel benchmarks + verdicts,
+# sanitizers, profile, training fusion, whole-model comparison); every log
+# is written to $OUT as it goes, so a run cut off still returns what it did.
+# Uses binaries built on the workstation (the GPU machine has no doctest /
+# nlohmann-json / Google Benchmark headers):
 #   cmake -S . -B build-cuda -DDOFPOSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DDOFPOSE_BUILD_BENCH=ON
 #   cmake --build build-cuda -j --target dofpose_cuda_tests dofpose_model_timer dofpose_bench dofpose_cli
 #   mkdir -p .devlib && cp /lib/x86_64-linux-gnu/libbenchmark.so.1* .devlib/   # (.devlib git-ignored locally)
@@ -29,6 +32,14 @@ export LD_LIBRARY_PATH=$PWD/.devlib:$PWD/$B:/usr/local/cuda/lib64:/usr/local/cud
 nvidia-smi -L | tee "$OUT/smi.txt"
 timeout 150 "$B/tests/dofpose_cuda_tests" 2>&1 | tee "$OUT/tests.log" | tail -8
 echo "tests exit ${PIPESTATUS[0]}"
+# Kernel benchmarks next: they decide the default-off switches (bench/gpu_verdicts.py).
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout ${BENCH_TIMEOUT:-90} "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
+    --benchmark_out="$OUT/bench.json" --benchmark_out_format=json 2>&1 \
+    | tee "$OUT/bench.log" | grep -v '^-' | tail -40
+  # Default-off switches: candidate vs default path, per shape (bench/gpu_verdicts.py).
+  python3 bench/gpu_verdicts.py "$OUT/bench.json" 2>&1 | tee "$OUT/verdicts.txt"
+fi
 timeout 100 compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
   -tc="${MEMCHECK_FILTER:-*}" > "$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; tail -2 "$OUT/memcheck.log"
@@ -74,13 +85,6 @@ for L in $(echo "${MLP_LAUNCHES:-}" | tr ',' ' '); do
   PYTHONUNBUFFERED=1 timeout 90 python3 bench/compare_gpu.py --build "$B" --quick --only martinez_b1,progressive_b1 \
     --mlp-launch "$L" --json "$OUT/compare_gpu_$L.json" 2>&1 | tee "$OUT/compare_$L.log" | tail -4
 done
-if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout ${BENCH_TIMEOUT:-90} "$B/bench/dofpose_bench" --benchmark_filter="${BENCH_FILTER:-BM_cuda}" --benchmark_min_time=0.02 \
-    --benchmark_out="$OUT/bench.json" --benchmark_out_format=json 2>&1 \
-    | tee "$OUT/bench.log" | grep -v '^-' | tail -40
-  # Default-off switches: candidate vs default path, per shape (bench/gpu_verdicts.py).
-  python3 bench/gpu_verdicts.py "$OUT/bench.json" 2>&1 | tee "$OUT/verdicts.txt"
-fi
 C=${CUDNN_BUILD_DIR:-build-cudnn}
 if [ -x "$C/tests/dofpose_cuda_tests" ]; then
   lib=$(find / -name 'libcudnn.so.9' -not -path '/proc/*' 2>/dev/null | head -1)
