@@ -725,13 +725,14 @@ void check_shape(const char* op, const Conv2dShape& s) {
 
 // Forward and data-grad tiles: as choose_tile, but in TF32 no 128x128 (its
 // 190 registers allow one block per multiprocessor; two 128x64 blocks were
-// measured ~15% faster on the gathered operands, H200), nor for the
-// multi-stage FP16/BF16 kernel (its 3 stages fit 48 KB up to 128x64).
-void choose_conv_tile(int M, int N, int& bm, int& bn) {
+// measured ~15% faster on the gathered operands, H200), nor where the
+// multi-stage FP16/BF16 kernel will run (`pipelined`: a forward without
+// prologue under set_tile_pipeline; its 3 stages fit 48 KB up to 128x64).
+void choose_conv_tile(int M, int N, bool pipelined, int& bm, int& bn) {
   choose_tile(M, N, 1, detail::multiprocessor_count(), bm, bn);
   const TileMath math = detail::tile_math();
   const bool pipelined_16bit =
-      detail::tile_pipeline() && (math == TileMath::Fp16 || math == TileMath::Bf16);
+      pipelined && detail::tile_pipeline() && (math == TileMath::Fp16 || math == TileMath::Bf16);
   if ((math == TileMath::Tf32 || pipelined_16bit) && bm == 128 && bn == 128) bn = 64;
 }
 
@@ -760,7 +761,7 @@ void launch_forward(const Dims& d, const float* x, const float* w, const float* 
   p.y = y;
   p.f = f;
   int bm, bn;
-  choose_conv_tile(p.M, p.N, bm, bn);
+  choose_conv_tile(p.M, p.N, p.async_ok(), bm, bn);
   const int sms = detail::multiprocessor_count();
   const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
   const int total = p.d.C * p.d.RS;
@@ -872,7 +873,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
       p.dy = dy;
       p.dx = dx;
       int bm, bn;
-      choose_conv_tile(p.M, p.N, bm, bn);
+      choose_conv_tile(p.M, p.N, false, bm, bn);
       launch_tile_kernel(p, bm, bn, 1, detail::tile_math(), st,
                          "conv2d backward data");
     }

@@ -23,11 +23,14 @@ namespace dofpose::cuda_kernels {
 enum class MathMode { F32, TF32, FP16, BF16 };
 void set_math_mode(MathMode m);
 MathMode math_mode();
-// TF32 only: the multi-stage cp.async tile kernel (gemm_tiles.cuh) for the
-// conv forward without prologue and the dense GEMMs. Off by default: written
-// after the last GPU run, so not yet verified on a device.
+// The multi-stage cp.async tile kernels (gemm_tiles.cuh) for the conv forward
+// without prologue and the dense GEMMs, in TF32 (WMMA) and FP16/BF16
+// (mma.sync). Off by default: written after the last GPU run, so not yet
+// verified on a device. pipelined_launches() counts their launches (tests
+// check that a case reached them).
 void set_tile_pipeline(bool on);
 bool tile_pipeline();
+int64_t pipelined_launches();
 // The direct kernel for the stem convolution's forward (conv2d_stem.cu: C <= 4,
 // up to 7x7, stride <= 2, no input prologue; F32 in every math mode), used by
 // conv2d_forward / conv2d_fused_forward where it applies. Off by default:

@@ -306,6 +306,7 @@ void check_args(bool trans_a, bool trans_b, int M, int N, int K, const float* A,
 void set_math_mode(MathMode m) { g_math_mode = m; }
 void set_tile_pipeline(bool on) { g_tile_pipeline = on; }
 bool tile_pipeline() { return g_tile_pipeline; }
+int64_t pipelined_launches() { return detail::g_pipelined_launches.load(); }
 MathMode math_mode() { return g_math_mode; }
 void set_gemm_backend(GemmBackend b) { g_gemm_backend = b; }
 GemmBackend gemm_backend() { return g_gemm_backend; }
@@ -313,6 +314,7 @@ GemmBackend gemm_backend() { return g_gemm_backend; }
 namespace detail {
 
 // Declared in gemm_detail.h (used by conv2d.cu, linear.cu, gemm_tiles.cuh).
+std::atomic<int64_t> g_pipelined_launches{0};
 int multiprocessor_count() { return device_info().sms; }
 bool tile_pipeline() { return g_tile_pipeline; }
 TileMath tile_math() {

@@ -2,6 +2,7 @@
 // choice the tile kernels need, the strided-batched product (conv2d.cu's 1x1
 // path) and the skinny-shape test (linear.cu). Not part of the kernel API.
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 namespace dofpose::cuda_kernels {
@@ -15,6 +16,7 @@ int multiprocessor_count();
 bool use_tf32_tensor_cores();
 TileMath tile_math();
 bool tile_pipeline();  // set_tile_pipeline()
+extern std::atomic<int64_t> g_pipelined_launches;  // pipelined_launches()
 // Whether gemm() takes the warp-per-output path for this many outputs and reduction length.
 bool gemm_is_skinny(int64_t outputs, int K);
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,

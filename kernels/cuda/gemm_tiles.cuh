@@ -377,8 +377,8 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 //   B (16x8, col):  rows (k) 2t, 2t+1 and 2t+8, 2t+9 of column g;
 //   C (16x8):       rows g and g+8, columns 2t, 2t+1.
 // Shared slices are k-major (As[k][i], Bs[k][j], rows padded by kPad = 4
-// floats), so the eight lanes of a group read eight consecutive floats and the
-// four groups land 8 banks apart: no bank conflicts.
+// floats), so the eight lanes with the same t read eight consecutive floats,
+// and the four values of t land 8 banks apart: no bank conflicts.
 
 // Two floats as one 32-bit register of T pairs (lo in the low half).
 template <class T>
@@ -549,6 +549,8 @@ void launch_wmma(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stre
 // The multi-stage 16-bit kernel for T: warp tiles 32x32 (64x64 blocks: 32x16).
 template <class P, class T>
 void launch_mma_async(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
+  DOFPOSE_CHECK(!(bm == 128 && bn == 128), "mma_async_tile_kernel: no 128x128 tile (3 stages "
+                "would not fit 48 KB of shared memory)");
   if (bm == 64 && bn == 128)
     mma_async_tile_kernel<P, T, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
   else if (bm == 128)
@@ -584,6 +586,7 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
         launch_mma_async<P, __nv_bfloat16>(p, bm, bn, grid, stream);
       }
       DOFPOSE_CUDA_LAUNCH_CHECK(name);
+      ++detail::g_pipelined_launches;
       return;
     }
   }

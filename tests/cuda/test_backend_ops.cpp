@@ -335,8 +335,13 @@ void multi_stage_cases(ck::MathMode mode, double tol) {
     ~Reset() { ck::set_tile_pipeline(false); }
   } reset;
   ck::set_tile_pipeline(true);
+  int64_t launches = ck::pipelined_launches();
   conv_cases(mode, tol);
+  CHECK_MESSAGE(ck::pipelined_launches() > launches, "no conv case reached the multi-stage kernel");
+  launches = ck::pipelined_launches();
   fused_conv_cases(mode, tol);  // prologue cases fall back to the other kernel
+  CHECK_MESSAGE(ck::pipelined_launches() > launches, "no fused conv case reached the multi-stage kernel");
+  launches = ck::pipelined_launches();
   MathModeGuard guard(mode);
   struct G {
     int M, N, K;
@@ -361,6 +366,7 @@ void multi_stage_cases(ck::MathMode mode, double tol) {
         cuda::stream_synchronize(nullptr);
         expect_close("gemm pipelined", ref, dC, tol);
       }
+  CHECK_MESSAGE(ck::pipelined_launches() > launches, "no gemm case reached the multi-stage kernel");
 }
 
 TEST_CASE("backend ops: the multi-stage TF32 kernel (set_tile_pipeline): conv2d, fused conv, gemm") {
@@ -1036,7 +1042,9 @@ const char* launch_name(ck::MlpLaunch launch) {
 }
 
 // A batch-1 forward of a random lifter on the CPU and through the persistent
-// kernel (the current launch): the poses must agree.
+// kernel with the current launch: the poses must agree. The prefetching grid
+// reads the same weights in the same fmaf order as the cooperative grid, so
+// its poses must also equal the cooperative launch's bit for bit.
 void expect_persistent_matches_cpu(const char* kind, bool attributes, int width, uint32_t seed) {
   auto cpu_model = random_lifter_model(kind, attributes, seed, width);
   auto gpu_model = random_lifter_model(kind, attributes, seed, width);
@@ -1053,6 +1061,22 @@ void expect_persistent_matches_cpu(const char* kind, bool attributes, int width,
   ctx.synchronize();
   REQUIRE(oc.size() == og.size());
   for (size_t i = 0; i < oc.size(); ++i) expect_close(oc[i].name, to_host(oc[i].value), to_host(og[i].value), 1e-4);
+  if (ck::mlp_launch() == ck::MlpLaunch::Prefetch) {
+    std::vector<Tensor> prefetched;
+    for (const auto& o : og) prefetched.push_back(to_host(o.value));
+    ck::set_mlp_launch(ck::MlpLaunch::Cooperative);
+    Arena ga2(Device::CUDA);
+    auto oco = gpu_model->forward(ga2, in);
+    ctx.synchronize();
+    ck::set_mlp_launch(ck::MlpLaunch::Prefetch);
+    REQUIRE(oco.size() == prefetched.size());
+    for (size_t i = 0; i < oco.size(); ++i) {
+      INFO(oco[i].name << ": prefetching vs cooperative grid");
+      const Tensor coop = to_host(oco[i].value);
+      REQUIRE(coop.nbytes() == prefetched[i].nbytes());
+      CHECK(std::memcmp(coop.view().data, prefetched[i].view().data, coop.nbytes()) == 0);
+    }
+  }
   ops::set_cuda_stream(nullptr);
 }
 
