@@ -98,16 +98,22 @@ TEST_CASE("gpu_verdicts.py names the file it cannot read") {
   CHECK(out.find("broken.json") != std::string::npos);
 }
 
-// The multi-stage FP16/BF16 kernel's fragment offsets, replayed on the host
-// against the PTX fragment layouts (tests/mma_fragment_emulation.py).
-TEST_CASE("mma.sync fragment offsets of mma_async_tile_kernel reproduce A x B (host emulation)") {
+// The multi-stage FP16/BF16 kernel replayed on the host (stage ring, zero
+// fill, fragments through the PTX layouts, epilogue staging and guards):
+// tests/mma_fragment_emulation.py, 13 cases over the three tile shapes.
+TEST_CASE("mma_async_tile_kernel's offsets, stage ring and epilogue reproduce A x B (host emulation)") {
   const std::string out =
       run_python(std::string(DOFPOSE_SOURCE_DIR) + "/tests/mma_fragment_emulation.py", {});
   INFO(out);
-  for (const char* tile : {"tile 64x64 warps 2x4:", "tile 64x128 warps 2x4:", "tile 128x64 warps 4x2:"}) {
-    const std::string line = line_with(out, tile);
-    CHECK_MESSAGE(line.size() > 3, tile);
+  int cases = 0;
+  for (size_t at = out.find("max |C - A B|"); at != std::string::npos; at = out.find("max |C - A B|", at + 1)) {
+    const size_t end = out.find('\n', at);
+    const std::string line = out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    CHECK_MESSAGE(line.size() > 3, line);
     CHECK(line.substr(line.size() - 3) == " ok");
+    ++cases;
   }
+  CHECK(cases == 13);
+  for (const char* tile : {"tile 64x64 ", "tile 64x128 ", "tile 128x64 "}) CHECK(out.find(tile) != std::string::npos);
   CHECK(out.find("MISMATCH") == std::string::npos);
 }
