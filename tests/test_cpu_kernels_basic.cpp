@@ -387,6 +387,23 @@ TEST_CASE("cpu fill, copy_columns (overwrite and accumulate) and affine_columns"
     for (int c = 0; c < 4; ++c) CHECK(out[r * 4 + c] == x[r * 4 + c] * mul[c] + add[c]);
 }
 
+TEST_CASE("cpu standardize_columns: (x - mean) / std over the first columns, the rest copied bit for bit") {
+  // [3,5] rows: columns 0..2 standardised, 3..4 (attribute columns) passed through.
+  const std::vector<float> x = random_floats(15, 7, -500.f, 500.f);
+  const std::vector<float> mean = {10.f, -3.5f, 250.f}, sd = {2.f, 0.3f, 117.f};
+  std::vector<float> y(15, -1.f);
+  standardize_columns(3, 5, 3, x.data(), mean.data(), sd.data(), y.data());
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 3; ++c) CHECK(y[r * 5 + c] == (x[r * 5 + c] - mean[c]) / sd[c]);
+    for (int c = 3; c < 5; ++c) CHECK(y[r * 5 + c] == x[r * 5 + c]);
+  }
+  CHECK(y[0] == doctest::Approx((x[0] - 10.0) / 2.0));
+  // In place, all columns.
+  std::vector<float> z = x;
+  standardize_columns(5, 3, 3, z.data(), mean.data(), sd.data(), z.data());
+  for (int i = 0; i < 15; ++i) CHECK(z[i] == (x[i] - mean[i % 3]) / sd[i % 3]);
+}
+
 TEST_CASE("cpu upsample_add (the hourglass merge) equals upsample then add, bitwise") {
   const int N = 2, C = 3, H = 3, W = 5;
   const std::vector<float> low = random_floats(N * C * H * W, 4);

@@ -78,6 +78,11 @@ TEST_CASE("ops: column copies, per-column affine and the merge check their tenso
   Tensor x = Tensor::zeros({2, 3}), mul = Tensor::zeros({4}), add = Tensor::zeros({3});
   e = error_of([&] { ops::affine_columns(x, mul, add, x); });
   CHECK(e == "affine_columns: tensor 'mul' has shape [4], expected [3]");
+  Tensor m2 = Tensor::zeros({2}), s3 = Tensor::zeros({3}), m4 = Tensor::zeros({4});
+  e = error_of([&] { ops::standardize_columns(x, m2, s3, x); });
+  CHECK(e == "standardize_columns: tensor 'std' has shape [3], expected [2]");
+  e = error_of([&] { ops::standardize_columns(x, m4, m4, x); });
+  CHECK(e == "standardize_columns: tensor 'mean' has 4 columns, more than x's 3");
 
   Tensor low = Tensor::zeros({1, 2, 3, 3}), a = Tensor::zeros({1, 2, 6, 5}), y = Tensor::zeros({1, 2, 6, 6});
   e = error_of([&] { ops::upsample_add_forward(a, low, y); });

@@ -532,6 +532,26 @@ void affine_columns(const TensorView& x, const TensorView& mul, const TensorView
                                         g_stream));
 }
 
+void standardize_columns(const TensorView& x, const TensorView& mean, const TensorView& std,
+                         const TensorView& y) {
+  const char* op = "standardize_columns";
+  need_rank(op, "x", x, 2);
+  need_rank(op, "mean", mean, 1);
+  Device d = x.device;
+  need(op, "x", x, d, x.shape);
+  const int64_t count = mean.dim(0);
+  DOFPOSE_CHECK(count <= x.dim(1), op, ": tensor 'mean' has ", count, " columns, more than x's ",
+                x.dim(1));
+  need(op, "mean", mean, d, Shape{count});
+  need(op, "std", std, d, Shape{count});
+  need(op, "y", y, d, x.shape);
+  const int rows = int(x.dim(0)), cols = int(x.dim(1));
+  DISPATCH(op, d,
+           cpu::standardize_columns(rows, cols, int(count), x.f32(), mean.f32(), std.f32(), y.f32()),
+           cuda_kernels::standardize_columns(rows, cols, int(count), x.f32(), mean.f32(), std.f32(),
+                                             y.f32(), g_stream));
+}
+
 // ---- pooling and resizing
 void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   const char* op = "maxpool2x2_forward";

@@ -104,6 +104,10 @@ void copy_columns(int rows, int width, const float* src, int src_cols, int src_c
 // y[r, c] = x[r, c] * mul[c] + add[c] over [rows, cols] (per-column affine).
 void affine_columns(int rows, int cols, const float* x, const float* mul, const float* add,
                     float* y);
+// y[r, c] = (x[r, c] - mean[c]) / std[c] for c < count, x[r, c] for count <= c < cols
+// (the lifters' input and target standardisation; attribute columns pass through).
+void standardize_columns(int rows, int cols, int count, const float* x, const float* mean,
+                         const float* std, float* y);
 
 // ---- pool.cpp: 2x2 window, stride 2, output [N,C,H/2,W/2] (floor). Ties go to
 // the first maximum in row-major window order, as PyTorch.

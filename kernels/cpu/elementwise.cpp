@@ -37,4 +37,14 @@ void affine_columns(int rows, int cols, const float* x, const float* mul, const 
       y[int64_t(r) * cols + c] = x[int64_t(r) * cols + c] * mul[c] + add[c];
 }
 
+void standardize_columns(int rows, int cols, int count, const float* x, const float* mean,
+                         const float* std, float* y) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + int64_t(r) * cols;
+    float* yr = y + int64_t(r) * cols;
+    for (int c = 0; c < count; ++c) yr[c] = (xr[c] - mean[c]) / std[c];
+    for (int c = count; c < cols; ++c) yr[c] = xr[c];
+  }
+}
+
 }  // namespace dofpose::cpu

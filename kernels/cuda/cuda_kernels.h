@@ -121,6 +121,10 @@ void copy_columns(int rows, int width, const float* src, int src_cols, int src_c
 // y[r, c] = x[r, c] * mul[c] + add[c] over [rows, cols] (per-column affine).
 void affine_columns(int rows, int cols, const float* x, const float* mul, const float* add,
                     float* y, void* stream);
+// y[r, c] = (x[r, c] - mean[c]) / std[c] for c < count, else x[r, c] (IEEE
+// division: the CPU's bits).
+void standardize_columns(int rows, int cols, int count, const float* x, const float* mean,
+                         const float* std, float* y, void* stream);
 
 // ---- pool.cu / resize.cu
 void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, void* stream);

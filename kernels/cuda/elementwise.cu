@@ -73,6 +73,15 @@ __global__ void affine_columns_kernel(int64_t total, int cols, const float* x, c
     y[i] = x[i] * mul[c] + add[c];
   }
 }
+
+__global__ void standardize_columns_kernel(int64_t total, int cols, int count, const float* x,
+                                           const float* mean, const float* std, float* y) {
+  for (int64_t i = first_index(); i < total; i += grid_stride()) {
+    const int c = int(i % cols);
+    // __fdiv_rn / __fsub_rn: no contraction or approximation, the CPU's bits.
+    y[i] = c < count ? __fdiv_rn(__fsub_rn(x[i], mean[c]), std[c]) : x[i];
+  }
+}
 }  // namespace
 
 void relu_forward(int64_t n, const float* x, float* y, void* stream) {
@@ -124,6 +133,15 @@ void affine_columns(int rows, int cols, const float* x, const float* mul, const 
   affine_columns_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(total, cols, x,
                                                                                mul, add, y);
   DOFPOSE_CUDA_LAUNCH_CHECK("affine_columns");
+}
+
+void standardize_columns(int rows, int cols, int count, const float* x, const float* mean,
+                         const float* std, float* y, void* stream) {
+  const int64_t total = int64_t(rows) * cols;
+  if (total <= 0) return;
+  standardize_columns_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      total, cols, count, x, mean, std, y);
+  DOFPOSE_CUDA_LAUNCH_CHECK("standardize_columns");
 }
 
 }  // namespace dofpose::cuda_kernels

@@ -629,6 +629,12 @@ TEST_CASE("backend ops: element-wise, column copies and affine") {
   int iy = aff.out({129, 34});
   aff.run([&](const std::vector<TensorView>& t) { ops::affine_columns(t[ix], t[im], t[ia], t[iy]); },
           kElementwise);
+  // IEEE subtraction and division on both sides: the same bits (tolerance 0).
+  OpCase st("standardize_columns[129,59] over 32 columns");
+  int sx = st.in(randn({129, 59}, 6, 300.f)), sm = st.in(randn({32}, 7, 100.f));
+  int ss = st.in(positive({32}, 8)), sy = st.out({129, 59});
+  st.run([&](const std::vector<TensorView>& t) { ops::standardize_columns(t[sx], t[sm], t[ss], t[sy]); },
+         0.0);
 }
 
 TEST_CASE("backend ops: max pooling, nearest upsampling, merge, bilinear resize") {

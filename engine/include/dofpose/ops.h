@@ -112,6 +112,11 @@ void copy_columns(const TensorView& src, int64_t src_col, const TensorView& dst,
 // y = x * mul + add per column: x, y [N,C], mul, add [C] (normalisation).
 void affine_columns(const TensorView& x, const TensorView& mul, const TensorView& add,
                     const TensorView& y);
+// y = (x - mean) / std per column over the first K columns, the rest copied:
+// x, y [N,C], mean, std [K], K <= C (the lifters' standardisation of inputs
+// and targets, attribute columns passed through).
+void standardize_columns(const TensorView& x, const TensorView& mean, const TensorView& std,
+                         const TensorView& y);
 
 // 2x2 / stride 2 max pooling; x [N,C,H,W] -> y [N,C,H/2,W/2].
 void maxpool2x2_forward(const TensorView& x, const TensorView& y);

@@ -289,6 +289,39 @@ TensorView host_written(Arena& arena, Shape s, Write&& write) {
   return t;
 }
 
+// An arena tensor [n, cols] of host rows (`raw_row(x, r)` writes row r of x)
+// standardised over its first mean.numel() columns, (v - mean) / std, the rest
+// as written. On the CPU straight into the arena; on a device the raw rows go
+// up in one copy and ops::standardize_columns runs there, next to the
+// statistics (the same bits: IEEE subtraction and division), so no call
+// downloads them.
+template <class RawRow>
+TensorView standardised(Arena& arena, Shape s, const Tensor& mean, const Tensor& sd,
+                        RawRow&& raw_row) {
+  const int64_t n = s[0], cols = s[1], count = mean.numel();
+  TensorView t = arena.alloc(s);
+  if (t.device == Device::CPU) {
+    Tensor mean_holder, std_holder;
+    const float* m = host_floats(mean, mean_holder);
+    const float* d = host_floats(sd, std_holder);
+    float* x = t.f32();
+    for (int64_t r = 0; r < n; ++r) {
+      raw_row(x, r);
+      for (int64_t c = 0; c < count; ++c) x[r * cols + c] = (x[r * cols + c] - m[c]) / d[c];
+    }
+    return t;
+  }
+  DOFPOSE_CHECK(mean.device() == t.device, "Lifter: the normalisation statistics are on the ",
+                device_name(mean.device()), ", the arena on the ", device_name(t.device),
+                " (move the model with to_device)");
+  Tensor staging = Tensor::empty(s);
+  for (int64_t r = 0; r < n; ++r) raw_row(staging.f32(), r);
+  TensorView raw = arena.alloc(s);
+  copy(staging, raw);
+  ops::standardize_columns(raw, mean, sd, t);
+  return t;
+}
+
 void check_pose_batch(const char* op, const char* name, const TensorView& t, int64_t n,
                       int64_t cols, Device device = Device::CPU) {
   check_f32(op, name, t, device);
@@ -497,31 +530,22 @@ TensorView Lifter::prepare_input(Arena& arena, const TensorView& pose2d,
                   ": this lifter does not use attributes (use_attributes false), got ",
                   attributes.str());
   }
-  // Computed on the host (inputs are host data), then placed on the arena's device.
   const int64_t in = config_.input_dim();
-  Tensor mean_holder, std_holder;
-  const float* m = host_floats(norm_input_mean, mean_holder);
-  const float* sd = host_floats(norm_input_std, std_holder);
-  return host_written(arena, {n, in}, [&](float* x) {
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < pin; ++c) x[r * in + c] = (pose2d.f32()[r * pin + c] - m[c]) / sd[c];
-      for (int64_t c = 0; c < config_.attribute_dim(); ++c)
-        x[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
-    }
-  });
+  auto raw_row = [&](float* x, int64_t r) {  // the pose and the attributes, unscaled
+    for (int64_t c = 0; c < pin; ++c) x[r * in + c] = pose2d.f32()[r * pin + c];
+    for (int64_t c = 0; c < config_.attribute_dim(); ++c)
+      x[r * in + pin + c] = attributes.f32()[r * LifterConfig::kAttributeInputs + c];
+  };
+  return standardised(arena, {n, in}, norm_input_mean, norm_input_std, raw_row);
 }
 
 TensorView Lifter::normalise_output(Arena& arena, const TensorView& pose3d) const {
   const int64_t n = pose3d.ndim() >= 1 ? pose3d.dim(0) : 0, out = config_.output_dim();
   check_pose_batch("Lifter::normalise_output", "pose3d", pose3d, n, out);
-  Tensor mean_holder, std_holder;
-  const float* mean = host_floats(norm_output_mean, mean_holder);
-  const float* sd = host_floats(norm_output_std, std_holder);
-  return host_written(arena, {n, out}, [&](float* y) {
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t c = 0; c < out; ++c)
-        y[r * out + c] = (pose3d.f32()[r * out + c] - mean[c]) / sd[c];
-  });
+  auto raw_row = [&](float* y, int64_t r) {
+    for (int64_t c = 0; c < out; ++c) y[r * out + c] = pose3d.f32()[r * out + c];
+  };
+  return standardised(arena, {n, out}, norm_output_mean, norm_output_std, raw_row);
 }
 
 TensorView Lifter::denormalise_output(Arena& arena, const TensorView& yn) const {
