@@ -67,6 +67,15 @@ void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream) {
   DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
+void upload_staged(void* dst, const void* src, size_t bytes, void* stream) {
+  cudaPointerAttributes attr = {};
+  const bool pageable = cudaPointerGetAttributes(&attr, src) == cudaSuccess &&
+                        attr.type == cudaMemoryTypeUnregistered;
+  cudaGetLastError();  // an unregistered pointer is not an error here
+  DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
+  if (!pageable) DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
 void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream) {
   DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
   DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));

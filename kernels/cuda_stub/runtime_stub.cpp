@@ -19,6 +19,7 @@ DeviceTraits device_traits(int) { not_built("device_traits"); }
 void* malloc(size_t) { not_built("malloc"); }
 void free(void*) { not_built("free"); }
 void memcpy_h2d(void*, const void*, size_t, void*) { not_built("memcpy_h2d"); }
+void upload_staged(void*, const void*, size_t, void*) { not_built("upload_staged"); }
 void memcpy_d2h(void*, const void*, size_t, void*) { not_built("memcpy_d2h"); }
 void memcpy_d2d(void*, const void*, size_t, void*) { not_built("memcpy_d2d"); }
 void memset(void*, int, size_t, void*) { not_built("memset"); }

@@ -21,6 +21,12 @@ void free(void* p);
 void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+// Host->device without the host synchronisation, for small per-call inputs:
+// from pageable memory CUDA returns once it has staged the source (it may be
+// reused at once); work queued on `stream` afterwards sees the data, other
+// streams must stream_wait. A page-locked source is waited for (as
+// memcpy_h2d), since its copy would still read it.
+void upload_staged(void* dst, const void* src, size_t bytes, void* stream);
 void memset(void* dst, int value, size_t bytes, void* stream = nullptr);
 
 // CUDA graphs: work queued on `stream` between begin and end is recorded

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dofpose/cuda_backend.h"
 #include "dofpose/nn/optimizer.h"
 #include "dofpose/nn/serialize.h"
 
@@ -317,7 +318,8 @@ TensorView standardised(Arena& arena, Shape s, const Tensor& mean, const Tensor&
   Tensor staging = Tensor::empty(s);
   for (int64_t r = 0; r < n; ++r) raw_row(staging.f32(), r);
   TensorView raw = arena.alloc(s);
-  copy(staging, raw);
+  // Queued on the stream that standardises and then reads it: no host wait.
+  cuda::upload_staged(raw.data, staging.f32(), staging.nbytes(), ops::cuda_stream());
   ops::standardize_columns(raw, mean, sd, t);
   return t;
 }
