@@ -97,16 +97,18 @@ bool have_device(benchmark::State& state) {
 
 // args: N, C, H, K, R, stride, mode (0: F32, 1: TF32, 2: TF32 on the multi-stage
 // kernel (set_tile_pipeline), 3: F32 on the stem's direct kernel (set_stem_path),
-// 4: FP16, 5: FP16 on the multi-stage mma.sync kernel)
+// 4: FP16, 5: FP16 on the multi-stage mma.sync kernel, 6: TF32 on the multi-stage
+// mma.sync kernel (set_tf32_mma))
 void BM_cuda_conv2d_forward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
   const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
   const int mode = int(state.range(6));
-  ck::set_math_mode(mode == 1 || mode == 2   ? ck::MathMode::TF32
-                    : mode == 4 || mode == 5 ? ck::MathMode::FP16
-                                             : ck::MathMode::F32);
-  ck::set_tile_pipeline(mode == 2 || mode == 5);
+  ck::set_math_mode(mode == 1 || mode == 2 || mode == 6 ? ck::MathMode::TF32
+                    : mode == 4 || mode == 5             ? ck::MathMode::FP16
+                                                         : ck::MathMode::F32);
+  ck::set_tile_pipeline(mode == 2 || mode == 5 || mode == 6);
+  ck::set_tf32_mma(mode == 6);
   ck::set_stem_path(mode == 3);
   Context ctx(Device::CUDA);
   ctx.make_current();
@@ -119,6 +121,7 @@ void BM_cuda_conv2d_forward(benchmark::State& state) {
   time_cuda(state, ctx, double(cs.flops()), bytes, [&] { ops::conv2d_forward(x, w, b, y, p); });
   ck::set_math_mode(ck::MathMode::F32);
   ck::set_tile_pipeline(false);
+  ck::set_tf32_mma(false);
   ck::set_stem_path(false);
   ops::set_cuda_stream(nullptr);
 }
@@ -130,9 +133,9 @@ BENCHMARK(BM_cuda_conv2d_forward)
     ->Args({1, 128, 64, 128, 3, 1, 0})->Args({1, 128, 64, 128, 3, 1, 1})  // bottleneck 3x3
     ->Args({1, 256, 64, 128, 1, 1, 0})->Args({1, 256, 64, 128, 1, 1, 1})  // bottleneck 1x1
     ->Args({64, 128, 64, 128, 3, 1, 0})->Args({64, 128, 64, 128, 3, 1, 1})
-    ->Args({64, 128, 64, 128, 3, 1, 2})                                   // multi-stage TF32
+    ->Args({64, 128, 64, 128, 3, 1, 2})->Args({64, 128, 64, 128, 3, 1, 6})  // multi-stage TF32: WMMA, mma
     ->Args({64, 256, 64, 128, 1, 1, 0})->Args({64, 256, 64, 128, 1, 1, 1})
-    ->Args({64, 256, 64, 128, 1, 1, 2})
+    ->Args({64, 256, 64, 128, 1, 1, 2})->Args({64, 256, 64, 128, 1, 1, 6})
     ->Args({64, 128, 64, 128, 3, 1, 4})->Args({64, 128, 64, 128, 3, 1, 5})  // FP16, multi-stage
     ->Args({64, 256, 64, 128, 1, 1, 4})->Args({64, 256, 64, 128, 1, 1, 5})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

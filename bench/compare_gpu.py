@@ -44,8 +44,9 @@ class GpuTimer(cc.Timer):
     def __init__(self, exe, model, inp, out_dir, math, target=None, graph=False, extra=()):
         # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline);
         # "f32s": F32 with the stem's direct kernel (--stem-kernel)
-        # "fp16p" / "bf16p": FP16 / BF16 on the multi-stage mma.sync kernel
+        # "fp16p" / "bf16p" / "tf32m": FP16 / BF16 / TF32 on the multi-stage mma.sync kernel
         mode = {"tf32p": ["--math", "tf32", "--pipeline"],
+                "tf32m": ["--math", "tf32", "--tf32-mma"],
                 "fp16p": ["--math", "fp16", "--pipeline"],
                 "bf16p": ["--math", "bf16", "--pipeline"],
                 "f32s": ["--math", "f32", "--stem-kernel"]}.get(math, ["--math", math])
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--maths", default="f32,tf32,fp16,bf16",
                     help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
                          "tf32p / fp16p / bf16p = ours on the multi-stage kernels (--pipeline), "
+                         "tf32m = TF32 on the multi-stage mma.sync kernel (--tf32-mma), "
                          "f32s = ours in F32 with the stem's direct kernel (--stem-kernel)")
     ap.add_argument("--mlp-launch", default="cooperative", choices=["cooperative", "cluster", "prefetch"],
                     help="our persistent batch-1 lifter's launch (model_timer --mlp-launch)")
@@ -148,8 +150,8 @@ def main():
                 np.save(os.path.join(d, "x.npy"), x)
                 xt = torch.from_numpy(x).to(dev)
                 for math in args.maths.split(","):
-                    torch.backends.cudnn.allow_tf32 = math in ("tf32", "tf32p")
-                    torch.backends.cuda.matmul.allow_tf32 = math in ("tf32", "tf32p")
+                    torch.backends.cudnn.allow_tf32 = math in ("tf32", "tf32p", "tf32m")
+                    torch.backends.cuda.matmul.allow_tf32 = math in ("tf32", "tf32p", "tf32m")
                     fn_m = fn
                     if math in ("fp16", "bf16", "fp16p", "bf16p"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
                         dt = torch.float16 if math.startswith("fp16") else torch.bfloat16

@@ -4,7 +4,7 @@
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
 //       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]
-//       [--pipeline] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
+//       [--pipeline] [--tf32-mma] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs). --train with a lifter: X is the normalised network input
@@ -24,7 +24,7 @@
 // and add layers, and no persistent batch-1 lifter kernel; training: separate
 // BatchNorm, ReLU and Dropout) to measure what the fusion buys. --pipeline
 // (with --math tf32, fp16 or bf16) uses the multi-stage cp.async tile kernels
-// (cuda_kernels::set_tile_pipeline), --stem-kernel the stem convolution's
+// (cuda_kernels::set_tile_pipeline; --tf32-mma: TF32 on the mma.sync one), --stem-kernel the stem convolution's
 // direct kernel (cuda_kernels::set_stem_path); neither yet verified on a GPU.
 // --mlp-launch cooperative|cluster|prefetch picks the persistent batch-1
 // lifter's launch (cuda_kernels::set_mlp_launch; cluster and prefetch not yet
@@ -66,14 +66,14 @@ struct Options {
   std::string model, input, target, output_dir;
   std::string device = "cpu", math = "f32", mlp_launch = "cooperative";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
-  bool stem_kernel = false;
+  bool stem_kernel = false, tf32_mma = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline] [--stem-kernel]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
             << "       [--mlp-launch cooperative|cluster|prefetch]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
@@ -107,6 +107,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--graph") o.graph = true;
     else if (a == "--unfused") o.unfused = true;
     else if (a == "--pipeline") o.pipeline = true;
+    else if (a == "--tf32-mma") o.pipeline = o.tf32_mma = true;
     else if (a == "--stem-kernel") o.stem_kernel = true;
     else if (a == "--mlp-launch") o.mlp_launch = value();
     else if (a == "--serve") o.serve = true;
@@ -295,6 +296,7 @@ int main(int argc, char** argv) {
     if (opt.math == "fp16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::FP16);
     if (opt.math == "bf16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::BF16);
     cuda_kernels::set_tile_pipeline(opt.pipeline);
+    cuda_kernels::set_tf32_mma(opt.tf32_mma);
     cuda_kernels::set_stem_path(opt.stem_kernel);
     cuda_kernels::set_mlp_launch(opt.mlp_launch == "cluster"    ? cuda_kernels::MlpLaunch::Cluster
                                  : opt.mlp_launch == "prefetch" ? cuda_kernels::MlpLaunch::Prefetch

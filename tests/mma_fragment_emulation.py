@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Host check of mma_async_tile_kernel (kernels/cuda/gemm_tiles.cuh), no GPU needed.
+"""Host check of mma_async_tile_kernel (kernels/cuda/gemm_tiles.cuh), no GPU needed,
+for both of its input kinds: FP16/BF16 (m16n8k16) and TF32 (m16n8k8).
 
 Replays the kernel block by block in numpy: the STAGES-deep ring of k-major
 shared slices as the cp.async loaders fill it (zero outside the operands and
 past the block's k range), every lane's shared-memory reads that build its
-mma.sync.m16n8k16 A and B registers (pairs: the first element is the low
+mma.sync A and B registers (16-bit pairs: the first element is the low
 half, the lower k), the MMA itself through the fragment layouts of the PTX ISA
-("Matrix fragments for mma.m16n8k16 with floating point type"), the epilogue's
+("Matrix fragments for mma.m16n8k16 / mma.m16n8k8"), the epilogue's
 16 x LDC staging tile per warp and the guarded store loop. Checks that the
 result is A x B over the k range, every element written, and that no slice is
 overwritten before it is consumed. The offsets are copied from the kernel by
@@ -16,25 +17,48 @@ import sys
 
 import numpy as np
 
-K_PAD, BK, STAGES = 4, 16, 3
+BK, STAGES = 16, 3
+# Per input type (MmaInput<T> in the kernel): mma k depth, first k row of lane t
+# (kLaneRow * t), row padding in floats.
+INPUTS = {"fp16/bf16": dict(kK=16, lane_row=2, pad=4), "tf32": dict(kK=8, lane_row=1, pad=8)}
 
 
-def ptx_a(regs, g, t, Am):
-    """Places one lane's A registers (4 pairs) by the PTX layout."""
-    a = [x for pair in regs for x in pair]  # a0..a7, low half first
-    for e in range(8):
-        Am[g + (8 if e in (2, 3, 6, 7) else 0), 2 * t + (e & 1) + (8 if e >= 4 else 0)] = a[e]
+def load_a(kind, smem, c, ld):
+    """MmaInput<T>::load_a: the values of the lane's A registers, low half first."""
+    if kind == "tf32":
+        return [smem[c], smem[c + 8], smem[c + 4 * ld], smem[c + 4 * ld + 8]]
+    return [smem[c], smem[c + ld], smem[c + 8], smem[c + ld + 8],
+            smem[c + 8 * ld], smem[c + 9 * ld], smem[c + 8 * ld + 8], smem[c + 9 * ld + 8]]
 
 
-def ptx_b(regs, g, t, Bm):
-    b = [x for pair in regs for x in pair]  # b0..b3
-    for e in range(4):
-        Bm[2 * t + (e & 1) + (8 if e >= 2 else 0), g] = b[e]
+def load_b(kind, smem, c, ld):
+    if kind == "tf32":
+        return [smem[c], smem[c + 4 * ld]]
+    return [smem[c], smem[c + ld], smem[c + 8 * ld], smem[c + 9 * ld]]
 
 
-def kernel(A, B, kb, ke, BM, BN, WM, WN):
+def ptx_a(kind, a, g, t, Am):
+    """Places one lane's A elements by the PTX layout (m16n8k16 / m16n8k8 .tf32)."""
+    for e, v in enumerate(a):
+        if kind == "tf32":  # a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4)
+            Am[g + (8 if e in (1, 3) else 0), t + (4 if e >= 2 else 0)] = v
+        else:  # a0..a7: rows g (+8 for 2,3,6,7), cols 2t + (e&1) (+8 for e >= 4)
+            Am[g + (8 if e in (2, 3, 6, 7) else 0), 2 * t + (e & 1) + (8 if e >= 4 else 0)] = v
+
+
+def ptx_b(kind, b, g, t, Bm):
+    for e, v in enumerate(b):
+        if kind == "tf32":  # b0 (k t), b1 (k t+4), column g
+            Bm[t + (4 if e == 1 else 0), g] = v
+        else:  # b0..b3: k 2t + (e&1) (+8 for e >= 2), column g
+            Bm[2 * t + (e & 1) + (8 if e >= 2 else 0), g] = v
+
+
+def kernel(kind, A, B, kb, ke, BM, BN, WM, WN):
+    In = INPUTS[kind]
+    KK = In["kK"]
     M, N = A.shape[0], B.shape[1]
-    LDA, LDB, LDC = BM + K_PAD, BN + K_PAD, 16 + K_PAD
+    LDA, LDB, LDC = BM + In["pad"], BN + In["pad"], 16 + 4
     WTM, WTN = BM // WM, BN // WN
     MT, NT = WTM // 16, WTN // 8
     k_stage = BK * (LDA + LDB)
@@ -67,23 +91,19 @@ def kernel(A, B, kb, ke, BM, BN, WM, WN):
                 return None, f"slice {it} overwritten before use"
             for warp in range(8):
                 wm, wn = warp // WN, warp % WN
-                for kk in range(0, BK, 16):
-                    Am = np.full((MT, 16, 16), np.nan)
-                    Bm = np.full((NT, 16, 8), np.nan)
+                for kk in range(0, BK, KK):
+                    Am = np.full((MT, 16, KK), np.nan)
+                    Bm = np.full((NT, KK, 8), np.nan)
                     for lane in range(32):
                         g, t = lane // 4, lane % 4
                         # as / bs, then ak / bk, then + i * 16 / + j * 8, as in the kernel
                         base = (it % STAGES) * k_stage
-                        ak = base + wm * WTM + g + (kk + 2 * t) * LDA
-                        bk = base + BK * LDA + wn * WTN + g + (kk + 2 * t) * LDB
+                        ak = base + wm * WTM + g + (kk + In["lane_row"] * t) * LDA
+                        bk = base + BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB
                         for i in range(MT):
-                            c = ak + i * 16
-                            ptx_a([(smem[c], smem[c + LDA]), (smem[c + 8], smem[c + LDA + 8]),
-                                   (smem[c + 8 * LDA], smem[c + 9 * LDA]),
-                                   (smem[c + 8 * LDA + 8], smem[c + 9 * LDA + 8])], g, t, Am[i])
+                            ptx_a(kind, load_a(kind, smem, ak + i * 16, LDA), g, t, Am[i])
                         for j in range(NT):
-                            c = bk + j * 8
-                            ptx_b([(smem[c], smem[c + LDB]), (smem[c + 8 * LDB], smem[c + 9 * LDB])], g, t, Bm[j])
+                            ptx_b(kind, load_b(kind, smem, bk + j * 8, LDB), g, t, Bm[j])
                     for i in range(MT):
                         for j in range(NT):
                             D = Am[i] @ Bm[j]
@@ -115,6 +135,36 @@ def kernel(A, B, kb, ke, BM, BN, WM, WN):
     return C, ""
 
 
+def worst_bank_conflict(kind, BM, BN, WM, WN):
+    """The most lanes of a warp that one fragment read sends to one shared-memory
+    bank at different addresses (1: conflict-free), over every read of a slice."""
+    In = INPUTS[kind]
+    LDA, LDB = BM + In["pad"], BN + In["pad"]
+    WTM, WTN = BM // WM, BN // WN
+    probe = np.arange(BK * (LDA + LDB))  # element index = address in floats
+    worst = 1
+    for warp in range(8):
+        wm, wn = warp // WN, warp % WN
+        for kk in range(0, BK, In["kK"]):
+            for i in range(WTM // 16):
+                reads = [load_a(kind, probe, wm * WTM + g + (kk + In["lane_row"] * t) * LDA + i * 16, LDA)
+                         for g in range(8) for t in range(4)]
+                for r in zip(*reads):  # one register position, all 32 lanes
+                    banks = {}
+                    for addr in set(r):
+                        banks[addr % 32] = banks.get(addr % 32, 0) + 1
+                    worst = max(worst, max(banks.values()))
+            for j in range(WTN // 8):
+                reads = [load_b(kind, probe, BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB + j * 8, LDB)
+                         for g in range(8) for t in range(4)]
+                for r in zip(*reads):
+                    banks = {}
+                    for addr in set(r):
+                        banks[addr % 32] = banks.get(addr % 32, 0) + 1
+                    worst = max(worst, max(banks.values()))
+    return worst
+
+
 def main():
     rng = np.random.default_rng(1)
     ok = True
@@ -122,14 +172,20 @@ def main():
     cases = [(M, N, K, 0, K, tile) for (M, N, K) in [(7, 5, 3), (33, 65, 17), (70, 130, 50), (130, 70, 49)]
              for tile in tiles]
     cases.append((33, 65, 100, 32, 80, tiles[0]))  # one split of a split-K product
-    for M, N, K, kb, ke, (BM, BN, WM, WN) in cases:
-        A, B = rng.standard_normal((M, K)), rng.standard_normal((K, N))
-        C, why = kernel(A, B, kb, ke, BM, BN, WM, WN)
-        err = np.abs(C - A[:, kb:ke] @ B[kb:ke, :]).max() if C is not None else np.nan
-        good = bool(err < 1e-9)  # float64 sums in another order; nan (unwritten) fails
-        ok &= good
-        print(f"M {M} N {N} k [{kb},{ke}) tile {BM}x{BN} warps {WM}x{WN}: max |C - A B| = {err:.3g} "
-              f"{'ok' if good else 'MISMATCH ' + why}")
+    for kind in INPUTS:
+        for M, N, K, kb, ke, (BM, BN, WM, WN) in cases:
+            A, B = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+            C, why = kernel(kind, A, B, kb, ke, BM, BN, WM, WN)
+            err = np.abs(C - A[:, kb:ke] @ B[kb:ke, :]).max() if C is not None else np.nan
+            good = bool(err < 1e-9)  # float64 sums in another order; nan (unwritten) fails
+            ok &= good
+            print(f"{kind} M {M} N {N} k [{kb},{ke}) tile {BM}x{BN} warps {WM}x{WN}: "
+                  f"max |C - A B| = {err:.3g} {'ok' if good else 'MISMATCH ' + why}")
+    for kind in INPUTS:
+        for BM, BN, WM, WN in tiles:
+            w = worst_bank_conflict(kind, BM, BN, WM, WN)
+            ok &= w == 1
+            print(f"{kind} tile {BM}x{BN}: fragment reads {'conflict-free' if w == 1 else f'{w}-way BANK CONFLICT'}")
     return 0 if ok else 1
 
 

@@ -2,8 +2,8 @@
 // after a GPU session, which default-off CUDA paths to turn on: checked on
 // made-up benchmark JSON (rows paired by their switch argument, speed-up and
 // verdict right, a path whose rows are missing or failed says so instead of
-// being judged). And the multi-stage FP16/BF16 kernel's fragment offsets,
-// replayed on the host against the PTX layouts.
+// being judged). And the multi-stage mma.sync kernel, replayed on the host
+// against the PTX fragment layouts.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -98,9 +98,10 @@ TEST_CASE("gpu_verdicts.py names the file it cannot read") {
   CHECK(out.find("broken.json") != std::string::npos);
 }
 
-// The multi-stage FP16/BF16 kernel replayed on the host (stage ring, zero
-// fill, fragments through the PTX layouts, epilogue staging and guards):
-// tests/mma_fragment_emulation.py, 13 cases over the three tile shapes.
+// The multi-stage mma.sync kernel replayed on the host (stage ring, zero
+// fill, fragments through the PTX layouts, epilogue staging and guards) for
+// FP16/BF16 and TF32 inputs, 13 cases each over the three tile shapes, and
+// its fragment reads checked for bank conflicts: tests/mma_fragment_emulation.py.
 TEST_CASE("mma_async_tile_kernel's offsets, stage ring and epilogue reproduce A x B (host emulation)") {
   const std::string out =
       run_python(std::string(DOFPOSE_SOURCE_DIR) + "/tests/mma_fragment_emulation.py", {});
@@ -113,7 +114,11 @@ TEST_CASE("mma_async_tile_kernel's offsets, stage ring and epilogue reproduce A 
     CHECK(line.substr(line.size() - 3) == " ok");
     ++cases;
   }
-  CHECK(cases == 13);
-  for (const char* tile : {"tile 64x64 ", "tile 64x128 ", "tile 128x64 "}) CHECK(out.find(tile) != std::string::npos);
+  CHECK(cases == 26);  // 13 per input kind
+  for (const char* kind : {"fp16/bf16 ", "tf32 "})
+    for (const char* tile : {"tile 64x64", "tile 64x128", "tile 128x64"})
+      CHECK_MESSAGE(out.find(std::string(kind) + tile + ": fragment reads conflict-free") != std::string::npos,
+                    kind << tile);
   CHECK(out.find("MISMATCH") == std::string::npos);
+  CHECK(out.find("BANK CONFLICT") == std::string::npos);
 }

@@ -31,6 +31,10 @@ MathMode math_mode();
 void set_tile_pipeline(bool on);
 bool tile_pipeline();
 int64_t pipelined_launches();
+// With the pipeline on, TF32 products run on the mma.sync kernel (hand-built
+// m16n8k8 fragments) instead of the WMMA one. Off by default, not yet run.
+void set_tf32_mma(bool on);
+bool tf32_mma();
 // The direct kernel for the stem convolution's forward (conv2d_stem.cu: C <= 4,
 // up to 7x7, stride <= 2, no input prologue; F32 in every math mode), used by
 // conv2d_forward / conv2d_fused_forward where it applies. Off by default:

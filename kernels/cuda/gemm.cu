@@ -56,6 +56,7 @@ namespace {
 // Process-wide settings (set between runs, not while kernels are queued).
 MathMode g_math_mode = MathMode::F32;
 bool g_tile_pipeline = false;
+bool g_tf32_mma = false;
 GemmBackend g_gemm_backend = GemmBackend::Own;
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
@@ -306,6 +307,8 @@ void check_args(bool trans_a, bool trans_b, int M, int N, int K, const float* A,
 void set_math_mode(MathMode m) { g_math_mode = m; }
 void set_tile_pipeline(bool on) { g_tile_pipeline = on; }
 bool tile_pipeline() { return g_tile_pipeline; }
+void set_tf32_mma(bool on) { g_tf32_mma = on; }
+bool tf32_mma() { return g_tf32_mma; }
 int64_t pipelined_launches() { return detail::g_pipelined_launches.load(); }
 MathMode math_mode() { return g_math_mode; }
 void set_gemm_backend(GemmBackend b) { g_gemm_backend = b; }
@@ -317,6 +320,7 @@ namespace detail {
 std::atomic<int64_t> g_pipelined_launches{0};
 int multiprocessor_count() { return device_info().sms; }
 bool tile_pipeline() { return g_tile_pipeline; }
+bool tf32_mma() { return g_tf32_mma; }
 TileMath tile_math() {
   if (device_info().major < 8) return TileMath::Simt;  // the kernels are built for sm_80+
   switch (g_math_mode) {

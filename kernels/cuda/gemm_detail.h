@@ -16,6 +16,7 @@ int multiprocessor_count();
 bool use_tf32_tensor_cores();
 TileMath tile_math();
 bool tile_pipeline();  // set_tile_pipeline()
+bool tf32_mma();       // set_tf32_mma()
 extern std::atomic<int64_t> g_pipelined_launches;  // pipelined_launches()
 // Whether gemm() takes the warp-per-output path for this many outputs and reduction length.
 bool gemm_is_skinny(int64_t outputs, int K);

@@ -364,21 +364,25 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #endif
 }
 
-// ---- the multi-stage FP16 / BF16 kernel (set_tile_pipeline(true) with the
-// FP16 or BF16 math mode; off by default until it has run on a GPU). The same
-// cp.async stages of float32 slices as wmma_async_tile_kernel, but the
-// fragments are built by hand for mma.sync.m16n8k16 (PTX ISA, "Matrix
-// fragments for mma.m16n8k16"), converting each pair of floats to 16 bits as
-// it is read from shared memory: WMMA's fragment layout is unspecified, so it
-// cannot take converted registers, and cp.async cannot convert on the way in.
-// Each element is rounded to nearest once, as the register-staged kernel does.
-// With g = lane / 4 and t = lane % 4, a thread holds
-//   A (16x16, row): rows g and g+8, columns 2t, 2t+1 and 2t+8, 2t+9;
-//   B (16x8, col):  rows (k) 2t, 2t+1 and 2t+8, 2t+9 of column g;
-//   C (16x8):       rows g and g+8, columns 2t, 2t+1.
-// Shared slices are k-major (As[k][i], Bs[k][j], rows padded by kPad = 4
-// floats), so the eight lanes with the same t read eight consecutive floats,
-// and the four values of t land 8 banks apart: no bank conflicts.
+// ---- the multi-stage mma.sync kernel (set_tile_pipeline(true) with the FP16
+// or BF16 math mode, or TF32 with set_tf32_mma(true); off by default until it
+// has run on a GPU). The same cp.async stages of float32 slices as
+// wmma_async_tile_kernel, but the fragments are built by hand for mma.sync
+// (PTX ISA, "Matrix fragments for mma.m16n8k16 / m16n8k8"), each element
+// converted as it is read from shared memory: WMMA's fragment layout is
+// unspecified, so it cannot take converted registers, and cp.async cannot
+// convert on the way in. Each element is rounded once, as the register-staged
+// kernels do. With g = lane / 4 and t = lane % 4, a thread holds
+//   FP16/BF16, m16n8k16:
+//     A (16x16, row): rows g and g+8, k 2t, 2t+1 and 2t+8, 2t+9 (pairs packed, lower k low);
+//     B (16x8, col):  k 2t, 2t+1 and 2t+8, 2t+9 of column g;
+//   TF32, m16n8k8:
+//     A (16x8): rows g and g+8, k t and t+4;  B (8x8): k t and t+4 of column g;
+//   C (16x8): rows g and g+8, columns 2t, 2t+1.
+// Shared slices are k-major (As[k][i], Bs[k][j]). Rows are padded so that the
+// eight lanes with the same t read eight consecutive floats and the four
+// values of t land 8 banks apart (no bank conflicts): 4 floats when lanes
+// start at k row 2t, 8 when they start at row t.
 
 // Two floats as one 32-bit register of T pairs (lo in the low half).
 template <class T>
@@ -392,35 +396,84 @@ __device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
   }
 }
 
-// d += a * b for one 16x8x16 tile, FP32 accumulation.
-template <class T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+__device__ __forceinline__ uint32_t to_tf32(float x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, __half>)
+  return __float_as_uint(nvcuda::wmma::__float_to_tf32(x));  // the WMMA paths' rounding
+#else
+  return __float_as_uint(x);
+#endif
+}
+
+// What mma_async_tile_kernel needs to know about its input type T. `c` points
+// at the lane's first element of a fragment: A at (row g, k row kLaneRow * t),
+// B at (k row kLaneRow * t, column g); ld is the slice's k stride.
+template <class T>
+struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
+  static constexpr int kK = 16, kLaneRow = 2, kRowPad = 4;
+  __device__ static void load_a(const float* c, int ld, uint32_t (&a)[4]) {
+    a[0] = pack_pair<T>(c[0], c[ld]);                    // row g,   k 2t, 2t+1
+    a[1] = pack_pair<T>(c[8], c[ld + 8]);                // row g+8
+    a[2] = pack_pair<T>(c[8 * ld], c[9 * ld]);           // row g,   k 2t+8, 2t+9
+    a[3] = pack_pair<T>(c[8 * ld + 8], c[9 * ld + 8]);   // row g+8
+  }
+  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2]) {
+    b[0] = pack_pair<T>(c[0], c[ld]);            // column g, k 2t, 2t+1
+    b[1] = pack_pair<T>(c[8 * ld], c[9 * ld]);   // k 2t+8, 2t+9
+  }
+  __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (std::is_same_v<T, __half>)
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+          "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+          "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    (void)d, (void)a, (void)b;
+#endif
+  }
+};
+template <>
+struct MmaInput<float> {  // TF32: m16n8k8
+  static constexpr int kK = 8, kLaneRow = 1, kRowPad = 8;
+  __device__ static void load_a(const float* c, int ld, uint32_t (&a)[4]) {
+    a[0] = to_tf32(c[0]);           // row g,   k t
+    a[1] = to_tf32(c[8]);           // row g+8
+    a[2] = to_tf32(c[4 * ld]);      // row g,   k t+4
+    a[3] = to_tf32(c[4 * ld + 8]);  // row g+8
+  }
+  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2]) {
+    b[0] = to_tf32(c[0]);       // column g, k t
+    b[1] = to_tf32(c[4 * ld]);  // k t+4
+  }
+  __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-  (void)d, (void)a, (void)b;
+    (void)d, (void)a, (void)b;
 #endif
-}
+  }
+};
 
 template <class P, class T, int BM, int BN, int BK, int STAGES, int WM, int WN>
 __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   static_assert(WM * WN * 32 == kThreads && STAGES >= 2, "8 warps, 2+ stages");
   constexpr int WTM = BM / WM, WTN = BN / WN, MT = WTM / 16, NT = WTN / 8;
-  static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % 16 == 0,
-                "warp tiles of 16x16 blocks, 16-deep steps");
-  constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = 16 + kPad;
+  using In = MmaInput<T>;
+  static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % In::kK == 0,
+                "warp tiles of 16x16 blocks, whole mma steps per slice");
+  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = 16 + kPad;
   constexpr int kStage = BK * (LDA + LDB);  // floats per stage: A slice, then B slice
   static_assert(STAGES * kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
   __shared__ __align__(128) float smem[STAGES * kStage];
@@ -462,28 +515,18 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
     const float* as = smem + (it % STAGES) * kStage + wm * WTM + g;
     const float* bs = smem + (it % STAGES) * kStage + BK * LDA + wn * WTN + g;
 #pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      const float* ak = as + (kk + 2 * t) * LDA;  // rows k = kk+2t, +1, +8, +9
-      const float* bk = bs + (kk + 2 * t) * LDB;
+    for (int kk = 0; kk < BK; kk += In::kK) {
+      const float* ak = as + (kk + In::kLaneRow * t) * LDA;  // the lane's first k row
+      const float* bk = bs + (kk + In::kLaneRow * t) * LDB;
       uint32_t fa[MT][4], fb[NT][2];
 #pragma unroll
-      for (int i = 0; i < MT; ++i) {
-        const float* c = ak + i * 16;
-        fa[i][0] = pack_pair<T>(c[0], c[LDA]);                      // row g,   k 2t, 2t+1
-        fa[i][1] = pack_pair<T>(c[8], c[LDA + 8]);                  // row g+8
-        fa[i][2] = pack_pair<T>(c[8 * LDA], c[9 * LDA]);            // row g,   k 2t+8, 2t+9
-        fa[i][3] = pack_pair<T>(c[8 * LDA + 8], c[9 * LDA + 8]);    // row g+8
-      }
+      for (int i = 0; i < MT; ++i) In::load_a(ak + i * 16, LDA, fa[i]);
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const float* c = bk + j * 8;
-        fb[j][0] = pack_pair<T>(c[0], c[LDB]);            // column g, k 2t, 2t+1
-        fb[j][1] = pack_pair<T>(c[8 * LDB], c[9 * LDB]);  // k 2t+8, 2t+9
-      }
+      for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, fb[j]);
 #pragma unroll
       for (int i = 0; i < MT; ++i)
 #pragma unroll
-        for (int j = 0; j < NT; ++j) mma_16816<T>(acc[i][j], fa[i], fb[j]);
+        for (int j = 0; j < NT; ++j) In::mma(acc[i][j], fa[i], fb[j]);
     }
   }
   cp_async_wait<0>();
@@ -546,7 +589,7 @@ void launch_wmma(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stre
     wmma_tile_kernel<P, T, 64, 64, BK, 2, 4><<<grid, kThreads, 0, stream>>>(p);
 }
 
-// The multi-stage 16-bit kernel for T: warp tiles 32x32 (64x64 blocks: 32x16).
+// The multi-stage mma.sync kernel for T: warp tiles 32x32 (64x64 blocks: 32x16).
 template <class P, class T>
 void launch_mma_async(const P& p, int bm, int bn, const dim3& grid, cudaStream_t stream) {
   DOFPOSE_CHECK(!(bm == 128 && bn == 128), "mma_async_tile_kernel: no 128x128 tile (3 stages "
@@ -573,7 +616,9 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
     // 3 stages of 16-deep slices fit the 48 KB of static shared memory up to 128 x 64.
     if (math != TileMath::Simt && detail::tile_pipeline() && !(bm == 128 && bn == 128) &&
         p.async_ok()) {
-      if (math == TileMath::Tf32) {
+      if (math == TileMath::Tf32 && detail::tf32_mma()) {
+        launch_mma_async<P, float>(p, bm, bn, grid, stream);
+      } else if (math == TileMath::Tf32) {
         if (bm == 64 && bn == 128)
           wmma_async_tile_kernel<P, 64, 128, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
         else if (bm == 128)

@@ -378,6 +378,14 @@ TEST_CASE("backend ops: the multi-stage FP16 / BF16 mma.sync kernel (set_tile_pi
   multi_stage_cases(ck::MathMode::BF16, kHalf);
 }
 
+TEST_CASE("backend ops: the multi-stage TF32 mma.sync kernel (set_tile_pipeline + set_tf32_mma): conv2d, fused conv, gemm") {
+  struct Reset {
+    ~Reset() { ck::set_tf32_mma(false); }
+  } reset;
+  ck::set_tf32_mma(true);
+  multi_stage_cases(ck::MathMode::TF32, kTf32);
+}
+
 TEST_CASE("backend ops: the stem's direct kernel (set_stem_path): conv2d and fused conv forward") {
   struct Reset {
     ~Reset() { ck::set_stem_path(false); }
