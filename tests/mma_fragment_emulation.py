@@ -54,7 +54,9 @@ def ptx_b(kind, b, g, t, Bm):
             Bm[2 * t + (e & 1) + (8 if e >= 2 else 0), g] = v
 
 
-def kernel(kind, A, B, kb, ke, BM, BN, WM, WN):
+def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
+    """prologue: (mean, scale, beta) per k row of B, relu((v - mean) * scale + beta)
+    applied as B is read for k < ke (the fused conv's b_prologue), or None."""
     In = INPUTS[kind]
     KK = In["kK"]
     M, N = A.shape[0], B.shape[1]
@@ -102,8 +104,15 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN):
                         bk = base + BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB
                         for i in range(MT):
                             ptx_a(kind, load_a(kind, smem, ak + i * 16, LDA), g, t, Am[i])
+                        k_lane = kb + it * BK + kk + In["lane_row"] * t
+                        rows = [0, 1, 8, 9] if kind != "tf32" else [0, 4]  # MmaInput<T>::b_row
                         for j in range(NT):
-                            ptx_b(kind, load_b(kind, smem, bk + j * 8, LDB), g, t, Bm[j])
+                            b = load_b(kind, smem, bk + j * 8, LDB)
+                            if prologue is not None:
+                                mean, scale, beta = prologue
+                                b = [max((v - mean[k]) * scale[k] + beta[k], 0.0) if (k := k_lane + rows[e]) < ke
+                                     else v for e, v in enumerate(b)]
+                            ptx_b(kind, b, g, t, Bm[j])
                     for i in range(MT):
                         for j in range(NT):
                             D = Am[i] @ Bm[j]
@@ -172,14 +181,21 @@ def main():
     cases = [(M, N, K, 0, K, tile) for (M, N, K) in [(7, 5, 3), (33, 65, 17), (70, 130, 50), (130, 70, 49)]
              for tile in tiles]
     cases.append((33, 65, 100, 32, 80, tiles[0]))  # one split of a split-K product
+    cases = [c + (False,) for c in cases]
+    cases += [(70, 130, 50, 0, 50, tiles[1], True), (33, 65, 100, 32, 80, tiles[0], True)]  # B prologue
     for kind in INPUTS:
-        for M, N, K, kb, ke, (BM, BN, WM, WN) in cases:
+        for M, N, K, kb, ke, (BM, BN, WM, WN), with_prologue in cases:
             A, B = rng.standard_normal((M, K)), rng.standard_normal((K, N))
-            C, why = kernel(kind, A, B, kb, ke, BM, BN, WM, WN)
-            err = np.abs(C - A[:, kb:ke] @ B[kb:ke, :]).max() if C is not None else np.nan
+            pro, Bp = None, B
+            if with_prologue:
+                pro = (rng.standard_normal(K), rng.uniform(0.5, 2.0, K), rng.standard_normal(K))
+                Bp = np.maximum((B - pro[0][:, None]) * pro[1][:, None] + pro[2][:, None], 0.0)
+            C, why = kernel(kind, A, B, kb, ke, BM, BN, WM, WN, pro)
+            err = np.abs(C - A[:, kb:ke] @ Bp[kb:ke, :]).max() if C is not None else np.nan
             good = bool(err < 1e-9)  # float64 sums in another order; nan (unwritten) fails
             ok &= good
-            print(f"{kind} M {M} N {N} k [{kb},{ke}) tile {BM}x{BN} warps {WM}x{WN}: "
+            print(f"{kind} M {M} N {N} k [{kb},{ke}) tile {BM}x{BN} warps {WM}x{WN}"
+                  f"{' B prologue' if with_prologue else ''}: "
                   f"max |C - A B| = {err:.3g} {'ok' if good else 'MISMATCH ' + why}")
     for kind in INPUTS:
         for BM, BN, WM, WN in tiles:

@@ -100,7 +100,8 @@ TEST_CASE("gpu_verdicts.py names the file it cannot read") {
 
 // The multi-stage mma.sync kernel replayed on the host (stage ring, zero
 // fill, fragments through the PTX layouts, epilogue staging and guards) for
-// FP16/BF16 and TF32 inputs, 13 cases each over the three tile shapes, and
+// FP16/BF16 and TF32 inputs, 15 cases each over the three tile shapes (two
+// with the fused conv's B prologue), and
 // its fragment reads checked for bank conflicts: tests/mma_fragment_emulation.py.
 TEST_CASE("mma_async_tile_kernel's offsets, stage ring and epilogue reproduce A x B (host emulation)") {
   const std::string out =
@@ -114,7 +115,7 @@ TEST_CASE("mma_async_tile_kernel's offsets, stage ring and epilogue reproduce A 
     CHECK(line.substr(line.size() - 3) == " ok");
     ++cases;
   }
-  CHECK(cases == 26);  // 13 per input kind
+  CHECK(cases == 30);  // 15 per input kind (2 with a B prologue)
   for (const char* kind : {"fp16/bf16 ", "tf32 "})
     for (const char* tile : {"tile 64x64", "tile 64x128", "tile 128x64"})
       CHECK_MESSAGE(out.find(std::string(kind) + tile + ": fragment reads conflict-free") != std::string::npos,

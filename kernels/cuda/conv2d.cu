@@ -238,8 +238,30 @@ struct PatchLoader {
 };
 
 struct ConvForward {
-  // The async loaders copy raw input: not with the BN+ReLU prologue.
+  // The async loaders copy raw input: not with the BN+ReLU prologue ...
   bool async_ok() const { return !f.in_bn.present(); }
+  // ... except into mma_async_tile_kernel, which applies it (b_prologue) as
+  // it reads B: right where every staged element is an input value or meets
+  // a zero weight, i.e. without padding (the bottleneck's 1x1 conv1).
+  bool mma_async_ok() const { return async_ok() || d.pad == 0; }
+  struct BPrologue {  // relu(bn(v)) of one input channel, or the identity
+    bool on = false;
+    float mean = 0.0f, scale = 1.0f, beta = 0.0f;
+    __device__ float operator()(float v) const {
+      return on ? fmaxf((v - mean) * scale + beta, 0.0f) : v;  // bn_infer's arithmetic
+    }
+  };
+  __device__ BPrologue b_prologue(int k, int k_end) const {
+    BPrologue pr;
+    if (f.in_bn.present() && k < k_end) {
+      const int c = k / d.RS;
+      pr.on = true;
+      pr.mean = f.in_bn.mean[c];
+      pr.scale = (f.in_bn.gamma ? f.in_bn.gamma[c] : 1.0f) * (1.0f / sqrtf(f.in_bn.var[c] + f.in_bn.eps));
+      pr.beta = f.in_bn.beta ? f.in_bn.beta[c] : 0.0f;
+    }
+    return pr;
+  }
   int M, N;  // K output channels x N*P*Q pixels
   Dims d;
   const float *x, *w, *bias;
@@ -761,7 +783,7 @@ void launch_forward(const Dims& d, const float* x, const float* w, const float* 
   p.y = y;
   p.f = f;
   int bm, bn;
-  choose_conv_tile(p.M, p.N, p.async_ok(), bm, bn);
+  choose_conv_tile(p.M, p.N, p.mma_async_ok(), bm, bn);
   const int sms = detail::multiprocessor_count();
   const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
   const int total = p.d.C * p.d.RS;

@@ -289,6 +289,23 @@ struct HasAsync : std::false_type {};
 template <class P>
 struct HasAsync<P, std::void_t<decltype(std::declval<const P&>().async_ok())>> : std::true_type {};
 
+// Optional in an async policy: b_prologue(k, k_end) -> P::BPrologue, a
+// transform of B's row k that mma_async_tile_kernel applies as it reads the
+// shared slice (cp.async copies raw values), and mma_async_ok(), whether this
+// problem may take that kernel (default: async_ok()).
+template <class P, class = void>
+struct HasBPrologue : std::false_type {};
+template <class P>
+struct HasBPrologue<P, std::void_t<decltype(std::declval<const P&>().mma_async_ok())>>
+    : std::true_type {};
+template <class P>
+bool mma_async_ok(const P& p) {
+  if constexpr (HasBPrologue<P>::value)
+    return p.mma_async_ok();
+  else
+    return p.async_ok();
+}
+
 template <class P, int BM, int BN, int BK, int STAGES, int WM, int WN>
 __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -416,9 +433,14 @@ struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
     a[2] = pack_pair<T>(c[8 * ld], c[9 * ld]);           // row g,   k 2t+8, 2t+9
     a[3] = pack_pair<T>(c[8 * ld + 8], c[9 * ld + 8]);   // row g+8
   }
-  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2]) {
-    b[0] = pack_pair<T>(c[0], c[ld]);            // column g, k 2t, 2t+1
-    b[1] = pack_pair<T>(c[8 * ld], c[9 * ld]);   // k 2t+8, 2t+9
+  // B's elements sit at k rows b_row(0..kBRows-1) past the lane's first;
+  // xf(e, v) transforms element e first (the policy's B prologue).
+  static constexpr int kBRows = 4;
+  __device__ static constexpr int b_row(int e) { return (e & 1) + (e >> 1) * 8; }  // 0, 1, 8, 9
+  template <class F>
+  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2], F&& xf) {
+    b[0] = pack_pair<T>(xf(0, c[0]), xf(1, c[ld]));            // column g, k 2t, 2t+1
+    b[1] = pack_pair<T>(xf(2, c[8 * ld]), xf(3, c[9 * ld]));   // k 2t+8, 2t+9
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -448,9 +470,12 @@ struct MmaInput<float> {  // TF32: m16n8k8
     a[2] = to_tf32(c[4 * ld]);      // row g,   k t+4
     a[3] = to_tf32(c[4 * ld + 8]);  // row g+8
   }
-  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2]) {
-    b[0] = to_tf32(c[0]);       // column g, k t
-    b[1] = to_tf32(c[4 * ld]);  // k t+4
+  static constexpr int kBRows = 2;
+  __device__ static constexpr int b_row(int e) { return e * 4; }  // 0, 4
+  template <class F>
+  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2], F&& xf) {
+    b[0] = to_tf32(xf(0, c[0]));       // column g, k t
+    b[1] = to_tf32(xf(1, c[4 * ld]));  // k t+4
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -521,8 +546,21 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
       uint32_t fa[MT][4], fb[NT][2];
 #pragma unroll
       for (int i = 0; i < MT; ++i) In::load_a(ak + i * 16, LDA, fa[i]);
+      if constexpr (HasBPrologue<P>::value) {
+        // The policy's per-k transform of B (the fused conv's BN + ReLU), set
+        // up once per lane and step for its kBRows k rows; past the block's
+        // k range B is a zero that meets a zero weight: left as it is.
+        const int k_lane = kb + it * BK + kk + In::kLaneRow * t;
+        typename P::BPrologue pro[In::kBRows];
 #pragma unroll
-      for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, fb[j]);
+        for (int e = 0; e < In::kBRows; ++e) pro[e] = p.b_prologue(k_lane + In::b_row(e), ke);
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+          In::load_b(bk + j * 8, LDB, fb[j], [&](int e, float v) { return pro[e](v); });
+      } else {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, fb[j], [](int, float v) { return v; });
+      }
 #pragma unroll
       for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -614,9 +652,10 @@ void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cu
   const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
   if constexpr (HasAsync<P>::value) {
     // 3 stages of 16-deep slices fit the 48 KB of static shared memory up to 128 x 64.
+    const bool use_mma = math != TileMath::Tf32 || detail::tf32_mma();
     if (math != TileMath::Simt && detail::tile_pipeline() && !(bm == 128 && bn == 128) &&
-        p.async_ok()) {
-      if (math == TileMath::Tf32 && detail::tf32_mma()) {
+        (use_mma ? mma_async_ok(p) : p.async_ok())) {
+      if (math == TileMath::Tf32 && use_mma) {
         launch_mma_async<P, float>(p, bm, bn, grid, stream);
       } else if (math == TileMath::Tf32) {
         if (bm == 64 && bn == 128)

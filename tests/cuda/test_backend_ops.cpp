@@ -339,10 +339,26 @@ void multi_stage_cases(ck::MathMode mode, double tol) {
   conv_cases(mode, tol);
   CHECK_MESSAGE(ck::pipelined_launches() > launches, "no conv case reached the multi-stage kernel");
   launches = ck::pipelined_launches();
-  fused_conv_cases(mode, tol);  // prologue cases fall back to the other kernel
+  // Input prologue (BN + ReLU) cases: without padding the mma.sync kernel
+  // applies it as it reads B; with padding, and on the WMMA kernel, they fall back.
+  fused_conv_cases(mode, tol);
   CHECK_MESSAGE(ck::pipelined_launches() > launches, "no fused conv case reached the multi-stage kernel");
-  launches = ck::pipelined_launches();
   MathModeGuard guard(mode);
+  {
+    const bool mma = mode != ck::MathMode::TF32 || ck::tf32_mma();
+    Tensor x = randn({2, 32, 16, 16}, 1999).to(Device::CUDA), w = randn({48, 32, 1, 1}, 1998).to(Device::CUDA);
+    Tensor g = randn({32}, 1997, 0.5f, 1.f).to(Device::CUDA), be = randn({32}, 1996).to(Device::CUDA);
+    Tensor mu = randn({32}, 1995).to(Device::CUDA), var = positive({32}, 1994).to(Device::CUDA);
+    Tensor b = randn({48}, 1993).to(Device::CUDA), y = Tensor::empty({2, 48, 16, 16}, DType::F32, Device::CUDA);
+    ops::ConvFusionRef f;
+    f.in_bn = {g.view(), be.view(), mu.view(), var.view(), 1e-5f};
+    const int64_t before = ck::pipelined_launches();
+    ops::conv2d_fused_forward(x, w, b, y, ops::ConvParams{1, 0, 1}, f);
+    cuda::stream_synchronize(nullptr);
+    CHECK_MESSAGE(ck::pipelined_launches() - before == (mma ? 1 : 0),
+                  "a 1x1 conv with an input prologue: multi-stage launches");
+  }
+  launches = ck::pipelined_launches();
   struct G {
     int M, N, K;
   };
