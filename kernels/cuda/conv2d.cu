@@ -748,8 +748,9 @@ void check_shape(const char* op, const Conv2dShape& s) {
 // Forward and data-grad tiles: as choose_tile, but in TF32 no 128x128 (its
 // 190 registers allow one block per multiprocessor; two 128x64 blocks were
 // measured ~15% faster on the gathered operands, H200), nor where the
-// multi-stage FP16/BF16 kernel will run (`pipelined`: a forward without
-// prologue under set_tile_pipeline; its 3 stages fit 48 KB up to 128x64).
+// multi-stage FP16/BF16 kernel will run (`pipelined`: a forward it may take,
+// ConvForward::mma_async_ok, under set_tile_pipeline; its 3 stages fit 48 KB
+// up to 128x64).
 void choose_conv_tile(int M, int N, bool pipelined, int& bm, int& bn) {
   choose_tile(M, N, 1, detail::multiprocessor_count(), bm, bn);
   const TileMath math = detail::tile_math();

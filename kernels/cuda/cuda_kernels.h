@@ -24,10 +24,11 @@ enum class MathMode { F32, TF32, FP16, BF16 };
 void set_math_mode(MathMode m);
 MathMode math_mode();
 // The multi-stage cp.async tile kernels (gemm_tiles.cuh) for the conv forward
-// without prologue and the dense GEMMs, in TF32 (WMMA) and FP16/BF16
-// (mma.sync). Off by default: written after the last GPU run, so not yet
-// verified on a device. pipelined_launches() counts their launches (tests
-// check that a case reached them).
+// and the dense GEMMs, in TF32 (WMMA; convs without input prologue) and
+// FP16/BF16 (mma.sync; also convs with the BN+ReLU prologue and no padding).
+// Off by default: written after the last GPU run, so not yet verified on a
+// device. pipelined_launches() counts their launches (tests check that a case
+// reached them).
 void set_tile_pipeline(bool on);
 bool tile_pipeline();
 int64_t pipelined_launches();

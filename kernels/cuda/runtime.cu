@@ -69,9 +69,9 @@ void memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream) {
 
 void upload_staged(void* dst, const void* src, size_t bytes, void* stream) {
   cudaPointerAttributes attr = {};
-  const bool pageable = cudaPointerGetAttributes(&attr, src) == cudaSuccess &&
-                        attr.type == cudaMemoryTypeUnregistered;
-  cudaGetLastError();  // an unregistered pointer is not an error here
+  const bool known = cudaPointerGetAttributes(&attr, src) == cudaSuccess;
+  if (!known) cudaGetLastError();  // clear the query's own error (treated as page-locked: we wait)
+  const bool pageable = known && attr.type == cudaMemoryTypeUnregistered;
   DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
   if (!pageable) DOFPOSE_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
