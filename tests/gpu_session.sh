@@ -14,7 +14,9 @@
 # build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
 # Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
 # carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
-# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,fp16),
+# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,tf32m,fp16,fp16p),
+# MEMCHECK_FILTER / MEMCHECK_TIMEOUT (s, default 100; memcheck runs the cases in file order),
+# RACECHECK_FILTER,
 # MLP_LAUNCHES (e.g. cluster,prefetch: the batch-1 lifters again with those launches),
 # BENCH_FILTER, BENCH_TIMEOUT (s, default 90; a cut-off run still gets its verdicts),
 # SKIP_BENCH=1 and SKIP_TRAIN_FUSION=1 shape the session.
@@ -40,7 +42,7 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   # Default-off switches: candidate vs default path, per shape (bench/gpu_verdicts.py).
   python3 bench/gpu_verdicts.py "$OUT/bench.json" 2>&1 | tee "$OUT/verdicts.txt"
 fi
-timeout 100 compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
+timeout ${MEMCHECK_TIMEOUT:-100} compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
   -tc="${MEMCHECK_FILTER:-*}" > "$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; tail -2 "$OUT/memcheck.log"
 timeout 60 compute-sanitizer --tool racecheck --error-exitcode 1 "$B/tests/dofpose_cuda_tests" \
