@@ -13,6 +13,8 @@ Pairs (row names as Google Benchmark prints them, '*' = any value):
   multi-stage TF32  BM_cuda_conv2d_forward .../mode:1 vs .../mode:2   (set_tile_pipeline)
   multi-stage FP16  BM_cuda_conv2d_forward .../mode:4 vs .../mode:5   (set_tile_pipeline)
   TF32 mma.sync     BM_cuda_conv2d_forward .../mode:1 vs .../mode:6   (set_tile_pipeline + set_tf32_mma)
+  fused bottleneck convs, BM_cuda_fused_bottleneck_conv .../math:1 vs :3 (TF32 WMMA multi-stage),
+                    :1 vs :4 (TF32 mma.sync), :2 vs :5 (FP16 mma.sync; conv1 with its prologue)
   cluster lifter    BM_cuda_persistent_lifter .../launch:0 vs :1       (set_mlp_launch Cluster)
   prefetch lifter   BM_cuda_persistent_lifter .../launch:0 vs :2       (set_mlp_launch Prefetch)
   fused BN/ReLU/DO  BM_cuda_bn_relu_dropout_train .../fused:0 vs :1    (on by default; measured)
@@ -26,6 +28,9 @@ SWITCHES = [
     ("multi-stage TF32 (set_tile_pipeline)", "BM_cuda_conv2d_forward", "mode", "1", "2"),
     ("multi-stage FP16 mma.sync (set_tile_pipeline)", "BM_cuda_conv2d_forward", "mode", "4", "5"),
     ("multi-stage TF32 mma.sync (set_tile_pipeline + set_tf32_mma)", "BM_cuda_conv2d_forward", "mode", "1", "6"),
+    ("fused bottleneck convs, TF32 multi-stage WMMA", "BM_cuda_fused_bottleneck_conv", "math", "1", "3"),
+    ("fused bottleneck convs, TF32 multi-stage mma.sync", "BM_cuda_fused_bottleneck_conv", "math", "1", "4"),
+    ("fused bottleneck convs, FP16 multi-stage mma.sync", "BM_cuda_fused_bottleneck_conv", "math", "2", "5"),
     ("one-cluster lifter (set_mlp_launch Cluster)", "BM_cuda_persistent_lifter", "launch", "0", "1"),
     ("prefetching lifter (set_mlp_launch Prefetch)", "BM_cuda_persistent_lifter", "launch", "0", "2"),
     ("fused BN->ReLU->Dropout (training)", "BM_cuda_bn_relu_dropout_train", "fused", "0", "1"),
