@@ -104,6 +104,23 @@ bool have_device(benchmark::State& state) {
   return false;
 }
 
+// Which convolution kernel runs: math mode and the default-off switches,
+// set for one benchmark and back to the defaults after it.
+struct KernelChoice {
+  ck::MathMode math = ck::MathMode::F32;
+  bool pipeline = false, tf32_mma = false, stem = false;
+};
+struct ScopedKernelChoice {
+  explicit ScopedKernelChoice(const KernelChoice& c) { apply(c); }
+  ~ScopedKernelChoice() { apply(KernelChoice{}); }
+  static void apply(const KernelChoice& c) {
+    ck::set_math_mode(c.math);
+    ck::set_tile_pipeline(c.pipeline);
+    ck::set_tf32_mma(c.tf32_mma);
+    ck::set_stem_path(c.stem);
+  }
+};
+
 // args: N, C, H, K, R, stride, mode (0: F32, 1: TF32, 2: TF32 on the multi-stage
 // kernel (set_tile_pipeline), 3: F32 on the stem's direct kernel (set_stem_path),
 // 4: FP16, 5: FP16 on the multi-stage mma.sync kernel, 6: TF32 on the multi-stage
@@ -112,13 +129,10 @@ void BM_cuda_conv2d_forward(benchmark::State& state) {
   if (!have_device(state)) return;
   const int N = int(state.range(0)), C = int(state.range(1)), H = int(state.range(2));
   const int K = int(state.range(3)), R = int(state.range(4)), stride = int(state.range(5));
-  const int mode = int(state.range(6));
-  ck::set_math_mode(mode == 1 || mode == 2 || mode == 6 ? ck::MathMode::TF32
-                    : mode == 4 || mode == 5             ? ck::MathMode::FP16
-                                                         : ck::MathMode::F32);
-  ck::set_tile_pipeline(mode == 2 || mode == 5 || mode == 6);
-  ck::set_tf32_mma(mode == 6);
-  ck::set_stem_path(mode == 3);
+  using M = ck::MathMode;
+  const KernelChoice modes[] = {{M::F32},  {M::TF32}, {M::TF32, true}, {M::F32, false, false, true},
+                                {M::FP16}, {M::FP16, true}, {M::TF32, true, true}};
+  const ScopedKernelChoice choice(modes[state.range(6)]);
   Context ctx(Device::CUDA);
   ctx.make_current();
   ops::ConvParams p{stride, R / 2, 1};
@@ -128,10 +142,6 @@ void BM_cuda_conv2d_forward(benchmark::State& state) {
   const Conv2dShape cs = ops::conv2d_shape(x, w, p);
   const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel());
   time_cuda(state, ctx, double(cs.flops()), bytes, [&] { ops::conv2d_forward(x, w, b, y, p); });
-  ck::set_math_mode(ck::MathMode::F32);
-  ck::set_tile_pipeline(false);
-  ck::set_tf32_mma(false);
-  ck::set_stem_path(false);
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_conv2d_forward)
@@ -185,12 +195,11 @@ BENCHMARK(BM_cudnn_conv2d_forward)
 // on mma.sync, 5 fp16 on mma.sync; conv1's prologue reaches only mma.sync)
 void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
   if (!have_device(state)) return;
-  const int N = int(state.range(0)), which = int(state.range(1)), math = int(state.range(2));
-  const ck::MathMode modes[] = {ck::MathMode::F32,  ck::MathMode::TF32, ck::MathMode::FP16,
-                                ck::MathMode::TF32, ck::MathMode::TF32, ck::MathMode::FP16};
-  ck::set_math_mode(modes[math]);
-  ck::set_tile_pipeline(math >= 3);
-  ck::set_tf32_mma(math == 4);
+  const int N = int(state.range(0)), which = int(state.range(1));
+  using M = ck::MathMode;
+  const KernelChoice maths[] = {{M::F32},        {M::TF32},             {M::FP16},
+                                {M::TF32, true}, {M::TF32, true, true}, {M::FP16, true}};
+  const ScopedKernelChoice choice(maths[state.range(2)]);
   Context ctx(Device::CUDA);
   ctx.make_current();
   const int C = which == 1 ? 256 : 128, K = which == 3 ? 256 : 128, R = which == 2 ? 3 : 1;
@@ -213,9 +222,6 @@ void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
   const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel() * (which == 3 ? 2 : 1));
   time_cuda(state, ctx, double(cs.flops()), bytes,
             [&] { ops::conv2d_fused_forward(x, w, b, y, p, f); });
-  ck::set_math_mode(ck::MathMode::F32);
-  ck::set_tile_pipeline(false);
-  ck::set_tf32_mma(false);
   ops::set_cuda_stream(nullptr);
 }
 BENCHMARK(BM_cuda_fused_bottleneck_conv)

@@ -244,23 +244,11 @@ struct ConvForward {
   // it reads B: right where every staged element is an input value or meets
   // a zero weight, i.e. without padding (the bottleneck's 1x1 conv1).
   bool mma_async_ok() const { return async_ok() || d.pad == 0; }
-  struct BPrologue {  // relu(bn(v)) of one input channel, or the identity
-    bool on = false;
-    float mean = 0.0f, scale = 1.0f, beta = 0.0f;
-    __device__ float operator()(float v) const {
-      return on ? fmaxf((v - mean) * scale + beta, 0.0f) : v;  // bn_infer's arithmetic
-    }
-  };
+  // relu(bn(v)) of input channel k / RS (bn_infer's arithmetic), or the identity.
+  using BPrologue = ChannelEpilogue;
   __device__ BPrologue b_prologue(int k, int k_end) const {
-    BPrologue pr;
-    if (f.in_bn.present() && k < k_end) {
-      const int c = k / d.RS;
-      pr.on = true;
-      pr.mean = f.in_bn.mean[c];
-      pr.scale = (f.in_bn.gamma ? f.in_bn.gamma[c] : 1.0f) * (1.0f / sqrtf(f.in_bn.var[c] + f.in_bn.eps));
-      pr.beta = f.in_bn.beta ? f.in_bn.beta[c] : 0.0f;
-    }
-    return pr;
+    if (f.in_bn.present() && k < k_end) return ChannelEpilogue(nullptr, f.in_bn, true, k / d.RS);
+    return ChannelEpilogue();
   }
   int M, N;  // K output channels x N*P*Q pixels
   Dims d;

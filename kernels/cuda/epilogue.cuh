@@ -21,6 +21,9 @@ struct ChannelEpilogue {
       : ChannelEpilogue(b != nullptr, b ? b[c] : 0.0f, n.present(), n.present() ? n.mean[c] : 0.0f,
                         n.present() ? n.var[c] : 1.0f, n.present() && n.gamma ? n.gamma[c] : 1.0f,
                         n.present() && n.beta ? n.beta[c] : 0.0f, n.eps, r) {}
+  // The identity (no bias, no BatchNorm, no ReLU).
+  __device__ __forceinline__ ChannelEpilogue()
+      : ChannelEpilogue(false, 0.0f, false, 0.0f, 1.0f, 1.0f, 0.0f, 0.0f, false) {}
   // From values already loaded (the persistent lifter fetches them before a barrier).
   __device__ __forceinline__ ChannelEpilogue(bool has_b, float b, bool has_bn, float m, float var,
                                              float gamma, float bt, float eps, bool r)

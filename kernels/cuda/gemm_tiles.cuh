@@ -137,10 +137,20 @@ __device__ __forceinline__ void round_to_tf32(L& l) {
 #endif
 }
 
+// A warp's 16 x 16 block staged in `cs` (rows LDC floats apart) to the
+// policy's store at rows gi0.., columns gj0.., four columns at a time.
+template <int LDC, class P>
+__device__ __forceinline__ void store_staged_block(const P& p, const float* cs, int gi0, int gj0,
+                                                   int lane) {
+  for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
+    const int r = e / 4, c = (e % 4) * 4;
+    if (gi0 + r < p.M) store_group(p, gi0 + r, gj0 + c, &cs[r * LDC + c]);
+  }
+}
+
 // The tensor-core kernels' epilogue: each of a warp's FM x FN accumulator
 // fragments (its tile starts at row i0, column j0) goes through the warp's
-// 16 x LDC staging tile `cs` in shared memory to the policy's store, four
-// columns at a time.
+// 16 x LDC staging tile `cs` in shared memory to the policy's store.
 template <int LDC, class P, class Acc, int FM, int FN>
 __device__ __forceinline__ void store_fragments(const P& p, Acc (&acc)[FM][FN], float* cs, int i0,
                                                 int j0, int lane) {
@@ -151,11 +161,7 @@ __device__ __forceinline__ void store_fragments(const P& p, Acc (&acc)[FM][FN], 
     for (int j = 0; j < FN; ++j) {
       nvcuda::wmma::store_matrix_sync(cs, acc[i][j], LDC, nvcuda::wmma::mem_row_major);
       __syncwarp();
-      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
-        const int r = e / 4, c = (e % 4) * 4;
-        const int gi = i0 + i * 16 + r, gj = j0 + j * 16 + c;
-        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
-      }
+      store_staged_block<LDC>(p, cs, i0 + i * 16, j0 + j * 16, lane);
       __syncwarp();
     }
 #else
@@ -306,6 +312,50 @@ bool mma_async_ok(const P& p) {
     return p.async_ok();
 }
 
+// The multi-stage kernels' block: its tile origin (blockIdx.x over the
+// M x N tiles) and k range, and the cp.async ring over that range: STAGES
+// stages of an A slice (rows LDA floats) then a B slice (rows LDB floats),
+// STAGES - 1 slices in flight, one barrier per slice; consume(it, stage)
+// reads slice `it` from its stage. run() returns with the stages dead (every
+// copy landed, every thread past its last read), ready for the epilogue.
+template <class P, int BM, int BN, int BK, int STAGES, int LDA, int LDB>
+struct AsyncBlock {
+  static constexpr int kStage = BK * (LDA + LDB);  // floats per stage
+  int m0, n0, kb, ke;
+  __device__ explicit AsyncBlock(const P& p) {
+    const int tiles_n = (p.N + BN - 1) / BN;
+    m0 = int(blockIdx.x / tiles_n) * BM;
+    n0 = int(blockIdx.x % tiles_n) * BN;
+    p.k_range(kb, ke);
+  }
+  template <class Consume>
+  __device__ void run(const P& p, float* smem, Consume&& consume) const {
+    const int tid = threadIdx.x;
+    typename P::template A<BM, BK> a(p, m0, tid);
+    typename P::template B<BN, BK> b(p, n0, tid);
+    const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
+    auto issue = [&](int slice) {
+      float* st = smem + (slice % STAGES) * kStage;
+      a.template fetch_async<LDA>(st, kb + slice * BK, ke);
+      b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
+    };
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < slices) issue(s);
+      cp_async_commit();  // empty groups keep the count uniform
+    }
+    for (int it = 0; it < slices; ++it) {
+      cp_async_wait<STAGES - 2>();  // slice `it` has landed (for this thread) ...
+      __syncthreads();              // ... for every thread; slice it-1's buffer is free
+      if (it + STAGES - 1 < slices) issue(it + STAGES - 1);
+      cp_async_commit();
+      consume(it, static_cast<const float*>(smem + (it % STAGES) * kStage));
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+};
+
 template <class P, int BM, int BN, int BK, int STAGES, int WM, int WN>
 __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -314,24 +364,13 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
   constexpr int WTM = BM / WM, WTN = BN / WN, FM = WTM / 16, FN = WTN / 16;
   static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
   constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = 16 + kPad;
-  constexpr int kStage = BK * (LDA + LDB);  // floats per stage: A slice, then B slice
-  static_assert(STAGES * kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
-  __shared__ __align__(128) float smem[STAGES * kStage];
+  using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB>;
+  static_assert(STAGES * Block::kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
+  __shared__ __align__(128) float smem[STAGES * Block::kStage];
 
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp / WN, wn = warp % WN;
-  const int tiles_n = (p.N + BN - 1) / BN;
-  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
-  int kb, ke;
-  p.k_range(kb, ke);
-  typename P::template A<BM, BK> a(p, m0, tid);
-  typename P::template B<BN, BK> b(p, n0, tid);
-  const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
-  auto issue = [&](int slice) {
-    float* st = smem + (slice % STAGES) * kStage;
-    a.template fetch_async<LDA>(st, kb + slice * BK, ke);
-    b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
-  };
+  const Block blk(p);
 
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
 #pragma unroll
@@ -339,17 +378,7 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #pragma unroll
     for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < slices) issue(s);
-    cp_async_commit();  // empty groups keep the count uniform
-  }
-  for (int it = 0; it < slices; ++it) {
-    cp_async_wait<STAGES - 2>();  // slice `it` has landed (for this thread) ...
-    __syncthreads();              // ... for every thread; slice it-1's buffer is free
-    if (it + STAGES - 1 < slices) issue(it + STAGES - 1);
-    cp_async_commit();
-    const float* as = smem + (it % STAGES) * kStage;
+  blk.run(p, smem, [&](int, const float* as) {
     const float* bs = as + BK * LDA;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 8) {
@@ -372,10 +401,9 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 #pragma unroll
         for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
-  }
-  cp_async_wait<0>();
-  __syncthreads();  // the stages are dead: the epilogue stages its tiles there
-  store_fragments<LDC>(p, acc, smem + warp * 16 * LDC, m0 + wm * WTM, n0 + wn * WTN, lane);
+  });
+  // The stages are dead: the epilogue stages its tiles there.
+  store_fragments<LDC>(p, acc, smem + warp * 16 * LDC, blk.m0 + wm * WTM, blk.n0 + wn * WTN, lane);
 #else
   (void)p;
 #endif
@@ -499,25 +527,14 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
   static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % In::kK == 0,
                 "warp tiles of 16x16 blocks, whole mma steps per slice");
   constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = 16 + kPad;
-  constexpr int kStage = BK * (LDA + LDB);  // floats per stage: A slice, then B slice
-  static_assert(STAGES * kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
-  __shared__ __align__(128) float smem[STAGES * kStage];
+  using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB>;
+  static_assert(STAGES * Block::kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
+  __shared__ __align__(128) float smem[STAGES * Block::kStage];
 
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int wm = warp / WN, wn = warp % WN;
-  const int tiles_n = (p.N + BN - 1) / BN;
-  const int m0 = int(blockIdx.x / tiles_n) * BM, n0 = int(blockIdx.x % tiles_n) * BN;
-  int kb, ke;
-  p.k_range(kb, ke);
-  typename P::template A<BM, BK> a(p, m0, tid);
-  typename P::template B<BN, BK> b(p, n0, tid);
-  const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
-  auto issue = [&](int slice) {
-    float* st = smem + (slice % STAGES) * kStage;
-    a.template fetch_async<LDA>(st, kb + slice * BK, ke);
-    b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
-  };
+  const Block blk(p);
 
   float acc[MT][NT][4];
 #pragma unroll
@@ -527,18 +544,9 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
 
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < slices) issue(s);
-    cp_async_commit();  // empty groups keep the count uniform
-  }
-  for (int it = 0; it < slices; ++it) {
-    cp_async_wait<STAGES - 2>();  // slice `it` has landed (for this thread) ...
-    __syncthreads();              // ... for every thread; slice it-1's buffer is free
-    if (it + STAGES - 1 < slices) issue(it + STAGES - 1);
-    cp_async_commit();
-    const float* as = smem + (it % STAGES) * kStage + wm * WTM + g;
-    const float* bs = smem + (it % STAGES) * kStage + BK * LDA + wn * WTN + g;
+  blk.run(p, smem, [&](int it, const float* stage) {
+    const float* as = stage + wm * WTM + g;
+    const float* bs = stage + BK * LDA + wn * WTN + g;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += In::kK) {
       const float* ak = as + (kk + In::kLaneRow * t) * LDA;  // the lane's first k row
@@ -550,10 +558,10 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
         // The policy's per-k transform of B (the fused conv's BN + ReLU), set
         // up once per lane and step for its kBRows k rows; past the block's
         // k range B is a zero that meets a zero weight: left as it is.
-        const int k_lane = kb + it * BK + kk + In::kLaneRow * t;
+        const int k_lane = blk.kb + it * BK + kk + In::kLaneRow * t;
         typename P::BPrologue pro[In::kBRows];
 #pragma unroll
-        for (int e = 0; e < In::kBRows; ++e) pro[e] = p.b_prologue(k_lane + In::b_row(e), ke);
+        for (int e = 0; e < In::kBRows; ++e) pro[e] = p.b_prologue(k_lane + In::b_row(e), blk.ke);
 #pragma unroll
         for (int j = 0; j < NT; ++j)
           In::load_b(bk + j * 8, LDB, fb[j], [&](int e, float v) { return pro[e](v); });
@@ -566,13 +574,11 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
 #pragma unroll
         for (int j = 0; j < NT; ++j) In::mma(acc[i][j], fa[i], fb[j]);
     }
-  }
-  cp_async_wait<0>();
-  __syncthreads();  // the stages are dead: the epilogue stages its tiles there
-  // Each 16x16 block of the warp tile (two n-tiles) through the warp's staging
-  // tile to the policy's store, four columns at a time (as store_fragments).
+  });
+  // The stages are dead: each 16x16 block of the warp tile (two n-tiles) goes
+  // through the warp's staging tile there to the policy's store.
   float* cs = smem + warp * 16 * LDC;
-  const int i0 = m0 + wm * WTM, j0 = n0 + wn * WTN;
+  const int i0 = blk.m0 + wm * WTM, j0 = blk.n0 + wn * WTN;
 #pragma unroll
   for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -586,11 +592,7 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
         cs[(g + 8) * LDC + h * 8 + 2 * t + 1] = d[3];
       }
       __syncwarp();
-      for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
-        const int r = e / 4, c = (e % 4) * 4;
-        const int gi = i0 + i * 16 + r, gj = j0 + jj * 8 + c;
-        if (gi < p.M) store_group(p, gi, gj, &cs[r * LDC + c]);
-      }
+      store_staged_block<LDC>(p, cs, i0 + i * 16, j0 + jj * 8, lane);
       __syncwarp();
     }
 #else

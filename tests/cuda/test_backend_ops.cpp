@@ -37,6 +37,15 @@ constexpr double kReduction = 5e-5;
 constexpr double kTf32 = 3e-3;
 constexpr double kHalf = 2e-2;  // FP16 / BF16 inputs, FP32 accumulation
 
+// Runs f when the scope ends (also when a check throws): restores a switch.
+template <class F>
+struct AtExit {
+  F f;
+  ~AtExit() { f(); }
+};
+template <class F>
+AtExit(F) -> AtExit<F>;
+
 Tensor randn(Shape s, uint32_t seed, float scale = 1.f, float offset = 0.f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d;
@@ -110,9 +119,8 @@ class OpCase {
     }
     Context ctx(Device::CUDA);
     ctx.make_current();
-    struct StreamReset {  // even when the op throws: ctx's stream dies with ctx
-      ~StreamReset() { ops::set_cuda_stream(nullptr); }
-    } reset;
+    // Even when the op throws: ctx's stream dies with ctx.
+    AtExit reset{[] { ops::set_cuda_stream(nullptr); }};
     for (const Arg& a : args_) {
       Tensor d = a.value.to(Device::CUDA);
       if (a.kind == Kind::Out) poison(d);
@@ -331,9 +339,7 @@ TEST_CASE("backend ops: conv2d forward and backward (FP16 / BF16 tensor cores)")
 // TF32 runs wmma_async_tile_kernel, FP16 / BF16 mma_async_tile_kernel
 // (hand-built mma.sync fragments): the same cp.async stages.
 void multi_stage_cases(ck::MathMode mode, double tol) {
-  struct Reset {
-    ~Reset() { ck::set_tile_pipeline(false); }
-  } reset;
+  AtExit reset{[] { ck::set_tile_pipeline(false); }};
   ck::set_tile_pipeline(true);
   // Below sm_80 the tensor-core kernels are not used: no launch to count.
   const bool tensor_cores = cuda::device_traits(0).cc_major >= 8;
@@ -404,17 +410,13 @@ TEST_CASE("backend ops: the multi-stage FP16 / BF16 mma.sync kernel (set_tile_pi
 }
 
 TEST_CASE("backend ops: the multi-stage TF32 mma.sync kernel (set_tile_pipeline + set_tf32_mma): conv2d, fused conv, gemm") {
-  struct Reset {
-    ~Reset() { ck::set_tf32_mma(false); }
-  } reset;
+  AtExit reset{[] { ck::set_tf32_mma(false); }};
   ck::set_tf32_mma(true);
   multi_stage_cases(ck::MathMode::TF32, kTf32);
 }
 
 TEST_CASE("backend ops: the stem's direct kernel (set_stem_path): conv2d and fused conv forward") {
-  struct Reset {
-    ~Reset() { ck::set_stem_path(false); }
-  } reset;
+  AtExit reset{[] { ck::set_stem_path(false); }};
   ck::set_stem_path(true);
   int applies = 0;  // the table must reach the kernel, not only the fallbacks
   for (const ConvCase& c : kConvCases) {
@@ -1122,9 +1124,7 @@ void expect_persistent_matches_cpu(const char* kind, bool attributes, int width,
 TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martinez, progressive, two_block)") {
   std::vector<ck::MlpLaunch> launches = {ck::MlpLaunch::Cooperative, ck::MlpLaunch::Prefetch};
   if (ck::mlp_cluster_supported()) launches.push_back(ck::MlpLaunch::Cluster);  // sm_90+
-  struct LaunchReset {
-    ~LaunchReset() { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }
-  } launch_reset;
+  AtExit launch_reset{[] { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }};
   for (ck::MlpLaunch launch : launches)
   for (const char* kind : {"martinez", "progressive", "two_block"}) {
     ck::set_mlp_launch(launch);
@@ -1168,9 +1168,7 @@ TEST_CASE("persistent lifter: batch 1 in one launch equals the CPU model (martin
 }
 
 TEST_CASE("persistent lifter, prefetching grid: full-width rows held in registers, wider rows and shared phases read directly") {
-  struct LaunchReset {
-    ~LaunchReset() { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }
-  } launch_reset;
+  AtExit launch_reset{[] { ck::set_mlp_launch(ck::MlpLaunch::Cooperative); }};
   ck::set_mlp_launch(ck::MlpLaunch::Prefetch);
   // Width 1024: every hidden row is exactly the register capacity (8 float4 per lane).
   for (const char* kind : {"martinez", "progressive"}) {
