@@ -25,8 +25,8 @@ using namespace dofpose;
 namespace ck = dofpose::cuda_kernels;
 
 // Roughly normal values (a sum of four uniforms, mean 0, variance 1) from a
-// xorshift generator: ~20x faster than std::normal_distribution, which took
-// seconds per batch-64 activation tensor and ate the benchmarks' time limit.
+// xorshift generator: cheaper than std::normal_distribution, whose fill of the
+// batch-64 activation tensors ate into the benchmarks' time limit.
 Tensor device_randn(Shape s, uint32_t seed) {
   uint32_t x = seed * 2654435761u + 1u;
   if (x == 0) x = 1;  // xorshift never leaves 0
