@@ -270,7 +270,9 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
 // it), their loaders with fetch_async<LD>(smem, k0, k_end).
 
 __device__ __forceinline__ void cp_async4(float* smem, const float* gmem, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(DOFPOSE_CUDA_EMULATOR)  // the host emulator queues the copy (kernels/cuda_emulator)
+  emu::cp_async(smem, gmem, 4, valid);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem),
                "r"(valid ? 4 : 0));
@@ -279,13 +281,17 @@ __device__ __forceinline__ void cp_async4(float* smem, const float* gmem, bool v
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(DOFPOSE_CUDA_EMULATOR)
+  emu::cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(DOFPOSE_CUDA_EMULATOR)
+  emu::cp_async_wait(N);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
@@ -471,7 +477,9 @@ struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
     b[1] = pack_pair<T>(xf(2, c[8 * ld]), xf(3, c[9 * ld]));   // k 2t+8, 2t+9
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(DOFPOSE_CUDA_EMULATOR)  // PTX fragment layouts, emulated (kernels/cuda_emulator/include/mma.h)
+    emu::raw_mma<std::is_same_v<T, __half> ? emu::RawKind::F16 : emu::RawKind::BF16>(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     if constexpr (std::is_same_v<T, __half>)
       asm volatile(
           "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
@@ -506,7 +514,9 @@ struct MmaInput<float> {  // TF32: m16n8k8
     b[1] = to_tf32(xf(1, c[4 * ld]));  // k t+4
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(DOFPOSE_CUDA_EMULATOR)
+    emu::raw_mma<emu::RawKind::TF32>(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile(
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"

@@ -415,13 +415,13 @@ void mlp_program_run(const MlpProgram& prog, void* stream) {
   const LaunchShape ls = launch_shape();
   void* args[] = {&p};
   if (g_mlp_launch == MlpLaunch::Prefetch) {
-    DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_prefetch_kernel<kThreads>,
+    DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel(mlp_program_prefetch_kernel<kThreads>,
                                                    dim3(prefetch_grid(p, ls)), dim3(kThreads), args,
                                                    0, st));
     DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter, prefetching grid)");
     return;
   }
-  DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)mlp_program_kernel<kThreads, false>,
+  DOFPOSE_CUDA_CHECK(cudaLaunchCooperativeKernel(mlp_program_kernel<kThreads, false>,
                                                  dim3(ls.blocks), dim3(kThreads), args, 0, st));
   DOFPOSE_CUDA_LAUNCH_CHECK("mlp program (persistent lifter)");
 }

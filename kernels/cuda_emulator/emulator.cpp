@@ -1,0 +1,433 @@
+// Fibers and the barrier scheduler of the CUDA host emulator (see emulator.h).
+#include "kernels/cuda_emulator/emulator.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+thread_local emu::Dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+#if !defined(__x86_64__)
+#error "the CUDA host emulator's fiber switch is written for x86-64"
+#endif
+
+// Saves the callee-saved registers on the current stack, stores its pointer in
+// *save, loads `load` and returns into the fiber whose stack that is.
+extern "C" void emu_fiber_switch(void** save, void* load);
+asm(R"(
+.text
+.globl emu_fiber_switch
+.type emu_fiber_switch,@function
+emu_fiber_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_fiber_switch,.-emu_fiber_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+
+namespace emu {
+namespace {
+
+constexpr size_t kStackBytes = 128 * 1024;  // kernels keep small frames; a guard page below
+
+struct Fiber {
+  char* base = nullptr;  // mapping (guard page first)
+  void* sp = nullptr;
+};
+
+struct Copy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+  bool valid;
+};
+
+struct BlockState {
+  Dim3 idx;
+  int first = 0, count = 0;  // threads [first, first + count) of the wave
+  int cluster_rank = 0;
+  std::unordered_map<const void*, std::unique_ptr<char[]>> shared;
+  std::unique_ptr<char[]> dynamic;
+};
+
+}  // namespace
+
+struct Thread {
+  Coords c;
+  int block = 0;  // index into the wave's blocks
+  int linear = 0;
+  Wait wait = Wait::None;
+  WarpPart* part = nullptr;
+  unsigned warp_mask = 0;
+  std::deque<Copy> copies;
+  std::vector<size_t> group_sizes;  // committed groups, oldest first
+  size_t uncommitted = 0;
+};
+
+namespace {
+
+struct Wave {
+  const LaunchShape* shape = nullptr;
+  const std::function<void()>* body = nullptr;
+  std::vector<BlockState> blocks;
+  std::vector<Thread> threads;
+  std::string error;
+};
+
+thread_local std::vector<Fiber> t_fibers;
+thread_local Thread* t_current = nullptr;
+thread_local Wave* t_wave = nullptr;
+thread_local void* t_scheduler_sp = nullptr;
+
+[[noreturn]] void fiber_main();
+
+void fiber_reset(Fiber& f) {
+  auto* top = reinterpret_cast<uintptr_t*>(f.base + getpagesize() + kStackBytes);
+  *--top = 0;                                         // fiber_main's (never used) return address
+  *--top = reinterpret_cast<uintptr_t>(&fiber_main);  // emu_fiber_switch returns here
+  for (int i = 0; i < 6; ++i) *--top = 0;             // rbp rbx r12..r15
+  f.sp = top;
+}
+
+Fiber& fiber(size_t i) {
+  while (t_fibers.size() <= i) {
+    const size_t page = getpagesize();
+    void* m = mmap(nullptr, page + kStackBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) throw std::runtime_error("CUDA emulator: cannot map a fiber stack");
+    mprotect(m, page, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+    Fiber f;
+    f.base = static_cast<char*>(m);
+    fiber_reset(f);
+    t_fibers.push_back(f);
+  }
+  return t_fibers[i];
+}
+
+void complete_copies(Thread& t, size_t n) {
+  for (size_t i = 0; i < n && !t.copies.empty(); ++i) {
+    const Copy& c = t.copies.front();
+    if (c.valid) std::memcpy(c.dst, c.src, c.bytes);
+    else std::memset(c.dst, 0, c.bytes);
+    t.copies.pop_front();
+  }
+}
+
+[[noreturn]] void fiber_main() {
+  for (;;) {
+    Thread* t = t_current;
+    try {
+      (*t_wave->body)();
+    } catch (const std::exception& e) {
+      if (t_wave->error.empty()) t_wave->error = e.what();
+    } catch (...) {
+      if (t_wave->error.empty()) t_wave->error = "unknown exception in device code";
+    }
+    complete_copies(*t, t->copies.size());
+    t->wait = Wait::Done;
+    const size_t i = size_t(t - t_wave->threads.data());
+    emu_fiber_switch(&t_fibers[i].sp, t_scheduler_sp);
+  }
+}
+
+Thread& current() {
+  if (!t_current) throw std::logic_error("CUDA emulator: device function called outside a kernel");
+  return *t_current;
+}
+
+void block_until(Wait w) {
+  Thread& t = current();
+  t.wait = w;
+  const size_t i = size_t(&t - t_wave->threads.data());
+  emu_fiber_switch(&t_fibers[i].sp, t_scheduler_sp);
+  t_current = &t;  // the scheduler set it; restate for clarity
+}
+
+bool read_reverse() {
+  const char* e = std::getenv("DOFPOSE_EMU_ORDER");
+  return e && std::strcmp(e, "reverse") == 0;
+}
+
+std::string where(const Thread& t) {
+  const Coords& c = t.c;
+  return "block (" + std::to_string(c.block_idx.x) + "," + std::to_string(c.block_idx.y) + "," +
+         std::to_string(c.block_idx.z) + ") thread (" + std::to_string(c.thread_idx.x) + "," +
+         std::to_string(c.thread_idx.y) + "," + std::to_string(c.thread_idx.z) + ")";
+}
+
+const char* wait_name(Wait w) {
+  switch (w) {
+    case Wait::Block: return "__syncthreads";
+    case Wait::Warp: return "a warp collective";
+    case Wait::Cluster: return "a cluster sync";
+    case Wait::Grid: return "a grid sync";
+    default: return "nothing";
+  }
+}
+
+// Releases every barrier whose participants have all arrived; returns whether any did.
+bool release(Wave& w) {
+  bool any = false;
+  // Block barriers.
+  for (const BlockState& b : w.blocks) {
+    int live = 0, waiting = 0;
+    for (int i = b.first; i < b.first + b.count; ++i) {
+      if (w.threads[i].wait == Wait::Done) continue;
+      ++live;
+      waiting += w.threads[i].wait == Wait::Block;
+    }
+    if (live > 0 && waiting == live) {
+      for (int i = b.first; i < b.first + b.count; ++i)
+        if (w.threads[i].wait == Wait::Block) w.threads[i].wait = Wait::None;
+      any = true;
+    }
+  }
+  // Warp collectives: every lane of the first waiter's mask has arrived (or exited).
+  for (const BlockState& b : w.blocks) {
+    for (int w0 = 0; w0 < b.count; w0 += 32) {
+      Thread* lane[32] = {};
+      const int n = std::min(32, b.count - w0);
+      for (int l = 0; l < n; ++l) lane[l] = &w.threads[b.first + w0 + l];
+      int first = -1;
+      for (int l = 0; l < n; ++l)
+        if (lane[l]->wait == Wait::Warp) { first = l; break; }
+      if (first < 0) continue;
+      const unsigned mask = lane[first]->warp_mask;
+      bool ready = true;
+      for (int l = 0; l < n && ready; ++l) {
+        if (!(mask >> l & 1u)) continue;
+        if (lane[l]->wait == Wait::Done) continue;
+        if (lane[l]->wait != Wait::Warp) { ready = false; break; }
+        if (lane[l]->warp_mask != mask)
+          throw std::runtime_error("CUDA emulator: lanes of one warp disagree on a collective's mask at " +
+                                   where(*lane[l]));
+      }
+      if (!ready) continue;
+      WarpPart* parts[32] = {};
+      WarpCombine combine = nullptr;
+      for (int l = 0; l < n; ++l) {
+        if (!(mask >> l & 1u) || lane[l]->wait != Wait::Warp) continue;
+        parts[l] = lane[l]->part;
+        if (parts[l] && parts[l]->combine) {
+          if (combine && combine != parts[l]->combine)
+            throw std::runtime_error("CUDA emulator: lanes of one warp reached different warp "
+                                     "collectives at " + where(*lane[l]));
+          combine = parts[l]->combine;
+        }
+      }
+      if (combine) combine(parts);
+      for (int l = 0; l < n; ++l)
+        if ((mask >> l & 1u) && lane[l]->wait == Wait::Warp) {
+          lane[l]->wait = Wait::None;
+          lane[l]->part = nullptr;
+        }
+      any = true;
+    }
+  }
+  // Cluster and grid barriers: everyone live in the cluster / wave.
+  for (Wait kind : {Wait::Cluster, Wait::Grid}) {
+    int live = 0, waiting = 0;
+    for (const Thread& t : w.threads) {
+      if (t.wait == Wait::Done) continue;
+      ++live;
+      waiting += t.wait == kind;
+    }
+    if (live > 0 && waiting == live) {
+      for (Thread& t : w.threads)
+        if (t.wait == kind) t.wait = Wait::None;
+      any = true;
+    }
+  }
+  return any;
+}
+
+void run_wave(Wave& w) {
+  const bool reverse = reverse_order();
+  const int n = int(w.threads.size());
+  for (int i = 0; i < n; ++i) fiber(size_t(i));
+  t_wave = &w;
+  for (;;) {
+    bool ran = false, done = true;
+    for (int k = 0; k < n; ++k) {
+      Thread& t = w.threads[reverse ? n - 1 - k : k];
+      if (t.wait != Wait::None) continue;
+      t_current = &t;
+      threadIdx = t.c.thread_idx;
+      blockIdx = t.c.block_idx;
+      blockDim = t.c.block_dim;
+      gridDim = t.c.grid_dim;
+      emu_fiber_switch(&t_scheduler_sp, t_fibers[size_t(&t - w.threads.data())].sp);
+      t_current = nullptr;
+      ran = true;
+      if (!w.error.empty()) break;
+    }
+    if (!w.error.empty()) break;
+    for (const Thread& t : w.threads) done = done && t.wait == Wait::Done;
+    if (done) break;
+    if (!release(w) && !ran) {
+      const Thread* stuck = nullptr;
+      for (const Thread& t : w.threads)
+        if (t.wait != Wait::Done) { stuck = &t; break; }
+      w.error = "deadlock in kernel " + w.shape->name + ": " + where(*stuck) + " waits at " +
+                wait_name(stuck->wait) + " that not all its threads reach";
+      break;
+    }
+  }
+  if (!w.error.empty()) {  // abandon the fibers mid-kernel; they start afresh next time
+    for (int i = 0; i < n; ++i)
+      if (w.threads[i].wait != Wait::Done) fiber_reset(t_fibers[size_t(i)]);
+  }
+  t_wave = nullptr;
+}
+
+}  // namespace
+
+bool reverse_order() {
+  static const bool r = read_reverse();
+  return r;
+}
+
+const Coords& coords() { return current().c; }
+
+void sync_block() { block_until(Wait::Block); }
+void sync_grid() {
+  if (!t_wave->shape->cooperative)
+    trap("grid.sync() in kernel " + t_wave->shape->name + ", which was not launched cooperatively");
+  block_until(Wait::Grid);
+}
+void sync_cluster() {
+  const Dim3 c = t_wave->shape->cluster;
+  if (c.x * c.y * c.z <= 1)
+    trap("cluster.sync() in kernel " + t_wave->shape->name + ", which was not launched with clusters");
+  block_until(Wait::Cluster);
+}
+unsigned cluster_block_rank() { return unsigned(t_wave->blocks[size_t(current().block)].cluster_rank); }
+unsigned cluster_size() {
+  const Dim3 c = t_wave->shape->cluster;
+  return c.x * c.y * c.z;
+}
+
+void sync_warp(unsigned mask) {
+  Thread& t = current();
+  t.part = nullptr;
+  t.warp_mask = mask;
+  block_until(Wait::Warp);
+}
+
+void warp_collective(WarpPart& part) {
+  Thread& t = current();
+  t.part = &part;
+  t.warp_mask = part.mask;
+  block_until(Wait::Warp);
+}
+
+int lane_id() { return current().linear % 32; }
+
+void trap(const std::string& why) { throw std::runtime_error("device code trapped: " + why); }
+
+void* shared_storage(const void* site, size_t bytes, size_t align) {
+  Thread& t = current();
+  BlockState& b = t_wave->blocks[size_t(t.block)];
+  auto it = b.shared.find(site);
+  if (it == b.shared.end()) {
+    // Fresh shared memory holds garbage: all-ones bytes (NaN as float) expose reads before writes.
+    std::unique_ptr<char[]> mem(new char[bytes + align]);
+    std::memset(mem.get(), 0xff, bytes + align);
+    it = b.shared.emplace(site, std::move(mem)).first;
+  }
+  const uintptr_t p = reinterpret_cast<uintptr_t>(it->second.get());
+  return reinterpret_cast<void*>((p + align - 1) / align * align);
+}
+
+void* dynamic_shared() {
+  Thread& t = current();
+  BlockState& b = t_wave->blocks[size_t(t.block)];
+  if (!b.dynamic) return nullptr;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(b.dynamic.get());
+  return reinterpret_cast<void*>((p + 127) / 128 * 128);
+}
+
+void cp_async(void* dst, const void* src, size_t bytes, bool valid) {
+  Thread& t = current();
+  t.copies.push_back({dst, src, bytes, valid});
+  ++t.uncommitted;
+}
+void cp_async_commit() {
+  Thread& t = current();
+  t.group_sizes.push_back(t.uncommitted);
+  t.uncommitted = 0;
+}
+void cp_async_wait(int newest_pending) {
+  Thread& t = current();
+  while (t.group_sizes.size() > size_t(newest_pending)) {
+    complete_copies(t, t.group_sizes.front());
+    t.group_sizes.erase(t.group_sizes.begin());
+  }
+}
+
+void run_kernel(const LaunchShape& shape, const std::function<void()>& body) {
+  if (t_wave) throw std::logic_error("CUDA emulator: kernel launched from device code");
+  const Dim3 g = shape.grid, bd = shape.block, cl = shape.cluster;
+  const int per_block = int(bd.x * bd.y * bd.z);
+  const int blocks = int(g.x * g.y * g.z);
+  const int per_cluster = int(cl.x * cl.y * cl.z);
+  // Blocks that must be resident together run as one wave: the whole grid for
+  // a cooperative launch, a cluster for a cluster launch, else one block.
+  const int wave_blocks = shape.cooperative ? blocks : per_cluster;
+  for (int first = 0; first < blocks; first += wave_blocks) {
+    Wave w;
+    w.shape = &shape;
+    w.body = &body;
+    const int nb = std::min(wave_blocks, blocks - first);
+    w.blocks.resize(size_t(nb));
+    w.threads.resize(size_t(nb) * size_t(per_block));
+    for (int bi = 0; bi < nb; ++bi) {
+      const int lin = first + bi;
+      BlockState& b = w.blocks[size_t(bi)];
+      b.idx = {unsigned(lin % int(g.x)), unsigned(lin / int(g.x) % int(g.y)),
+               unsigned(lin / int(g.x * g.y))};
+      b.first = bi * per_block;
+      b.count = per_block;
+      b.cluster_rank = lin % per_cluster;
+      if (shape.dynamic_smem) {
+        b.dynamic.reset(new char[shape.dynamic_smem + 128]);
+        std::memset(b.dynamic.get(), 0xff, shape.dynamic_smem + 128);
+      }
+      for (int ti = 0; ti < per_block; ++ti) {
+        Thread& t = w.threads[size_t(b.first + ti)];
+        t.block = bi;
+        t.linear = ti;
+        t.c.block_idx = b.idx;
+        t.c.thread_idx = {unsigned(ti % int(bd.x)), unsigned(ti / int(bd.x) % int(bd.y)),
+                          unsigned(ti / int(bd.x * bd.y))};
+        t.c.block_dim = bd;
+        t.c.grid_dim = g;
+      }
+    }
+    run_wave(w);
+    if (!w.error.empty()) throw std::runtime_error(w.error);
+  }
+}
+
+}  // namespace emu

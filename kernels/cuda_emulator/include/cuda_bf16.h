@@ -1,0 +1,36 @@
+// CUDA host emulator: __nv_bfloat16 and the conversions kernels/cuda/ uses (round to nearest even).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace emu {
+inline uint16_t float_to_bf16_bits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return uint16_t(x >> 16);
+}
+inline float bf16_bits_to_float(uint16_t h) {
+  const uint32_t x = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+}  // namespace emu
+
+struct __nv_bfloat16 {
+  uint16_t __x = 0;
+  __nv_bfloat16() = default;
+  __nv_bfloat16(float f) : __x(emu::float_to_bf16_bits(f)) {}
+  operator float() const { return emu::bf16_bits_to_float(__x); }
+};
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
+inline float __bfloat162float(__nv_bfloat16 h) { return float(h); }
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__nv_bfloat16(a), __nv_bfloat16(b)};
+}
