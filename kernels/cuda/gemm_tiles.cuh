@@ -12,6 +12,7 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -438,13 +439,15 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 // Two floats as one 32-bit register of T pairs (lo in the low half).
 template <class T>
 __device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+  uint32_t r;  // memcpy, not a pointer cast: the same register move, without aliasing UB
   if constexpr (std::is_same_v<T, __half>) {
     const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
+    memcpy(&r, &h, sizeof r);
   } else {
     const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
+    memcpy(&r, &h, sizeof r);
   }
+  return r;
 }
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {

@@ -198,6 +198,15 @@ bool release(Wave& w) {
       waiting += w.threads[i].wait == Wait::Block;
     }
     if (live > 0 && waiting == live) {
+      if (live < b.count) {  // undefined in CUDA: some of the block's threads have exited
+        for (int i = b.first; i < b.first + b.count; ++i)
+          if (w.threads[i].wait == Wait::Block) {
+            w.error = "deadlock in kernel " + w.shape->name + ": " + where(w.threads[i]) +
+                      " waits at __syncthreads that not all its threads reach (" +
+                      std::to_string(b.count - live) + " of the block's threads have exited)";
+            return true;
+          }
+      }
       for (int i = b.first; i < b.first + b.count; ++i)
         if (w.threads[i].wait == Wait::Block) w.threads[i].wait = Wait::None;
       any = true;
@@ -217,7 +226,11 @@ bool release(Wave& w) {
       bool ready = true;
       for (int l = 0; l < n && ready; ++l) {
         if (!(mask >> l & 1u)) continue;
-        if (lane[l]->wait == Wait::Done) continue;
+        if (lane[l]->wait == Wait::Done) {  // undefined in CUDA: the mask names an exited lane
+          w.error = "kernel " + w.shape->name + ": " + where(*lane[first]) +
+                    " calls a warp collective whose mask names exited lane " + std::to_string(l);
+          return true;
+        }
         if (lane[l]->wait != Wait::Warp) { ready = false; break; }
         if (lane[l]->warp_mask != mask)
           throw std::runtime_error("CUDA emulator: lanes of one warp disagree on a collective's mask at " +
@@ -254,6 +267,11 @@ bool release(Wave& w) {
       waiting += t.wait == kind;
     }
     if (live > 0 && waiting == live) {
+      if (live < int(w.threads.size())) {  // a thread that exited never arrives
+        w.error = "deadlock in kernel " + w.shape->name + ": " + wait_name(kind) + " after " +
+                  std::to_string(int(w.threads.size()) - live) + " threads have exited";
+        return true;
+      }
       for (Thread& t : w.threads)
         if (t.wait == kind) t.wait = Wait::None;
       any = true;
@@ -285,7 +303,9 @@ void run_wave(Wave& w) {
     if (!w.error.empty()) break;
     for (const Thread& t : w.threads) done = done && t.wait == Wait::Done;
     if (done) break;
-    if (!release(w) && !ran) {
+    const bool released = release(w);
+    if (!w.error.empty()) break;
+    if (!released && !ran) {
       const Thread* stuck = nullptr;
       for (const Thread& t : w.threads)
         if (t.wait != Wait::Done) { stuck = &t; break; }
