@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <algorithm>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -63,12 +65,24 @@ struct Copy {
   bool valid;
 };
 
+// Shared memory: exactly the declared bytes, so AddressSanitizer sees overruns.
+struct AlignedDelete {
+  size_t align = 16;
+  void operator()(char* p) const { ::operator delete(p, std::align_val_t(align)); }
+};
+std::unique_ptr<char, AlignedDelete> aligned_bytes(size_t bytes, size_t align) {
+  align = std::max<size_t>(align, 16);
+  char* p = static_cast<char*>(::operator new(bytes ? bytes : 1, std::align_val_t(align)));
+  std::memset(p, 0xff, bytes);  // garbage, as fresh shared memory: NaN exposes reads before writes
+  return std::unique_ptr<char, AlignedDelete>(p, AlignedDelete{align});
+}
+
 struct BlockState {
   Dim3 idx;
   int first = 0, count = 0;  // threads [first, first + count) of the wave
   int cluster_rank = 0;
-  std::unordered_map<const void*, std::unique_ptr<char[]>> shared;
-  std::unique_ptr<char[]> dynamic;
+  std::unordered_map<const void*, std::unique_ptr<char, AlignedDelete>> shared;
+  std::unique_ptr<char, AlignedDelete> dynamic;
 };
 
 }  // namespace
@@ -370,22 +384,14 @@ void* shared_storage(const void* site, size_t bytes, size_t align) {
   Thread& t = current();
   BlockState& b = t_wave->blocks[size_t(t.block)];
   auto it = b.shared.find(site);
-  if (it == b.shared.end()) {
-    // Fresh shared memory holds garbage: all-ones bytes (NaN as float) expose reads before writes.
-    std::unique_ptr<char[]> mem(new char[bytes + align]);
-    std::memset(mem.get(), 0xff, bytes + align);
-    it = b.shared.emplace(site, std::move(mem)).first;
-  }
-  const uintptr_t p = reinterpret_cast<uintptr_t>(it->second.get());
-  return reinterpret_cast<void*>((p + align - 1) / align * align);
+  if (it == b.shared.end()) it = b.shared.emplace(site, aligned_bytes(bytes, align)).first;
+  return it->second.get();
 }
 
 void* dynamic_shared() {
   Thread& t = current();
   BlockState& b = t_wave->blocks[size_t(t.block)];
-  if (!b.dynamic) return nullptr;
-  const uintptr_t p = reinterpret_cast<uintptr_t>(b.dynamic.get());
-  return reinterpret_cast<void*>((p + 127) / 128 * 128);
+  return b.dynamic.get();
 }
 
 void cp_async(void* dst, const void* src, size_t bytes, bool valid) {
@@ -430,10 +436,7 @@ void run_kernel(const LaunchShape& shape, const std::function<void()>& body) {
       b.first = bi * per_block;
       b.count = per_block;
       b.cluster_rank = lin % per_cluster;
-      if (shape.dynamic_smem) {
-        b.dynamic.reset(new char[shape.dynamic_smem + 128]);
-        std::memset(b.dynamic.get(), 0xff, shape.dynamic_smem + 128);
-      }
+      if (shape.dynamic_smem) b.dynamic = aligned_bytes(shape.dynamic_smem, 128);
       for (int ti = 0; ti < per_block; ++ti) {
         Thread& t = w.threads[size_t(b.first + ti)];
         t.block = bi;

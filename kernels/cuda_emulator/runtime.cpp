@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "cublas_v2.h"
@@ -202,10 +203,11 @@ cudaError_t cudaDriverGetVersion(int* v) {
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = nullptr;
   if (capture_forbids("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
-  const size_t padded = (bytes + 255) / 256 * 256;
-  void* m = std::aligned_alloc(256, padded ? padded : 256);
+  // Exactly `bytes` (256-aligned like cudaMalloc's): under AddressSanitizer a
+  // kernel reading or writing past the end of a buffer is reported.
+  void* m = ::operator new(bytes ? bytes : 1, std::align_val_t(256), std::nothrow);
   if (!m) return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
-  std::memset(m, 0xff, padded);  // fresh device memory holds garbage: NaN exposes reads before writes
+  std::memset(m, 0xff, bytes);  // fresh device memory holds garbage: NaN exposes reads before writes
   std::lock_guard<std::mutex> lock(g_mutex);
   g_allocs[reinterpret_cast<uintptr_t>(m)] = bytes;
   *p = m;
@@ -221,7 +223,7 @@ cudaError_t cudaFree(void* p) {
       return fail(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
     g_allocs.erase(it);
   }
-  std::free(p);
+  ::operator delete(p, std::align_val_t(256));
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
