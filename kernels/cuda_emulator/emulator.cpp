@@ -16,6 +16,17 @@
 
 thread_local emu::Dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+// AddressSanitizer must be told about stack switches (else exceptions thrown
+// on a fiber stack confuse it); a no-op without it.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define EMU_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define EMU_START_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define EMU_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
 #if !defined(__x86_64__)
 #error "the CUDA host emulator's fiber switch is written for x86-64"
 #endif
@@ -113,6 +124,16 @@ thread_local std::vector<Fiber> t_fibers;
 thread_local Thread* t_current = nullptr;
 thread_local Wave* t_wave = nullptr;
 thread_local void* t_scheduler_sp = nullptr;
+thread_local const void* t_scheduler_bottom = nullptr;  // the scheduler's stack (for ASan)
+thread_local size_t t_scheduler_size = 0;
+
+// A fiber hands control back to the scheduler (and later resumes here).
+void switch_to_scheduler(Fiber& f) {
+  void* fake = nullptr;
+  EMU_START_SWITCH(&fake, t_scheduler_bottom, t_scheduler_size);
+  emu_fiber_switch(&f.sp, t_scheduler_sp);
+  EMU_FINISH_SWITCH(fake, nullptr, nullptr);
+}
 
 [[noreturn]] void fiber_main();
 
@@ -149,6 +170,7 @@ void complete_copies(Thread& t, size_t n) {
 }
 
 [[noreturn]] void fiber_main() {
+  EMU_FINISH_SWITCH(nullptr, &t_scheduler_bottom, &t_scheduler_size);
   for (;;) {
     Thread* t = t_current;
     try {
@@ -160,8 +182,7 @@ void complete_copies(Thread& t, size_t n) {
     }
     complete_copies(*t, t->copies.size());
     t->wait = Wait::Done;
-    const size_t i = size_t(t - t_wave->threads.data());
-    emu_fiber_switch(&t_fibers[i].sp, t_scheduler_sp);
+    switch_to_scheduler(t_fibers[size_t(t - t_wave->threads.data())]);
   }
 }
 
@@ -173,9 +194,7 @@ Thread& current() {
 void block_until(Wait w) {
   Thread& t = current();
   t.wait = w;
-  const size_t i = size_t(&t - t_wave->threads.data());
-  emu_fiber_switch(&t_fibers[i].sp, t_scheduler_sp);
-  t_current = &t;  // the scheduler set it; restate for clarity
+  switch_to_scheduler(t_fibers[size_t(&t - t_wave->threads.data())]);
 }
 
 bool read_reverse() {
@@ -309,7 +328,11 @@ void run_wave(Wave& w) {
       blockIdx = t.c.block_idx;
       blockDim = t.c.block_dim;
       gridDim = t.c.grid_dim;
-      emu_fiber_switch(&t_scheduler_sp, t_fibers[size_t(&t - w.threads.data())].sp);
+      Fiber& f = t_fibers[size_t(&t - w.threads.data())];
+      void* fake = nullptr;
+      EMU_START_SWITCH(&fake, f.base + getpagesize(), kStackBytes);
+      emu_fiber_switch(&t_scheduler_sp, f.sp);
+      EMU_FINISH_SWITCH(fake, nullptr, nullptr);
       t_current = nullptr;
       ran = true;
       if (!w.error.empty()) break;
