@@ -197,9 +197,13 @@ void block_until(Wait w) {
   switch_to_scheduler(t_fibers[size_t(&t - t_wave->threads.data())]);
 }
 
-bool read_reverse() {
+Order read_order() {
   const char* e = std::getenv("DOFPOSE_EMU_ORDER");
-  return e && std::strcmp(e, "reverse") == 0;
+  if (!e || !*e || std::strcmp(e, "forward") == 0) return Order::Forward;
+  if (std::strcmp(e, "reverse") == 0) return Order::Reverse;
+  if (std::strcmp(e, "shuffle") == 0) return Order::Shuffle;
+  throw std::runtime_error(std::string("DOFPOSE_EMU_ORDER=") + e +
+                           ": expected forward, reverse or shuffle");
 }
 
 std::string where(const Thread& t) {
@@ -314,14 +318,22 @@ bool release(Wave& w) {
 }
 
 void run_wave(Wave& w) {
-  const bool reverse = reverse_order();
+  const Order order = resume_order();
   const int n = int(w.threads.size());
+  std::vector<int> perm(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) perm[size_t(i)] = order == Order::Reverse ? n - 1 - i : i;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;  // fixed: a failing shuffle reproduces
   for (int i = 0; i < n; ++i) fiber(size_t(i));
   t_wave = &w;
   for (;;) {
     bool ran = false, done = true;
+    if (order == Order::Shuffle)  // a new order every sweep (Fisher-Yates, xorshift)
+      for (int i = n - 1; i > 0; --i) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        std::swap(perm[size_t(i)], perm[size_t(rng % uint64_t(i + 1))]);
+      }
     for (int k = 0; k < n; ++k) {
-      Thread& t = w.threads[reverse ? n - 1 - k : k];
+      Thread& t = w.threads[size_t(perm[size_t(k)])];
       if (t.wait != Wait::None) continue;
       t_current = &t;
       threadIdx = t.c.thread_idx;
@@ -360,9 +372,9 @@ void run_wave(Wave& w) {
 
 }  // namespace
 
-bool reverse_order() {
-  static const bool r = read_reverse();
-  return r;
+Order resume_order() {
+  static const Order o = read_order();
+  return o;
 }
 
 const Coords& coords() { return current().c; }

@@ -75,8 +75,11 @@ struct LaunchShape {
 void run_kernel(const LaunchShape& shape, const std::function<void()>& body);
 
 // Options, read once from the environment:
-//   DOFPOSE_EMU_ORDER=reverse  resume fibers in reverse order (exposes missing barriers)
-bool reverse_order();
+//   DOFPOSE_EMU_ORDER=forward|reverse|shuffle  the order fibers resume in
+//   after each barrier (thread order, its reverse, or a fresh fixed-seed
+//   permutation per sweep): a result that depends on it reveals a missing barrier.
+enum class Order { Forward, Reverse, Shuffle };
+Order resume_order();
 
 }  // namespace emu
 
