@@ -1,22 +1,12 @@
 // CUDA host emulator: __nv_bfloat16 and the conversions kernels/cuda/ uses (round to nearest even).
 #pragma once
 #include <cstdint>
-#include <cstring>
 
-namespace emu {
-inline uint16_t float_to_bf16_bits(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return uint16_t(x >> 16);
-}
-inline float bf16_bits_to_float(uint16_t h) {
-  const uint32_t x = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
+#include "dofpose/dtype.h"
+
+namespace emu {  // the engine's bit-exact conversions (engine/src/dtype.cpp)
+inline uint16_t float_to_bf16_bits(float f) { return dofpose::f32_to_bf16(f); }
+inline float bf16_bits_to_float(uint16_t h) { return dofpose::bf16_to_f32(h); }
 }  // namespace emu
 
 struct __nv_bfloat16 {
