@@ -33,7 +33,7 @@ int cmd_info(int argc, char** argv) {
   std::printf("  CPU kernels : %s SIMD, %d thread%s%s\n", b.simd.c_str(), b.cpu_threads,
               b.cpu_threads == 1 ? "" : "s", b.openmp ? " (OpenMP)" : "");
   if (b.cuda_built) {
-    std::printf("  CUDA backend: built (nvcc %s, sm %s, runtime %s)\n", b.cuda_compiler.c_str(),
+    std::printf("  CUDA backend: built (%s, sm %s, runtime %s)\n", b.cuda_compiler.c_str(),
                 b.cuda_archs.c_str(), b.cuda_runtime.c_str());
     if (devices.empty()) std::printf("  CUDA devices: none found (CUDA ops unavailable here)\n");
     for (size_t i = 0; i < devices.size(); ++i)
