@@ -4,6 +4,7 @@
 // there to catch (a missing barrier, a barrier not all threads reach, a host
 // pointer passed to a kernel, an allocation inside a stream capture).
 #include <cuda_runtime.h>
+#include <cooperative_groups.h>
 #include <mma.h>
 
 #include <doctest/doctest.h>
@@ -68,6 +69,23 @@ __global__ void grid_sync_kernel(int* counter_per_block, int* seen) {
     int s = 0;
     for (unsigned b = 0; b < gridDim.x; ++b) s += counter_per_block[b];
     *seen = s;
+  }
+}
+
+__global__ void exited_lane_shuffle_kernel(int* out) {
+  if (threadIdx.x >= 16) return;  // half the warp leaves, the mask still names it
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, int(threadIdx.x), 1);
+}
+
+__global__ void cluster_sync_kernel(int* slots, int* seen) {
+  const unsigned rank = cooperative_groups::this_cluster().block_rank();
+  if (threadIdx.x == 0) slots[blockIdx.x] = int(rank) + 1;
+  cooperative_groups::this_cluster().sync();
+  if (rank == 0 && threadIdx.x == 0) {  // the cluster's first block sums its cluster's slots
+    const unsigned n = cooperative_groups::this_cluster().num_blocks();
+    int s = 0;
+    for (unsigned b = 0; b < n; ++b) s += slots[blockIdx.x + b];
+    seen[blockIdx.x / n] = s;
   }
 }
 
@@ -181,6 +199,35 @@ TEST_CASE("emulator: a cooperative grid sync orders the blocks; the launch is re
   cudaGetLastError();
   // Without a cooperative launch the grid sync traps.
   grid_sync_kernel<<<2, 32>>>(slots.p, seen.p);
+  CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+}
+
+TEST_CASE("emulator: a warp collective whose mask names an exited lane is an error") {
+  DeviceBuffer<int> out(32);
+  exited_lane_shuffle_kernel<<<1, 32>>>(out.p);
+  const cudaError_t e = cudaGetLastError();
+  CHECK(e == cudaErrorLaunchFailure);
+  CHECK(std::string(cudaGetErrorString(e)).find("exited lane") != std::string::npos);
+}
+
+TEST_CASE("emulator: a cluster launch runs each cluster together and its sync orders the blocks") {
+  DeviceBuffer<int> slots(8), seen(2);
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 4;
+  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(8);
+  cfg.blockDim = dim3(64);
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  REQUIRE(cudaLaunchKernelEx(&cfg, cluster_sync_kernel, slots.p, seen.p) == cudaSuccess);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const auto h = seen.download();
+  CHECK(h[0] == 10);  // ranks 0..3 -> 1 + 2 + 3 + 4, in each of the two clusters
+  CHECK(h[1] == 10);
+  // A cluster sync in a launch without clusters traps.
+  cluster_sync_kernel<<<2, 32>>>(slots.p, seen.p);
   CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
 }
 
