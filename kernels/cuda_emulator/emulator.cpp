@@ -19,12 +19,16 @@ thread_local emu::Dim3 threadIdx, blockIdx, blockDim, gridDim;
 // AddressSanitizer must be told about stack switches (else exceptions thrown
 // on a fiber stack confuse it); a no-op without it.
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+// An abandoned fiber's frames never returned: clear their redzones before reuse.
+#define EMU_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
 #define EMU_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define EMU_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
 #else
 #define EMU_START_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #define EMU_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define EMU_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
 #if !defined(__x86_64__)
@@ -138,6 +142,7 @@ void switch_to_scheduler(Fiber& f) {
 [[noreturn]] void fiber_main();
 
 void fiber_reset(Fiber& f) {
+  EMU_UNPOISON(f.base + getpagesize(), kStackBytes);
   auto* top = reinterpret_cast<uintptr_t*>(f.base + getpagesize() + kStackBytes);
   *--top = 0;                                         // fiber_main's (never used) return address
   *--top = reinterpret_cast<uintptr_t>(&fiber_main);  // emu_fiber_switch returns here
