@@ -357,7 +357,12 @@ void run_wave(Wave& w) {
     if (!w.error.empty()) break;
     for (const Thread& t : w.threads) done = done && t.wait == Wait::Done;
     if (done) break;
-    const bool released = release(w);
+    bool released = false;
+    try {  // a collective's check (or combine) may throw: end the wave like a trap
+      released = release(w);
+    } catch (const std::exception& e) {
+      w.error = e.what();
+    }
     if (!w.error.empty()) break;
     if (!released && !ran) {
       const Thread* stuck = nullptr;

@@ -101,6 +101,12 @@ __global__ void wmma_kernel(const float* a, const float* b, float* c) {
   wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
 }
 
+__global__ void wmma_lane_pointer_kernel(const float* a) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a + (threadIdx.x == 3 ? 8 : 0), 8);  // lane 3 points elsewhere
+}
+
 // One m16n8k8 TF32 mma.sync with fragments built by the PTX ISA's layout
 // from row-major A (16x8) and B (8x8); D row-major 16x8.
 __global__ void raw_tf32_mma_kernel(const float* A, const float* B, float* D) {
@@ -256,6 +262,14 @@ TEST_CASE("emulator: WMMA TF32 and the PTX m16n8k8 fragments compute A x B") {
       CHECK(d[size_t(i * 8 + j)] == want);
     }
   }
+}
+
+TEST_CASE("emulator: WMMA loads whose lanes disagree on the address are an error") {
+  DeviceBuffer<float> a(16 * 8 + 8);
+  wmma_lane_pointer_kernel<<<1, 32>>>(a.p);
+  const cudaError_t e = cudaGetLastError();
+  CHECK(e == cudaErrorLaunchFailure);
+  CHECK(std::string(cudaGetErrorString(e)).find("lane 3") != std::string::npos);
 }
 
 TEST_CASE("emulator: cp.async lands at wait_group (zero-filled when invalid), not before") {

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "cuda_bf16.h"
@@ -86,8 +87,34 @@ void fill_fragment(F& f, const V& v) {
   for (int i = 0; i < F::num_elements; ++i) f.x[i] = typename F::element_type(v);
 }
 
+// load/store_matrix_sync are warp-wide: every lane must pass the same address
+// and leading dimension (undefined otherwise); checked as a warp collective.
+struct MatrixArgs {
+  const void* p;
+  unsigned ldm;
+};
+inline void matrix_args_combine(emu::WarpPart* const* lanes) {
+  const MatrixArgs* first = nullptr;
+  for (int l = 0; l < 32; ++l) {
+    if (!lanes[l]) emu::trap("load/store_matrix_sync with a partial warp");
+    const auto* a = static_cast<const MatrixArgs*>(lanes[l]->in);
+    if (!first) first = a;
+    if (a->p != first->p || a->ldm != first->ldm)
+      emu::trap("load/store_matrix_sync: lane " + std::to_string(l) +
+                " passes another address or leading dimension than lane 0");
+  }
+}
+inline void matrix_args_agree(const void* p, unsigned ldm) {
+  MatrixArgs a{p, ldm};
+  emu::WarpPart part;
+  part.combine = &matrix_args_combine;
+  part.in = &a;
+  emu::warp_collective(part);
+}
+
 template <class Use, int M, int N, int K, class T, class Layout, class P>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+  matrix_args_agree(p, ldm);
   using F = fragment<Use, M, N, K, T, Layout>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
@@ -100,6 +127,7 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned
 template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm,
                       layout_t layout) {
+  matrix_args_agree(p, ldm);
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
@@ -111,6 +139,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm,
                        layout_t layout) {
+  matrix_args_agree(p, ldm);
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
