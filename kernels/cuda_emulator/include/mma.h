@@ -112,14 +112,20 @@ inline void matrix_args_agree(const void* p, unsigned ldm) {
   emu::warp_collective(part);
 }
 
+// Element (r, c) of a matrix at p with leading dimension ldm.
+template <class P>
+P& matrix_element(P* p, unsigned ldm, int r, int c, bool col_major) {
+  return col_major ? p[size_t(c) * ldm + r] : p[size_t(r) * ldm + c];
+}
+
 template <class Use, int M, int N, int K, class T, class Layout, class P>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
   matrix_args_agree(p, ldm);
   using F = fragment<Use, M, N, K, T, Layout>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
-    const int i = F::flat(e, lane), r = i / F::cols, c = i % F::cols;
-    const P v = std::is_same_v<Layout, col_major> ? p[size_t(c) * ldm + r] : p[size_t(r) * ldm + c];
+    const int i = F::flat(e, lane);
+    const P v = matrix_element(p, ldm, i / F::cols, i % F::cols, std::is_same_v<Layout, col_major>);
     f.x[e] = typename F::element_type(v);
   }
   emu::sync_warp(0xffffffffu);  // a warp-wide operation
@@ -131,8 +137,8 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
-    const int i = F::flat(e, lane), r = i / F::cols, c = i % F::cols;
-    f.x[e] = layout == mem_col_major ? p[size_t(c) * ldm + r] : p[size_t(r) * ldm + c];
+    const int i = F::flat(e, lane);
+    f.x[e] = matrix_element(p, ldm, i / F::cols, i % F::cols, layout == mem_col_major);
   }
   emu::sync_warp(0xffffffffu);
 }
@@ -143,8 +149,8 @@ void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f,
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
-    const int i = F::flat(e, lane), r = i / F::cols, c = i % F::cols;
-    (layout == mem_col_major ? p[size_t(c) * ldm + r] : p[size_t(r) * ldm + c]) = f.x[e];
+    const int i = F::flat(e, lane);
+    matrix_element(p, ldm, i / F::cols, i % F::cols, layout == mem_col_major) = f.x[e];
   }
   emu::sync_warp(0xffffffffu);
 }
