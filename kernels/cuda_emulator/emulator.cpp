@@ -1,5 +1,6 @@
 // Fibers and the barrier scheduler of the CUDA host emulator (see emulator.h).
 #include "kernels/cuda_emulator/emulator.h"
+#include "kernels/cuda_emulator/memory_profile.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -98,6 +99,7 @@ struct BlockState {
   int cluster_rank = 0;
   std::unordered_map<const void*, std::unique_ptr<char, AlignedDelete>> shared;
   std::unique_ptr<char, AlignedDelete> dynamic;
+  std::vector<memory_profile::Range> shared_ranges;  // all of the above, for the memory profile
 };
 
 }  // namespace
@@ -112,6 +114,7 @@ struct Thread {
   std::deque<Copy> copies;
   std::vector<size_t> group_sizes;  // committed groups, oldest first
   size_t uncommitted = 0;
+  memory_profile::Lane lane;
 };
 
 namespace {
@@ -122,6 +125,7 @@ struct Wave {
   std::vector<BlockState> blocks;
   std::vector<Thread> threads;
   std::string error;
+  bool profiling = false;  // memory profile: lanes log their accesses
 };
 
 thread_local std::vector<Fiber> t_fibers;
@@ -228,6 +232,17 @@ const char* wait_name(Wait w) {
   }
 }
 
+// Memory profile: the block's warps' logged accesses become requests.
+void flush_block(Wave& w, const BlockState& b) {
+  if (!w.profiling) return;
+  for (int w0 = 0; w0 < b.count; w0 += 32) {
+    memory_profile::Lane* lanes[32] = {};
+    const int n = std::min(32, b.count - w0);
+    for (int l = 0; l < n; ++l) lanes[l] = &w.threads[size_t(b.first + w0 + l)].lane;
+    memory_profile::flush_warp(w.shape->name, lanes, n, b.shared_ranges);
+  }
+}
+
 // Releases every barrier whose participants have all arrived; returns whether any did.
 bool release(Wave& w) {
   bool any = false;
@@ -249,6 +264,7 @@ bool release(Wave& w) {
             return true;
           }
       }
+      flush_block(w, b);  // every access before the barrier is complete
       for (int i = b.first; i < b.first + b.count; ++i)
         if (w.threads[i].wait == Wait::Block) w.threads[i].wait = Wait::None;
       any = true;
@@ -314,6 +330,7 @@ bool release(Wave& w) {
                   std::to_string(int(w.threads.size()) - live) + " threads have exited";
         return true;
       }
+      for (const BlockState& b : w.blocks) flush_block(w, b);
       for (Thread& t : w.threads)
         if (t.wait == kind) t.wait = Wait::None;
       any = true;
@@ -329,6 +346,13 @@ void run_wave(Wave& w) {
   for (int i = 0; i < n; ++i) perm[size_t(i)] = order == Order::Reverse ? n - 1 - i : i;
   uint64_t rng = 0x9e3779b97f4a7c15ull;  // fixed: a failing shuffle reproduces
   for (int i = 0; i < n; ++i) fiber(size_t(i));
+  w.profiling = memory_profile::enabled();
+  if (w.profiling)
+    for (int i = 0; i < n; ++i) {
+      const auto lo = reinterpret_cast<uintptr_t>(t_fibers[size_t(i)].base);
+      w.threads[size_t(i)].lane.stack_lo = lo;
+      w.threads[size_t(i)].lane.stack_hi = lo + getpagesize() + kStackBytes;
+    }
   t_wave = &w;
   for (;;) {
     bool ran = false, done = true;
@@ -346,11 +370,13 @@ void run_wave(Wave& w) {
       blockDim = t.c.block_dim;
       gridDim = t.c.grid_dim;
       Fiber& f = t_fibers[size_t(&t - w.threads.data())];
+      memory_profile::t_lane = w.profiling ? &t.lane : nullptr;
       void* fake = nullptr;
       EMU_START_SWITCH(&fake, f.base + getpagesize(), kStackBytes);
       emu_fiber_switch(&t_scheduler_sp, f.sp);
       EMU_FINISH_SWITCH(fake, nullptr, nullptr);
       t_current = nullptr;
+      memory_profile::t_lane = nullptr;
       ran = true;
       if (!w.error.empty()) break;
     }
@@ -376,6 +402,8 @@ void run_wave(Wave& w) {
   if (!w.error.empty()) {  // abandon the fibers mid-kernel; they start afresh next time
     for (int i = 0; i < n; ++i)
       if (w.threads[i].wait != Wait::Done) fiber_reset(t_fibers[size_t(i)]);
+  } else {
+    for (const BlockState& b : w.blocks) flush_block(w, b);
   }
   t_wave = nullptr;
 }
@@ -429,7 +457,11 @@ void* shared_storage(const void* site, size_t bytes, size_t align) {
   Thread& t = current();
   BlockState& b = t_wave->blocks[size_t(t.block)];
   auto it = b.shared.find(site);
-  if (it == b.shared.end()) it = b.shared.emplace(site, aligned_bytes(bytes, align)).first;
+  if (it == b.shared.end()) {
+    it = b.shared.emplace(site, aligned_bytes(bytes, align)).first;
+    const auto lo = reinterpret_cast<uintptr_t>(it->second.get());
+    b.shared_ranges.push_back({lo, lo + bytes});
+  }
   return it->second.get();
 }
 
@@ -441,6 +473,9 @@ void* dynamic_shared() {
 
 void cp_async(void* dst, const void* src, size_t bytes, bool valid) {
   Thread& t = current();
+  // Memory profile: the copy's global read and shared write, at the issuing instruction.
+  if (valid) memory_profile::record(__builtin_return_address(0), src, bytes, false);
+  memory_profile::record(__builtin_return_address(0), dst, bytes, true);
   t.copies.push_back({dst, src, bytes, valid});
   ++t.uncommitted;
 }
@@ -466,6 +501,7 @@ void run_kernel(const LaunchShape& shape, const std::function<void()>& body) {
   // Blocks that must be resident together run as one wave: the whole grid for
   // a cooperative launch, a cluster for a cluster launch, else one block.
   const int wave_blocks = shape.cooperative ? blocks : per_cluster;
+  if (memory_profile::enabled()) memory_profile::count_launch(shape.name);
   for (int first = 0; first < blocks; first += wave_blocks) {
     Wave w;
     w.shape = &shape;
@@ -481,7 +517,11 @@ void run_kernel(const LaunchShape& shape, const std::function<void()>& body) {
       b.first = bi * per_block;
       b.count = per_block;
       b.cluster_rank = lin % per_cluster;
-      if (shape.dynamic_smem) b.dynamic = aligned_bytes(shape.dynamic_smem, 128);
+      if (shape.dynamic_smem) {
+        b.dynamic = aligned_bytes(shape.dynamic_smem, 128);
+        const auto lo = reinterpret_cast<uintptr_t>(b.dynamic.get());
+        b.shared_ranges.push_back({lo, lo + shape.dynamic_smem});
+      }
       for (int ti = 0; ti < per_block; ++ti) {
         Thread& t = w.threads[size_t(b.first + ti)];
         t.block = bi;

@@ -3,6 +3,8 @@
 
 Only the syntax C++ lacks is rewritten; everything else is compiled as written:
   kernel<<<grid, block, smem, stream>>>(args)  ->  ::emu::launch("kernel", kernel, ::emu::config(...), args)
+  cudaLaunchCooperativeKernel(kernel, ...)     ->  ::emu::cooperative_launch("kernel", kernel, ...)
+  cudaLaunchKernelEx(cfg, kernel, ...)         ->  ::emu::launch_ex("kernel", cfg, kernel, ...)
   __shared__ T name[dims];                     ->  a per-block array from ::emu::shared_storage
   extern __shared__ T name[];                  ->  T* name = the launch's dynamic shared memory
 Line numbers are kept (a #line directive names the original file), so compiler
@@ -87,6 +89,53 @@ def rewrite_launches(text, path):
     return "".join(out)
 
 
+def top_level_arg(text, i):
+    """text[i] starts an argument: the index of the comma (or ')') that ends it."""
+    depth = 0
+    while True:
+        c = text[i]
+        if c in "(<[{":
+            depth += 1
+        elif c in ")>]}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif c == "," and depth == 0:
+            return i
+        i += 1
+
+
+NAMED_LAUNCHES = {"cudaLaunchCooperativeKernel": ("::emu::cooperative_launch", 0),
+                  "cudaLaunchKernelEx": ("::emu::launch_ex", 1)}
+
+
+def rewrite_named_launches(text, path):
+    """Launch API calls get the kernel's name (for errors and the memory profile)."""
+    def one(m):
+        if in_comment(text, m.start()):
+            return None
+        fn, kernel_arg = NAMED_LAUNCHES[m.group(1)]
+        i = m.end()
+        for _ in range(kernel_arg):
+            i = top_level_arg(text, i) + 1
+        while text[i].isspace():
+            i += 1
+        kernel = text[i:top_level_arg(text, i)].strip()
+        return fn, " ".join(kernel.split())
+
+    out, pos = [], 0
+    for m in re.finditer(r"\b(cudaLaunchCooperativeKernel|cudaLaunchKernelEx)\s*\(", text):
+        r = one(m)
+        if r is None:
+            continue
+        fn, name = r
+        out.append(text[pos:m.start()])
+        out.append(f'{fn}("{name}", ')
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 SHARED = re.compile(r"(?m)^(?P<indent>[ \t]*)(?P<extern>extern\s+)?__shared__\s+"
                     r"(?:__align__\((?P<align>\d+)\)\s+)?(?P<body>[^;]*);")
 DECL = re.compile(r"^\s*(?P<name>\w+)\s*(?P<dims>(?:\[[^\]]*\])*)\s*$")
@@ -129,7 +178,7 @@ def main():
     src, dst = sys.argv[1], sys.argv[2]
     with open(src) as f:
         text = f.read()
-    text = rewrite_shared(rewrite_launches(text, src), src)
+    text = rewrite_shared(rewrite_named_launches(rewrite_launches(text, src), src), src)
     body = f'#line 1 "{os.path.abspath(src)}"\n' + text
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     tmp = dst + ".tmp"

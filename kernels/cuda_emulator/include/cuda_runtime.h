@@ -38,11 +38,42 @@ struct dim3 {
   operator emu::Dim3() const { return {x, y, z}; }
 };
 using uint3 = emu::Dim3;
-struct __align__(8) float2 { float x, y; };
-struct __align__(16) float4 { float x, y, z, w; };
-struct __align__(8) int2 { int x, y; };
-struct __align__(16) int4 { int x, y, z, w; };
-struct __align__(16) double2 { double x, y; };
+// A copy of a vector is one access of all of it (memcpy), as the GPU's 64- and
+// 128-bit loads and stores are: g++ would otherwise split it into scalar
+// accesses, and the memory profile would count four requests where there is one.
+#define EMU_VECTOR_COPY(T)                                                                      \
+  T() = default;                                                                                \
+  T(const T& o) { std::memcpy(static_cast<void*>(this), &o, sizeof(T)); }                     \
+  T& operator=(const T& o) {                                                                    \
+    std::memcpy(static_cast<void*>(this), &o, sizeof(T));                                       \
+    return *this;                                                                               \
+  }
+struct __align__(8) float2 {
+  float x, y;
+  EMU_VECTOR_COPY(float2)
+  constexpr float2(float a, float b) : x(a), y(b) {}
+};
+struct __align__(16) float4 {
+  float x, y, z, w;
+  EMU_VECTOR_COPY(float4)
+  constexpr float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
+};
+struct __align__(8) int2 {
+  int x, y;
+  EMU_VECTOR_COPY(int2)
+  constexpr int2(int a, int b) : x(a), y(b) {}
+};
+struct __align__(16) int4 {
+  int x, y, z, w;
+  EMU_VECTOR_COPY(int4)
+  constexpr int4(int a, int b, int c, int d) : x(a), y(b), z(c), w(d) {}
+};
+struct __align__(16) double2 {
+  double x, y;
+  EMU_VECTOR_COPY(double2)
+  constexpr double2(double a, double b) : x(a), y(b) {}
+};
+#undef EMU_VECTOR_COPY
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline int2 make_int2(int x, int y) { return {x, y}; }
@@ -353,11 +384,11 @@ auto unpack_args(void** args, std::index_sequence<I...>) {
       *static_cast<std::decay_t<P>*>(args[I])...);
 }
 int blocks_per_sm(int threads_per_block);
-}  // namespace emu
 
+// What translate_cu.py makes of cudaLaunchCooperativeKernel / cudaLaunchKernelEx (named kernels).
 template <class... P>
-cudaError_t cudaLaunchCooperativeKernel(void (*kernel)(P...), dim3 grid, dim3 block, void** args,
-                                        size_t smem = 0, cudaStream_t stream = nullptr) {
+cudaError_t cooperative_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block,
+                               void** args, size_t smem = 0, cudaStream_t stream = nullptr) {
   const int threads = int(block.x * block.y * block.z);
   if (int(grid.x * grid.y * grid.z) > emu::blocks_per_sm(threads) * emu::kEmulatedSMs) {
     emu::set_error(cudaErrorCooperativeLaunchTooLarge, "cooperative grid larger than co-resident blocks");
@@ -368,14 +399,13 @@ cudaError_t cudaLaunchCooperativeKernel(void (*kernel)(P...), dim3 grid, dim3 bl
   shape.block = block;
   shape.dynamic_smem = smem;
   shape.cooperative = true;
-  return emu::launch_tuple("cooperative kernel", kernel,
-                           emu::unpack_args<P...>(args, std::index_sequence_for<P...>{}), shape,
-                           stream);
+  return launch_tuple(name, kernel, unpack_args<P...>(args, std::index_sequence_for<P...>{}), shape,
+                      stream);
 }
 
 template <class... P, class... A>
-cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* cfg, void (*kernel)(P...), A&&... a) {
-  emu::LaunchShape shape;
+cudaError_t launch_ex(const char* name, const cudaLaunchConfig_t* cfg, void (*kernel)(P...), A&&... a) {
+  LaunchShape shape;
   shape.grid = cfg->gridDim;
   shape.block = cfg->blockDim;
   shape.dynamic_smem = cfg->dynamicSmemBytes;
@@ -386,7 +416,18 @@ cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* cfg, void (*kernel)(P..
     }
   if (shape.cluster.x * shape.cluster.y * shape.cluster.z > 16) return cudaErrorInvalidConfiguration;
   auto args = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(a)...);
-  return emu::launch_tuple("kernel (cudaLaunchKernelEx)", kernel, std::move(args), shape, cfg->stream);
+  return launch_tuple(name, kernel, std::move(args), shape, cfg->stream);
+}
+}  // namespace emu
+
+template <class... P>
+cudaError_t cudaLaunchCooperativeKernel(void (*kernel)(P...), dim3 grid, dim3 block, void** args,
+                                        size_t smem = 0, cudaStream_t stream = nullptr) {
+  return emu::cooperative_launch("cooperative kernel", kernel, grid, block, args, smem, stream);
+}
+template <class... P, class... A>
+cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* cfg, void (*kernel)(P...), A&&... a) {
+  return emu::launch_ex("kernel (cudaLaunchKernelEx)", cfg, kernel, std::forward<A>(a)...);
 }
 
 template <class K>

@@ -16,6 +16,7 @@
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
 #include "kernels/cuda_emulator/emulator.h"
+#include "kernels/cuda_emulator/memory_profile.h"
 
 namespace emu {
 inline float tf32_truncate(float x) {
@@ -121,6 +122,7 @@ P& matrix_element(P* p, unsigned ldm, int r, int c, bool col_major) {
 template <class Use, int M, int N, int K, class T, class Layout, class P>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
   matrix_args_agree(p, ldm);
+  emu::memory_profile::Pause uncounted;  // our fragment layout is not the hardware's
   using F = fragment<Use, M, N, K, T, Layout>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
@@ -134,6 +136,7 @@ template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm,
                       layout_t layout) {
   matrix_args_agree(p, ldm);
+  emu::memory_profile::Pause uncounted;  // our fragment layout is not the hardware's
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
@@ -146,6 +149,7 @@ template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm,
                        layout_t layout) {
   matrix_args_agree(p, ldm);
+  emu::memory_profile::Pause uncounted;  // our fragment layout is not the hardware's
   using F = fragment<accumulator, M, N, K, float>;
   const int lane = emu::lane_id();
   for (int e = 0; e < F::num_elements; ++e) {
