@@ -9,8 +9,11 @@
 // As on the CPU the sums run in double and the variance is two-pass (mean first,
 // then the sum of squared deviations), and every per-channel scalar is formed
 // with the CPU's expression and rounding, so outputs agree to float rounding.
-// For [N, C] inputs (HW = 1) a block reads a column with stride C; the tensor is
-// small enough to stay in L2, where neighbouring channels' blocks share sectors.
+// [N, C] inputs (HW = 1: the lifters' MLP layers) have their own training
+// kernels: a block owns 8 adjacent channels and its 256 threads are 32 row
+// slots x 8 channels, so a warp reads 4 rows x 32 contiguous bytes (4 sectors).
+// A block per channel read a column, one sector per lane: 32 sectors a request
+// (counted by the emulator's memory profile, docs/cuda.md).
 //
 // The training kernels take an optional activation tail (kAct): ReLU then
 // dropout applied as each value is written, and its gradient recomputed from
@@ -111,6 +114,101 @@ __global__ void forward_train_kernel(int m, ChannelWalk walk, const float* x, co
     store_output<kAct>(y, i, (x[i] - fmean) * scale + shift, act);
   }
 }
+
+// ---- [N, C] (HW = 1): 8 channels a block, 32 row slots (see the top of the file)
+constexpr int kColChannels = 8, kColSlots = 32;  // kColChannels * kColSlots threads
+static_assert(kColChannels * kColSlots == 256, "the column kernels launch 256 threads");
+
+// The sum over all row slots of each channel's per-thread partial, in slot
+// order (deterministic), to every thread of the channel.
+__device__ double column_sum(double v, double (*part)[kColChannels]) {
+  const int ch = threadIdx.x % kColChannels, slot = threadIdx.x / kColChannels;
+  part[slot][ch] = v;
+  __syncthreads();
+  double t = 0;
+  for (int r = 0; r < kColSlots; ++r) t += part[r][ch];
+  __syncthreads();  // everyone has read part before the next call rewrites it
+  return t;
+}
+
+template <bool kAct>
+__global__ void forward_train_columns_kernel(int N, int C, const float* x, const float* gamma,
+                                             const float* beta, float* running_mean,
+                                             float* running_var, float momentum, float eps,
+                                             float* y, float* save_mean, float* save_invstd,
+                                             ReluDropout act) {
+  __shared__ double part[kColSlots][kColChannels];
+  const int slot = threadIdx.x / kColChannels;
+  const int c = blockIdx.x * kColChannels + threadIdx.x % kColChannels;
+  const bool live = c < C;  // every thread still takes part in the barriers
+  double sum = 0;
+  if (live)
+    for (int n = slot; n < N; n += kColSlots) sum += x[int64_t(n) * C + c];
+  const double mean = column_sum(sum, part) / double(N);
+  double sq = 0;
+  if (live)
+    for (int n = slot; n < N; n += kColSlots) {
+      const double d = x[int64_t(n) * C + c] - mean;
+      sq += d * d;
+    }
+  const double var = column_sum(sq, part) / double(N);
+  if (!live) return;
+  // The scalars of forward_train_kernel, formed alike by every thread of the channel.
+  const double invstd = 1.0 / sqrt(var + double(eps));
+  const float g = gamma ? gamma[c] : 1.f;
+  const float fmean = float(mean), scale = float(invstd * g), shift = beta ? beta[c] : 0.f;
+  if (slot == 0) {
+    if (save_mean) save_mean[c] = float(mean);
+    if (save_invstd) save_invstd[c] = float(invstd);
+    if (running_mean)
+      running_mean[c] = float((1.0 - momentum) * running_mean[c] + double(momentum) * mean);
+    if (running_var) {
+      const double unbiased = var * double(N) / double(N - 1);
+      running_var[c] = float((1.0 - momentum) * running_var[c] + double(momentum) * unbiased);
+    }
+  }
+  for (int n = slot; n < N; n += kColSlots) {
+    const int64_t i = int64_t(n) * C + c;
+    store_output<kAct>(y, i, (x[i] - fmean) * scale + shift, act);
+  }
+}
+
+template <bool kAct>
+__global__ void backward_train_columns_kernel(int N, int C, const float* x, const float* gamma,
+                                              const float* save_mean, const float* save_invstd,
+                                              const float* dy, float* dx, float* dgamma,
+                                              float* dbeta, ReluDropout act) {
+  __shared__ double part[kColSlots][kColChannels];
+  const int slot = threadIdx.x / kColChannels;
+  const int c = blockIdx.x * kColChannels + threadIdx.x % kColChannels;
+  const bool live = c < C;
+  const double mean = live ? save_mean[c] : 0.0, invstd = live ? save_invstd[c] : 0.0;
+  double a = 0, b = 0;
+  if (live)
+    for (int n = slot; n < N; n += kColSlots) {
+      const int64_t i = int64_t(n) * C + c;
+      const float g = bn_grad<kAct>(dy, i, act);
+      a += g;
+      b += double(g) * (double(x[i]) - mean);
+    }
+  const double sum_dy = column_sum(a, part), sum_dy_xc = column_sum(b, part);
+  if (!live) return;
+  if (slot == 0) {
+    if (dgamma) dgamma[c] = float(sum_dy_xc * invstd);
+    if (dbeta) dbeta[c] = float(sum_dy);
+  }
+  if (!dx) return;
+  const float g = gamma ? gamma[c] : 1.f;  // backward_train_kernel's expressions
+  const float mean_dy = float(sum_dy / double(N));
+  const float k_ = float(sum_dy_xc * invstd * invstd / double(N));
+  const float fmean = float(mean), coef = float(invstd * g);
+  for (int n = slot; n < N; n += kColSlots) {
+    const int64_t i = int64_t(n) * C + c;
+    dx[i] = (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef;
+  }
+}
+
+int column_blocks(const BatchNormShape& s) { return (s.C + kColChannels - 1) / kColChannels; }
 
 __global__ void forward_infer_kernel(int m, ChannelWalk walk, const float* x, const float* gamma,
                                      const float* beta, const float* running_mean,
@@ -222,9 +320,14 @@ void batchnorm_forward_train(const BatchNormShape& s, const float* x, const floa
   // PyTorch refuses this too: the unbiased variance would divide by zero.
   DOFPOSE_CHECK(m > 1, "batchnorm_forward_train: expected more than 1 value per channel when "
                 "training, got input [", s.N, ", ", s.C, ", ", s.HW, "]");
-  forward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
-      int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
-      y, save_mean, save_invstd, ReluDropout{});
+  if (s.HW == 1)
+    forward_train_columns_kernel<false><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
+        s.N, s.C, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
+        save_invstd, ReluDropout{});
+  else
+    forward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
+        int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
+        y, save_mean, save_invstd, ReluDropout{});
   DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_forward_train");
 }
 
@@ -242,9 +345,13 @@ void batchnorm_backward_train(const BatchNormShape& s, const float* x, const flo
                               float* dx, float* dgamma, float* dbeta, void* stream) {
   check_shape(s, "batchnorm_backward_train");
   if (!dx && !dgamma && !dbeta) return;
-  backward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
-      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
-      dbeta, ReluDropout{});
+  if (s.HW == 1)
+    backward_train_columns_kernel<false><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
+        s.N, s.C, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta, ReluDropout{});
+  else
+    backward_train_kernel<false><<<s.C, kThreads, 0, as_stream(stream)>>>(
+        s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
+        dbeta, ReluDropout{});
   DOFPOSE_CUDA_LAUNCH_CHECK("batchnorm_backward_train");
 }
 
@@ -277,9 +384,14 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
   act.keep_scale = 1.f / (1.f - p);  // on the host, as the CPU forms it
   act.seed = seed;
   act.mask = mask;
-  forward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
-      int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
-      y, save_mean, save_invstd, act);
+  if (s.HW == 1)
+    forward_train_columns_kernel<true><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
+        s.N, s.C, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
+        save_invstd, act);
+  else
+    forward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
+        int(m), ChannelWalk{s.C, s.HW}, x, gamma, beta, running_mean, running_var, momentum, eps,
+        y, save_mean, save_invstd, act);
   DOFPOSE_CUDA_LAUNCH_CHECK(op);
 }
 
@@ -296,9 +408,13 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
   act.p = p;
   act.keep_scale = 1.f / (1.f - p);
   act.mask = const_cast<uint8_t*>(mask);  // read only on this path
-  backward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
-      s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
-      dbeta, act);
+  if (s.HW == 1)
+    backward_train_columns_kernel<true><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
+        s.N, s.C, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta, act);
+  else
+    backward_train_kernel<true><<<s.C, kThreads, 0, as_stream(stream)>>>(
+        s.N * s.HW, ChannelWalk{s.C, s.HW}, x, gamma, save_mean, save_invstd, dy, dx, dgamma,
+        dbeta, act);
   DOFPOSE_CUDA_LAUNCH_CHECK(op);
 }
 

@@ -111,6 +111,19 @@ Dims make_dims(const Conv2dShape& s) {
 //  * "row" loaders:    k = idx % BK fixed per thread,   t = tid/BK + l*STEP.
 // Both store into s[k * (TILE + kPad) + t].
 
+// A row loader's (kk, tt) for thread tid: a warp takes 8 k by 4 rows, so its
+// shared stores s[kk * LD + tt] (LD = TILE + kPad, 4 mod 32) fall on 32
+// different banks. kk = tid % BK (a warp: 16 k by 2 rows at BK = 16) put k and
+// k + 8 on one bank: 2 wavefronts a store (the emulator's memory profile).
+// Global reads stay 4 full sectors a warp where rows are 32-byte aligned.
+template <int BK>
+__device__ __forceinline__ void row_loader_coords(int tid, int& kk, int& tt) {
+  static_assert(BK % 8 == 0, "row loaders take k in groups of 8");
+  constexpr int kStep = kThreads / BK;
+  kk = tid % 8 + 8 * (tid / (8 * kStep));
+  tt = tid / 8 % kStep;
+}
+
 // Forward A: weights [K, CRS] row-major, element (t = k, k = crs).
 template <int TILE, int BK>
 struct WeightLoader {
@@ -120,7 +133,9 @@ struct WeightLoader {
   int rows, cols, t0, kk, tt;
   float v[kCount];
   __device__ WeightLoader(const float* w_, int rows_, int cols_, int t0_, int tid)
-      : w(w_), rows(rows_), cols(cols_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+      : w(w_), rows(rows_), cols(cols_), t0(t0_) {
+    row_loader_coords<BK>(tid, kk, tt);
+  }
   // Calls at(l, src) for this thread's elements of the slice at k0 (src
   // nullptr: a zero outside the matrix).
   template <class F>

@@ -5,6 +5,8 @@
 // The backward pass is a gather: one thread per INPUT pixel asks whether it is
 // its window's argmax. That writes every dx element exactly once (zeros included,
 // also the row/column dropped by the floor), with no atomics and no zero pass.
+#include <cstdint>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -17,12 +19,24 @@ int blocks_for(int64_t n) {
   return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
 }
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+bool float2_rows(int W, const float* x) { return W % 2 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0; }
 
-// Index 0..3 (row-major in the window) of the winning element.
-__device__ __forceinline__ int window_argmax(const float* top_left, int W) {
-  const float v[4] = {top_left[0], top_left[1], top_left[W], top_left[W + 1]};
+// Index 0..3 (row-major in the window) of the winning element, and its value.
+// `pairs` (host-checked: W even, x 8-byte aligned): each window row is one
+// float2, so a warp's request covers its 256 bytes in 8 sectors, where two
+// scalar loads took 16.
+__device__ __forceinline__ int window_argmax(const float* top_left, int W, bool pairs,
+                                             float& best_val) {
+  float v[4];
+  if (pairs) {
+    const float2 r0 = *reinterpret_cast<const float2*>(top_left);
+    const float2 r1 = *reinterpret_cast<const float2*>(top_left + W);
+    v[0] = r0.x, v[1] = r0.y, v[2] = r1.x, v[3] = r1.y;
+  } else {
+    v[0] = top_left[0], v[1] = top_left[1], v[2] = top_left[W], v[3] = top_left[W + 1];
+  }
   int best = 0;
-  float best_val = v[0];
+  best_val = v[0];
 #pragma unroll
   for (int k = 1; k < 4; ++k)
     if (v[k] > best_val || isnan(v[k])) {
@@ -32,20 +46,20 @@ __device__ __forceinline__ int window_argmax(const float* top_left, int W) {
   return best;
 }
 
-__global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int OW,
+__global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int OW, bool pairs,
                                        const float* x, float* y) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     const int64_t pl = i / (int64_t(OH) * OW);
     const int rem = int(i - pl * OH * OW);
     const int oh = rem / OW, ow = rem - oh * OW;
-    const float* tl = x + (pl * H + 2 * oh) * W + 2 * ow;
-    const int k = window_argmax(tl, W);
-    y[i] = tl[(k >> 1) * W + (k & 1)];
+    float best;
+    window_argmax(x + (pl * H + 2 * oh) * W + 2 * ow, W, pairs, best);
+    y[i] = best;
   }
 }
 
-__global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int OW,
+__global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int OW, bool pairs,
                                         const float* x, const float* dy, float* dx) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -56,7 +70,8 @@ __global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int
     float g = 0.f;
     if (oh < OH && ow < OW) {  // else: the floor dropped this pixel
       const float* tl = x + (pl * H + 2 * oh) * W + 2 * ow;
-      if (window_argmax(tl, W) == ((h & 1) << 1 | (w & 1))) g = dy[(pl * OH + oh) * OW + ow];
+      float best;
+      if (window_argmax(tl, W, pairs, best) == ((h & 1) << 1 | (w & 1))) g = dy[(pl * OH + oh) * OW + ow];
     }
     dx[i] = g;
   }
@@ -67,8 +82,8 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, vo
   const int OH = H / 2, OW = W / 2;
   const int64_t total = int64_t(N) * C * OH * OW;
   if (total <= 0) return;
-  maxpool_forward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(total, H, W, OH,
-                                                                                OW, x, y);
+  maxpool_forward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      total, H, W, OH, OW, float2_rows(W, x), x, y);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward");
 }
 
@@ -78,7 +93,7 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
   const int64_t total = int64_t(N) * C * H * W;
   if (total <= 0) return;
   maxpool_backward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-      total, H, W, H / 2, W / 2, x, dy, dx);
+      total, H, W, H / 2, W / 2, float2_rows(W, x), x, dy, dx);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_backward");
 }
 

@@ -14,10 +14,12 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 
-namespace emu {
-bool is_device_range(const void* p, size_t bytes);  // runtime.cpp
+namespace emu {  // runtime.cpp
+// Whether byte p lies in a device allocation, and that allocation's [lo, hi).
+bool device_allocation(const void* p, uintptr_t& lo, uintptr_t& hi);
 }
 
 namespace emu::memory_profile {
@@ -64,18 +66,6 @@ State& state() {
   return s;
 }
 
-// Distinct bytes covered by the lanes' [addr, addr + bytes) intervals.
-uint64_t distinct_bytes(std::vector<std::pair<uintptr_t, uintptr_t>>& iv) {
-  std::sort(iv.begin(), iv.end());
-  uint64_t total = 0;
-  uintptr_t end = 0;
-  for (auto [lo, hi] : iv) {
-    if (lo < end) lo = end;
-    if (hi > lo) total += hi - lo, end = hi;
-  }
-  return total;
-}
-
 struct Request {
   const void* site;
   bool write;
@@ -84,51 +74,79 @@ struct Request {
   unsigned mask = 0;
 };
 
-void count_global(const Request& r, Counts& c) {
-  std::vector<uintptr_t> sectors;
-  std::vector<std::pair<uintptr_t, uintptr_t>> iv;
-  for (int l = 0; l < 32; ++l) {
-    if (!(r.mask >> l & 1u)) continue;
-    for (uintptr_t s = r.addr[l] >> 5; s <= (r.addr[l] + r.bytes[l] - 1) >> 5; ++s) sectors.push_back(s);
-    iv.push_back({r.addr[l], r.addr[l] + r.bytes[l]});
+// Sorted distinct values of a small list, in place; returns how many.
+size_t distinct(uintptr_t* v, size_t n) {
+  std::sort(v, v + n);
+  return size_t(std::unique(v, v + n) - v);
+}
+
+// The lanes' accesses as sorted intervals; returns their distinct bytes.
+uint64_t lane_bytes(const Request& r) {
+  std::pair<uintptr_t, uintptr_t> iv[32];
+  size_t n = 0;
+  for (int l = 0; l < 32; ++l)
+    if (r.mask >> l & 1u) iv[n++] = {r.addr[l], r.addr[l] + r.bytes[l]};
+  std::sort(iv, iv + n);
+  uint64_t total = 0;
+  uintptr_t end = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto [lo, hi] = iv[i];
+    if (lo < end) lo = end;
+    if (hi > lo) total += hi - lo, end = hi;
   }
-  std::sort(sectors.begin(), sectors.end());
-  const uint64_t actual = uint64_t(std::unique(sectors.begin(), sectors.end()) - sectors.begin());
-  const uint64_t bytes = distinct_bytes(iv);
+  return total;
+}
+
+// Each lane's [addr, addr + bytes) in units of 2^shift bytes, appended to units.
+void lane_units(const Request& r, int l0, int l1, int shift, std::vector<uintptr_t>& units) {
+  for (int l = l0; l < l1; ++l) {
+    if (!(r.mask >> l & 1u)) continue;
+    for (uintptr_t u = r.addr[l] >> shift; u <= (r.addr[l] + r.bytes[l] - 1) >> shift; ++u) units.push_back(u);
+  }
+}
+
+void count_global(const Request& r, Counts& c, std::vector<uintptr_t>& scratch) {
+  scratch.clear();
+  lane_units(r, 0, 32, 5, scratch);
+  const uint64_t actual = distinct(scratch.data(), scratch.size());
+  const uint64_t bytes = lane_bytes(r);
   c.requests += 1;
   c.actual += actual;
   c.ideal += std::max<uint64_t>(1, (bytes + 31) / 32);
   c.bytes += bytes;
 }
 
-void count_shared(const Request& r, Counts& c) {
+void count_shared(const Request& r, Counts& c, std::vector<uintptr_t>& scratch) {
   uint32_t widest = 4;
   for (int l = 0; l < 32; ++l)
     if (r.mask >> l & 1u) widest = std::max(widest, r.bytes[l]);
   const int phase_lanes = widest >= 16 ? 8 : widest >= 8 ? 16 : 32;
   uint64_t wavefronts = 0;
   for (int p0 = 0; p0 < 32; p0 += phase_lanes) {
-    std::vector<uintptr_t> words;  // distinct 4-byte words this phase touches
-    for (int l = p0; l < p0 + phase_lanes; ++l) {
-      if (!(r.mask >> l & 1u)) continue;
-      for (uintptr_t w = r.addr[l] >> 2; w <= (r.addr[l] + r.bytes[l] - 1) >> 2; ++w) words.push_back(w);
-    }
-    if (words.empty()) continue;
-    std::sort(words.begin(), words.end());
-    words.erase(std::unique(words.begin(), words.end()), words.end());
+    scratch.clear();  // distinct 4-byte words this phase touches
+    lane_units(r, p0, p0 + phase_lanes, 2, scratch);
+    const size_t n = distinct(scratch.data(), scratch.size());
     int per_bank[32] = {};
     int most = 0;
-    for (uintptr_t w : words) most = std::max(most, ++per_bank[w % 32]);
+    for (size_t i = 0; i < n; ++i) most = std::max(most, ++per_bank[scratch[i] % 32]);
     wavefronts += uint64_t(most);
   }
-  std::vector<std::pair<uintptr_t, uintptr_t>> iv;
+  // Shared memory moves 128 bytes a cycle to or from the warp's registers:
+  // broadcast or not, a request needs (active lanes x bytes) / 128 wavefronts.
+  uint64_t moved = 0;
   for (int l = 0; l < 32; ++l)
-    if (r.mask >> l & 1u) iv.push_back({r.addr[l], r.addr[l] + r.bytes[l]});
-  const uint64_t bytes = distinct_bytes(iv);
+    if (r.mask >> l & 1u) moved += r.bytes[l];
   c.requests += 1;
-  c.actual += wavefronts;
-  c.ideal += std::max<uint64_t>(1, (bytes + 127) / 128);
-  c.bytes += bytes;
+  c.actual += std::max(wavefronts, (moved + 127) / 128);
+  c.ideal += std::max<uint64_t>(1, (moved + 127) / 128);
+  c.bytes += lane_bytes(r);
+}
+
+void add(Counts& to, const Counts& c) {
+  to.requests += c.requests;
+  to.actual += c.actual;
+  to.ideal += c.ideal;
+  to.bytes += c.bytes;
 }
 
 bool in_shared(uintptr_t a, const std::vector<Range>& shared) {
@@ -179,6 +197,8 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
     }
     lanes[l]->log.clear();
   }
+  thread_local std::vector<uintptr_t> scratch;
+  uintptr_t alloc_lo = 1, alloc_hi = 0;  // the last device allocation an access fell in
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   KernelCounts& kc = s.kernels[kernel];
@@ -188,8 +208,15 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
     sh.mask = gl.mask = 0;
     for (int l = 0; l < 32; ++l) {
       if (!(r.mask >> l & 1u)) continue;
-      if (in_shared(r.addr[l], shared)) sh.mask |= 1u << l;
-      else if (is_device_range(reinterpret_cast<const void*>(r.addr[l]), r.bytes[l])) gl.mask |= 1u << l;
+      const uintptr_t a = r.addr[l];
+      if (in_shared(a, shared)) {
+        sh.mask |= 1u << l;
+        continue;
+      }
+      if (!(a >= alloc_lo && a < alloc_hi) &&
+          !device_allocation(reinterpret_cast<const void*>(a), alloc_lo, alloc_hi))
+        continue;  // host memory (kernel arguments): not device traffic
+      gl.mask |= 1u << l;
     }
     Site* site = nullptr;
     if (sh.mask || gl.mask) {
@@ -198,13 +225,17 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
     }
     if (sh.mask) {
       const Stream st = r.write ? SharedStore : SharedLoad;
-      count_shared(sh, kc.stream[st]);
-      count_shared(sh, site->stream[st]);
+      Counts one;
+      count_shared(sh, one, scratch);
+      add(kc.stream[st], one);
+      add(site->stream[st], one);
     }
     if (gl.mask) {
       const Stream st = r.write ? GlobalStore : GlobalLoad;
-      count_global(gl, kc.stream[st]);
-      count_global(gl, site->stream[st]);
+      Counts one;
+      count_global(gl, one, scratch);
+      add(kc.stream[st], one);
+      add(site->stream[st], one);
     }
   }
 }
@@ -321,32 +352,38 @@ std::string report(size_t top_sites) {
     for (const Counts& c : k.stream) o << " | " << count_text(c.requests) << " | " << per_request(c);
     o << " |\n";
   }
-  struct Row {
-    const void* site;
-    int stream;
-    const Counts* c;
-  };
-  std::vector<Row> rows;
+  // Sites with excess, merged by (source line, kernel, access): an unrolled
+  // loop or an inlined helper is one line with several instructions.
+  std::vector<const void*> sites;
   for (const auto& [site, st] : s.sites)
-    for (int i = 0; i < kStreams; ++i)
-      if (st.stream[i].actual > st.stream[i].ideal) rows.push_back({site, i, &st.stream[i]});
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    return a.c->actual - a.c->ideal > b.c->actual - b.c->ideal;
-  });
-  if (rows.size() > top_sites) rows.resize(top_sites);
-  if (rows.empty()) {
+    for (const Counts& c : st.stream)
+      if (c.actual > c.ideal) {
+        sites.push_back(site);
+        break;
+      }
+  if (sites.empty()) {
     o << "\nNo access with excess sectors or wavefronts.\n";
     return o.str();
   }
-  std::vector<const void*> sites;
-  for (const Row& r : rows) sites.push_back(r.site);
   const auto where = symbolize(sites);
+  std::map<std::tuple<std::string, std::string, int>, Counts> lines;
+  for (const void* site : sites) {
+    const Site& st = s.sites.at(site);
+    for (int i = 0; i < kStreams; ++i)
+      if (st.stream[i].actual > st.stream[i].ideal) add(lines[{where.at(site), st.kernel, i}], st.stream[i]);
+  }
+  using Line = std::pair<std::tuple<std::string, std::string, int>, Counts>;
+  std::vector<Line> rows(lines.begin(), lines.end());
+  std::sort(rows.begin(), rows.end(), [](const Line& a, const Line& b) {
+    return a.second.actual - a.second.ideal > b.second.actual - b.second.ideal;
+  });
+  if (rows.size() > top_sites) rows.resize(top_sites);
   o << "\nSource lines with the most excess (actual - ideal, summed over requests):\n\n"
     << "| source | kernel | access | requests | per request | excess |\n|---|---|---|---:|---:|---:|\n";
-  for (const Row& r : rows)
-    o << "| " << where.at(r.site) << " | `" << s.sites.at(r.site).kernel << "` | " << stream_name(r.stream)
-      << " | " << count_text(r.c->requests) << " | " << per_request(*r.c) << " | "
-      << count_text(r.c->actual - r.c->ideal) << " |\n";
+  for (const auto& [key, c] : rows)
+    o << "| " << std::get<0>(key) << " | `" << std::get<1>(key) << "` | " << stream_name(std::get<2>(key))
+      << " | " << count_text(c.requests) << " | " << per_request(c) << " | "
+      << count_text(c.actual - c.ideal) << " |\n";
   return o.str();
 }
 

@@ -10,7 +10,9 @@
 //   global: 32-byte sectors the request touches; ideal = its distinct bytes / 32
 //   shared: wavefronts = per phase (all 32 lanes for <= 4-byte accesses, 16 for
 //           8-byte, 8 for 16-byte), the most distinct 4-byte words any one of the
-//           32 banks must deliver; ideal = distinct bytes / 128
+//           32 banks must deliver; ideal = the bytes the lanes move / 128 (128
+//           bytes a cycle reach the registers, so a broadcast float4 load still
+//           takes 4; sm_7x's faster uniform pairs are not modelled)
 // cp.async counts as a global load plus a shared store. WMMA load/store_matrix_sync
 // are not counted (their fragment layout is unspecified). Enabled by the
 // environment (DOFPOSE_EMU_MEMORY=stderr or a file: report at exit) or by

@@ -100,6 +100,20 @@ bool is_device_range(const void* p, size_t bytes) {
   return a >= it->first && a + bytes <= it->first + it->second;
 }
 
+// The allocation holding byte p (the memory profile caches it).
+
+bool device_allocation(const void* p, uintptr_t& lo, uintptr_t& hi) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return false;
+  --it;
+  if (a < it->first || a >= it->first + std::max<size_t>(it->second, 1)) return false;
+  lo = it->first;
+  hi = it->first + it->second;
+  return true;
+}
+
 int blocks_per_sm(int threads_per_block) {
   if (threads_per_block <= 0) return 0;
   return std::max(1, std::min(32, kMaxThreadsPerSM / threads_per_block));

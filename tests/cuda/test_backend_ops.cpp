@@ -490,7 +490,7 @@ TEST_CASE("backend ops: linear forward and backward") {
 
 TEST_CASE("backend ops: batchnorm train / inference, forward and backward, fold") {
   uint32_t seed = 400;
-  const std::vector<Shape> shapes = {{4, 3}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}, {1, 4, 1, 3}};
+  const std::vector<Shape> shapes = {{4, 3}, {37, 13}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}, {1, 4, 1, 3}};
   for (const Shape& s : shapes) {
     const int64_t C = s[1];
     const std::string name = "batchnorm" + s.str();
@@ -547,7 +547,7 @@ TEST_CASE("backend ops: batchnorm train / inference, forward and backward, fold"
 
 TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward and backward") {
   uint32_t seed = 450;
-  const std::vector<Shape> shapes = {{4, 3}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}};
+  const std::vector<Shape> shapes = {{4, 3}, {37, 13}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}};
   for (const Shape& s : shapes) {
     for (float p : {0.f, 0.5f}) {
       const int64_t C = s[1];

@@ -172,6 +172,9 @@ TEST_CASE("memory profile: shared-memory wavefronts count bank conflicts") {
     check(k.stream[mp::SharedLoad], {1, 4, 4});
     k = profile("shared_float4_kernel", [&] { shared_float4_kernel<<<1, 32>>>(out.p, 8); });
     check(k.stream[mp::SharedLoad], {1, 32, 4});
+    INFO("a broadcast float4 still returns 512 bytes to the registers: 4 wavefronts, no excess");
+    k = profile("shared_float4_kernel", [&] { shared_float4_kernel<<<1, 32>>>(out.p, 0); });
+    check(k.stream[mp::SharedLoad], {1, 4, 4});
   }
 }
 
