@@ -31,7 +31,9 @@ bool g_stem_path = false;
 struct StemParams {
   int N, C, H, W, K, R, S, stride, pad, P, Q;
   int in_rows, in_cols;  // the staged input patch: (kTileP-1)*stride + R by (kTileQ-1)*stride + S
-  int patch_floats;      // C * in_rows * in_cols rounded up to 4 (the weights follow, float4-aligned)
+  int phase_cols;        // a staged row holds its columns by phase: col at (col % stride) * phase_cols + col / stride
+  int row_floats;        // stride * phase_cols
+  int patch_floats;      // C * in_rows * row_floats rounded up to 4 (the weights follow, float4-aligned)
   const float* x;
   const float* w;
   const float* bias;
@@ -41,7 +43,11 @@ struct StemParams {
 
 __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams p) {
   extern __shared__ float4 smem4[];
-  float* s_x = reinterpret_cast<float*>(smem4);  // [C][in_rows][in_cols]
+  // [C][in_rows][row_floats]: a row's columns grouped by phase (col % stride),
+  // so the warp's 32 threads, reading columns tq * stride + s, read 32
+  // consecutive floats: stride-2 reads of a plain row hit every bank twice
+  // (2 wavefronts, the emulator's memory profile).
+  float* s_x = reinterpret_cast<float*>(smem4);
   float* s_w = s_x + p.patch_floats;             // [C*R*S][kChannels]
   const int tiles_q = (p.Q + kTileQ - 1) / kTileQ;
   const int p0 = int(blockIdx.x / tiles_q) * kTileP, q0 = int(blockIdx.x % tiles_q) * kTileQ;
@@ -55,7 +61,8 @@ __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams
     const int col = i % p.in_cols, t = i / p.in_cols;
     const int row = t % p.in_rows, c = t / p.in_rows;
     const int h = h0 + row, ww = w0 + col;
-    s_x[i] = (h >= 0 && h < p.H && ww >= 0 && ww < p.W) ? xn[((int64_t)c * p.H + h) * p.W + ww]
+    const int at = (c * p.in_rows + row) * p.row_floats + (col % p.stride) * p.phase_cols + col / p.stride;
+    s_x[at] = (h >= 0 && h < p.H && ww >= 0 && ww < p.W) ? xn[((int64_t)c * p.H + h) * p.W + ww]
                                                          : 0.0f;
   }
   // The block's weights as [crs][k] (zero past K), so a tap's 16 weights are
@@ -73,10 +80,10 @@ __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams
   for (int j = 0; j < kChannels; ++j) acc[j] = 0.0f;
   for (int c = 0; c < p.C; ++c)
     for (int r = 0; r < p.R; ++r) {
-      const float* xrow = s_x + (c * p.in_rows + tp * p.stride + r) * p.in_cols + tq * p.stride;
+      const float* xrow = s_x + (c * p.in_rows + tp * p.stride + r) * p.row_floats + tq;
       const float4* wrow = reinterpret_cast<const float4*>(s_w + (c * p.R + r) * p.S * kChannels);
       for (int s = 0; s < p.S; ++s) {
-        const float v = xrow[s];
+        const float v = xrow[(s % p.stride) * p.phase_cols + s / p.stride];  // column tq * stride + s
 #pragma unroll
         for (int j = 0; j < kChannels / 4; ++j) {
           const float4 wv = wrow[s * (kChannels / 4) + j];
@@ -108,7 +115,9 @@ StemParams make_params(const Conv2dShape& s, const float* x, const float* w, con
   p.stride = s.stride, p.pad = s.pad, p.P = s.P(), p.Q = s.Q();
   p.in_rows = (kTileP - 1) * s.stride + s.R;
   p.in_cols = (kTileQ - 1) * s.stride + s.S;
-  p.patch_floats = (s.C * p.in_rows * p.in_cols + 3) / 4 * 4;
+  p.phase_cols = (p.in_cols + s.stride - 1) / s.stride;
+  p.row_floats = s.stride * p.phase_cols;
+  p.patch_floats = (s.C * p.in_rows * p.row_floats + 3) / 4 * 4;
   p.x = x, p.w = w, p.bias = bias, p.f = f, p.y = y;
   return p;
 }
