@@ -108,21 +108,9 @@ Dims make_dims(const Conv2dShape& s) {
 // ====================================================================
 // Loaders. Two thread mappings over the TILE x BK slice (idx = tid + l*256):
 //  * "column" loaders: t = idx % TILE fixed per thread, k = tid/TILE + l*STEP;
-//  * "row" loaders:    k = idx % BK fixed per thread,   t = tid/BK + l*STEP.
+//  * "row" loaders:    k fixed per thread, t = tt + l*STEP, a warp 8 k by 4
+//    rows (row_loader_coords in gemm_tiles.cuh: conflict-free shared stores).
 // Both store into s[k * (TILE + kPad) + t].
-
-// A row loader's (kk, tt) for thread tid: a warp takes 8 k by 4 rows, so its
-// shared stores s[kk * LD + tt] (LD = TILE + kPad, 4 mod 32) fall on 32
-// different banks. kk = tid % BK (a warp: 16 k by 2 rows at BK = 16) put k and
-// k + 8 on one bank: 2 wavefronts a store (the emulator's memory profile).
-// Global reads stay 4 full sectors a warp where rows are 32-byte aligned.
-template <int BK>
-__device__ __forceinline__ void row_loader_coords(int tid, int& kk, int& tt) {
-  static_assert(BK % 8 == 0, "row loaders take k in groups of 8");
-  constexpr int kStep = kThreads / BK;
-  kk = tid % 8 + 8 * (tid / (8 * kStep));
-  tt = tid / 8 % kStep;
-}
 
 // Forward A: weights [K, CRS] row-major, element (t = k, k = crs).
 template <int TILE, int BK>
@@ -353,7 +341,9 @@ struct WeightTLoader {
   int t0, kk, tt;
   float v[kCount];
   __device__ WeightTLoader(const Dims& d_, const float* w_, int t0_, int tid)
-      : d(d_), w(w_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+      : d(d_), w(w_), t0(t0_) {
+    row_loader_coords<BK>(tid, kk, tt);
+  }
   __device__ void fetch(int k0, int k_end) {
     const int krs = k0 + kk;
     const int k = krs / d.RS, rs = krs - k * d.RS;
@@ -461,7 +451,9 @@ struct DyLoader {
   int t0, kk, tt;
   float v[kCount];
   __device__ DyLoader(const Dims& d_, const float* dy_, int t0_, int tid)
-      : d(d_), dy(dy_), t0(t0_), kk(tid % BK), tt(tid / BK) {}
+      : d(d_), dy(dy_), t0(t0_) {
+    row_loader_coords<BK>(tid, kk, tt);
+  }
   __device__ void fetch(int k0, int k_end) {
     const int m = k0 + kk;
     const int n = m / d.PQ, pq = m - n * d.PQ;
@@ -494,7 +486,8 @@ struct PatchTLoader {
   int rs[kCount];    // r << 16 | s
   float v[kCount];
   __device__ PatchTLoader(const Dims& d_, const float* x_, int t0, int tid)
-      : d(d_), x(x_), kk(tid % BK), tt(tid / BK) {
+      : d(d_), x(x_) {
+    row_loader_coords<BK>(tid, kk, tt);
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
       const int crs = t0 + tt + l * kStep;

@@ -115,8 +115,8 @@ struct DenseLoader {
   __device__ void coords(int l, int& t, int& k) const {
     const int idx = tid + l * kThreads;
     if (k_contig) {
-      k = idx % BK;
-      t = idx / BK;
+      row_loader_coords<BK>(tid, k, t);
+      t += l * (kThreads / BK);
     } else {
       t = idx % TILE;
       k = idx / TILE;

@@ -28,6 +28,20 @@ constexpr int kThreads = 256;  // every tile kernel (and every kernel of conv2d.
 // spreads the loaders' k-strided stores over the banks (8 was measured slower).
 constexpr int kPad = 4;
 
+// A "row" loader's thread layout (operand rows t with k contiguous, stored to
+// shared s[k * LD + t]): thread tid owns k = kk and rows t = tt + l * (256 / BK).
+// A warp takes 8 k by 4 rows, so its stores fall on 32 different banks for
+// LD = 4 (mod 32) (2 ways for TF32's LD = 8) and its global reads are 4 rows
+// x 32 bytes. kk = tid % BK (a warp: 16 or 32 k of 1-2 rows) put k and k + 8
+// on one bank: 2-4 wavefronts a store (the emulator's memory profile).
+template <int BK>
+__device__ __forceinline__ void row_loader_coords(int tid, int& kk, int& tt) {
+  static_assert(BK % 8 == 0, "row loaders take k in groups of 8");
+  constexpr int kStep = kThreads / BK;
+  kk = tid % 8 + 8 * (tid / (8 * kStep));
+  tt = tid / 8 % kStep;
+}
+
 // ---- the tile kernels (policy P: M, N, k_range, A/B loaders, store)
 
 // Optional in a policy: vec4() (true when 4 consecutive j of one row may be
