@@ -159,7 +159,10 @@ __device__ __forceinline__ void store_staged_block(const P& p, const float* cs, 
                                                    int lane) {
   for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
     const int r = e / 4, c = (e % 4) * 4;
-    if (gi0 + r < p.M) store_group(p, gi0 + r, gj0 + c, &cs[r * LDC + c]);
+    // One float4 read (4 wavefronts): four scalar reads took 4 each (4-way conflicts).
+    float v[4];
+    load4(v, &cs[r * LDC + c]);
+    if (gi0 + r < p.M) store_group(p, gi0 + r, gj0 + c, v);
   }
 }
 
