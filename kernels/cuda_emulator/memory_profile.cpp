@@ -306,9 +306,15 @@ std::map<const void*, std::string> symbolize(const std::vector<const void*>& sit
     for (size_t i = 0; i < list.size() && i < frames.size(); ++i) {
       const auto& chain = frames[i];
       if (chain.empty()) continue;
-      std::string pick = chain.front();
-      for (const std::string& f : chain)
-        if (f.find("cuda_emulator/") == std::string::npos && f.find("/usr/") != 0) { pick = f; break; }
+      // The innermost frame of ours, and its caller when that is another line
+      // (a helper such as cp_async4 or load4 says little on its own).
+      size_t at = 0;
+      while (at + 1 < chain.size() &&
+             (chain[at].find("cuda_emulator/") != std::string::npos || chain[at].rfind("/usr/", 0) == 0))
+        ++at;
+      std::string pick = chain[at];
+      if (at + 1 < chain.size() && chain[at + 1] != pick && chain[at + 1].rfind("/usr/", 0) != 0)
+        pick += " (from " + chain[at + 1] + ")";
       out[list[i].first] = pick;
     }
   }

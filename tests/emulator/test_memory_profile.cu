@@ -196,7 +196,7 @@ TEST_CASE("memory profile: the report lists kernels and names the source line of
   CHECK(text.find("| `shared_stride_kernel` | 1 |") != std::string::npos);
   CHECK(text.find("shared load") != std::string::npos);
   // With addr2line (binutils) the site is a source line; without, object+offset.
-  CHECK((text.find("test_memory_profile.cu:38") != std::string::npos ||
+  CHECK((text.find("| tests/emulator/test_memory_profile.cu:38 |") != std::string::npos ||
          text.find("+0x") != std::string::npos));
   MESSAGE(text);
   CHECK(mp::kernel_counts("never_launched").launches == 0);
