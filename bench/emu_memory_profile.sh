@@ -7,12 +7,12 @@
 #
 #   bash bench/emu_memory_profile.sh [OUT_DIR]          # all runs (~30 min on 2 cores)
 #   ONLY=lifter bash bench/emu_memory_profile.sh        # the runs whose name contains "lifter"
-#   BUILD_DIR=build-emu-prof PYTHON=/usr/bin/python3    # defaults
+#   BUILD_DIR=build-emu-prof PYTHON=/usr/bin/python3    # defaults (the Python needs numpy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/dofpose-emu-memory}
 BUILD_DIR=${BUILD_DIR:-build-emu-prof}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}  # numpy needed
 mkdir -p "$OUT"
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DDOFPOSE_CUDA_EMULATOR=ON \

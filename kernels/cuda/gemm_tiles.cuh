@@ -27,6 +27,11 @@ constexpr int kThreads = 256;  // every tile kernel (and every kernel of conv2d.
 // Shared rows padded by 4 floats: keeps float4 and WMMA (32-byte) alignment and
 // spreads the loaders' k-strided stores over the banks (8 was measured slower).
 constexpr int kPad = 4;
+// Row stride of a warp's 16x16 epilogue staging tile: 24 (= 8 mod 32) makes
+// the mma kernel's float2 fragment writes and store_staged_block's float4
+// reads (rows r and r + 2 in one quarter-warp) conflict-free; 20 was 2-way
+// both ways (the emulator's memory profile).
+constexpr int kStageLd = 24;
 
 // A "row" loader's thread layout (operand rows t with k contiguous, stored to
 // shared s[k * LD + t]): thread tid owns k = kk and rows t = tt + l * (256 / BK).
@@ -158,8 +163,11 @@ template <int LDC, class P>
 __device__ __forceinline__ void store_staged_block(const P& p, const float* cs, int gi0, int gj0,
                                                    int lane) {
   for (int e = lane; e < 64; e += 32) {  // 16 rows x 4 groups of 4 columns
-    const int r = e / 4, c = (e % 4) * 4;
-    // One float4 read (4 wavefronts): four scalar reads took 4 each (4-way conflicts).
+    // Quarter-warp q (8 lanes, one float4 wavefront) reads rows r0 and r0 + 2:
+    // 2 * LDC = 16 (mod 32) puts them on disjoint banks. One float4 read, not
+    // four scalar ones (those were 4-way conflicted).
+    const int q = e / 8;
+    const int r = (q / 2) * 4 + q % 2 + 2 * (e % 8 / 4), c = (e % 4) * 4;
     float v[4];
     load4(v, &cs[r * LDC + c]);
     if (gi0 + r < p.M) store_group(p, gi0 + r, gj0 + c, v);
@@ -216,7 +224,7 @@ __global__ void __launch_bounds__(kThreads) wmma_tile_kernel(const P p) {
   constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
   constexpr int FM = WTM / 16, FN = WTN / 16;  // fragments per warp
   static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % FK == 0, "fragment shape 16x16xFK");
-  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = 16 + kPad;
+  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = kStageLd;
   __shared__ __align__(32) T As[2][BK][LDA];
   __shared__ __align__(32) T Bs[2][BK][LDB];
   __shared__ __align__(32) float Cs[kThreads / 32][16 * LDC];
@@ -387,7 +395,7 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
   static_assert(WM * WN * 32 == kThreads && STAGES >= 2, "8 warps, 2+ stages");
   constexpr int WTM = BM / WM, WTN = BN / WN, FM = WTM / 16, FN = WTN / 16;
   static_assert(FM * 16 == WTM && FN * 16 == WTN && BK % 8 == 0, "fragment shape 16x16x8");
-  constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = 16 + kPad;
+  constexpr int LDA = BM + kPad, LDB = BN + kPad, LDC = kStageLd;
   using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB>;
   static_assert(STAGES * Block::kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
   __shared__ __align__(128) float smem[STAGES * Block::kStage];
@@ -556,7 +564,7 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
   using In = MmaInput<T>;
   static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % In::kK == 0,
                 "warp tiles of 16x16 blocks, whole mma steps per slice");
-  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = 16 + kPad;
+  constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = kStageLd;
   using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB>;
   static_assert(STAGES * Block::kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
   __shared__ __align__(128) float smem[STAGES * Block::kStage];
@@ -615,11 +623,9 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
     for (int jj = 0; jj < NT; jj += 2) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float* d = acc[i][jj + h];
-        cs[g * LDC + h * 8 + 2 * t] = d[0];
-        cs[g * LDC + h * 8 + 2 * t + 1] = d[1];
-        cs[(g + 8) * LDC + h * 8 + 2 * t] = d[2];
-        cs[(g + 8) * LDC + h * 8 + 2 * t + 1] = d[3];
+        const float* d = acc[i][jj + h];  // float2 stores: conflict-free at LDC = kStageLd
+        *reinterpret_cast<float2*>(&cs[g * LDC + h * 8 + 2 * t]) = make_float2(d[0], d[1]);
+        *reinterpret_cast<float2*>(&cs[(g + 8) * LDC + h * 8 + 2 * t]) = make_float2(d[2], d[3]);
       }
       __syncwarp();
       store_staged_block<LDC>(p, cs, i0 + i * 16, j0 + jj * 8, lane);
