@@ -381,6 +381,45 @@ __global__ void skinny_gemm_kernel(bool ta, bool tb, int M, int N, int K, float 
     *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
   }
 }
+
+// The skinny path when the reduction runs along a strided operand (B as
+// [K, N], or A as [K, M] with B as [N, K]): lanes over 32 adjacent outputs of
+// one row (or column) read that operand's row coalesced, 4 sectors a request,
+// where a warp per output read one sector per lane (32 sectors a request: the
+// first lifter layer's input gradient in the emulator's memory profile). The
+// 8 warps split k; their partials are added in warp order (deterministic).
+__global__ void skinny_gemm_lanes_kernel(bool ta, bool tb, bool lanes_j, int M, int N, int K,
+                                         float alpha, const float* A, int lda, int64_t sa,
+                                         const float* B, int ldb, int64_t sb, float beta, float* C,
+                                         int ldc, int64_t sc) {
+  __shared__ float part[8][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int span = lanes_j ? N : M, fixed = lanes_j ? M : N, groups = (span + 31) / 32;
+  int64_t blk = blockIdx.x;
+  const int grp = int(blk % groups);
+  blk /= groups;
+  const int f = int(blk % fixed), b = int(blk / fixed);
+  const int v = grp * 32 + lane;  // the lane's output row (lanes over i) or column (over j)
+  const int i = lanes_j ? f : v, j = lanes_j ? v : f;
+  const bool live = v < span;
+  const float* a = A + b * sa;
+  const float* bm = B + b * sb;
+  float acc = 0.0f;
+  if (live)
+    for (int k = warp; k < K; k += 8) {
+      const float av = ta ? a[(int64_t)k * lda + i] : a[(int64_t)i * lda + k];
+      const float bv = tb ? bm[(int64_t)j * ldb + k] : bm[(int64_t)k * ldb + j];
+      acc = fmaf(av, bv, acc);
+    }
+  part[warp][lane] = acc;
+  __syncthreads();
+  if (warp != 0 || !live) return;
+  float sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < 8; ++w) sum += part[w][lane];
+  float* c = C + b * sc + (int64_t)i * ldc + j;
+  *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
+}
 }  // namespace
 
 bool gemm_is_skinny(int64_t outputs, int K) {
@@ -420,6 +459,17 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
     // Few outputs, long reduction (global average pool, batch-1 heads): a
     // tile would loop over K in one or two blocks; a warp per output instead.
     const int64_t outputs = int64_t(M) * N * batch;
+    // A strided reduction operand with 32+ outputs along its free side: lanes over those.
+    const bool lanes_j = !trans_b && N >= 32, lanes_i = trans_a && trans_b && M >= 32;
+    if (lanes_j || lanes_i) {
+      const int groups = ((lanes_j ? N : M) + 31) / 32;
+      const int64_t blocks = int64_t(groups) * (lanes_j ? M : N) * batch;
+      skinny_gemm_lanes_kernel<<<unsigned(blocks), 256, 0, st>>>(
+          trans_a, trans_b, lanes_j, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+          ldc, stride_c);
+      DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: lanes over outputs)");
+      return;
+    }
     const int blocks = int((outputs * 32 + 255) / 256);
     skinny_gemm_kernel<<<blocks, 256, 0, st>>>(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a,
                                                B, ldb, stride_b, beta, C, ldc, stride_c, batch);
