@@ -439,6 +439,14 @@ struct ConvBackwardData {
     const int n = m / d.HW, hw = m - n * d.HW;
     dx[((int64_t)n * d.C + c) * d.HW + hw] = acc;
   }
+  bool vec_ok;  // host-checked: HW % 4 == 0 and dx 16-byte aligned
+  __device__ bool vec4() const { return vec_ok; }
+  // Pixels m..m+3 of channel c (one image: HW % 4 == 0), one float4: a warp's
+  // scalar stores touched 16 sectors where 4 do (emulator memory profile).
+  __device__ void store4(int c, int m, float4 v) const {
+    const int n = m / d.HW, hw = m - n * d.HW;
+    *reinterpret_cast<float4*>(dx + ((int64_t)n * d.C + c) * d.HW + hw) = v;
+  }
 };
 
 // Weight grad A: dy as [K, N*P*Q], element (t = k, k = pixel (n, pq)).
@@ -549,6 +557,11 @@ struct ConvBackwardWeight {
   }
   __device__ void store(int k, int crs, float acc) const {
     out[(int64_t)blockIdx.z * M * N + (int64_t)k * N + crs] = acc;
+  }
+  bool vec_ok;  // host-checked: N % 4 == 0 and out 16-byte aligned
+  __device__ bool vec4() const { return vec_ok; }
+  __device__ void store4(int k, int crs, float4 v) const {
+    *reinterpret_cast<float4*>(out + (int64_t)blockIdx.z * M * N + (int64_t)k * N + crs) = v;
   }
 };
 
@@ -891,6 +904,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
       p.w = w;
       p.dy = dy;
       p.dx = dx;
+      p.vec_ok = d.HW % 4 == 0 && reinterpret_cast<uintptr_t>(dx) % 16 == 0;
       int bm, bn;
       choose_conv_tile(p.M, p.N, false, bm, bn);
       launch_tile_kernel(p, bm, bn, 1, detail::tile_math(), st,
@@ -919,6 +933,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
     splits = (npix + p.chunk - 1) / p.chunk;  // no empty splits
     const int64_t dw_size = (int64_t)p.M * p.N;
     p.out = splits > 1 ? scratch((size_t)(splits * dw_size), st) : dw;
+    p.vec_ok = p.N % 4 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
     launch_tile_kernel(p, bm, bn, (int)splits, detail::tile_math(), st,
                        "conv2d backward weight");
     if (splits > 1) {

@@ -69,6 +69,7 @@ State& state() {
 struct Request {
   const void* site;
   bool write;
+  bool uneven = false;  // see Counts::uneven
   uint32_t bytes[32];
   uintptr_t addr[32];
   unsigned mask = 0;
@@ -114,6 +115,7 @@ void count_global(const Request& r, Counts& c, std::vector<uintptr_t>& scratch) 
   c.actual += actual;
   c.ideal += std::max<uint64_t>(1, (bytes + 31) / 32);
   c.bytes += bytes;
+  c.uneven += r.uneven;
 }
 
 void count_shared(const Request& r, Counts& c, std::vector<uintptr_t>& scratch) {
@@ -140,6 +142,7 @@ void count_shared(const Request& r, Counts& c, std::vector<uintptr_t>& scratch) 
   c.actual += std::max(wavefronts, (moved + 127) / 128);
   c.ideal += std::max<uint64_t>(1, (moved + 127) / 128);
   c.bytes += lane_bytes(r);
+  c.uneven += r.uneven;
 }
 
 void add(Counts& to, const Counts& c) {
@@ -147,6 +150,7 @@ void add(Counts& to, const Counts& c) {
   to.actual += c.actual;
   to.ideal += c.ideal;
   to.bytes += c.bytes;
+  to.uneven += c.uneven;
 }
 
 bool in_shared(uintptr_t a, const std::vector<Range>& shared) {
@@ -176,6 +180,11 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
   // The k-th access of (site, direction) by each lane is one warp request.
   std::vector<Request> requests;
   std::unordered_map<uint64_t, size_t> index;  // (site, write, k) -> request
+  struct Runs {
+    uint32_t first;  // the first lane's count
+    bool uneven;     // another lane's differs
+  };
+  std::unordered_map<uint64_t, Runs> runs;  // (site, write) -> how often each lane ran it
   for (int l = 0; l < n; ++l) {
     if (!lanes[l]) continue;
     std::unordered_map<uint64_t, uint32_t> seen;
@@ -184,10 +193,10 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
       const uint64_t k = seen[key]++;
       const uint64_t rk = key * 0x9e3779b97f4a7c15ull ^ k;
       auto [it, fresh] = index.emplace(rk, requests.size());
-      if (fresh) requests.push_back({a.site, a.write, {}, {}, 0});
+      if (fresh) requests.push_back({a.site, a.write, false, {}, {}, 0});
       Request& r = requests[it->second];
       if (r.site != a.site || r.write != a.write || (r.mask >> l & 1u)) {  // hash collision: own request
-        requests.push_back({a.site, a.write, {}, {}, 0});
+        requests.push_back({a.site, a.write, false, {}, {}, 0});
         it->second = requests.size() - 1;
       }
       Request& q = requests[it->second];
@@ -195,7 +204,15 @@ void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std:
       q.addr[l] = a.addr;
       q.bytes[l] = a.bytes;
     }
+    for (const auto& [key, count] : seen) {
+      auto [it, fresh] = runs.emplace(key, Runs{count, false});
+      if (!fresh) it->second.uneven |= it->second.first != count;
+    }
     lanes[l]->log.clear();
+  }
+  for (Request& r : requests) {
+    const Runs& u = runs.at(reinterpret_cast<uintptr_t>(r.site) * 2 + r.write);
+    r.uneven = u.uneven;
   }
   thread_local std::vector<uintptr_t> scratch;
   uintptr_t alloc_lo = 1, alloc_hi = 0;  // the last device allocation an access fell in
@@ -334,6 +351,13 @@ std::string per_request(const Counts& c) {
   return buf;
 }
 
+std::string uneven_text(const Counts& c) {
+  if (!c.uneven) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f%%", 100.0 * double(c.uneven) / double(c.requests));
+  return buf;
+}
+
 std::string count_text(uint64_t n) {
   char buf[32];
   if (n >= 10000000) std::snprintf(buf, sizeof buf, "%.0fM", double(n) / 1e6);
@@ -385,11 +409,17 @@ std::string report(size_t top_sites) {
   });
   if (rows.size() > top_sites) rows.resize(top_sites);
   o << "\nSource lines with the most excess (actual - ideal, summed over requests):\n\n"
-    << "| source | kernel | access | requests | per request | excess |\n|---|---|---|---:|---:|---:|\n";
+    << "| source | kernel | access | requests | per request | excess | uneven |\n"
+    << "|---|---|---|---:|---:|---:|---:|\n";
   for (const auto& [key, c] : rows)
     o << "| " << std::get<0>(key) << " | `" << std::get<1>(key) << "` | " << stream_name(std::get<2>(key))
       << " | " << count_text(c.requests) << " | " << per_request(c) << " | "
-      << count_text(c.actual - c.ideal) << " |\n";
+      << count_text(c.actual - c.ideal) << " | " << uneven_text(c) << " |\n";
+  o << "\n\"uneven\": the share of requests whose lanes ran the instruction a different number of\n"
+       "times between two barriers. Lanes leaving a loop early do that and are counted right; lanes\n"
+       "skipping the access inside a loop (a branch around it) are paired with other iterations'\n"
+       "accesses, so a high share with high counts is more likely the profile's grouping than the\n"
+       "kernel's pattern.\n";
   return o.str();
 }
 

@@ -75,6 +75,12 @@ struct Counts {
   uint64_t actual = 0;  // sectors (global) or wavefronts (shared)
   uint64_t ideal = 0;
   uint64_t bytes = 0;   // distinct bytes the requests asked for
+  // Requests of an instruction whose lanes ran it a different number of times
+  // between two barriers. Either some lanes left a loop early (the grouping is
+  // right) or some skipped the access in a middle iteration (a branch), and
+  // then the k-th access of one lane is paired with another iteration's of
+  // another lane and the counts overstate: read such lines with care.
+  uint64_t uneven = 0;
 };
 struct KernelCounts {
   uint64_t launches = 0;

@@ -5,10 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <vector>
 
 #include "dofpose/context.h"
 #include "dofpose/cuda_backend.h"
 #include "dofpose/ops.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 using namespace dofpose;
 
@@ -81,4 +84,25 @@ TEST_CASE("cuda: element-wise ops match the CPU over odd sizes") {
     check_close(out, ref);
   }
   ops::set_cuda_stream(nullptr);
+}
+
+// The nearest-upsample backward reads dy's row pairs as float2 when dy is
+// 8-byte aligned; a dy one float into an allocation takes the scalar path.
+TEST_CASE("cuda: nearest-upsample backward from an aligned and an unaligned dy") {
+  const int N = 2, C = 3, H = 5, W = 7;
+  const int64_t n_dy = int64_t(N) * C * 4 * H * W, n_dx = int64_t(N) * C * H * W;
+  Tensor dy = random_cpu(Shape{n_dy}, 11);
+  std::vector<float> want(size_t(n_dx), 0.f);
+  cpu::upsample_nearest2x_backward(N, C, H, W, dy.f32(), want.data());
+  Tensor room = Tensor::empty(Shape{n_dy + 1}, DType::F32, Device::CUDA);
+  for (int offset : {0, 1}) {
+    CAPTURE(offset);
+    float* d_dy = static_cast<float*>(room.view().data) + offset;
+    cuda::memcpy_h2d(d_dy, dy.f32(), size_t(n_dy) * sizeof(float));
+    Tensor dx = poisoned_cuda(Shape{n_dx});
+    cuda_kernels::upsample_nearest2x_backward(N, C, H, W, d_dy, static_cast<float*>(dx.view().data),
+                                              nullptr);
+    Tensor got = dx.to(Device::CPU);
+    for (int64_t i = 0; i < n_dx; ++i) REQUIRE(got.f32()[i] == want[size_t(i)]);  // same sums, same order
+  }
 }

@@ -76,6 +76,17 @@ __global__ void wmma_load_kernel(const float* a, float* out) {
   out[threadIdx.x] = fa.x[0];
 }
 
+// A branch around a load inside a loop: even lanes load in every iteration,
+// odd lanes only in the last. On a GPU that is 3 requests of 16 lanes and one
+// of 32; the profile pairs each lane's k-th load, so lane 1's only load (the
+// last iteration) joins lane 0's first: the counts are off, and flagged.
+__global__ void branch_in_loop_kernel(const float* in, float* out) {
+  float acc = 0.f;
+  for (int it = 0; it < 4; ++it)
+    if (threadIdx.x % 2 == 0 || it == 3) acc += in[it * 32 + threadIdx.x];
+  out[threadIdx.x] = acc;
+}
+
 struct Buffer {
   float* p = nullptr;
   explicit Buffer(size_t n) {
@@ -140,6 +151,27 @@ TEST_CASE("memory profile: global sectors per warp request (coalesced, strided, 
     });
     check(k.stream[mp::GlobalLoad], {1, 16, 16});
   }
+  {
+    INFO("an even pattern has no uneven requests");
+    auto k = profile("global_stride_kernel", [&] { global_stride_kernel<<<1, 64>>>(in.p, out.p, 1); });
+    CHECK(k.stream[mp::GlobalLoad].uneven == 0);
+    CHECK(k.stream[mp::GlobalStore].uneven == 0);
+  }
+}
+
+TEST_CASE("memory profile: lanes that skip an access inside a loop are flagged uneven") {
+  Buffer in(4 * 32), out(32);
+  auto k = profile("branch_in_loop_kernel", [&] { branch_in_loop_kernel<<<1, 32>>>(in.p, out.p); });
+  // Even lanes made 4 loads, odd lanes one: 4 requests (k = 0..3), all from an
+  // instruction whose lanes disagree on how often they ran it; the first pairs
+  // iterations 0 and 3 (8 sectors for 128 bytes), which is why it is flagged.
+  CHECK(k.stream[mp::GlobalLoad].requests == 4);
+  CHECK(k.stream[mp::GlobalLoad].uneven == 4);
+  CHECK(k.stream[mp::GlobalStore].requests == 1);
+  CHECK(k.stream[mp::GlobalStore].uneven == 0);
+  const std::string text = mp::report();
+  CHECK(text.find("| uneven |") != std::string::npos);
+  CHECK(text.find("| 100% |") != std::string::npos);  // the load's line, all of it uneven
 }
 
 TEST_CASE("memory profile: shared-memory wavefronts count bank conflicts") {
