@@ -331,37 +331,47 @@ __global__ void split_epilogue_kernel(const ConvForward p, int splits) {
   }
 }
 
-// Data grad A: W^T, element (t = c, k = (k, r, s)) = w[k][c][r][s].
+// Data grad A: W^T, element (t = c, k = (k, r, s)) = w[k][c][r][s], read from
+// wt[krs][c], the weights transposed once per call (transpose_weight_kernel).
+// A column loader: a warp reads 32 adjacent channels of one row of wt (4
+// sectors) and stores them conflict-free. Read in place, w's runs of RS floats
+// cost 8 sectors a request (emulator memory profile, docs/cuda.md).
 template <int TILE, int BK>
 struct WeightTLoader {
-  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / BK;
-  static_assert(kCount * kThreads == TILE * BK && kStep * BK == kThreads, "");
-  const Dims& d;
-  const float* w;
-  int t0, kk, tt;
+  static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / TILE;
+  static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
+  const float* wt;
+  int C, t, kk;
   float v[kCount];
-  __device__ WeightTLoader(const Dims& d_, const float* w_, int t0_, int tid)
-      : d(d_), w(w_), t0(t0_) {
-    row_loader_coords<BK>(tid, kk, tt);
-  }
+  __device__ WeightTLoader(const Dims& d, const float* wt_, int t0, int tid)
+      : wt(wt_), C(d.C), t(t0 + tid % TILE), kk(tid / TILE) {}
   __device__ void fetch(int k0, int k_end) {
-    const int krs = k0 + kk;
-    const int k = krs / d.RS, rs = krs - k * d.RS;
-    const float* wk = w + (int64_t)k * d.C * d.RS + rs;
 #pragma unroll
     for (int l = 0; l < kCount; ++l) {
-      const int c = t0 + tt + l * kStep;
-      v[l] = (krs < k_end && c < d.C) ? wk[(int64_t)c * d.RS] : 0.0f;
+      const int krs = k0 + kk + l * kStep;
+      v[l] = (krs < k_end && t < C) ? wt[(int64_t)krs * C + t] : 0.0f;
     }
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
   // cores), rows LD elements apart.
   template <class T = float, int LD = TILE + kPad>
   __device__ void store(T* s) const {
+    const int col = t % TILE;
 #pragma unroll
-    for (int l = 0; l < kCount; ++l) s[kk * LD + tt + l * kStep] = T(v[l]);
+    for (int l = 0; l < kCount; ++l) s[(kk + l * kStep) * LD + col] = T(v[l]);
   }
 };
+
+// wt[krs][c] = w[k][c][rs]: the data gradient's A operand with rows contiguous in c.
+__global__ void transpose_weight_kernel(Dims d, const float* w, float* wt) {
+  const int64_t total = (int64_t)d.K * d.RS * d.C;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int c = int(i % d.C);
+    const int krs = int(i / d.C), k = krs / d.RS, rs = krs - k * d.RS;
+    wt[i] = w[((int64_t)k * d.C + c) * d.RS + rs];
+  }
+}
 
 // Data grad B: element (k = (k, r, s), t = input pixel (n, h, w)) =
 // dy[n][k][p][q] where h + pad - r = p * stride and w + pad - s = q * stride.
@@ -418,13 +428,13 @@ struct DyTapLoader {
 struct ConvBackwardData {
   int M, N;  // C input channels x N*H*W pixels
   Dims d;
-  const float *w, *dy;
+  const float *wt, *dy;  // wt: the weights as [K*R*S][C] (transpose_weight_kernel)
   float* dx;
 
   template <int TILE, int BK>
   struct A : WeightTLoader<TILE, BK> {
     __device__ A(const ConvBackwardData& p, int t0, int tid)
-        : WeightTLoader<TILE, BK>(p.d, p.w, t0, tid) {}
+        : WeightTLoader<TILE, BK>(p.d, p.wt, t0, tid) {}
   };
   template <int TILE, int BK>
   struct B : DyTapLoader<TILE, BK> {
@@ -901,7 +911,10 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
       p.M = d.C;
       p.N = d.N * d.HW;
       p.d = d;
-      p.w = w;
+      float* wt = scratch(size_t(d.K) * d.RS * d.C, st);  // dw's split partials reuse it after
+      transpose_weight_kernel<<<blocks_for(int64_t(d.K) * d.RS * d.C), kThreads, 0, st>>>(d, w, wt);
+      DOFPOSE_CUDA_LAUNCH_CHECK("conv2d backward data weight transpose");
+      p.wt = wt;
       p.dy = dy;
       p.dx = dx;
       p.vec_ok = d.HW % 4 == 0 && reinterpret_cast<uintptr_t>(dx) % 16 == 0;

@@ -70,6 +70,7 @@ struct Request {
   const void* site;
   bool write;
   bool uneven = false;  // see Counts::uneven
+  uint32_t epoch, k;     // flush_warp's pairing
   uint32_t bytes[32];
   uintptr_t addr[32];
   unsigned mask = 0;
@@ -177,43 +178,66 @@ void count_launch(const std::string& kernel) {
 }
 
 void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std::vector<Range>& shared) {
-  // The k-th access of (site, direction) by each lane is one warp request.
-  std::vector<Request> requests;
-  std::unordered_map<uint64_t, size_t> index;  // (site, write, k) -> request
+  // Pass 1: how often each lane ran each (site, direction). A site every
+  // active lane ran equally often is "even": its accesses mark the lanes'
+  // common progress (a loop's unconditional loads, its shared stores).
   struct Runs {
     uint32_t first;  // the first lane's count
-    bool uneven;     // another lane's differs
+    int lanes;       // lanes that ran it
+    bool uneven;     // another lane's count differs
   };
-  std::unordered_map<uint64_t, Runs> runs;  // (site, write) -> how often each lane ran it
+  std::unordered_map<uint64_t, Runs> runs;
+  auto key_of = [](const Access& a) { return reinterpret_cast<uintptr_t>(a.site) * 2 + a.write; };
+  int active = 0;
+  for (int l = 0; l < n; ++l) {
+    if (!lanes[l] || lanes[l]->log.empty()) continue;
+    ++active;
+    std::unordered_map<uint64_t, uint32_t> seen;
+    for (const Access& a : lanes[l]->log) ++seen[key_of(a)];
+    for (const auto& [key, count] : seen) {
+      auto [it, fresh] = runs.emplace(key, Runs{count, 1, false});
+      if (fresh) continue;
+      it->second.uneven |= it->second.first != count;
+      ++it->second.lanes;
+    }
+  }
+  auto even = [&](uint64_t key) {
+    const Runs& r = runs.at(key);
+    return !r.uneven && r.lanes == active;
+  };
+  // Pass 2: a warp request is the k-th access of (site, direction) by each
+  // lane since the lane's last access to an even site (its "epoch"), so a lane
+  // that branched around a load in one iteration of a loop is paired by
+  // iteration, as a GPU's predicated request has it, not shifted by one.
+  std::vector<Request> requests;
+  std::unordered_map<uint64_t, size_t> index;  // hash of (site, write, epoch, k) -> request
   for (int l = 0; l < n; ++l) {
     if (!lanes[l]) continue;
-    std::unordered_map<uint64_t, uint32_t> seen;
+    std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> occ;  // key -> (epoch, k)
+    uint32_t epoch = 0;
     for (const Access& a : lanes[l]->log) {
-      const uint64_t key = reinterpret_cast<uintptr_t>(a.site) * 2 + a.write;
-      const uint64_t k = seen[key]++;
-      const uint64_t rk = key * 0x9e3779b97f4a7c15ull ^ k;
+      const uint64_t key = key_of(a);
+      auto [o, fresh_key] = occ.emplace(key, std::make_pair(epoch, 0u));
+      if (o->second.first != epoch) o->second = {epoch, 0u};
+      const uint32_t k = o->second.second++;
+      const uint64_t rk = (key * 0x9e3779b97f4a7c15ull ^ epoch) * 0xff51afd7ed558ccdull ^ k;
       auto [it, fresh] = index.emplace(rk, requests.size());
-      if (fresh) requests.push_back({a.site, a.write, false, {}, {}, 0});
+      if (fresh) requests.push_back({a.site, a.write, false, epoch, k, {}, {}, 0});
       Request& r = requests[it->second];
-      if (r.site != a.site || r.write != a.write || (r.mask >> l & 1u)) {  // hash collision: own request
-        requests.push_back({a.site, a.write, false, {}, {}, 0});
+      if (r.site != a.site || r.write != a.write || r.epoch != epoch || r.k != k ||
+          (r.mask >> l & 1u)) {  // hash collision: own request
+        requests.push_back({a.site, a.write, false, epoch, k, {}, {}, 0});
         it->second = requests.size() - 1;
       }
       Request& q = requests[it->second];
       q.mask |= 1u << l;
       q.addr[l] = a.addr;
       q.bytes[l] = a.bytes;
-    }
-    for (const auto& [key, count] : seen) {
-      auto [it, fresh] = runs.emplace(key, Runs{count, false});
-      if (!fresh) it->second.uneven |= it->second.first != count;
+      if (even(key)) ++epoch;
     }
     lanes[l]->log.clear();
   }
-  for (Request& r : requests) {
-    const Runs& u = runs.at(reinterpret_cast<uintptr_t>(r.site) * 2 + r.write);
-    r.uneven = u.uneven;
-  }
+  for (Request& r : requests) r.uneven = runs.at(reinterpret_cast<uintptr_t>(r.site) * 2 + r.write).uneven;
   thread_local std::vector<uintptr_t> scratch;
   uintptr_t alloc_lo = 1, alloc_hi = 0;  // the last device allocation an access fell in
   State& s = state();

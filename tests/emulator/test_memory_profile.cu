@@ -87,6 +87,35 @@ __global__ void branch_in_loop_kernel(const float* in, float* out) {
   out[threadIdx.x] = acc;
 }
 
+// The same branch with an unconditional load beside it: every lane runs that
+// one each iteration, so the profile pairs the branch's loads by iteration.
+__global__ void branch_beside_even_kernel(const float* in, const float* other, float* out) {
+  float acc = 0.f;
+  for (int it = 0; it < 4; ++it) {
+    acc += other[it * 32 + threadIdx.x];
+    if (threadIdx.x % 2 == 0 || it == 3) acc += in[it * 32 + threadIdx.x];
+  }
+  out[threadIdx.x] = acc;
+}
+
+// A select inside a loop, as in the BatchNorm backward with its ReLU/dropout
+// mask: every lane loads dy, mask and x every iteration, and only the value
+// depends on the mask. A GPU predicates this; the profile build must not let
+// the host compiler duplicate the loop's tail into each branch (or sink the
+// load into one), or the loads would be grouped unevenly.
+__global__ void select_in_loop_kernel(const float* dy, const unsigned char* mask, const float* x,
+                                      float* out) {
+  float a = 0.f, b = 0.f;
+  for (int it = 0; it < 8; ++it) {
+    const int i = it * 32 + threadIdx.x;
+    const float g0 = dy[i];
+    const float g = mask[i] ? g0 * 2.f : 0.f;
+    a += g;
+    b += g * x[i];
+  }
+  out[threadIdx.x] = a + b;
+}
+
 struct Buffer {
   float* p = nullptr;
   explicit Buffer(size_t n) {
@@ -159,6 +188,21 @@ TEST_CASE("memory profile: global sectors per warp request (coalesced, strided, 
   }
 }
 
+TEST_CASE("memory profile: a select inside a loop stays even (no tail duplication)") {
+  Buffer dy(256), x(256), out(32);
+  unsigned char* mask = nullptr;
+  REQUIRE(cudaMalloc(reinterpret_cast<void**>(&mask), 256) == cudaSuccess);
+  std::vector<unsigned char> h(256);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = (i * 7919u >> 3) % 2;  // half the lanes masked
+  REQUIRE(cudaMemcpy(mask, h.data(), h.size(), cudaMemcpyHostToDevice) == cudaSuccess);
+  auto k = profile("select_in_loop_kernel", [&] { select_in_loop_kernel<<<1, 32>>>(dy.p, mask, x.p, out.p); });
+  cudaFree(mask);
+  // 8 iterations x (dy, mask, x): 24 requests, dy and x 4 sectors, mask 1.
+  CHECK(k.stream[mp::GlobalLoad].requests == 24);
+  CHECK(k.stream[mp::GlobalLoad].uneven == 0);
+  CHECK(k.stream[mp::GlobalLoad].actual == 8 * (4 + 1 + 4));
+}
+
 TEST_CASE("memory profile: lanes that skip an access inside a loop are flagged uneven") {
   Buffer in(4 * 32), out(32);
   auto k = profile("branch_in_loop_kernel", [&] { branch_in_loop_kernel<<<1, 32>>>(in.p, out.p); });
@@ -172,6 +216,20 @@ TEST_CASE("memory profile: lanes that skip an access inside a loop are flagged u
   const std::string text = mp::report();
   CHECK(text.find("| uneven |") != std::string::npos);
   CHECK(text.find("| 100% |") != std::string::npos);  // the load's line, all of it uneven
+}
+
+TEST_CASE("memory profile: a branch beside an unconditional access is paired by iteration") {
+  Buffer in(4 * 32), other(4 * 32), out(32);
+  auto k = profile("branch_beside_even_kernel",
+                   [&] { branch_beside_even_kernel<<<1, 32>>>(in.p, other.p, out.p); });
+  // As a GPU counts it: `other` 4 coalesced requests (4 sectors each); `in`
+  // 3 requests of the 16 even lanes (every other float of 128 bytes: 4
+  // sectors for 64 bytes, ideal 2) and one of all 32 lanes (4, ideal 4).
+  const mp::Counts& c = k.stream[mp::GlobalLoad];
+  CHECK(c.requests == 8);
+  CHECK(c.actual == 4 * 4 + 3 * 4 + 4);
+  CHECK(c.ideal == 4 * 4 + 3 * 2 + 4);
+  CHECK(c.uneven == 4);  // the branch's loads: lanes ran them 4 and 1 times
 }
 
 TEST_CASE("memory profile: shared-memory wavefronts count bank conflicts") {
