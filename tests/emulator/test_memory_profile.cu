@@ -104,12 +104,13 @@ __global__ void branch_beside_even_kernel(const float* in, const float* other, f
 // the host compiler duplicate the loop's tail into each branch (or sink the
 // load into one), or the loads would be grouped unevenly.
 __global__ void select_in_loop_kernel(const float* dy, const unsigned char* mask, const float* x,
-                                      float* out) {
+                                      float* y, float* out) {
   float a = 0.f, b = 0.f;
   for (int it = 0; it < 8; ++it) {
     const int i = it * 32 + threadIdx.x;
     const float g0 = dy[i];
     const float g = mask[i] ? g0 * 2.f : 0.f;
+    y[i] = mask[i] ? g0 : 0.f;  // a selected store: one instruction, not one per arm
     a += g;
     b += g * x[i];
   }
@@ -189,18 +190,21 @@ TEST_CASE("memory profile: global sectors per warp request (coalesced, strided, 
 }
 
 TEST_CASE("memory profile: a select inside a loop stays even (no tail duplication)") {
-  Buffer dy(256), x(256), out(32);
+  Buffer dy(256), x(256), y(256), out(32);
   unsigned char* mask = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&mask), 256) == cudaSuccess);
   std::vector<unsigned char> h(256);
   for (size_t i = 0; i < h.size(); ++i) h[i] = (i * 7919u >> 3) % 2;  // half the lanes masked
   REQUIRE(cudaMemcpy(mask, h.data(), h.size(), cudaMemcpyHostToDevice) == cudaSuccess);
-  auto k = profile("select_in_loop_kernel", [&] { select_in_loop_kernel<<<1, 32>>>(dy.p, mask, x.p, out.p); });
+  auto k = profile("select_in_loop_kernel", [&] { select_in_loop_kernel<<<1, 32>>>(dy.p, mask, x.p, y.p, out.p); });
   cudaFree(mask);
   // 8 iterations x (dy, mask, x): 24 requests, dy and x 4 sectors, mask 1.
   CHECK(k.stream[mp::GlobalLoad].requests == 24);
   CHECK(k.stream[mp::GlobalLoad].uneven == 0);
   CHECK(k.stream[mp::GlobalLoad].actual == 8 * (4 + 1 + 4));
+  // 8 selected stores of 32 lanes, then out: 9 requests of 4 sectors.
+  CHECK(k.stream[mp::GlobalStore].requests == 9);
+  CHECK(k.stream[mp::GlobalStore].actual == 9 * 4);
 }
 
 TEST_CASE("memory profile: lanes that skip an access inside a loop are flagged uneven") {
