@@ -229,10 +229,22 @@ struct FusedLinearProblem {
   }
   __device__ void store(int i, int j, float acc) const { c[(int64_t)i * N + j] = finish(i, j, acc); }
   __device__ bool vec4() const { return vec_ok; }
+  bool params_vec;  // host-checked: epilogue_params_aligned (with vec_ok, ChannelEpilogue4 applies)
   __device__ void store4(int i, int j, float4 v) const {
-    *reinterpret_cast<float4*>(c + (int64_t)i * N + j) =
-        make_float4(finish(i, j, v.x), finish(i, j + 1, v.y), finish(i, j + 2, v.z),
-                    finish(i, j + 3, v.w));
+    if (params_vec) {
+      const ChannelEpilogue4 e(f.bias, f.bn, f.relu, j);
+      v = make_float4(e.e[0](v.x), e.e[1](v.y), e.e[2](v.z), e.e[3](v.w));
+    } else {
+      v = make_float4(ChannelEpilogue(f.bias, f.bn, f.relu, j)(v.x),
+                      ChannelEpilogue(f.bias, f.bn, f.relu, j + 1)(v.y),
+                      ChannelEpilogue(f.bias, f.bn, f.relu, j + 2)(v.z),
+                      ChannelEpilogue(f.bias, f.bn, f.relu, j + 3)(v.w));
+    }
+    if (f.residual) {
+      const float4 r = *reinterpret_cast<const float4*>(f.residual + (int64_t)i * N + j);
+      v = make_float4(r.x + v.x, r.y + v.y, r.z + v.z, r.w + v.w);
+    }
+    *reinterpret_cast<float4*>(c + (int64_t)i * N + j) = v;
   }
 };
 
@@ -509,6 +521,7 @@ void linear_fused_forward(int N, int in, int out, const float* x, const float* w
   p.f = f;
   auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   p.vec_ok = out % 4 == 0 && aligned(y) && (!f.residual || aligned(f.residual));
+  p.params_vec = epilogue_params_aligned(f.bias, f.bn);
   launch_tiles(p, 1, as_stream(stream), "linear fused forward");
 }
 
