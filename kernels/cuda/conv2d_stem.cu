@@ -24,6 +24,12 @@ namespace {
 constexpr int kTileP = 8, kTileQ = 32;     // output pixels per block, one per thread
 constexpr int kThreads = kTileP * kTileQ;  // 256
 constexpr int kChannels = 16;              // output channels per block (accumulators per thread)
+// A tap's row of staged weights: kChannels floats padded to 20, so the staging
+// stores (a warp: 4 channels x 8 consecutive taps) hit 32 distinct banks while
+// the global reads run along a channel's taps (8 floats where [crs][k] order
+// read a sector a lane: 18 sectors a request, the emulator's memory profile).
+constexpr int kWeightLd = kChannels + 4;
+static_assert(kChannels == 16, "the weight copy's lane mapping is 4 groups of 4 channels");
 constexpr int kMaxC = 4, kMaxR = 7, kMaxStride = 2;
 
 bool g_stem_path = false;
@@ -48,7 +54,7 @@ __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams
   // consecutive floats: stride-2 reads of a plain row hit every bank twice
   // (2 wavefronts, the emulator's memory profile).
   float* s_x = reinterpret_cast<float*>(smem4);
-  float* s_w = s_x + p.patch_floats;             // [C*R*S][kChannels]
+  float* s_w = s_x + p.patch_floats;             // [C*R*S][kWeightLd]
   const int tiles_q = (p.Q + kTileQ - 1) / kTileQ;
   const int p0 = int(blockIdx.x / tiles_q) * kTileP, q0 = int(blockIdx.x % tiles_q) * kTileQ;
   const int k0 = blockIdx.y * kChannels, n = blockIdx.z;
@@ -67,10 +73,14 @@ __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams
   }
   // The block's weights as [crs][k] (zero past K), so a tap's 16 weights are
   // four consecutive float4s that every thread of the warp reads alike.
+  // Element i of the copy: lane l = i % 32 takes channel 4 g + l / 8 and tap
+  // 8 b + l % 8 of group i / 32 = b * 4 + g.
   const int crs_count = p.C * p.R * p.S;
-  for (int i = threadIdx.x; i < crs_count * kChannels; i += kThreads) {
-    const int kk = i % kChannels, crs = i / kChannels, k = k0 + kk;
-    s_w[i] = k < p.K ? p.w[(int64_t)k * crs_count + crs] : 0.0f;
+  const int copies = (crs_count + 7) / 8 * 8 * kChannels;
+  for (int i = threadIdx.x; i < copies; i += kThreads) {
+    const int l = i % 32, grp = i / 32;
+    const int kk = (grp % 4) * 4 + l / 8, crs = (grp / 4) * 8 + l % 8, k = k0 + kk;
+    if (crs < crs_count) s_w[crs * kWeightLd + kk] = k < p.K ? p.w[(int64_t)k * crs_count + crs] : 0.0f;
   }
   __syncthreads();
 
@@ -81,12 +91,12 @@ __global__ void __launch_bounds__(kThreads) stem_forward_kernel(const StemParams
   for (int c = 0; c < p.C; ++c)
     for (int r = 0; r < p.R; ++r) {
       const float* xrow = s_x + (c * p.in_rows + tp * p.stride + r) * p.row_floats + tq;
-      const float4* wrow = reinterpret_cast<const float4*>(s_w + (c * p.R + r) * p.S * kChannels);
+      const float4* wrow = reinterpret_cast<const float4*>(s_w + (c * p.R + r) * p.S * kWeightLd);
       for (int s = 0; s < p.S; ++s) {
         const float v = xrow[(s % p.stride) * p.phase_cols + s / p.stride];  // column tq * stride + s
 #pragma unroll
         for (int j = 0; j < kChannels / 4; ++j) {
-          const float4 wv = wrow[s * (kChannels / 4) + j];
+          const float4 wv = wrow[s * (kWeightLd / 4) + j];
           acc[4 * j + 0] += v * wv.x;
           acc[4 * j + 1] += v * wv.y;
           acc[4 * j + 2] += v * wv.z;
@@ -138,7 +148,7 @@ void stem_forward(const Conv2dShape& s, const float* x, const float* w, const fl
                 s.S, ", stride ", s.stride, ", groups ", s.groups,
                 ") or input prologue not handled by the stem kernel");
   const StemParams p = make_params(s, x, w, bias, f, y);
-  const size_t bytes = sizeof(float) * (size_t(p.patch_floats) + size_t(s.C) * s.R * s.S * kChannels);
+  const size_t bytes = sizeof(float) * (size_t(p.patch_floats) + size_t(s.C) * s.R * s.S * kWeightLd);
   const int tiles = ((p.P + kTileP - 1) / kTileP) * ((p.Q + kTileQ - 1) / kTileQ);
   const dim3 grid(tiles, (s.K + kChannels - 1) / kChannels, s.N);
   stem_forward_kernel<<<grid, kThreads, bytes, static_cast<cudaStream_t>(stream)>>>(p);
