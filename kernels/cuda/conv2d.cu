@@ -362,14 +362,25 @@ struct WeightTLoader {
   }
 };
 
-// wt[krs][c] = w[k][c][rs]: the data gradient's A operand with rows contiguous in c.
+// wt[krs][c] = w[k][c][rs]: the data gradient's A operand with rows contiguous
+// in c. A block moves 32 channels of one k through shared memory, reading
+// their 32 * RS contiguous floats and writing RS rows of 32 channels, both
+// coalesced (gathering w at a stride of RS floats cost 32 sectors a request).
+constexpr int kTransposeChannels = 32, kTransposeThreads = 128;
 __global__ void transpose_weight_kernel(Dims d, const float* w, float* wt) {
-  const int64_t total = (int64_t)d.K * d.RS * d.C;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int c = int(i % d.C);
-    const int krs = int(i / d.C), k = krs / d.RS, rs = krs - k * d.RS;
-    wt[i] = w[((int64_t)k * d.C + c) * d.RS + rs];
+  extern __shared__ float tile[];  // [kTransposeChannels][ld]
+  const int ld = d.RS | 1;         // odd: the column reads below are conflict-free
+  const int k = blockIdx.y, c0 = blockIdx.x * kTransposeChannels;
+  const int nc = min(kTransposeChannels, d.C - c0);
+  const float* src = w + ((int64_t)k * d.C + c0) * d.RS;
+  for (int i = threadIdx.x; i < nc * d.RS; i += blockDim.x) {
+    const int c = i / d.RS, rs = i - c * d.RS;
+    tile[c * ld + rs] = src[i];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kTransposeChannels * d.RS; i += blockDim.x) {
+    const int rs = i / kTransposeChannels, c = i % kTransposeChannels;
+    if (c < nc) wt[((int64_t)k * d.RS + rs) * d.C + c0 + c] = tile[c * ld + rs];
   }
 }
 
@@ -912,7 +923,11 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
       p.N = d.N * d.HW;
       p.d = d;
       float* wt = scratch(size_t(d.K) * d.RS * d.C, st);  // dw's split partials reuse it after
-      transpose_weight_kernel<<<blocks_for(int64_t(d.K) * d.RS * d.C), kThreads, 0, st>>>(d, w, wt);
+      const size_t tile_bytes = sizeof(float) * kTransposeChannels * (d.RS | 1);
+      DOFPOSE_CHECK(d.K <= 65535 && tile_bytes <= 48 * 1024, "cuda conv2d_backward: K = ", d.K,
+                    ", R*S = ", d.RS, " is past the weight transpose's grid (K <= 65535) or shared memory (R*S < 384)");
+      const dim3 grid((d.C + kTransposeChannels - 1) / kTransposeChannels, d.K);
+      transpose_weight_kernel<<<grid, kTransposeThreads, tile_bytes, st>>>(d, w, wt);
       DOFPOSE_CUDA_LAUNCH_CHECK("conv2d backward data weight transpose");
       p.wt = wt;
       p.dy = dy;

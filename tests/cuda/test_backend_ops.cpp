@@ -175,6 +175,9 @@ const ConvCase kConvCases[] = {
     {3, 64, 16, 16, 128, 1, 1, 1, 0, 1}, {1, 128, 8, 8, 128, 3, 3, 1, 1, 1},
     {2, 5, 5, 5, 3, 5, 5, 1, 2, 1},     {2, 32, 16, 16, 16, 1, 1, 1, 0, 1},
     {1, 64, 33, 31, 32, 3, 3, 1, 1, 1},
+    // A data grad on the tile path whose C is no multiple of the weight
+    // transpose's 32 channels, and whose H*W takes the scalar stores.
+    {2, 40, 9, 11, 24, 3, 3, 2, 1, 1},
 };
 
 struct MathModeGuard {
