@@ -108,6 +108,19 @@ TEST_CASE("batchnorm_relu_dropout equals BatchNorm, ReLU and Dropout bit for bit
     CHECK(same_bits(dx, dx_ref));
     CHECK(same_bits(dg, dg_ref));
     CHECK(same_bits(db, db_ref));
+
+    // With a residual: add_forward(residual, the three ops) in the store, the
+    // statistics and the mask unchanged.
+    Tensor res = random_tensor(c.shape, ++seed, -1.f, 1.f), sum_ref = Tensor::empty(c.shape);
+    ops::add_forward(res, y_ref, sum_ref);
+    Tensor y_res = full(c.shape, 777.f), mask_res = Tensor::empty(c.shape, DType::U8);
+    Tensor mean2 = full({C}, 777.f), invstd2 = full({C}, 777.f);
+    ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, {}, {}, y_res, mean2, invstd2,
+                                              mask_res, c.p, drop_seed, bp, res);
+    CHECK(same_bits(y_res, sum_ref));
+    CHECK(!same_bits(y_res, y_ref));
+    CHECK(same_bits(mask_res, mask));
+    CHECK(same_bits(mean2, mean_ref));
   }
 }
 
@@ -126,6 +139,12 @@ TEST_CASE("batchnorm_relu_dropout: errors name the tensor and what was expected"
   CHECK(contains(wrong_type, "U8"));
   CHECK(contains(fwd(Tensor::empty({4, 5}, DType::U8), 0.5f), "'mask'"));
   CHECK(contains(fwd(mask, 1.f), "p must be in [0, 1)"));
+  const std::string bad_residual = error_of([&] {
+    ops::batchnorm_relu_dropout_forward_train(x, g, b, {}, {}, y, m, s, mask, 0.5f, 1, {},
+                                              Tensor::empty({4, 5}));
+  });
+  CHECK(contains(bad_residual, "'residual'"));
+  CHECK(contains(bad_residual, "[4,6]"));
   CHECK(contains(error_of([&] {
                    Tensor x1 = random_tensor({1, 6}, 4), y1 = Tensor::empty({1, 6});
                    Tensor mk1 = Tensor::empty({1, 6}, DType::U8);

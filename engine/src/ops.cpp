@@ -352,21 +352,23 @@ void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView&
                                           const TensorView& running_var, const TensorView& y,
                                           const TensorView& save_mean,
                                           const TensorView& save_invstd, const TensorView& mask,
-                                          float p, uint64_t seed, BatchNormParams bp) {
+                                          float p, uint64_t seed, BatchNormParams bp,
+                                          const TensorView& residual) {
   const char* op = "batchnorm_relu_dropout_forward_train";
   const BatchNormShape s = check_bn_train_forward(op, x, gamma, beta, running_mean, running_var,
                                                   y, save_mean, save_invstd);
   const Device d = x.device;
   need_mask(op, mask, x);
+  maybe(op, "residual", residual, d, x.shape);
   DISPATCH(op, d,
            cpu::batchnorm_relu_dropout_forward_train(
                s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean), ptr(running_var),
                bp.momentum, bp.eps, p, seed, y.f32(), save_mean.f32(), save_invstd.f32(),
-               mask.u8()),
+               mask.u8(), ptr(residual)),
            cuda_kernels::batchnorm_relu_dropout_forward_train(
                s, x.f32(), gamma.f32(), beta.f32(), ptr(running_mean), ptr(running_var),
                bp.momentum, bp.eps, p, seed, y.f32(), save_mean.f32(), save_invstd.f32(),
-               mask.u8(), g_stream));
+               mask.u8(), ptr(residual), g_stream));
 }
 
 void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView& gamma,

@@ -376,7 +376,7 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
                                           float* running_mean, float* running_var,
                                           float momentum, float eps, float p, uint64_t seed,
                                           float* y, float* save_mean, float* save_invstd,
-                                          uint8_t* mask) {
+                                          uint8_t* mask, const float* residual) {
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, "batchnorm_relu_dropout_forward_train: drop probability "
                 "p must be in [0, 1), got ", p);
   batchnorm_forward_train(s, x, gamma, beta, running_mean, running_var, momentum, eps, y,
@@ -392,6 +392,9 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
     y[i] = keep ? (z < 0.f ? 0.f : z) * keep_scale : 0.f;
     mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
   }
+  // A pass of its own: in the loop above, -march=native would contract the
+  // dropout's product and this sum into one FMA, and differ from add_forward.
+  if (residual) add_forward(n, residual, y, y);
 }
 
 void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,

@@ -67,13 +67,14 @@ void batchnorm_backward_infer(const BatchNormShape& s, const float* x, const flo
 // BatchNorm (training) -> ReLU -> Dropout(p, seed) as one op, bitwise the three
 // kernels in order; mask[i] = 1 where the gradient passes (kept by dropout and
 // not cut by the ReLU), so backward needs no copy of the BatchNorm output.
-// p = 0 is BatchNorm -> ReLU.
+// p = 0 is BatchNorm -> ReLU. A residual, when given, is added last
+// (y = residual + dropout(...), add_forward's arithmetic).
 void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* x,
                                           const float* gamma, const float* beta,
                                           float* running_mean, float* running_var,
                                           float momentum, float eps, float p, uint64_t seed,
                                           float* y, float* save_mean, float* save_invstd,
-                                          uint8_t* mask);
+                                          uint8_t* mask, const float* residual = nullptr);
 void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,

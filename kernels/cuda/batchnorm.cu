@@ -47,6 +47,7 @@ struct ReluDropout {
   float p = 0.f, keep_scale = 1.f;
   uint64_t seed = 0;
   uint8_t* mask = nullptr;
+  const float* residual = nullptr;  // added last when given (a residual block's skip)
 };
 
 // y[i] from the BatchNorm output z, with the tail if kAct: the CPU's
@@ -55,7 +56,9 @@ template <bool kAct>
 __device__ __forceinline__ void store_output(float* y, int64_t i, float z, const ReluDropout& act) {
   if constexpr (kAct) {
     const bool keep = act.p == 0.f || dropout_uniform(act.seed, uint64_t(i)) >= act.p;
-    y[i] = keep ? (z < 0.f ? 0.f : z) * act.keep_scale : 0.f;
+    const float h = keep ? (z < 0.f ? 0.f : z) * act.keep_scale : 0.f;
+    // __fadd_rn: the product above stays rounded (no FMA), as the CPU's separate add.
+    y[i] = act.residual ? __fadd_rn(act.residual[i], h) : h;
     act.mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
   } else {
     y[i] = z;
@@ -375,7 +378,7 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
                                           float* running_mean, float* running_var,
                                           float momentum, float eps, float p, uint64_t seed,
                                           float* y, float* save_mean, float* save_invstd,
-                                          uint8_t* mask, void* stream) {
+                                          uint8_t* mask, const float* residual, void* stream) {
   const char* op = "batchnorm_relu_dropout_forward_train";
   check_shape(s, op);
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);
@@ -387,6 +390,7 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
   act.keep_scale = 1.f / (1.f - p);  // on the host, as the CPU forms it
   act.seed = seed;
   act.mask = mask;
+  act.residual = residual;
   if (s.HW == 1)
     forward_train_columns_kernel<true><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
         s.N, s.C, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,

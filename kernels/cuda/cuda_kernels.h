@@ -103,7 +103,7 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
                                           float* running_mean, float* running_var,
                                           float momentum, float eps, float p, uint64_t seed,
                                           float* y, float* save_mean, float* save_invstd,
-                                          uint8_t* mask, void* stream);
+                                          uint8_t* mask, const float* residual, void* stream);
 void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float* x,
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,

@@ -613,6 +613,16 @@ TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward a
         INFO(name << ": " << flipped << " mask bytes differ at a BatchNorm output within rounding of 0");
         CHECK(wrong == 0);
         CHECK(flipped <= 2);
+        // With a residual block's skip added in the store.
+        Tensor res = randn(s, ++seed), yr_ref = Tensor::empty(s);
+        ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, {}, {}, yr_ref, m_ref, v_ref,
+                                                  mask_ref, p, 98765, {}, res);
+        Tensor dres = dev(res), dyr = Tensor::empty(s, DType::F32, Device::CUDA);
+        poison(dyr);
+        ops::batchnorm_relu_dropout_forward_train(dx_, dg, db, {}, {}, dyr, dm, dv, dmask, p, 98765,
+                                                  {}, dres);
+        ctx.synchronize();
+        expect_close(name + " y with a residual", yr_ref, dyr, kReduction);
         ops::set_cuda_stream(nullptr);
       }
       // Saved statistics and mask from a CPU forward, the same on both sides.

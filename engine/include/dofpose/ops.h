@@ -81,12 +81,15 @@ void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
 // the lifters' MLP layers and (p = 0) the hourglass's BN -> ReLU pairs. y is
 // bitwise the three ops in order; mask (U8, x's shape) is 1 where the gradient
 // passes (kept and not cut by the ReLU), so backward needs no stored BN output.
+// With a residual (x's shape) y = residual + dropout(...), add_forward's sum:
+// a residual block's skip added in the store (its gradient is dy, unchanged).
 void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView& gamma,
                                           const TensorView& beta, const TensorView& running_mean,
                                           const TensorView& running_var, const TensorView& y,
                                           const TensorView& save_mean,
                                           const TensorView& save_invstd, const TensorView& mask,
-                                          float p, uint64_t seed, BatchNormParams bp = {});
+                                          float p, uint64_t seed, BatchNormParams bp = {},
+                                          const TensorView& residual = {});
 void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView& gamma,
                                            const TensorView& save_mean,
                                            const TensorView& save_invstd, const TensorView& mask,

@@ -74,11 +74,15 @@ TensorView BatchNorm::forward(Arena& arena, const TensorView& x, Mode mode) {
 
 TensorView BatchNorm::forward_relu(Arena& arena, const TensorView& x, Mode mode, ReLU& relu,
                                    Dropout* drop, const TraceName& owner,
-                                   const char* relu_name) {
+                                   const char* relu_name, const TensorView& residual) {
   if (!fused_training(mode)) {
     TensorView h = forward(arena, x, mode);
     h = traced_op(owner, relu_name, "ReLU", [&] { return relu.forward(arena, h); });
-    return drop ? drop->forward(arena, h, mode) : h;
+    if (drop) h = drop->forward(arena, h, mode);
+    if (residual.empty()) return h;
+    TensorView y = arena.alloc(h.shape);
+    ops::add_forward(residual, h, y);
+    return y;
   }
   TraceSpan span;
   if (span.on()) span.range(trace.get("BatchNorm"));
@@ -93,10 +97,14 @@ TensorView BatchNorm::forward_relu(Arena& arena, const TensorView& x, Mode mode,
   act_mask_ = arena.alloc(x.shape, DType::U8);
   TensorView y = arena.alloc(x.shape);
   ops::batchnorm_relu_dropout_forward_train(x, weight, bias, running_mean, running_var, y,
-                                            save_mean_, save_invstd_, act_mask_, drop_p, seed, p);
-  if (span.on())
-    span.done(trace.get("BatchNorm"), drop_p > 0.f ? "BatchNorm+ReLU+Dropout" : "BatchNorm+ReLU",
-              y);
+                                            save_mean_, save_invstd_, act_mask_, drop_p, seed, p,
+                                            residual);
+  if (span.on()) {
+    const char* type = drop_p > 0.f ? (residual.empty() ? "BatchNorm+ReLU+Dropout"
+                                                        : "BatchNorm+ReLU+Dropout+Add")
+                                    : (residual.empty() ? "BatchNorm+ReLU" : "BatchNorm+ReLU+Add");
+    span.done(trace.get("BatchNorm"), type, y);
+  }
   return y;
 }
 

@@ -50,6 +50,19 @@ TensorView Conv2d::forward_fused(Arena& arena, const TensorView& x, const ops::C
   return y;
 }
 
+TensorView Conv2d::forward_add(Arena& arena, const TensorView& x, const TensorView& residual) {
+  if (p.groups != 1) {  // the fused conv is dense only
+    TensorView y = forward(arena, x);
+    ops::accumulate(residual, y);
+    return y;
+  }
+  ops::ConvFusionRef f;
+  f.residual = residual;
+  TensorView y = forward_fused(arena, x, f, "Conv2d+Add");
+  x_ = x;
+  return y;
+}
+
 TensorView Conv2d::backward(Arena& arena, const TensorView& dy, bool need_dx) {
   DOFPOSE_CHECK(!x_.empty(), "Conv2d::backward called without a forward");
   TensorView dx = need_dx ? arena.alloc(x_.shape) : TensorView();

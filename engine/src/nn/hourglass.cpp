@@ -201,14 +201,19 @@ TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
   TensorView h =
       conv1.forward(arena, bn1.forward_relu(arena, x, mode, relu1_, nullptr, trace, "relu"));
   h = conv2.forward(arena, bn2.forward_relu(arena, h, mode, relu2_, nullptr, trace, "relu"));
-  h = conv3.forward(arena, bn3.forward_relu(arena, h, mode, relu3_, nullptr, trace, "relu"));
+  h = bn3.forward_relu(arena, h, mode, relu3_, nullptr, trace, "relu");
+  const bool add_in_conv3 = fused_training(mode);  // the skip added in conv3's epilogue
+  if (!add_in_conv3) h = conv3.forward(arena, h);
   TensorView skip = x;
   if (downsample) {
     TraceSpan ds;
     skip = downsample->forward(arena, x);
     if (ds.on()) ds.done(trace.child("downsample"), "Sequential", skip, 0, true);
   }
-  traced_inplace(trace, "add", "Add", h, [&] { ops::accumulate(skip, h); });
+  if (add_in_conv3)
+    h = conv3.forward_add(arena, h, skip);
+  else
+    traced_inplace(trace, "add", "Add", h, [&] { ops::accumulate(skip, h); });
   if (span.on()) span.done(trace.get("Bottleneck"), "Bottleneck", h, 0, true);
   return h;
 }
@@ -659,6 +664,8 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
       ops::ConvFusionRef f2;
       f2.residual = partial;
       h = st.score_->forward_fused(arena, score, f2, "Conv2d+Add");
+    } else if (st.fc_ && fused_training(mode)) {  // the same adds in training
+      h = st.score_->forward_add(arena, score, st.fc_->forward_add(arena, y, h));
     } else if (st.fc_) {  // x = x + fc_(y) + score_(score)
       TensorView from_features = st.fc_->forward(arena, y);
       TensorView from_score = st.score_->forward(arena, score);

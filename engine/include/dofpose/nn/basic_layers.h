@@ -22,9 +22,12 @@ class BatchNorm : public Module {
   // relu(bn(x)), then `drop` when given. With fused_training(mode) one op
   // (ops::batchnorm_relu_dropout_forward_train: no stored BN output, a mask
   // byte per element); otherwise this layer, `relu` (traced as owner's child
-  // relu_name) and `drop` one by one. backward_relu is its gradient.
+  // relu_name) and `drop` one by one. backward_relu is its gradient. A
+  // residual (x's shape) is added to the result (residual + ..., the skip of a
+  // residual block: in the fused op's store); its gradient is dy itself.
   TensorView forward_relu(Arena& arena, const TensorView& x, Mode mode, ReLU& relu,
-                          Dropout* drop, const TraceName& owner, const char* relu_name);
+                          Dropout* drop, const TraceName& owner, const char* relu_name,
+                          const TensorView& residual = {});
   TensorView backward_relu(Arena& arena, const TensorView& dy, ReLU& relu, Dropout* drop);
   // The inference parameters, for a fused conv (ops::ConvFusionRef).
   ops::BatchNormRef ref() const { return {weight, bias, running_mean, running_var, p.eps}; }

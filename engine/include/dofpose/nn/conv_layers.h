@@ -22,6 +22,11 @@ class Conv2d : public Module {
   // traced as one event of type `type` (e.g. "Conv2d+BN+ReLU"). Keeps nothing for backward.
   TensorView forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
                            const char* type);
+  // Training too: conv(x) + residual, the add in the conv's epilogue (one pass
+  // less over the output), traced as "Conv2d+Add"; keeps x for backward. The
+  // sum's gradient is dy for both terms, so backward is unchanged. Same bits
+  // as forward() then ops::accumulate on the CPU.
+  TensorView forward_add(Arena& arena, const TensorView& x, const TensorView& residual);
   // need_dx = false skips the input gradient (returns an empty view), e.g.
   // for the first layer on an image; the parameter gradients are still written.
   TensorView backward(Arena& arena, const TensorView& dy, bool need_dx = true);
