@@ -508,6 +508,24 @@ TEST_CASE("backend ops: linear forward and backward") {
   }
 }
 
+TEST_CASE("backend ops: batchnorm training statistics of channels far from zero") {
+  // The CUDA kernels take both statistics from one read (sums shifted by one of
+  // the channel's values); unshifted, E[x^2] - E[x]^2 would lose the variance
+  // of a channel at 1e4 +- 0.01 (mean^2 / var = 1e12) even in double.
+  uint32_t seed = 480;
+  for (const Shape& s : std::vector<Shape>{{37, 13}, {2, 3, 5, 7}, {1, 4, 1, 3}, {8, 64, 16, 16}}) {
+    const int64_t C = s[1];
+    Tensor x = randn(s, ++seed, 0.01f, 1e4f);
+    Tensor gamma = randn({C}, ++seed), beta = randn({C}, ++seed);
+    OpCase oc("batchnorm far from zero" + s.str());
+    int ix = oc.in(std::move(x)), ig = oc.in(std::move(gamma)), ib = oc.in(std::move(beta));
+    int iy = oc.out(s), im = oc.out({C}), iv = oc.out({C});
+    oc.run([&](const std::vector<TensorView>& t) {
+      ops::batchnorm_forward_train(t[ix], t[ig], t[ib], {}, {}, t[iy], t[im], t[iv]);
+    }, kReduction);
+  }
+}
+
 TEST_CASE("backend ops: batchnorm train / inference, forward and backward, fold") {
   uint32_t seed = 400;
   const std::vector<Shape> shapes = {{4, 3}, {37, 13}, {64, 1024}, {4096, 16}, {2, 3, 5, 7}, {8, 64, 16, 16}, {1, 4, 1, 3}};
