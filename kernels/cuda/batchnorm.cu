@@ -59,7 +59,8 @@ __device__ __forceinline__ void store_output(float* y, int64_t i, float z, const
   if constexpr (kAct) {
     const bool keep = act.p == 0.f || dropout_uniform(act.seed, uint64_t(i)) >= act.p;
     const float h = keep ? (z < 0.f ? 0.f : z) * act.keep_scale : 0.f;
-    // __fadd_rn: the product above stays rounded (no FMA), as the CPU's separate add.
+    // __fadd_rn: the product above stays rounded (no FMA), as the CPU's
+    // separate add_forward pass.
     y[i] = act.residual ? __fadd_rn(act.residual[i], h) : h;
     act.mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
   } else {
