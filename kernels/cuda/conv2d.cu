@@ -613,15 +613,6 @@ __global__ void sum_splits_kernel(int64_t n, int splits, const float* part, floa
   }
 }
 
-// y[plane][:] += bias[plane % K] over N*K planes of PQ (no 64-bit division).
-__global__ void add_bias_kernel(int planes, int K, int PQ, const float* bias, float* y) {
-  for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
-    const float b = bias[plane % K];
-    float* yp = y + (int64_t)plane * PQ;
-    for (int i = blockIdx.x * kThreads + threadIdx.x; i < PQ; i += gridDim.x * kThreads) yp[i] += b;
-  }
-}
-
 // One block per channel: dbias[k] = sum over n, pq of dy[n][k][pq].
 __global__ void dbias_kernel(Dims d, const float* dy, float* dbias) {
   const int k = blockIdx.x;
@@ -853,16 +844,11 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     return;
   }
   if (is_pointwise(s)) {
-    // y_n[K, HW] = W[K, C] x_n[C, HW] for every image n.
+    // y_n[K, HW] = W[K, C] x_n[C, HW] + bias for every image n (the bias in
+    // the GEMM's store: a pass over y less).
     detail::gemm_strided_batched(false, false, d.K, d.HW, d.C, 1.0f, w, d.C, 0, x, d.HW,
                                  (int64_t)d.C * d.HW, 0.0f, y, d.HW, (int64_t)d.K * d.HW, d.N,
-                                 stream);
-    if (bias) {
-      const int planes = d.N * d.K;
-      const dim3 grid((d.PQ + kThreads - 1) / kThreads, std::min(planes, 65535));
-      add_bias_kernel<<<grid, kThreads, 0, st>>>(planes, d.K, d.PQ, bias, y);
-      DOFPOSE_CUDA_LAUNCH_CHECK("conv2d add bias");
-    }
+                                 stream, bias);
     return;
   }
   if (stem_path() && stem_forward_applies(s, ConvFusion{})) {

@@ -166,6 +166,7 @@ struct GemmProblem {
   float* c;
   int64_t ldc, c_stride;
   float alpha, beta;
+  const float* row_bias;  // or null; added last (__fadd_rn: no FMA with alpha * acc)
 
   template <int TILE, int BK>
   struct A : DenseLoader<TILE, BK> {
@@ -181,7 +182,8 @@ struct GemmProblem {
   }
   __device__ void store(int i, int j, float acc) const {
     float* cp = c + (int64_t)blockIdx.z * c_stride + i * ldc + j;
-    *cp = beta == 0.0f ? alpha * acc : fmaf(beta, *cp, alpha * acc);
+    const float v = beta == 0.0f ? alpha * acc : fmaf(beta, *cp, alpha * acc);
+    *cp = row_bias ? __fadd_rn(v, row_bias[i]) : v;
   }
   // C[i][j..j+3] as one float4 (a warp's store: 16 sectors, where four scalar
   // stores at a 16-byte lane stride took 64; the emulator's memory profile).
@@ -189,13 +191,19 @@ struct GemmProblem {
   __device__ bool vec4() const { return vec_ok; }
   __device__ void store4(int i, int j, float4 v) const {
     float4* cp = reinterpret_cast<float4*>(c + (int64_t)blockIdx.z * c_stride + i * ldc + j);
+    float4 r;
     if (beta == 0.0f) {
-      *cp = make_float4(alpha * v.x, alpha * v.y, alpha * v.z, alpha * v.w);
-      return;
-    }
-    const float4 o = *cp;
-    *cp = make_float4(fmaf(beta, o.x, alpha * v.x), fmaf(beta, o.y, alpha * v.y),
+      r = make_float4(alpha * v.x, alpha * v.y, alpha * v.z, alpha * v.w);
+    } else {
+      const float4 o = *cp;
+      r = make_float4(fmaf(beta, o.x, alpha * v.x), fmaf(beta, o.y, alpha * v.y),
                       fmaf(beta, o.z, alpha * v.z), fmaf(beta, o.w, alpha * v.w));
+    }
+    if (row_bias) {
+      const float b = row_bias[i];
+      r = make_float4(__fadd_rn(r.x, b), __fadd_rn(r.y, b), __fadd_rn(r.z, b), __fadd_rn(r.w, b));
+    }
+    *cp = r;
   }
 };
 
@@ -263,6 +271,19 @@ __global__ void scale_kernel(int M, int N, float beta, float* C, int64_t ldc) {
        idx += int64_t(gridDim.x) * blockDim.x) {
     float* c = C + (idx / N) * ldc + idx % N;
     *c = beta == 0.0f ? 0.0f : beta * *c;
+  }
+}
+
+// C[b][i][j] += row_bias[i] over batch x [M, N]: the row bias of the GEMM
+// paths whose store cannot add it (cuBLAS, the skinny kernels, K == 0).
+__global__ void add_row_bias_batched_kernel(int M, int N, int64_t ldc, int64_t stride_c,
+                                            const float* row_bias, float* C) {
+  float* cb = C + int64_t(blockIdx.y) * stride_c;
+  const int64_t n = (int64_t)M * N;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx / N;
+    cb[i * ldc + idx % N] += row_bias[i];
   }
 }
 
@@ -441,16 +462,23 @@ bool gemm_is_skinny(int64_t outputs, int K) {
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                           int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
-                          int batch, void* stream) {
+                          int batch, void* stream, const float* row_bias) {
   const cudaStream_t st = as_stream(stream);
   if (M == 0 || N == 0 || batch == 0) return;
+  const auto bias_pass = [&] {
+    if (!row_bias) return;
+    const int64_t n = (int64_t)M * N;
+    const dim3 grid((unsigned)std::min<int64_t>((n + 255) / 256, 65535), (unsigned)batch);
+    add_row_bias_batched_kernel<<<grid, 256, 0, st>>>(M, N, ldc, stride_c, row_bias, C);
+    DOFPOSE_CUDA_LAUNCH_CHECK("gemm row bias");
+  };
   // gridDim.z is limited to 65535: longer batches go in chunks.
   constexpr int kMaxBatch = 65535;
   if (batch > kMaxBatch) {
     for (int b0 = 0; b0 < batch; b0 += kMaxBatch)
       gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A + b0 * stride_a, lda, stride_a,
                            B + b0 * stride_b, ldb, stride_b, beta, C + b0 * stride_c, ldc,
-                           stride_c, std::min(kMaxBatch, batch - b0), stream);
+                           stride_c, std::min(kMaxBatch, batch - b0), stream, row_bias);
     return;
   }
   if (K == 0 || alpha == 0.0f) {  // A and B are not referenced (BLAS semantics)
@@ -460,11 +488,13 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
       scale_kernel<<<blocks, 256, 0, st>>>(M, N, beta, C + b * stride_c, ldc);
       DOFPOSE_CUDA_LAUNCH_CHECK("gemm scale");
     }
+    bias_pass();
     return;
   }
   if (g_gemm_backend == GemmBackend::Cublas) {
     cublas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
                 ldc, stride_c, batch, st);
+    bias_pass();
     return;
   }
   if (gemm_is_skinny(int64_t(M) * N * batch, K)) {
@@ -480,12 +510,14 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
           trans_a, trans_b, lanes_j, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
           ldc, stride_c);
       DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: lanes over outputs)");
+      bias_pass();
       return;
     }
     const int blocks = int((outputs * 32 + 255) / 256);
     skinny_gemm_kernel<<<blocks, 256, 0, st>>>(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a,
                                                B, ldb, stride_b, beta, C, ldc, stride_c, batch);
     DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: warp per output)");
+    bias_pass();
     return;
   }
   GemmProblem p;
@@ -499,6 +531,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
   p.c_stride = stride_c;
   p.alpha = alpha;
   p.beta = beta;
+  p.row_bias = row_bias;
   p.vec_ok = ldc % 4 == 0 && stride_c % 4 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0;
   launch_tiles(p, batch, st, "gemm");
 }

@@ -351,6 +351,36 @@ TEST_CASE("backend ops: gemm, every transpose combination, F32 / TF32, own / cuB
 
 TEST_CASE("backend ops: conv2d forward and backward (F32)") { conv_cases(ck::MathMode::F32, kReduction); }
 
+TEST_CASE("backend ops: 1x1 conv2d bias on every GEMM path (tile store, skinny, cuBLAS)") {
+  // The 1x1 forward is a batched GEMM that adds the bias in its tile store;
+  // the paths that cannot (cuBLAS, the skinny kernels) add it in a pass.
+  struct Case {
+    int N, C, H, W, K;
+  };
+  const Case cases[] = {{2, 64, 9, 7, 24},   // tiles, scalar stores (H*W = 63)
+                        {3, 32, 8, 8, 40},   // tiles, float4 stores
+                        {2, 600, 1, 1, 5}};  // skinny: 10 outputs, reduction 600
+  uint32_t seed = 170;
+  for (ck::GemmBackend backend : {ck::GemmBackend::Own, ck::GemmBackend::Cublas}) {
+    for (const Case& c : cases) {
+      const std::string name = std::string(backend == ck::GemmBackend::Own ? "own" : "cublas") +
+                               " 1x1 conv " + Shape{c.N, c.C, c.H, c.W}.str() + " -> " +
+                               std::to_string(c.K);
+      const ops::ConvParams p{1, 0, 1};
+      Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed), w = randn({c.K, c.C, 1, 1}, ++seed, 0.3f);
+      Tensor b = randn({c.K}, ++seed, 1.f, 5.f);  // far from 0: a missing bias shows
+      OpCase oc(name);
+      int ix = oc.in(std::move(x)), iw = oc.in(std::move(w)), ib = oc.in(std::move(b));
+      int iy = oc.out({c.N, c.K, c.H, c.W});
+      ck::set_gemm_backend(backend);
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::conv2d_forward(t[ix], t[iw], t[ib], t[iy], p);
+      }, kReduction);
+    }
+  }
+  ck::set_gemm_backend(ck::GemmBackend::Own);
+}
+
 TEST_CASE("backend ops: conv2d forward and backward (FP16 / BF16 tensor cores)") {
   conv_cases(ck::MathMode::FP16, kHalf);
   conv_cases(ck::MathMode::BF16, kHalf);
