@@ -121,6 +121,17 @@ TEST_CASE("batchnorm_relu_dropout equals BatchNorm, ReLU and Dropout bit for bit
     CHECK(!same_bits(y_res, y_ref));
     CHECK(same_bits(mask_res, mask));
     CHECK(same_bits(mean2, mean_ref));
+
+    // Backward with a gradient to add (the skip's): accumulate(dx_add, dx).
+    Tensor dx_add = random_tensor(c.shape, ++seed), dx_sum_ref = dx_ref.to(Device::CPU);
+    ops::accumulate(dx_add, dx_sum_ref);
+    Tensor dx2 = full(c.shape, 777.f), dg2 = full({C}, 777.f), db2 = full({C}, 777.f);
+    ops::batchnorm_relu_dropout_backward_train(x, gamma, mean, invstd, mask, c.p, dy, dx2, dg2,
+                                               db2, dx_add);
+    CHECK(same_bits(dx2, dx_sum_ref));
+    CHECK(!same_bits(dx2, dx_ref));
+    CHECK(same_bits(dg2, dg_ref));
+    CHECK(same_bits(db2, db_ref));
   }
 }
 
@@ -145,6 +156,18 @@ TEST_CASE("batchnorm_relu_dropout: errors name the tensor and what was expected"
   });
   CHECK(contains(bad_residual, "'residual'"));
   CHECK(contains(bad_residual, "[4,6]"));
+  const std::string bad_dx_add = error_of([&] {
+    ops::batchnorm_relu_dropout_backward_train(x, g, m, s, mask, 0.5f, y, Tensor::empty({4, 6}),
+                                               {}, {}, Tensor::empty({6, 4}));
+  });
+  CHECK(contains(bad_dx_add, "'dx_add'"));
+  CHECK(contains(bad_dx_add, "[4,6]"));
+  Tensor dxa = Tensor::empty({4, 6});
+  CHECK(contains(error_of([&] {
+                   ops::batchnorm_relu_dropout_backward_train(x, g, m, s, mask, 0.5f, y, dxa, {},
+                                                              {}, dxa);
+                 }),
+                 "must not alias"));
   CHECK(contains(error_of([&] {
                    Tensor x1 = random_tensor({1, 6}, 4), y1 = Tensor::empty({1, 6});
                    Tensor mk1 = Tensor::empty({1, 6}, DType::U8);

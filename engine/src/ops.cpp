@@ -375,20 +375,25 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                                            const TensorView& save_mean,
                                            const TensorView& save_invstd, const TensorView& mask,
                                            float p, const TensorView& dy, const TensorView& dx,
-                                           const TensorView& dgamma, const TensorView& dbeta) {
+                                           const TensorView& dgamma, const TensorView& dbeta,
+                                           const TensorView& dx_add) {
   const char* op = "batchnorm_relu_dropout_backward_train";
   const BatchNormShape s =
       check_bn_backward(op, x, gamma, {"save_mean", "save_invstd", save_mean, save_invstd}, dy, dx,
                         dgamma, dbeta);
   const Device d = x.device;
   need_mask(op, mask, x);
+  maybe(op, "dx_add", dx_add, d, x.shape);
+  DOFPOSE_CHECK(dx_add.empty() || !dx.empty(), op, ": dx_add given without dx");
+  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
   DISPATCH(op, d,
            cpu::batchnorm_relu_dropout_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
                                                       save_invstd.f32(), mask.u8(), p, dy.f32(),
-                                                      ptr(dx), ptr(dgamma), ptr(dbeta)),
+                                                      ptr(dx), ptr(dgamma), ptr(dbeta),
+                                                      ptr(dx_add)),
            cuda_kernels::batchnorm_relu_dropout_backward_train(
                s, x.f32(), gamma.f32(), save_mean.f32(), save_invstd.f32(), mask.u8(), p,
-               dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta), g_stream));
+               dy.f32(), ptr(dx), ptr(dgamma), ptr(dbeta), ptr(dx_add), g_stream));
 }
 
 void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,

@@ -401,7 +401,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,
                                            float p, const float* dy, float* dx, float* dgamma,
-                                           float* dbeta) {
+                                           float* dbeta, const float* dx_add) {
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, "batchnorm_relu_dropout_backward_train: drop probability "
                 "p must be in [0, 1), got ", p);
   const int64_t n = int64_t(s.N) * s.C * s.HW;
@@ -416,6 +416,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
 #endif
   for (int64_t i = 0; i < n; ++i) g[i] = mask[i] ? dy[i] * keep_scale : 0.f;
   batchnorm_backward_train(s, x, gamma, save_mean, save_invstd, g, dx, dgamma, dbeta);
+  if (dx_add) accumulate(n, dx_add, dx);  // accumulate's own pass, as the unfused block
 }
 
 }  // namespace dofpose::cpu

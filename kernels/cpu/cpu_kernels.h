@@ -79,7 +79,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,
                                            float p, const float* dy, float* dx, float* dgamma,
-                                           float* dbeta);
+                                           float* dbeta, const float* dx_add = nullptr);
 // Folds an inference BatchNorm that FOLLOWS a conv/linear into its weight
 // [K, per_channel] and bias [K] (bias must exist; start it at zero if the layer had none).
 void batchnorm_fold(int K, int64_t per_channel, float* weight, float* bias, const float* gamma,

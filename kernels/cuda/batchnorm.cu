@@ -50,7 +50,14 @@ struct ReluDropout {
   uint64_t seed = 0;
   uint8_t* mask = nullptr;
   const float* residual = nullptr;  // added last when given (a residual block's skip)
+  const float* dx_add = nullptr;    // backward: added to dx (the skip's gradient)
 };
+
+// dx[i] = v, plus the gradient reaching x by another path when there is one
+// (__fadd_rn: v stays a rounded product, as the CPU's separate accumulate).
+__device__ __forceinline__ void store_dx(float* dx, int64_t i, float v, const ReluDropout& act) {
+  dx[i] = act.dx_add ? __fadd_rn(v, act.dx_add[i]) : v;
+}
 
 // y[i] from the BatchNorm output z, with the tail if kAct: the CPU's
 // relu_forward then dropout_forward, select for select.
@@ -228,7 +235,7 @@ __global__ void backward_train_columns_kernel(int N, int C, const float* x, cons
   const float fmean = float(mean), coef = float(invstd * g);
   for (int n = slot; n < N; n += kColSlots) {
     const int64_t i = int64_t(n) * C + c;
-    dx[i] = (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef;
+    store_dx(dx, i, (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef, act);
   }
 }
 
@@ -288,7 +295,7 @@ __global__ void backward_train_kernel(int m, ChannelWalk walk, const float* x,
   const float fmean = float(mean), coef = float(invstd * g);
   for (int k = threadIdx.x; k < m; k += kThreads) {
     const int64_t i = walk.offset(c, k);
-    dx[i] = (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef;
+    store_dx(dx, i, (bn_grad<kAct>(dy, i, act) - mean_dy - (x[i] - fmean) * k_) * coef, act);
   }
 }
 
@@ -424,7 +431,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,
                                            float p, const float* dy, float* dx, float* dgamma,
-                                           float* dbeta, void* stream) {
+                                           float* dbeta, const float* dx_add, void* stream) {
   const char* op = "batchnorm_relu_dropout_backward_train";
   check_shape(s, op);
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);
@@ -433,6 +440,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
   act.p = p;
   act.keep_scale = 1.f / (1.f - p);
   act.mask = const_cast<uint8_t*>(mask);  // read only on this path
+  act.dx_add = dx_add;
   if (s.HW == 1)
     backward_train_columns_kernel<true><<<column_blocks(s), 256, 0, as_stream(stream)>>>(
         s.N, s.C, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta, act);

@@ -108,7 +108,7 @@ void batchnorm_relu_dropout_backward_train(const BatchNormShape& s, const float*
                                            const float* gamma, const float* save_mean,
                                            const float* save_invstd, const uint8_t* mask,
                                            float p, const float* dy, float* dx, float* dgamma,
-                                           float* dbeta, void* stream);
+                                           float* dbeta, const float* dx_add, void* stream);
 
 // ---- elementwise.cu
 void relu_forward(int64_t n, const float* x, float* y, void* stream);

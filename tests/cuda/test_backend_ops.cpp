@@ -678,6 +678,7 @@ TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward a
       Tensor mask = Tensor::empty(s, DType::U8);
       ops::batchnorm_relu_dropout_forward_train(x, gamma, beta, {}, {}, y, sm, si, mask, p, 98765);
       OpCase oc(name + " backward");
+      Tensor mask_copy = mask.to(Device::CPU);
       int ix = oc.in(x.to(Device::CPU)), ig = oc.in(gamma.to(Device::CPU));
       int ism = oc.in(sm.to(Device::CPU)), isi = oc.in(si.to(Device::CPU));
       int imask = oc.in(std::move(mask)), idy = oc.in(dy.to(Device::CPU));
@@ -685,6 +686,17 @@ TEST_CASE("backend ops: fused batchnorm -> relu -> dropout (training), forward a
       oc.run([&](const std::vector<TensorView>& t) {
         ops::batchnorm_relu_dropout_backward_train(t[ix], t[ig], t[ism], t[isi], t[imask], p, t[idy],
                                                    t[idx], t[idg], t[idb]);
+      }, kReduction);
+      // With the skip's gradient added to dx.
+      OpCase oa(name + " backward + dx_add");
+      ix = oa.in(x.to(Device::CPU)), ig = oa.in(gamma.to(Device::CPU));
+      ism = oa.in(sm.to(Device::CPU)), isi = oa.in(si.to(Device::CPU));
+      imask = oa.in(std::move(mask_copy)), idy = oa.in(dy.to(Device::CPU));
+      const int iadd = oa.in(randn(s, ++seed));
+      idx = oa.out(s);
+      oa.run([&](const std::vector<TensorView>& t) {
+        ops::batchnorm_relu_dropout_backward_train(t[ix], t[ig], t[ism], t[isi], t[imask], p, t[idy],
+                                                   t[idx], {}, {}, t[iadd]);
       }, kReduction);
     }
   }

@@ -94,7 +94,11 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                                            const TensorView& save_mean,
                                            const TensorView& save_invstd, const TensorView& mask,
                                            float p, const TensorView& dy, const TensorView& dx,
-                                           const TensorView& dgamma, const TensorView& dbeta);
+                                           const TensorView& dgamma, const TensorView& dbeta,
+                                           const TensorView& dx_add = {});
+// (dx_add, x's shape, when given: added to dx in its store, dx + dx_add as
+// ops::accumulate would, the gradient reaching x by another path: a
+// pre-activation residual block's skip.)
 // Folds an inference BatchNorm into the conv/linear before it: weight [K,...], bias [K].
 void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
                     const TensorView& beta, const TensorView& running_mean,

@@ -109,12 +109,15 @@ TensorView BatchNorm::forward_relu(Arena& arena, const TensorView& x, Mode mode,
 }
 
 TensorView BatchNorm::backward_relu(Arena& arena, const TensorView& dy, ReLU& relu,
-                                    Dropout* drop) {
-  if (!act_fused_)
-    return backward(arena, relu.backward(arena, drop ? drop->backward(arena, dy) : dy));
+                                    Dropout* drop, const TensorView& dx_add) {
+  if (!act_fused_) {
+    TensorView dx = backward(arena, relu.backward(arena, drop ? drop->backward(arena, dy) : dy));
+    if (!dx_add.empty()) ops::accumulate(dx_add, dx);
+    return dx;
+  }
   TensorView dx = arena.alloc(x_.shape);
   ops::batchnorm_relu_dropout_backward_train(x_, weight, save_mean_, save_invstd_, act_mask_,
-                                             act_p_, dy, dx, grad_weight, grad_bias);
+                                             act_p_, dy, dx, grad_weight, grad_bias, dx_add);
   return dx;
 }
 

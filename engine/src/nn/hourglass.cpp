@@ -248,10 +248,11 @@ TensorView Bottleneck::forward_fused(Arena& arena, const TensorView& x) {
 TensorView Bottleneck::backward(Arena& arena, const TensorView& dy) {
   TensorView d = bn3.backward_relu(arena, conv3.backward(arena, dy), relu3_, nullptr);
   d = bn2.backward_relu(arena, conv2.backward(arena, d), relu2_, nullptr);
-  d = bn1.backward_relu(arena, conv1.backward(arena, d), relu1_, nullptr);
-  // x fans out to the main path and the skip: its gradient is the sum.
-  ops::accumulate(downsample ? downsample->backward(arena, dy) : dy, d);
-  return d;
+  d = conv1.backward(arena, d);
+  // x fans out to the main path and the skip: its gradient is the sum, the
+  // skip's part added in bn1's store.
+  const TensorView skip = downsample ? downsample->backward(arena, dy) : dy;
+  return bn1.backward_relu(arena, d, relu1_, nullptr, skip);
 }
 
 void Bottleneck::collect(const std::string& prefix, std::vector<Param>& params,

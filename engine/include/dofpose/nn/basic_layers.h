@@ -28,7 +28,11 @@ class BatchNorm : public Module {
   TensorView forward_relu(Arena& arena, const TensorView& x, Mode mode, ReLU& relu,
                           Dropout* drop, const TraceName& owner, const char* relu_name,
                           const TensorView& residual = {});
-  TensorView backward_relu(Arena& arena, const TensorView& dy, ReLU& relu, Dropout* drop);
+  // dx_add (x's shape), when given, is added to the returned gradient: the
+  // gradient reaching x by another path (a pre-activation block's skip), in
+  // the fused op's store.
+  TensorView backward_relu(Arena& arena, const TensorView& dy, ReLU& relu, Dropout* drop,
+                           const TensorView& dx_add = {});
   // The inference parameters, for a fused conv (ops::ConvFusionRef).
   ops::BatchNormRef ref() const { return {weight, bias, running_mean, running_var, p.eps}; }
 
