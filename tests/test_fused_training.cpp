@@ -135,6 +135,31 @@ TEST_CASE("batchnorm_relu_dropout equals BatchNorm, ReLU and Dropout bit for bit
   }
 }
 
+TEST_CASE("linear_backward with dx_add equals linear_backward then accumulate, bit for bit") {
+  uint32_t seed = 950;
+  for (const Shape& xs : {Shape{5, 7}, Shape{16, 24}, Shape{1, 9}}) {
+    const int64_t N = xs[0], in = xs[1], out = 6;
+    CAPTURE(xs.str());
+    Tensor x = random_tensor(xs, ++seed), w = random_tensor({out, in}, ++seed);
+    Tensor dy = random_tensor({N, out}, ++seed), skip = random_tensor(xs, ++seed);
+    Tensor dx_ref = Tensor::empty(xs), dw_ref = Tensor::empty({out, in}), db_ref = Tensor::empty({out});
+    ops::linear_backward(x, w, dy, dx_ref, dw_ref, db_ref);
+    ops::accumulate(skip, dx_ref);
+    Tensor dx = full(xs, 777.f), dw = full({out, in}, 777.f), db = full({out}, 777.f);
+    ops::linear_backward(x, w, dy, dx, dw, db, skip);
+    CHECK(same_bits(dx, dx_ref));
+    CHECK(same_bits(dw, dw_ref));
+    CHECK(same_bits(db, db_ref));
+  }
+  Tensor x = random_tensor({4, 6}, 1), w = random_tensor({3, 6}, 2), dy = random_tensor({4, 3}, 3);
+  Tensor dx = Tensor::empty({4, 6});
+  const std::string bad = error_of([&] { ops::linear_backward(x, w, dy, dx, {}, {}, Tensor::empty({4, 3})); });
+  CHECK(contains(bad, "'dx_add'"));
+  CHECK(contains(bad, "[4,6]"));
+  CHECK(contains(error_of([&] { ops::linear_backward(x, w, dy, dx, {}, {}, dx); }), "must not alias"));
+  CHECK(contains(error_of([&] { ops::linear_backward(x, w, dy, {}, {}, {}, x); }), "without dx"));
+}
+
 TEST_CASE("batchnorm_relu_dropout: errors name the tensor and what was expected") {
   Tensor x = random_tensor({4, 6}, 1), g = random_tensor({6}, 2), b = random_tensor({6}, 3);
   Tensor y = Tensor::empty({4, 6}), m = Tensor::empty({6}), s = Tensor::empty({6});

@@ -222,17 +222,22 @@ void linear_fused_forward(const TensorView& x, const TensorView& w, const Tensor
 }
 
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
-                     const TensorView& dx, const TensorView& dw, const TensorView& db) {
+                     const TensorView& dx, const TensorView& dw, const TensorView& db,
+                     const TensorView& dx_add) {
   const char* op = "linear_backward";
   const auto [N, in, out, d] = linear_dims(op, x, w);
   need(op, "dy", dy, d, Shape{N, out});
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dweight", dw, d, w.shape);
   maybe(op, "dbias", db, d, Shape{out});
+  maybe(op, "dx_add", dx_add, d, x.shape);
+  DOFPOSE_CHECK(dx_add.empty() || !dx.empty(), op, ": dx_add given without dx");
+  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
   DISPATCH(op, d,
-           cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db)),
+           cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db),
+                                ptr(dx_add)),
            cuda_kernels::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw),
-                                         ptr(db), g_stream));
+                                         ptr(db), ptr(dx_add), g_stream));
 }
 
 // ---- batchnorm

@@ -43,8 +43,9 @@ void linear_forward(int N, int in, int out, const float* x, const float* w, cons
 // linear_forward, batchnorm_forward_infer, relu_forward and add_forward, op for op.
 void linear_fused_forward(int N, int in, int out, const float* x, const float* w,
                           const LinearFusion& f, float* y);
+// dx_add, when given, is added to dx afterwards (accumulate's pass).
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db);
+                     float* dx, float* dw, float* db, const float* dx_add = nullptr);
 
 // ---- batchnorm.cpp
 // Training: normalises with batch statistics (biased variance), stores

@@ -32,12 +32,13 @@ void linear_forward(int N, int in, int out, const float* x, const float* w, cons
 }
 
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db) {
+                     float* dx, float* dw, float* db, const float* dx_add) {
   check_sizes("linear_backward", N, in, out);
   DOFPOSE_CHECK(N == 0 || dy, "linear_backward: dy must not be null");
   DOFPOSE_CHECK(!dx || w, "linear_backward: dx requested but w is null");
   DOFPOSE_CHECK(N == 0 || !dw || x, "linear_backward: dw requested but x is null");
   if (dx && N > 0) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+  if (dx && dx_add) accumulate(int64_t(N) * in, dx_add, dx);
   // With N == 0 gemm's K == 0 path writes zeros (gradients of an empty batch).
   if (dw) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 0.0f, dw, in);
   if (db) {

@@ -76,8 +76,9 @@ void linear_forward(int N, int in, int out, const float* x, const float* w, cons
 // math_mode() honoured) whose epilogue adds the bias, BN, ReLU and residual.
 void linear_fused_forward(int N, int in, int out, const float* x, const float* w,
                           const LinearFusion& f, float* y, void* stream);
+// dx_add, when given, is added to dx in the GEMM's store.
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, void* stream);
+                     float* dx, float* dw, float* db, const float* dx_add, void* stream);
 
 // ---- batchnorm.cu (same semantics as cpu::batchnorm_*; running_* may be nullptr)
 void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,

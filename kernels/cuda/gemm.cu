@@ -166,7 +166,9 @@ struct GemmProblem {
   float* c;
   int64_t ldc, c_stride;
   float alpha, beta;
-  const float* row_bias;  // or null; added last (__fadd_rn: no FMA with alpha * acc)
+  // Or null: added in this order (__fadd_rn: no FMA with alpha * acc).
+  const float* addend;    // as C: [batch][M][N], ldc, c_stride
+  const float* row_bias;  // [M]
 
   template <int TILE, int BK>
   struct A : DenseLoader<TILE, BK> {
@@ -181,8 +183,10 @@ struct GemmProblem {
     ke = K;
   }
   __device__ void store(int i, int j, float acc) const {
-    float* cp = c + (int64_t)blockIdx.z * c_stride + i * ldc + j;
-    const float v = beta == 0.0f ? alpha * acc : fmaf(beta, *cp, alpha * acc);
+    const int64_t at = (int64_t)blockIdx.z * c_stride + i * ldc + j;
+    float* cp = c + at;
+    float v = beta == 0.0f ? alpha * acc : fmaf(beta, *cp, alpha * acc);
+    if (addend) v = __fadd_rn(v, addend[at]);
     *cp = row_bias ? __fadd_rn(v, row_bias[i]) : v;
   }
   // C[i][j..j+3] as one float4 (a warp's store: 16 sectors, where four scalar
@@ -190,7 +194,8 @@ struct GemmProblem {
   bool vec_ok;  // host-checked: ldc, the batch stride and C keep float4 alignment
   __device__ bool vec4() const { return vec_ok; }
   __device__ void store4(int i, int j, float4 v) const {
-    float4* cp = reinterpret_cast<float4*>(c + (int64_t)blockIdx.z * c_stride + i * ldc + j);
+    const int64_t at = (int64_t)blockIdx.z * c_stride + i * ldc + j;
+    float4* cp = reinterpret_cast<float4*>(c + at);
     float4 r;
     if (beta == 0.0f) {
       r = make_float4(alpha * v.x, alpha * v.y, alpha * v.z, alpha * v.w);
@@ -198,6 +203,11 @@ struct GemmProblem {
       const float4 o = *cp;
       r = make_float4(fmaf(beta, o.x, alpha * v.x), fmaf(beta, o.y, alpha * v.y),
                       fmaf(beta, o.z, alpha * v.z), fmaf(beta, o.w, alpha * v.w));
+    }
+    if (addend) {  // float4-aligned as C (vec_ok)
+      const float4 a = *reinterpret_cast<const float4*>(addend + at);
+      r = make_float4(__fadd_rn(r.x, a.x), __fadd_rn(r.y, a.y), __fadd_rn(r.z, a.z),
+                      __fadd_rn(r.w, a.w));
     }
     if (row_bias) {
       const float b = row_bias[i];
@@ -274,16 +284,20 @@ __global__ void scale_kernel(int M, int N, float beta, float* C, int64_t ldc) {
   }
 }
 
-// C[b][i][j] += row_bias[i] over batch x [M, N]: the row bias of the GEMM
-// paths whose store cannot add it (cuBLAS, the skinny kernels, K == 0).
-__global__ void add_row_bias_batched_kernel(int M, int N, int64_t ldc, int64_t stride_c,
-                                            const float* row_bias, float* C) {
-  float* cb = C + int64_t(blockIdx.y) * stride_c;
+// C[b][i][j] = (C + addend)[b][i][j] + row_bias[i] over batch x [M, N] (either
+// may be null): the extras of the GEMM paths whose store cannot add them
+// (cuBLAS, the skinny kernels, K == 0), in the tile store's order.
+__global__ void add_extras_batched_kernel(int M, int N, int64_t ldc, int64_t stride_c,
+                                          const float* addend, const float* row_bias, float* C) {
+  const int64_t base = int64_t(blockIdx.y) * stride_c;
   const int64_t n = (int64_t)M * N;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i = idx / N;
-    cb[i * ldc + idx % N] += row_bias[i];
+    const int64_t i = idx / N, at = base + i * ldc + idx % N;
+    float v = C[at];
+    if (addend) v += addend[at];
+    if (row_bias) v += row_bias[i];
+    C[at] = v;
   }
 }
 
@@ -462,15 +476,16 @@ bool gemm_is_skinny(int64_t outputs, int K) {
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                           int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
-                          int batch, void* stream, const float* row_bias) {
+                          int batch, void* stream, const float* row_bias,
+                          const float* addend) {
   const cudaStream_t st = as_stream(stream);
   if (M == 0 || N == 0 || batch == 0) return;
   const auto bias_pass = [&] {
-    if (!row_bias) return;
+    if (!row_bias && !addend) return;
     const int64_t n = (int64_t)M * N;
     const dim3 grid((unsigned)std::min<int64_t>((n + 255) / 256, 65535), (unsigned)batch);
-    add_row_bias_batched_kernel<<<grid, 256, 0, st>>>(M, N, ldc, stride_c, row_bias, C);
-    DOFPOSE_CUDA_LAUNCH_CHECK("gemm row bias");
+    add_extras_batched_kernel<<<grid, 256, 0, st>>>(M, N, ldc, stride_c, addend, row_bias, C);
+    DOFPOSE_CUDA_LAUNCH_CHECK("gemm addend / row bias");
   };
   // gridDim.z is limited to 65535: longer batches go in chunks.
   constexpr int kMaxBatch = 65535;
@@ -478,7 +493,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
     for (int b0 = 0; b0 < batch; b0 += kMaxBatch)
       gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A + b0 * stride_a, lda, stride_a,
                            B + b0 * stride_b, ldb, stride_b, beta, C + b0 * stride_c, ldc,
-                           stride_c, std::min(kMaxBatch, batch - b0), stream, row_bias);
+                           stride_c, std::min(kMaxBatch, batch - b0), stream, row_bias,
+                           addend ? addend + b0 * stride_c : nullptr);
     return;
   }
   if (K == 0 || alpha == 0.0f) {  // A and B are not referenced (BLAS semantics)
@@ -532,7 +548,9 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
   p.alpha = alpha;
   p.beta = beta;
   p.row_bias = row_bias;
-  p.vec_ok = ldc % 4 == 0 && stride_c % 4 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0;
+  p.addend = addend;
+  p.vec_ok = ldc % 4 == 0 && stride_c % 4 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0 &&
+             reinterpret_cast<uintptr_t>(addend) % 16 == 0;
   launch_tiles(p, batch, st, "gemm");
 }
 

@@ -20,13 +20,16 @@ bool tf32_mma();       // set_tf32_mma()
 extern std::atomic<int64_t> g_pipelined_launches;  // pipelined_launches()
 // Whether gemm() takes the warp-per-output path for this many outputs and reduction length.
 bool gemm_is_skinny(int64_t outputs, int K);
-// With row_bias, C[b][i][j] = (alpha A B + beta C)[b][i][j] + row_bias[i]: the
-// 1x1 convolution's bias, added in the tile kernels' store (other paths add it
-// in a pass of their own).
+// With an addend (laid out as C, not aliasing it) and a row_bias,
+// C[b][i][j] = ((alpha A B + beta C) + addend)[b][i][j] + row_bias[i]: a
+// gradient that reaches the output by another path (a residual block's skip)
+// and the 1x1 convolution's bias, added in the tile kernels' store (other
+// paths add them in a pass of their own).
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                           const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                           int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
-                          int batch, void* stream, const float* row_bias = nullptr);
+                          int batch, void* stream, const float* row_bias = nullptr,
+                          const float* addend = nullptr);
 }  // namespace detail
 
 }  // namespace dofpose::cuda_kernels

@@ -78,12 +78,14 @@ void linear_forward(int N, int in, int out, const float* x, const float* w, cons
 }
 
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
-                     float* dx, float* dw, float* db, void* stream) {
+                     float* dx, float* dw, float* db, const float* dx_add, void* stream) {
   check_sizes("cuda linear_backward", N, in, out);
   DOFPOSE_CHECK(N == 0 || dy, "cuda linear_backward: dy must not be null");
   DOFPOSE_CHECK(!dx || w, "cuda linear_backward: dx requested but w is null");
   DOFPOSE_CHECK(N == 0 || !dw || x, "cuda linear_backward: dw requested but x is null");
-  if (dx && N > 0) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in, stream);
+  if (dx && N > 0)  // dx[N, in] = dy[N, out] w[out, in] (+ dx_add)
+    detail::gemm_strided_batched(false, false, N, in, out, 1.0f, dy, out, 0, w, in, 0, 0.0f, dx,
+                                 in, 0, 1, stream, nullptr, dx_add);
   // With N == 0 gemm's K == 0 path writes zeros (gradients of an empty batch).
   if (dw) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 0.0f, dw, in, stream);
   if (db) {

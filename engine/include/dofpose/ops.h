@@ -55,8 +55,12 @@ struct LinearFusionRef {
 };
 void linear_fused_forward(const TensorView& x, const TensorView& w, const TensorView& b,
                           const TensorView& y, const LinearFusionRef& f);
+// dx_add (x's shape, not aliasing dx), when given, is added to dx in the
+// GEMM's store: dx + dx_add as ops::accumulate would, the gradient reaching x
+// by another path (a residual block's skip).
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
-                     const TensorView& dx, const TensorView& dw, const TensorView& db);
+                     const TensorView& dx, const TensorView& dw, const TensorView& db,
+                     const TensorView& dx_add = {});
 
 // BatchNorm over x [N,C] or [N,C,H,W]; per-channel tensors are [C].
 struct BatchNormParams {

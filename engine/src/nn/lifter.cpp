@@ -149,9 +149,8 @@ TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) 
 
 TensorView ResidualBlock::backward(Arena& arena, const TensorView& dy) {
   TensorView dh = linear2.backward(arena, bn2.backward_relu(arena, dy, relu2, &drop2));
-  TensorView dx = linear1.backward(arena, bn1.backward_relu(arena, dh, relu1, &drop1));
-  ops::accumulate(dy, dx);  // the identity path
-  return dx;
+  // The identity path's gradient dy added in linear1's dx store.
+  return linear1.backward(arena, bn1.backward_relu(arena, dh, relu1, &drop1), dy);
 }
 
 void ResidualBlock::collect(const std::string& prefix, std::vector<Param>& params,

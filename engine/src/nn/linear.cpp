@@ -67,10 +67,10 @@ TensorView Linear::forward_fused(Arena& arena, const TensorView& x, const ops::L
   return y;
 }
 
-TensorView Linear::backward(Arena& arena, const TensorView& dy) {
+TensorView Linear::backward(Arena& arena, const TensorView& dy, const TensorView& dx_add) {
   DOFPOSE_CHECK(!x_.empty(), "Linear::backward called without a (non-fused) forward");
   TensorView dx = arena.alloc(x_.shape);
-  ops::linear_backward(x_, weight, dy, dx, grad_weight, grad_bias);
+  ops::linear_backward(x_, weight, dy, dx, grad_weight, grad_bias, dx_add);
   return dx;
 }
 

@@ -23,7 +23,9 @@ class Linear : public Module {
   // GEMM epilogue (ops::linear_fused_forward), traced as one event of `type`.
   TensorView forward_fused(Arena& arena, const TensorView& x, const ops::LinearFusionRef& f,
                            const char* type);
-  TensorView backward(Arena& arena, const TensorView& dy);
+  // dx_add (x's shape), when given, is added to dx in the GEMM's store (a
+  // residual block's skip gradient).
+  TensorView backward(Arena& arena, const TensorView& dy, const TensorView& dx_add = {});
   void collect(const std::string& prefix, std::vector<Param>& params,
                std::vector<Buffer>& buffers) override;
 
