@@ -97,8 +97,8 @@ void check_shape(const BatchNormShape& s, const char* op) {
 // instead of two (two-pass: the mean, then the squared deviations). In double,
 // and shifted so that var = E[d^2] - E[d]^2 cancels only as much as the
 // (mean - shift0)^2 / var of the data: for float inputs the result agrees with
-// the CPU's two-pass statistics to float rounding (parity test: a channel offset
-// of 1000 with a standard deviation of 0.01).
+// the CPU's two-pass statistics to float rounding (parity test: channels at
+// 1e4 with a standard deviation of 0.01).
 __device__ __forceinline__ void shifted_stats(double s1, double s2, double shift0, int64_t m,
                                               double& mean, double& var) {
   const double d_mean = s1 / double(m);
