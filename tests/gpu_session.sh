@@ -56,7 +56,8 @@ if [ -x "$B/dofpose" ]; then
     --profile --repeat 5 --profile-json "$OUT/profile_cuda.json" > "$OUT/profile_cuda.txt" 2>&1
   echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"; rm -f "$OUT/hg.safetensors"
 fi
-# Fused vs unfused training steps (BatchNorm -> ReLU -> Dropout as one op), ours only:
+# Fused vs unfused training steps (BatchNorm -> ReLU -> Dropout as one op, the residual
+# adds in the forward stores; the backward's skip-gradient adds are fused in both), ours only:
 # the progressive lifter at batch 64 and the hourglass at batch 8, median ms of 20 / 5 steps.
 if [ -x "$B/bench/dofpose_model_timer" ] && [ -z "${SKIP_TRAIN_FUSION:-}" ]; then
   T=$OUT/train_fusion; mkdir -p "$T"
