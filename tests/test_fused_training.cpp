@@ -160,6 +160,26 @@ TEST_CASE("linear_backward with dx_add equals linear_backward then accumulate, b
   CHECK(contains(error_of([&] { ops::linear_backward(x, w, dy, {}, {}, {}, x); }), "without dx"));
 }
 
+TEST_CASE("maxpool2x2_backward with dx_add equals maxpool2x2_backward then accumulate, bit for bit") {
+  uint32_t seed = 970;
+  for (const Shape& s : {Shape{2, 3, 6, 8}, Shape{1, 2, 7, 5}}) {  // odd: floor-dropped edges
+    CAPTURE(s.str());
+    const Shape half{s[0], s[1], s[2] / 2, s[3] / 2};
+    Tensor x = random_tensor(s, ++seed), dy = random_tensor(half, ++seed);
+    Tensor add = random_tensor(s, ++seed), ref = Tensor::empty(s);
+    ops::maxpool2x2_backward(x, dy, ref);
+    ops::accumulate(add, ref);
+    Tensor dx = full(s, 777.f);
+    ops::maxpool2x2_backward(x, dy, dx, add);
+    CHECK(same_bits(dx, ref));
+  }
+  Tensor x = random_tensor({1, 1, 4, 4}, 1), dy = random_tensor({1, 1, 2, 2}, 2);
+  Tensor dx = Tensor::empty({1, 1, 4, 4});
+  const std::string bad = error_of([&] { ops::maxpool2x2_backward(x, dy, dx, Tensor::empty({1, 1, 2, 2})); });
+  CHECK(contains(bad, "'dx_add'"));
+  CHECK(contains(error_of([&] { ops::maxpool2x2_backward(x, dy, dx, dx); }), "must not alias"));
+}
+
 TEST_CASE("batchnorm_relu_dropout: errors name the tensor and what was expected") {
   Tensor x = random_tensor({4, 6}, 1), g = random_tensor({6}, 2), b = random_tensor({6}, 3);
   Tensor y = Tensor::empty({4, 6}), m = Tensor::empty({6}), s = Tensor::empty({6});

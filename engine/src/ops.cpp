@@ -576,16 +576,20 @@ void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
            cuda_kernels::maxpool2x2_forward(N, C, H, W, x.f32(), y.f32(), g_stream));
 }
 
-void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx) {
+void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx,
+                         const TensorView& dx_add) {
   const char* op = "maxpool2x2_backward";
   need_rank(op, "x", x, 4);
   Device d = x.device;
   need(op, "x", x, d, x.shape);
   need(op, "dy", dy, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
   need(op, "dx", dx, d, x.shape);
+  maybe(op, "dx_add", dx_add, d, x.shape);
+  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
   const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
-  DISPATCH(op, d, cpu::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32()),
-           cuda_kernels::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(), g_stream));
+  DISPATCH(op, d, cpu::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(), ptr(dx_add)),
+           cuda_kernels::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(),
+                                             ptr(dx_add), g_stream));
 }
 
 void upsample_nearest2x_forward(const TensorView& x, const TensorView& y) {

@@ -114,7 +114,9 @@ void standardize_columns(int rows, int cols, int count, const float* x, const fl
 // ---- pool.cpp: 2x2 window, stride 2, output [N,C,H/2,W/2] (floor). Ties go to
 // the first maximum in row-major window order, as PyTorch.
 void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y);
-void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx);
+// dx_add, when given, is added to dx afterwards (accumulate's pass).
+void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,
+                         const float* dx_add = nullptr);
 
 // ---- resize.cpp
 void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y);

@@ -43,7 +43,7 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y) {
 }
 
 void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy,
-                         float* dx) {
+                         float* dx, const float* dx_add) {
   if (!dx) return;
   const int OH = H / 2, OW = W / 2;
   const int64_t planes = int64_t(N) * C;
@@ -61,6 +61,7 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
         dxp[tl + window_argmax(xp + tl, W)] = dyp[int64_t(oh) * OW + ow];
       }
   }
+  if (dx_add) accumulate(planes * H * W, dx_add, dx);
 }
 
 }  // namespace dofpose::cpu

@@ -134,8 +134,9 @@ void standardize_columns(int rows, int cols, int count, const float* x, const fl
 
 // ---- pool.cu / resize.cu
 void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, void* stream);
+// dx_add, when given, is added to dx as it is written.
 void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,
-                         void* stream);
+                         const float* dx_add, void* stream);
 void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y,
                                 void* stream);
 void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, float* dx,

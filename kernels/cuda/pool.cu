@@ -60,7 +60,8 @@ __global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int 
 }
 
 __global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int OW, bool pairs,
-                                        const float* x, const float* dy, float* dx) {
+                                        const float* x, const float* dy, float* dx,
+                                        const float* dx_add) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     const int64_t pl = i / (int64_t(H) * W);
@@ -73,7 +74,7 @@ __global__ void maxpool_backward_kernel(int64_t total, int H, int W, int OH, int
       float best;
       if (window_argmax(tl, W, pairs, best) == ((h & 1) << 1 | (w & 1))) g = dy[(pl * OH + oh) * OW + ow];
     }
-    dx[i] = g;
+    dx[i] = dx_add ? g + dx_add[i] : g;  // accumulate's sum (no product: no FMA to avoid)
   }
 }
 }  // namespace
@@ -88,12 +89,12 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, vo
 }
 
 void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,
-                         void* stream) {
+                         const float* dx_add, void* stream) {
   if (!dx) return;
   const int64_t total = int64_t(N) * C * H * W;
   if (total <= 0) return;
   maxpool_backward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-      total, H, W, H / 2, W / 2, float2_rows(W, x), x, dy, dx);
+      total, H, W, H / 2, W / 2, float2_rows(W, x), x, dy, dx, dx_add);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_backward");
 }
 

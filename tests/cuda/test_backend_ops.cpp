@@ -797,6 +797,14 @@ TEST_CASE("backend ops: max pooling, nearest upsampling, merge, bilinear resize"
       oc.run([&](const std::vector<TensorView>& t) { ops::maxpool2x2_backward(t[ix], t[idy], t[idx]); }, 0.0);
     }
     {
+      OpCase oc("maxpool2x2_backward + dx_add" + s.str());
+      int ix = oc.in(x.to(Device::CPU)), idy = oc.in(randn(half, ++seed));
+      int iadd = oc.in(randn(s, ++seed)), idx = oc.out(s);
+      oc.run([&](const std::vector<TensorView>& t) {
+        ops::maxpool2x2_backward(t[ix], t[idy], t[idx], t[iadd]);
+      }, 0.0);
+    }
+    {
       OpCase oc("upsample_nearest2x_forward" + s.str());
       int ix = oc.in(x.to(Device::CPU)), iy = oc.out(dbl);
       oc.run([&](const std::vector<TensorView>& t) { ops::upsample_nearest2x_forward(t[ix], t[iy]); }, 0.0);

@@ -131,7 +131,11 @@ void standardize_columns(const TensorView& x, const TensorView& mean, const Tens
 
 // 2x2 / stride 2 max pooling; x [N,C,H,W] -> y [N,C,H/2,W/2].
 void maxpool2x2_forward(const TensorView& x, const TensorView& y);
-void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx);
+// dx_add (x's shape, not aliasing dx), when given, is added to dx as it is
+// written (dx + dx_add, ops::accumulate's sum): the gradient reaching x by
+// another path (an hourglass level's skip branch).
+void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const TensorView& dx,
+                         const TensorView& dx_add = {});
 
 // x [N,C,H,W] -> y [N,C,2H,2W].
 void upsample_nearest2x_forward(const TensorView& x, const TensorView& y);

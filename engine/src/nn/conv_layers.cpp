@@ -105,10 +105,10 @@ TensorView MaxPool2x2::forward(Arena& arena, const TensorView& x) {
   return y;
 }
 
-TensorView MaxPool2x2::backward(Arena& arena, const TensorView& dy) {
+TensorView MaxPool2x2::backward(Arena& arena, const TensorView& dy, const TensorView& dx_add) {
   DOFPOSE_CHECK(!x_.empty(), "MaxPool2x2::backward called without a forward");
   TensorView dx = arena.alloc(x_.shape);
-  ops::maxpool2x2_backward(x_, dy, dx);
+  ops::maxpool2x2_backward(x_, dy, dx, dx_add);
   return dx;
 }
 

@@ -346,9 +346,9 @@ TensorView HourglassBlock::backward_level(Arena& arena, int n, const TensorView&
   Level& L = levels_[size_t(n - 1)];
   TensorView d = L.branches[2]->backward(arena, L.upsample.backward(arena, dy));
   d = n > 1 ? backward_level(arena, n - 1, d) : L.branches[3]->backward(arena, d);
-  TensorView dx = L.pool.backward(arena, L.branches[1]->backward(arena, d));
-  ops::accumulate(L.branches[0]->backward(arena, dy), dx);
-  return dx;
+  const TensorView dlow = L.branches[1]->backward(arena, d);
+  // x feeds up1 and the pool: up1's gradient added in the pool's dx store.
+  return L.pool.backward(arena, dlow, L.branches[0]->backward(arena, dy));
 }
 
 TensorView HourglassBlock::forward(Arena& arena, const TensorView& x, Mode mode) {

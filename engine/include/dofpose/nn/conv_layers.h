@@ -52,7 +52,8 @@ class Conv2d : public Module {
 class MaxPool2x2 {
  public:
   TensorView forward(Arena& arena, const TensorView& x);
-  TensorView backward(Arena& arena, const TensorView& dy);
+  // dx_add (x's shape), when given, is added to dx as it is written.
+  TensorView backward(Arena& arena, const TensorView& dy, const TensorView& dx_add = {});
 
  private:
   TensorView x_;
