@@ -26,6 +26,16 @@ void maybe(const char* op, const char* name, const TensorView& t, Device d, cons
 
 float* ptr(const TensorView& t) { return t.empty() ? nullptr : static_cast<float*>(t.data); }
 
+// An optional gradient to add to dx as it is written (a skip path's): dx's
+// shape, and dx must exist and be another buffer (the CPU adds it after dx is done).
+void maybe_dx_add(const char* op, const TensorView& dx_add, const TensorView& dx, Device d,
+                  const Shape& s) {
+  if (dx_add.empty()) return;
+  need(op, "dx_add", dx_add, d, s);
+  DOFPOSE_CHECK(!dx.empty(), op, ": dx_add given without dx");
+  DOFPOSE_CHECK(dx_add.data != dx.data, op, ": dx_add and dx must not alias");
+}
+
 void need_rank(const char* op, const char* name, const TensorView& t, int rank) {
   DOFPOSE_CHECK(!t.empty(), op, ": tensor '", name, "' is required but empty");
   DOFPOSE_CHECK(t.ndim() == rank, op, ": tensor '", name, "' has shape ", t.shape.str(),
@@ -230,9 +240,7 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
   maybe(op, "dx", dx, d, x.shape);
   maybe(op, "dweight", dw, d, w.shape);
   maybe(op, "dbias", db, d, Shape{out});
-  maybe(op, "dx_add", dx_add, d, x.shape);
-  DOFPOSE_CHECK(dx_add.empty() || !dx.empty(), op, ": dx_add given without dx");
-  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
+  maybe_dx_add(op, dx_add, dx, d, x.shape);
   DISPATCH(op, d,
            cpu::linear_backward(N, in, out, x.f32(), w.f32(), dy.f32(), ptr(dx), ptr(dw), ptr(db),
                                 ptr(dx_add)),
@@ -388,9 +396,7 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                         dgamma, dbeta);
   const Device d = x.device;
   need_mask(op, mask, x);
-  maybe(op, "dx_add", dx_add, d, x.shape);
-  DOFPOSE_CHECK(dx_add.empty() || !dx.empty(), op, ": dx_add given without dx");
-  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
+  maybe_dx_add(op, dx_add, dx, d, x.shape);
   DISPATCH(op, d,
            cpu::batchnorm_relu_dropout_backward_train(s, x.f32(), gamma.f32(), save_mean.f32(),
                                                       save_invstd.f32(), mask.u8(), p, dy.f32(),
@@ -584,8 +590,7 @@ void maxpool2x2_backward(const TensorView& x, const TensorView& dy, const Tensor
   need(op, "x", x, d, x.shape);
   need(op, "dy", dy, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
   need(op, "dx", dx, d, x.shape);
-  maybe(op, "dx_add", dx_add, d, x.shape);
-  DOFPOSE_CHECK(dx_add.empty() || dx_add.data != dx.data, op, ": dx_add and dx must not alias");
+  maybe_dx_add(op, dx_add, dx, d, x.shape);
   const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
   DISPATCH(op, d, cpu::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(), ptr(dx_add)),
            cuda_kernels::maxpool2x2_backward(N, C, H, W, x.f32(), dy.f32(), dx.f32(),

@@ -473,30 +473,14 @@ bool gemm_is_skinny(int64_t outputs, int K) {
   return outputs <= kSkinnyMaxOutputs && K >= kSkinnyMinK;
 }
 
-void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
-                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
-                          int batch, void* stream, const float* row_bias,
-                          const float* addend) {
-  const cudaStream_t st = as_stream(stream);
-  if (M == 0 || N == 0 || batch == 0) return;
-  const auto bias_pass = [&] {
-    if (!row_bias && !addend) return;
-    const int64_t n = (int64_t)M * N;
-    const dim3 grid((unsigned)std::min<int64_t>((n + 255) / 256, 65535), (unsigned)batch);
-    add_extras_batched_kernel<<<grid, 256, 0, st>>>(M, N, ldc, stride_c, addend, row_bias, C);
-    DOFPOSE_CUDA_LAUNCH_CHECK("gemm addend / row bias");
-  };
-  // gridDim.z is limited to 65535: longer batches go in chunks.
-  constexpr int kMaxBatch = 65535;
-  if (batch > kMaxBatch) {
-    for (int b0 = 0; b0 < batch; b0 += kMaxBatch)
-      gemm_strided_batched(trans_a, trans_b, M, N, K, alpha, A + b0 * stride_a, lda, stride_a,
-                           B + b0 * stride_b, ldb, stride_b, beta, C + b0 * stride_c, ldc,
-                           stride_c, std::min(kMaxBatch, batch - b0), stream, row_bias,
-                           addend ? addend + b0 * stride_c : nullptr);
-    return;
-  }
+namespace {
+// One chunk of gemm_strided_batched (batch <= 65535). Returns whether the
+// addend and row bias went into the store (the tile kernels), or still need
+// their own pass (the K == 0, cuBLAS and skinny paths).
+bool gemm_chunk(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b, float beta,
+                float* C, int ldc, int64_t stride_c, int batch, cudaStream_t st,
+                const float* row_bias, const float* addend) {
   if (K == 0 || alpha == 0.0f) {  // A and B are not referenced (BLAS semantics)
     const int64_t n = (int64_t)M * N;
     const int blocks = (int)std::min<int64_t>((n + 255) / 256, 65535);
@@ -504,14 +488,12 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
       scale_kernel<<<blocks, 256, 0, st>>>(M, N, beta, C + b * stride_c, ldc);
       DOFPOSE_CUDA_LAUNCH_CHECK("gemm scale");
     }
-    bias_pass();
-    return;
+    return false;
   }
   if (g_gemm_backend == GemmBackend::Cublas) {
     cublas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
                 ldc, stride_c, batch, st);
-    bias_pass();
-    return;
+    return false;
   }
   if (gemm_is_skinny(int64_t(M) * N * batch, K)) {
     // Few outputs, long reduction (global average pool, batch-1 heads): a
@@ -526,15 +508,13 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
           trans_a, trans_b, lanes_j, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
           ldc, stride_c);
       DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: lanes over outputs)");
-      bias_pass();
-      return;
+      return false;
     }
     const int blocks = int((outputs * 32 + 255) / 256);
     skinny_gemm_kernel<<<blocks, 256, 0, st>>>(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a,
                                                B, ldb, stride_b, beta, C, ldc, stride_c, batch);
     DOFPOSE_CUDA_LAUNCH_CHECK("gemm (skinny: warp per output)");
-    bias_pass();
-    return;
+    return false;
   }
   GemmProblem p;
   p.M = M;
@@ -552,6 +532,32 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float
   p.vec_ok = ldc % 4 == 0 && stride_c % 4 == 0 && reinterpret_cast<uintptr_t>(C) % 16 == 0 &&
              reinterpret_cast<uintptr_t>(addend) % 16 == 0;
   launch_tiles(p, batch, st, "gemm");
+  return true;
+}
+}  // namespace
+
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                          const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                          int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                          int batch, void* stream, const float* row_bias,
+                          const float* addend) {
+  const cudaStream_t st = as_stream(stream);
+  if (M == 0 || N == 0 || batch == 0) return;
+  // gridDim.z is limited to 65535: longer batches go in chunks.
+  constexpr int kMaxBatch = 65535;
+  for (int b0 = 0; b0 < batch; b0 += kMaxBatch) {
+    const int nb = std::min(kMaxBatch, batch - b0);
+    float* c = C + b0 * stride_c;
+    const float* add = addend ? addend + b0 * stride_c : nullptr;
+    if (gemm_chunk(trans_a, trans_b, M, N, K, alpha, A + b0 * stride_a, lda, stride_a,
+                   B + b0 * stride_b, ldb, stride_b, beta, c, ldc, stride_c, nb, st, row_bias, add) ||
+        (!row_bias && !add))
+      continue;
+    const int64_t n = (int64_t)M * N;
+    const dim3 grid((unsigned)std::min<int64_t>((n + 255) / 256, 65535), (unsigned)nb);
+    add_extras_batched_kernel<<<grid, 256, 0, st>>>(M, N, ldc, stride_c, add, row_bias, c);
+    DOFPOSE_CUDA_LAUNCH_CHECK("gemm addend / row bias");
+  }
 }
 
 }  // namespace detail

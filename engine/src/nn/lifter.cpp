@@ -134,15 +134,14 @@ TensorView ResidualBlock::forward(Arena& arena, const TensorView& x, Mode mode) 
   // Dropout is the identity at inference: not traced.
   TensorView h = bn1.forward_relu(arena, linear1.forward(arena, x), mode, relu1, &drop1, trace,
                                   "relu1");
-  if (fused_training(mode)) {  // the skip added in the activation's store
-    TensorView y = bn2.forward_relu(arena, linear2.forward(arena, h), mode, relu2, &drop2, trace,
-                                    "relu2", x);
-    if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
-    return y;
+  const bool add_in_store = fused_training(mode);  // the skip added in the activation's store
+  h = bn2.forward_relu(arena, linear2.forward(arena, h), mode, relu2, &drop2, trace, "relu2",
+                       add_in_store ? x : TensorView());
+  TensorView y = h;
+  if (!add_in_store) {
+    y = arena.alloc(x.shape);
+    traced_inplace(trace, "add", "Add", y, [&] { ops::add_forward(x, h, y); });
   }
-  h = bn2.forward_relu(arena, linear2.forward(arena, h), mode, relu2, &drop2, trace, "relu2");
-  TensorView y = arena.alloc(x.shape);
-  traced_inplace(trace, "add", "Add", y, [&] { ops::add_forward(x, h, y); });
   if (span.on()) span.done(trace.get("ResidualBlock"), "ResidualBlock", y, 0, true);
   return y;
 }
