@@ -87,6 +87,8 @@ void batchnorm_backward_infer(const TensorView& x, const TensorView& gamma,
 // passes (kept and not cut by the ReLU), so backward needs no stored BN output.
 // With a residual (x's shape) y = residual + dropout(...), add_forward's sum:
 // a residual block's skip added in the store (its gradient is dy, unchanged).
+// Backward with dx_add (x's shape, not aliasing dx): dx + dx_add in dx's
+// store, as ops::accumulate would (the gradient reaching x by the skip).
 void batchnorm_relu_dropout_forward_train(const TensorView& x, const TensorView& gamma,
                                           const TensorView& beta, const TensorView& running_mean,
                                           const TensorView& running_var, const TensorView& y,
@@ -100,9 +102,6 @@ void batchnorm_relu_dropout_backward_train(const TensorView& x, const TensorView
                                            float p, const TensorView& dy, const TensorView& dx,
                                            const TensorView& dgamma, const TensorView& dbeta,
                                            const TensorView& dx_add = {});
-// (dx_add, x's shape, when given: added to dx in its store, dx + dx_add as
-// ops::accumulate would, the gradient reaching x by another path: a
-// pre-activation residual block's skip.)
 // Folds an inference BatchNorm into the conv/linear before it: weight [K,...], bias [K].
 void batchnorm_fold(const TensorView& weight, const TensorView& bias, const TensorView& gamma,
                     const TensorView& beta, const TensorView& running_mean,
