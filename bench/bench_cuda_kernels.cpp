@@ -229,6 +229,49 @@ BENCHMARK(BM_cuda_fused_bottleneck_conv)
     ->ArgsProduct({{1, 64}, {1, 2, 3}, {0, 1, 2, 3, 4, 5}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
+// The same three bottleneck convs on 16-bit activation tensors (act 1: F16,
+// 2: BF16; x, y and the residual in that type, HourglassNet's
+// --activations): half the activation bytes of BM_cuda_fused_bottleneck_conv
+// math:2 (FP16 math on float32 tensors), the row to compare with.
+void BM_cuda_fused_bottleneck_conv16(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int N = int(state.range(0)), which = int(state.range(1));
+  const DType t = state.range(2) == 1 ? DType::F16 : DType::BF16;
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  const int C = which == 1 ? 256 : 128, K = which == 3 ? 256 : 128, R = which == 2 ? 3 : 1;
+  ops::ConvParams p{1, R / 2, 1};
+  auto narrow = [&](const Tensor& f) {
+    Tensor out = Tensor::empty(f.shape(), t, Device::CUDA);
+    ops::cast(f, out);
+    return out;
+  };
+  Tensor x = narrow(device_randn({N, C, 64, 64}, 1));
+  Tensor w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
+  Tensor g = device_randn({std::max(C, K)}, 4), v = device_randn({std::max(C, K)}, 5);
+  fill(v, 1.5f);
+  Tensor y = Tensor::empty({N, K, 64, 64}, t, Device::CUDA);
+  Tensor r = narrow(device_randn({N, K, 64, 64}, 6));
+  auto ch = [](const Tensor& u, int n) { return u.view().slice0(0, n); };
+  ops::ConvFusionRef f;
+  if (which == 1) f.in_bn = {ch(g, C), ch(g, C), ch(g, C), ch(v, C), 1e-5f};
+  if (which != 3) {
+    f.out_bn = {ch(g, K), ch(g, K), ch(g, K), ch(v, K), 1e-5f};
+    f.out_relu = true;
+  } else {
+    f.residual = r;
+  }
+  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
+  const double bytes = 2.0 * double(x.numel() + y.numel() * (which == 3 ? 2 : 1)) + 4.0 * w.numel();
+  time_cuda(state, ctx, double(cs.flops()), bytes,
+            [&] { ops::conv2d_fused_forward(x, w, b, y, p, f); });
+  ops::set_cuda_stream(nullptr);
+}
+BENCHMARK(BM_cuda_fused_bottleneck_conv16)
+    ->ArgNames({"N", "conv", "act"})
+    ->ArgsProduct({{1, 64}, {1, 2, 3}, {1, 2}})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
 // The persistent batch-1 lifter: kernel time only (CUDA events around the one
 // launch; no host normalisation, no copies). args: kind (0 martinez,
 // 1 progressive), width, launch (0 cooperative grid, 1 one cluster, sm_90,

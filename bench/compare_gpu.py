@@ -45,11 +45,14 @@ class GpuTimer(cc.Timer):
         # "tf32p": TF32 on the multi-stage kernel (model_timer --pipeline);
         # "f32s": F32 with the stem's direct kernel (--stem-kernel)
         # "fp16p" / "bf16p" / "tf32m": FP16 / BF16 / TF32 on the multi-stage mma.sync kernel
+        # "fp16a" / "bf16a": 16-bit activation tensors (--activations f16 / bf16)
         mode = {"tf32p": ["--math", "tf32", "--pipeline"],
                 "tf32m": ["--math", "tf32", "--tf32-mma"],
                 "fp16p": ["--math", "fp16", "--pipeline"],
                 "bf16p": ["--math", "bf16", "--pipeline"],
-                "f32s": ["--math", "f32", "--stem-kernel"]}.get(math, ["--math", math])
+                "f32s": ["--math", "f32", "--stem-kernel"],
+                "fp16a": ["--math", "fp16", "--activations", "f16"],
+                "bf16a": ["--math", "bf16", "--activations", "bf16"]}.get(math, ["--math", math])
         cmd = [exe, "--model", model, "--input", inp, "--device", "cuda", *mode,
                "--output-dir", out_dir, "--warmup", "3", "--serve", *extra] + (["--graph"] if graph else [])
         if target is not None:
@@ -100,7 +103,8 @@ def main():
                     help="hourglass math modes (ours: --math; torch: allow_tf32 / autocast); "
                          "tf32p / fp16p / bf16p = ours on the multi-stage kernels (--pipeline), "
                          "tf32m = TF32 on the multi-stage mma.sync kernel (--tf32-mma), "
-                         "f32s = ours in F32 with the stem's direct kernel (--stem-kernel)")
+                         "f32s = ours in F32 with the stem's direct kernel (--stem-kernel), "
+                         "fp16a / bf16a = ours with 16-bit activation tensors (--activations)")
     ap.add_argument("--mlp-launch", default="cooperative", choices=["cooperative", "cluster", "prefetch"],
                     help="our persistent batch-1 lifter's launch (model_timer --mlp-launch)")
     args = ap.parse_args()
@@ -153,7 +157,7 @@ def main():
                     torch.backends.cudnn.allow_tf32 = math in ("tf32", "tf32p", "tf32m")
                     torch.backends.cuda.matmul.allow_tf32 = math in ("tf32", "tf32p", "tf32m")
                     fn_m = fn
-                    if math in ("fp16", "bf16", "fp16p", "bf16p"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
+                    if math in ("fp16", "bf16", "fp16p", "bf16p", "fp16a", "bf16a"):  # torch: autocast (16-bit convs, FP32 BN/outputs)
                         dt = torch.float16 if math.startswith("fp16") else torch.bfloat16
 
                         def fn_m(inp, dt=dt):

@@ -47,6 +47,8 @@ hourglass_b1_tf32_wmma|hg|img|--math tf32
 hourglass_b1_tf32_wmma_multistage|hg|img|--math tf32 --pipeline
 hourglass_b1_tf32_mma_multistage|hg|img|--math tf32 --pipeline --tf32-mma
 hourglass_b1_fp16_mma_multistage|hg|img|--math fp16 --pipeline
+hourglass_b1_fp16_wmma|hg|img|--math fp16
+hourglass_b1_fp16_wmma_f16_activations|hg|img|--math fp16 --activations f16
 hourglass_b1_train_step|hg|img|--train --target $M/heat.npy"
 
 while IFS='|' read -r name model input opts; do

@@ -3,7 +3,7 @@
 // Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
-//       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused]
+//       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused]
 //       [--pipeline] [--tf32-mma] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
@@ -26,6 +26,9 @@
 // (with --math tf32, fp16 or bf16) uses the multi-stage cp.async tile kernels
 // (cuda_kernels::set_tile_pipeline; --tf32-mma: TF32 on the mma.sync one), --stem-kernel the stem convolution's
 // direct kernel (cuda_kernels::set_stem_path); neither yet verified on a GPU.
+// --activations f16|bf16 (hourglass inference) stores the fused network's
+// activations in 16 bits (HourglassNet::set_activation_dtype), its convs on
+// the 16-bit tensor cores of that type; not yet verified on a GPU.
 // --mlp-launch cooperative|cluster|prefetch picks the persistent batch-1
 // lifter's launch (cuda_kernels::set_mlp_launch; cluster and prefetch not yet
 // verified on a GPU).
@@ -64,7 +67,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model, input, target, output_dir;
-  std::string device = "cpu", math = "f32", mlp_launch = "cooperative";
+  std::string device = "cpu", math = "f32", mlp_launch = "cooperative", activations = "f32";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
   bool stem_kernel = false, tf32_mma = false;
   int threads = 2, warmup = 1, repeat = 10;
@@ -73,7 +76,7 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "dofpose_model_timer: " << why << "\n"
             << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
+            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
             << "       [--mlp-launch cooperative|cluster|prefetch]\n"
             << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
   std::exit(2);
@@ -103,6 +106,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--repeat") o.repeat = int_value();
     else if (a == "--device") o.device = value();
     else if (a == "--math") o.math = value();
+    else if (a == "--activations") o.activations = value();
     else if (a == "--train") o.train = true;
     else if (a == "--graph") o.graph = true;
     else if (a == "--unfused") o.unfused = true;
@@ -160,6 +164,9 @@ class InferRunner : public Runner {
   InferRunner(const Options& o, Context& ctx) : Runner(o, ctx), model_(nn::load_model(o.model)) {
     input_ = nn::read_npy_f32(o.input, "--input");
     model_->check_inputs({input_.view(), {}});
+    // --activations f16|bf16: the hourglass's fused inference stores its
+    // activations in 16 bits (its convs then run on the 16-bit tensor cores).
+    model_->set_activation_dtype(nn::parse_activation_dtype(o.activations, "--activations"));
     model_->module().to_device(device_of(o));
     // A hourglass takes its image on the model's device (so the timing has no
     // upload); a lifter's raw 2D input is normalised on the host first anyway.

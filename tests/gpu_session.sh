@@ -14,7 +14,7 @@
 # build-cuda/bench/dofpose_bench, build-cuda/dofpose and .devlib, and run: bash tests/gpu_session.sh
 # Smaller carry (~18 MB instead of ~50): configure build-cuda-so with -DBUILD_SHARED_LIBS=ON too,
 # carry build-cuda-so/libdofpose.so with the same four binaries, run BUILD_DIR=build-cuda-so bash ...
-# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,tf32m,fp16,fp16p),
+# COMPARE_ONLY (compare_gpu.py --only), COMPARE_MATHS (e.g. f32,f32s,tf32,tf32p,tf32m,fp16,fp16p,fp16a,bf16a),
 # MEMCHECK_FILTER / MEMCHECK_TIMEOUT (s, default 100; memcheck runs the cases in file order),
 # RACECHECK_FILTER,
 # MLP_LAUNCHES (e.g. cluster,prefetch: the batch-1 lifters again with those launches),
@@ -54,7 +54,11 @@ if [ -x "$B/dofpose" ]; then
   python3 -c "import numpy as np; np.save('$OUT/img.npy', np.random.default_rng(0).standard_normal((1,3,256,256)).astype(np.float32))" &&
   timeout 60 "$B/dofpose" forward --model "$OUT/hg.safetensors" --input "$OUT/img.npy" --device cuda \
     --profile --repeat 5 --profile-json "$OUT/profile_cuda.json" > "$OUT/profile_cuda.txt" 2>&1
-  echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"; rm -f "$OUT/hg.safetensors"
+  echo "profile exit $?"; tail -4 "$OUT/profile_cuda.txt"
+  # The same with 16-bit activation tensors (not yet run on a GPU before this script).
+  timeout 60 "$B/dofpose" forward --model "$OUT/hg.safetensors" --input "$OUT/img.npy" --device cuda \
+    --activations f16 --profile --repeat 5 > "$OUT/profile_cuda_f16.txt" 2>&1
+  echo "profile f16 exit $?"; tail -4 "$OUT/profile_cuda_f16.txt"; rm -f "$OUT/hg.safetensors"
 fi
 # Fused vs unfused training steps (BatchNorm -> ReLU -> Dropout as one op, the residual
 # adds in the forward stores; the backward's skip-gradient adds are fused in both), ours only:

@@ -9,7 +9,7 @@ random upstream gradient it was differentiated with ("dy", "dcoords" or the
 scalar "dloss"), the PyTorch forward result and the gradients with respect to
 every input and parameter.
 
-Run:  /usr/bin/python3 tests/make_fixtures.py [output_dir]
+Run:  /usr/bin/python3 tests/make_fixtures.py [output_dir] [family ...]
 Deterministic (fixed seed per file, float32, single thread), so re-running it
 reproduces the committed files byte for byte on the same torch version.
 """
@@ -492,15 +492,106 @@ def make_bottleneck():
                eps=eps), **tensors)
     return f
 
+# ---------------------------------------------------------------- 16-bit activations
+def make_half_activations():
+    """Ops on F16 / BF16 activation tensors (ops::cast, conv2d_fused_forward,
+    maxpool2x2_forward, upsample_add_forward): the 16-bit inputs, the op in
+    float32, the result rounded once by torch's .half() / .bfloat16() (round
+    to nearest even). Every tensor is stored as float32 (16-bit values are
+    exact in it); "xdtype" / "ydtype" say which the test makes 16-bit."""
+    f = FixtureFile("half_activations", 116)
+    torch_type = {"F16": torch.float16, "BF16": torch.bfloat16}
+
+    def as_type(t, dtype):  # t rounded to dtype, back in float32
+        return t if dtype == "F32" else t.to(torch_type[dtype]).float()
+
+    # cast: ties, subnormals, the overflow edge, both signs.
+    special = torch.tensor([0.0, -0.0, 1.0, -2.5, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8,
+                            1 + 3 * 2 ** -8, 65504.0, 65519.0, 65520.0, 1e6, 2 ** -24, 2 ** -25,
+                            1.5 * 2 ** -25, 2 ** -14, 3.0e38, -1e-40, float("inf")])
+    for dtype in ("F16", "BF16"):
+        x = torch.cat([special, f.randn(45, scale=100.0)])
+        f.add(dict(name=f"cast_{dtype.lower()}", kind="cast", xdtype="F32", ydtype=dtype,
+                   n=x.numel()), x=x, y=as_type(x, dtype))
+
+    def bn_params(c):
+        return dict(mean=f.randn(c, scale=0.3), var=f.rand(c, lo=0.5, hi=2.0),
+                    gamma=f.rand(c, lo=0.5, hi=1.5), beta=f.randn(c, scale=0.3))
+
+    def bn_eval(t, p):
+        return F.batch_norm(t, p["mean"], p["var"], p["gamma"], p["beta"], training=False,
+                            eps=1e-5)
+
+    specs = [
+        # name, xdtype, ydtype, N, C, H, W, K, R, stride, pad, in_bn, out_bn, relu, residual
+        ("conv_f16_3x3_bn_relu_residual", "F16", "F16", 2, 8, 9, 7, 12, 3, 1, 1, False, True,
+         True, True),
+        ("conv_f32_to_f16_stem7x7", "F32", "F16", 1, 3, 15, 13, 8, 7, 2, 3, False, True, True,
+         False),
+        ("conv_f16_to_f32_score1x1", "F16", "F32", 2, 8, 6, 6, 5, 1, 1, 0, False, False, False,
+         False),
+        ("conv_f32_to_f16_add1x1", "F32", "F16", 2, 5, 6, 6, 8, 1, 1, 0, False, False, False,
+         True),
+        ("conv_bf16_1x1_prologue", "BF16", "BF16", 2, 8, 5, 7, 6, 1, 1, 0, True, True, True,
+         False),
+        ("conv_bf16_stride2_residual", "BF16", "BF16", 1, 6, 10, 9, 7, 3, 2, 1, False, False,
+         False, True),
+        ("conv_f32_to_bf16_3x3", "F32", "BF16", 2, 4, 8, 8, 6, 3, 1, 1, False, True, True,
+         False),
+    ]
+    for (name, xt, yt, N, C, H, W, K, R, stride, pad, in_bn, out_bn, relu,
+         residual) in specs:
+        x = as_type(f.randn(N, C, H, W), xt)
+        w = f.randn(K, C, R, R, scale=(1.0 / (C * R * R)) ** 0.5)
+        b = f.randn(K, scale=0.5)
+        tensors = dict(x=x, weight=w, bias=b)
+        h = x
+        if in_bn:
+            p = bn_params(C)
+            h = F.relu(bn_eval(h, p))
+            tensors.update({f"in_bn_{k}": v for k, v in p.items()})
+        y = F.conv2d(h, w, b, stride=stride, padding=pad)
+        if out_bn:
+            p = bn_params(K)
+            y = bn_eval(y, p)
+            tensors.update({f"out_bn_{k}": v for k, v in p.items()})
+        if relu:
+            y = F.relu(y)
+        if residual:
+            r = as_type(f.randn(*y.shape), yt)
+            y = y + r
+            tensors["residual"] = r
+        tensors["y"] = as_type(y, yt)
+        f.add(dict(name=name, kind="conv", xdtype=xt, ydtype=yt, N=N, C=C, H=H, W=W, K=K, R=R,
+                   stride=stride, pad=pad, in_bn=in_bn, out_bn=out_bn, relu=relu,
+                   residual=residual), **tensors)
+
+    for dtype, (N, C, H, W) in (("F16", (2, 3, 8, 6)), ("BF16", (1, 4, 7, 9))):
+        x = as_type(f.randn(N, C, H, W), dtype)
+        f.add(dict(name=f"maxpool_{dtype.lower()}", kind="maxpool", xdtype=dtype, ydtype=dtype,
+                   N=N, C=C, H=H, W=W), x=x, y=as_type(F.max_pool2d(x, 2, 2), dtype))
+    for dtype, (N, C, H, W) in (("F16", (2, 3, 4, 5)), ("BF16", (1, 5, 3, 3))):
+        low = as_type(f.randn(N, C, H, W), dtype)
+        a = as_type(f.randn(N, C, 2 * H, 2 * W), dtype)
+        y = a + F.interpolate(low, scale_factor=2, mode="nearest")
+        f.add(dict(name=f"upsample_add_{dtype.lower()}", kind="upsample_add", xdtype=dtype,
+                   ydtype=dtype, N=N, C=C, H=H, W=W), a=a, low=low, y=as_type(y, dtype))
+    return f
+
 
 def main():
+    # usage: make_fixtures.py [output_dir] [family ...] (default: every family)
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures")
+    only = set(sys.argv[2:])
     os.makedirs(out_dir, exist_ok=True)
     self_check_asymmetric()
     makers = [make_conv2d, make_linear, make_batchnorm, make_activation, make_add, make_maxpool,
               make_upsample, make_bilinear, make_softargmax, make_grad_reverse, make_dropout,
               make_bn_relu_dropout, make_heatmap_mse,
-              make_cross_entropy, make_l1, make_bottleneck]
+              make_cross_entropy, make_l1, make_bottleneck, make_half_activations]
+    if only:
+        makers = [m for m in makers if m.__name__[len("make_"):] in only]
+        assert makers, f"no family among {sorted(only)}"
     total = 0
     for make in makers:
         path = make().write(out_dir)

@@ -31,6 +31,7 @@
 
 using namespace dofpose;
 using namespace dofpose::nn;
+using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::TempDir;
 
@@ -152,6 +153,51 @@ TEST_CASE("forward: hourglass outputs in the npz equal an in-process forward") {
   check_npz_member(f, "coords", coords);
   check_npz_member(f, "attributes", o.attributes);
   check_npz_member(f, "domain", o.domain);
+}
+
+TEST_CASE("forward: --activations f16 / bf16 keep the hourglass outputs close; errors are named") {
+  TempDir dir("fwd-hg16");
+  auto net = tiny_hourglass();
+  net->save(dir.file("hg.safetensors"));
+  const std::string input = write_f32_npy(dir, "x.npy", {2, 3, 32, 32}, 3);
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = input;
+  opt.output = dir.file("f32.npz");
+  run_forward(opt);
+  const NpzFile ref(opt.output);
+  for (const char* t : {"f16", "bf16"}) {
+    INFO("--activations " << t);
+    opt.activations = t;
+    opt.output = dir.file(std::string(t) + ".npz");
+    run_forward(opt);
+    const NpzFile got(opt.output);
+    for (const char* name : {"heatmaps_stack1", "coords"}) {
+      const std::vector<float> a = got.array(name).to_f32(), b = ref.array(name).to_f32();
+      REQUIRE(a.size() == b.size());
+      double worst = 0, scale = 1e-6;
+      for (size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+        scale = std::max(scale, double(std::fabs(b[i])));
+      }
+      INFO(name << ": max error " << worst << " of max |value| " << scale);
+      CHECK(worst > 0);  // the 16-bit path ran
+      CHECK(worst <= (std::string(t) == "f16" ? 1e-2 : 5e-2) * scale);
+    }
+  }
+  opt.activations = "f8";
+  CHECK(contains(error_of([&] { run_forward(opt); }),
+                 "forward: --activations must be f32, f16 or bf16, got 'f8'"));
+  opt.activations = "f16";
+  opt.dump_dir = dir.file("dump");
+  CHECK(contains(error_of([&] { run_forward(opt); }), "--activations f16 applies to fused inference only"));
+  save_lifter(*tiny_lifter(false), dir.file("l.safetensors"));
+  ForwardOptions lo;
+  lo.model = dir.file("l.safetensors");
+  lo.input = write_f32_npy(dir, "p.npy", {2, 16, 2}, 4);
+  lo.activations = "bf16";
+  CHECK(contains(error_of([&] { run_forward(lo); }),
+                 "lifter model: BF16 activations are for the hourglass only"));
 }
 
 TEST_CASE("forward: lifter de/normalises and writes one pose per block") {

@@ -1,6 +1,8 @@
 // The op API: validation, then dispatch to the kernel of the tensors' device.
 #include "dofpose/ops.h"
 
+#include <vector>
+
 #include "kernels/cpu/cpu_kernels.h"
 #ifdef DOFPOSE_WITH_CUDA
 #include "kernels/cuda/cuda_kernels.h"
@@ -35,6 +37,58 @@ void maybe_dx_add(const char* op, const TensorView& dx_add, const TensorView& dx
   DOFPOSE_CHECK(!dx.empty(), op, ": dx_add given without dx");
   DOFPOSE_CHECK(dx_add.data != dx.data, op, ": dx_add and dx must not alias");
 }
+
+// 16-bit activations (docs/cuda.md, "16-bit activations"): the ops of the
+// hourglass's fused inference also take F16 / BF16 tensors. Float32 inside;
+// one rounding as the result is stored.
+bool float_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+// A required activation tensor: F32, F16 or BF16 on device d with shape s.
+void need_act(const char* op, const char* name, const TensorView& t, Device d, const Shape& s) {
+  DOFPOSE_CHECK(!t.empty(), op, ": tensor '", name, "' is required but empty");
+  DOFPOSE_CHECK(float_dtype(t.dtype), op, ": tensor '", name, "' has dtype ", dtype_name(t.dtype),
+                ", expected F32, F16 or BF16");
+  DOFPOSE_CHECK(t.device == d, op, ": tensor '", name, "' is on ", device_name(t.device),
+                ", expected ", device_name(d));
+  DOFPOSE_CHECK(t.is_contiguous(), op, ": tensor '", name, "' ", t.str(), " is not contiguous");
+  check_shape(op, name, t, s);
+}
+
+void same_dtype(const char* op, const char* name, const TensorView& t, const char* ref_name,
+                const TensorView& ref) {
+  DOFPOSE_CHECK(t.dtype == ref.dtype, op, ": tensor '", name, "' has dtype ", dtype_name(t.dtype),
+                ", expected ", dtype_name(ref.dtype), " (the dtype of '", ref_name, "')");
+}
+
+// CPU: a float32 pointer to an activation's values (a widened copy of a 16-bit one).
+struct Widened {
+  std::vector<float> copy;
+  const float* p = nullptr;
+  explicit Widened(const TensorView& t) {
+    if (t.empty()) return;
+    if (t.dtype == DType::F32) {
+      p = t.f32();
+      return;
+    }
+    copy.resize(size_t(t.numel()));
+    cpu::cast(t.numel(), t.data, t.dtype, copy.data(), DType::F32);
+    p = copy.data();
+  }
+};
+
+// CPU: where a kernel writes y's float32 values; store() rounds them into a 16-bit y.
+struct Narrowed {
+  TensorView y;
+  std::vector<float> buf;
+  float* p;
+  explicit Narrowed(const TensorView& t) : y(t) {
+    if (t.dtype != DType::F32) buf.resize(size_t(t.numel()));
+    p = t.dtype == DType::F32 ? t.f32() : buf.data();
+  }
+  void store() {
+    if (y.dtype != DType::F32) cpu::cast(y.numel(), buf.data(), DType::F32, y.data, y.dtype);
+  }
+};
 
 void need_rank(const char* op, const char* name, const TensorView& t, int rank) {
   DOFPOSE_CHECK(!t.empty(), op, ": tensor '", name, "' is required but empty");
@@ -116,10 +170,15 @@ void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& 
   const char* op = "conv2d_forward";
   Conv2dShape s = conv2d_shape(x, w, p);
   Device d = x.device;
-  need(op, "x", x, d, nchw(x));
+  need_act(op, "x", x, d, nchw(x));
   need(op, "weight", w, d, w.shape);
   maybe(op, "bias", bias, d, Shape{s.K});
-  need(op, "y", y, d, Shape{s.N, s.K, s.P(), s.Q()});
+  need_act(op, "y", y, d, Shape{s.N, s.K, s.P(), s.Q()});
+  if (x.dtype != DType::F32 || y.dtype != DType::F32) {  // 16-bit activations: the fused conv's path
+    DOFPOSE_CHECK(s.groups == 1, op, ": 16-bit activations need groups == 1, got ", s.groups);
+    conv2d_fused_forward(x, w, bias, y, p, ConvFusionRef{});
+    return;
+  }
   DISPATCH(op, d, cpu::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32()),
            cuda_kernels::conv2d_forward(s, x.f32(), w.f32(), ptr(bias), y.f32(), g_stream));
 }
@@ -154,20 +213,41 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
   Conv2dShape s = conv2d_shape(x, w, p);
   DOFPOSE_CHECK(s.groups == 1, op, ": groups must be 1, got ", s.groups);
   Device d = x.device;
-  need(op, "x", x, d, nchw(x));
+  need_act(op, "x", x, d, nchw(x));
   need(op, "weight", w, d, w.shape);
   maybe(op, "bias", bias, d, Shape{s.K});
   const Shape ys{s.N, s.K, s.P(), s.Q()};
-  need(op, "y", y, d, ys);
-  maybe(op, "residual", f.residual, d, ys);
+  need_act(op, "y", y, d, ys);
+  if (!f.residual.empty()) {
+    need_act(op, "residual", f.residual, d, ys);
+    same_dtype(op, "residual", f.residual, "y", y);
+  }
   DOFPOSE_CHECK(x.data != y.data, op, ": x and y must not alias");
   ConvFusion k;
   k.in_bn = bn_ptrs(op, "in_bn", f.in_bn, d, s.C);
   k.out_bn = bn_ptrs(op, "out_bn", f.out_bn, d, s.K);
   k.out_relu = f.out_relu;
   k.residual = ptr(f.residual);
-  DISPATCH(op, d, cpu::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32()),
-           cuda_kernels::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32(), g_stream));
+  if (x.dtype == DType::F32 && y.dtype == DType::F32) {
+    DISPATCH(op, d, cpu::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32()),
+             cuda_kernels::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32(),
+                                                g_stream));
+    return;
+  }
+  DOFPOSE_CHECK(x.dtype == DType::F32 || y.dtype == DType::F32 || x.dtype == y.dtype, op,
+                ": x is ", dtype_name(x.dtype), " and y ", dtype_name(y.dtype),
+                "; one 16-bit type per convolution (F16 or BF16, the other tensor F32 or the same)");
+  if (d == Device::CPU) {
+    const Widened xw(x), rw(f.residual);
+    Narrowed yn(y);
+    k.residual = rw.p;
+    cpu::conv2d_fused_forward(s, xw.p, w.f32(), ptr(bias), k, yn.p);
+    yn.store();
+    return;
+  }
+  DISPATCH(op, d, (void)0,
+           cuda_kernels::conv2d_fused_forward16(s, x.data, x.dtype, w.f32(), ptr(bias), k, y.data,
+                                                y.dtype, g_stream));
 }
 
 void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
@@ -506,6 +586,16 @@ void accumulate(const TensorView& x, const TensorView& y) {
            cuda_kernels::accumulate(x.numel(), x.f32(), y.f32(), g_stream));
 }
 
+void cast(const TensorView& x, const TensorView& y) {
+  const char* op = "cast";
+  Device d = x.device;
+  need_act(op, "x", x, d, x.shape);
+  need_act(op, "y", y, d, x.shape);
+  DOFPOSE_CHECK(x.data != y.data || x.dtype == y.dtype, op, ": x and y must not alias");
+  DISPATCH(op, d, cpu::cast(x.numel(), x.data, x.dtype, y.data, y.dtype),
+           cuda_kernels::cast(x.numel(), x.data, x.dtype, y.data, y.dtype, g_stream));
+}
+
 void scale(const TensorView& x, float alpha, const TensorView& y) {
   const char* op = "scale";
   Device d = x.device;
@@ -575,9 +665,22 @@ void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   const char* op = "maxpool2x2_forward";
   need_rank(op, "x", x, 4);
   Device d = x.device;
-  need(op, "x", x, d, x.shape);
-  need(op, "y", y, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  need_act(op, "x", x, d, x.shape);
+  need_act(op, "y", y, d, Shape{x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  same_dtype(op, "y", y, "x", x);
   const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
+  if (x.dtype != DType::F32) {
+    if (d == Device::CPU) {
+      const Widened xw(x);
+      Narrowed yn(y);
+      cpu::maxpool2x2_forward(N, C, H, W, xw.p, yn.p);
+      yn.store();
+      return;
+    }
+    DISPATCH(op, d, (void)0,
+             cuda_kernels::maxpool2x2_forward16(N, C, H, W, x.dtype, x.data, y.data, g_stream));
+    return;
+  }
   DISPATCH(op, d, cpu::maxpool2x2_forward(N, C, H, W, x.f32(), y.f32()),
            cuda_kernels::maxpool2x2_forward(N, C, H, W, x.f32(), y.f32(), g_stream));
 }
@@ -624,10 +727,25 @@ void upsample_add_forward(const TensorView& a, const TensorView& low, const Tens
   need_rank(op, "low", low, 4);
   Device d = low.device;
   const Shape up{low.dim(0), low.dim(1), 2 * low.dim(2), 2 * low.dim(3)};
-  need(op, "low", low, d, low.shape);
-  need(op, "a", a, d, up);
-  need(op, "y", y, d, up);
+  need_act(op, "low", low, d, low.shape);
+  need_act(op, "a", a, d, up);
+  need_act(op, "y", y, d, up);
+  same_dtype(op, "low", low, "a", a);
+  same_dtype(op, "y", y, "a", a);
   const int N = int(low.dim(0)), C = int(low.dim(1)), H = int(low.dim(2)), W = int(low.dim(3));
+  if (a.dtype != DType::F32) {
+    if (d == Device::CPU) {
+      const Widened aw(a), lw(low);
+      Narrowed yn(y);
+      cpu::upsample_add_forward(N, C, H, W, aw.p, lw.p, yn.p);
+      yn.store();
+      return;
+    }
+    DISPATCH(op, d, (void)0,
+             cuda_kernels::upsample_add_forward16(N, C, H, W, a.dtype, a.data, low.data, y.data,
+                                                  g_stream));
+    return;
+  }
   DISPATCH(op, d, cpu::upsample_add_forward(N, C, H, W, a.f32(), low.f32(), y.f32()),
            cuda_kernels::upsample_add_forward(N, C, H, W, a.f32(), low.f32(), y.f32(), g_stream));
 }

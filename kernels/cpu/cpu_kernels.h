@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "dofpose/dtype.h"
 #include "dofpose/op_shapes.h"
 
 namespace dofpose::cpu {
@@ -17,6 +18,10 @@ inline float batchnorm_infer_scale(const float* gamma, const float* running_var,
   const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
   return float(invstd * (gamma ? gamma[c] : 1.f));
 }
+
+// ---- cast.cpp: y = x converted between F32, F16 and BF16 (round to nearest
+// even), n elements; the same dtype copies.
+void cast(int64_t n, const void* x, DType xt, void* y, DType yt);
 
 // ---- gemm.cpp: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (row-major).
 // Packed, cache-blocked, AVX2/FMA micro-kernel when compiled for it, all cores.

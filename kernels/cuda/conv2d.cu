@@ -50,6 +50,7 @@
 #include "kernels/cuda/epilogue.cuh"
 #include "kernels/cuda/gemm_detail.h"
 #include "kernels/cuda/gemm_tiles.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -175,17 +176,18 @@ struct TapWalk {
 
 // Forward B: patches, element (k = crs, t = output pixel (n, p, q)); with
 // `pre` (the fused prologue) each in-image element becomes relu(pre(x)).
-template <int TILE, int BK>
+// In: the input's storage type (float, or 16-bit activations: storage.cuh).
+template <int TILE, int BK, class In = float>
 struct PatchLoader {
   static constexpr int kCount = TILE * BK / kThreads, kStep = kThreads / TILE;
   static_assert(kCount * kThreads == TILE * BK && kStep * TILE == kThreads, "");
   const Dims& d;
   const BatchNormPtrs* pre;  // nullptr: no prologue
-  const float* base;  // the input (a valid address for zero-filled async copies)
-  const float* xn;  // this pixel's image, nullptr past the last pixel
+  const In* base;  // the input (a valid address for zero-filled async copies)
+  const In* xn;  // this pixel's image, nullptr past the last pixel
   int h0, w0, t, kk;
   float v[kCount];
-  __device__ PatchLoader(const Dims& d_, const float* x, int t0, int tid,
+  __device__ PatchLoader(const Dims& d_, const In* x, int t0, int tid,
                          const BatchNormPtrs* pre_ = nullptr)
       : d(d_), pre(pre_), base(x), xn(nullptr), h0(0), w0(0), t(tid % TILE), kk(tid / TILE) {
     const int m = t0 + t;
@@ -214,10 +216,10 @@ struct PatchLoader {
     }
   }
   __device__ void fetch(int k0, int k_end) {
-    visit(k0, k_end, [&](int l, int c, const float* src) {
+    visit(k0, k_end, [&](int l, int c, const In* src) {
       float x = 0.0f;
       if (src) {
-        x = *src;
+        x = to_f32(*src);
         if (pre) x = fmaxf(bn_infer(*pre, c, x), 0.0f);  // padding stays 0
       }
       v[l] = x;
@@ -227,7 +229,8 @@ struct PatchLoader {
   // image); only without a prologue (ConvForward::async_ok()).
   template <int LD>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
-    visit(k0, k_end, [&](int l, int, const float* src) {
+    static_assert(std::is_same_v<In, float>, "cp.async copies float32 inputs only");
+    visit(k0, k_end, [&](int l, int, const In* src) {
       cp_async4(&sm[(kk + l * kStep) * LD + t], src ? src : base, src != nullptr);
     });
   }
@@ -240,7 +243,11 @@ struct PatchLoader {
   }
 };
 
-struct ConvForward {
+// The forward's problem. In / Out: the storage types of the input and of the
+// output and residual (float; 16-bit activations run only on the 16-bit
+// WMMA kernel of their type, launch_forward16).
+template <class In = float, class Out = float>
+struct ConvForwardT {
   // The async loaders copy raw input: not with the BN+ReLU prologue ...
   bool async_ok() const { return !f.in_bn.present(); }
   // ... except into mma_async_tile_kernel, which applies it (b_prologue) as
@@ -255,8 +262,10 @@ struct ConvForward {
   }
   int M, N;  // K output channels x N*P*Q pixels
   Dims d;
-  const float *x, *w, *bias;
-  float* y;
+  const In* x;
+  const float *w, *bias;
+  Out* y;
+  const Out* residual;  // f.residual, as its storage type
   ConvFusion f;  // all absent for the plain convolution
   // Split-K (small outputs, e.g. batch 1 at 4x4..64x64): blockIdx.z takes
   // reduction rows [z * chunk, (z + 1) * chunk) and stores raw partial sums
@@ -265,16 +274,18 @@ struct ConvForward {
   float* partial;
   int chunk;
   bool vec_ok;  // host-checked: 4 consecutive pixels of a row are one aligned float4
+  int tile_m, tile_n;  // host only: the block tile plan_forward chose
 
   template <int TILE, int BK>
   struct A : WeightLoader<TILE, BK> {
-    __device__ A(const ConvForward& p, int t0, int tid)
+    __device__ A(const ConvForwardT& p, int t0, int tid)
         : WeightLoader<TILE, BK>(p.w, p.d.K, p.d.C * p.d.RS, t0, tid) {}
   };
   template <int TILE, int BK>
-  struct B : PatchLoader<TILE, BK> {
-    __device__ B(const ConvForward& p, int t0, int tid)
-        : PatchLoader<TILE, BK>(p.d, p.x, t0, tid, p.f.in_bn.present() ? &p.f.in_bn : nullptr) {}
+  struct B : PatchLoader<TILE, BK, In> {
+    __device__ B(const ConvForwardT& p, int t0, int tid)
+        : PatchLoader<TILE, BK, In>(p.d, p.x, t0, tid,
+                                    p.f.in_bn.present() ? &p.f.in_bn : nullptr) {}
   };
   __device__ void k_range(int& kb, int& ke) const {
     const int total = d.C * d.RS;
@@ -304,24 +315,26 @@ struct ConvForward {
     const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
     const ChannelEpilogue e(bias, f.out_bn, f.out_relu, k);
     v = make_float4(e(v.x), e(v.y), e(v.z), e(v.w));
-    if (f.residual) {
-      const float4 r = *reinterpret_cast<const float4*>(f.residual + i);
+    if (residual) {
+      const float4 r = cuda_kernels::load4(residual + i);
       v = make_float4(v.x + r.x, v.y + r.y, v.z + r.z, v.w + r.w);
     }
-    *reinterpret_cast<float4*>(y + i) = v;
+    cuda_kernels::store4(y + i, v);
   }
   // The epilogue: bias, then the fused out_bn, relu and residual (ConvFusion).
   __device__ void finish(int k, int m, float acc) const {
     const int n = m / d.PQ, pq = m - n * d.PQ;
     const int64_t i = ((int64_t)n * d.K + k) * d.PQ + pq;
     float v = ChannelEpilogue(bias, f.out_bn, f.out_relu, k)(acc);
-    if (f.residual) v += f.residual[i];
-    y[i] = v;
+    if (residual) v += to_f32(residual[i]);
+    y[i] = from_f32<Out>(v);
   }
 };
+using ConvForward = ConvForwardT<>;
 
 // Split-K second pass: y = epilogue(sum over z in order of partial[z][k][m]).
-__global__ void split_epilogue_kernel(const ConvForward p, int splits) {
+template <class P>
+__global__ void split_epilogue_kernel(const P p, int splits) {
   const int64_t n = (int64_t)p.M * p.N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -793,17 +806,10 @@ bool is_pointwise(const Conv2dShape& s) {
 // arithmetic, is then the time: e.g. 72 slices for a 3x3 conv over 128
 // channels). Deterministic: the split count depends only on the shape and the
 // multiprocessor count, and the partial sums are added in split order.
-void launch_forward(const Dims& d, const float* x, const float* w, const float* bias,
-                    const ConvFusion& f, float* y, cudaStream_t st, const char* name) {
-  ConvForward p;
-  p.M = d.K;
-  p.N = d.N * d.PQ;
-  p.d = d;
-  p.x = x;
-  p.w = w;
-  p.bias = bias;
-  p.y = y;
-  p.f = f;
+// The problem's tile, split count and vector store (shared by launch_forward
+// and launch_forward16); p.partial is set to scratch when it splits.
+template <class P>
+int plan_forward(P& p, cudaStream_t st) {
   int bm, bn;
   choose_conv_tile(p.M, p.N, p.mma_async_ok(), bm, bn);
   const int sms = detail::multiprocessor_count();
@@ -820,14 +826,71 @@ void launch_forward(const Dims& d, const float* x, const float* w, const float* 
     splits = (total + p.chunk - 1) / p.chunk;  // no empty splits
   }
   if (splits > 1) p.partial = scratch(size_t(splits * p.M * int64_t(p.N)), st);
-  auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  p.vec_ok = p.partial ? (p.N % 4 == 0 && aligned(p.partial))
-                       : (p.d.PQ % 4 == 0 && aligned(p.y) && (!p.f.residual || aligned(p.f.residual)));
-  launch_tile_kernel(p, bm, bn, int(splits), detail::tile_math(), st, name);
-  if (p.partial) {
-    split_epilogue_kernel<<<blocks_for(int64_t(p.M) * p.N), kThreads, 0, st>>>(p, int(splits));
-    DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward split-K epilogue");
-  }
+  using Out = std::remove_pointer_t<decltype(p.y)>;
+  p.vec_ok = p.partial ? (p.N % 4 == 0 && reinterpret_cast<uintptr_t>(p.partial) % 16 == 0)
+                       : (p.d.PQ % 4 == 0 && storage_aligned4<Out>(p.y) &&
+                          (!p.residual || storage_aligned4<Out>(p.residual)));
+  p.tile_m = bm;
+  p.tile_n = bn;
+  return int(splits);
+}
+
+template <class In, class Out>
+ConvForwardT<In, Out> forward_problem(const Dims& d, const void* x, const float* w,
+                                      const float* bias, const ConvFusion& f, void* y) {
+  ConvForwardT<In, Out> p;
+  p.M = d.K;
+  p.N = d.N * d.PQ;
+  p.d = d;
+  p.x = static_cast<const In*>(x);
+  p.w = w;
+  p.bias = bias;
+  p.y = static_cast<Out*>(y);
+  p.residual = reinterpret_cast<const Out*>(f.residual);
+  p.f = f;
+  return p;
+}
+
+template <class P>
+void launch_split_epilogue(const P& p, int splits, cudaStream_t st) {
+  if (!p.partial) return;
+  split_epilogue_kernel<P><<<blocks_for(int64_t(p.M) * p.N), kThreads, 0, st>>>(p, splits);
+  DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward split-K epilogue");
+}
+
+// The implicit-GEMM forward, split over the reduction when the output alone
+// would give fewer blocks than multiprocessors (the per-block K loop, not the
+// arithmetic, is then the time: e.g. 72 slices for a 3x3 conv over 128
+// channels). Deterministic: the split count depends only on the shape and the
+// multiprocessor count, and the partial sums are added in split order.
+void launch_forward(const Dims& d, const float* x, const float* w, const float* bias,
+                    const ConvFusion& f, float* y, cudaStream_t st, const char* name) {
+  ConvForward p = forward_problem<float, float>(d, x, w, bias, f, y);
+  const int splits = plan_forward(p, st);
+  launch_tile_kernel(p, p.tile_m, p.tile_n, splits, detail::tile_math(), st, name);
+  launch_split_epilogue(p, splits, st);
+}
+
+// With 16-bit activations (x, or y and the residual, of type S; the other
+// float32): the 16-bit WMMA kernel of S, whatever the math mode (the
+// activations are already S; the weights are rounded to S as they are staged).
+template <class S>
+void launch_forward16(const Dims& d, const void* x, DType xt, const float* w, const float* bias,
+                      const ConvFusion& f, void* y, DType yt, cudaStream_t st) {
+  auto run = [&](auto p) {
+    const int splits = plan_forward(p, st);
+    const dim3 grid(unsigned(((p.M + p.tile_m - 1) / p.tile_m) * ((p.N + p.tile_n - 1) / p.tile_n)),
+                    1, unsigned(splits));
+    launch_wmma<decltype(p), S>(p, p.tile_m, p.tile_n, grid, st);
+    DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward (16-bit activations)");
+    launch_split_epilogue(p, splits, st);
+  };
+  if (xt == DType::F32)
+    run(forward_problem<float, S>(d, x, w, bias, f, y));
+  else if (yt == DType::F32)
+    run(forward_problem<S, float>(d, x, w, bias, f, y));
+  else
+    run(forward_problem<S, S>(d, x, w, bias, f, y));
 }
 
 }  // namespace
@@ -869,6 +932,27 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
     return;
   }
   launch_forward(make_dims(s), x, w, bias, f, y, as_stream(stream), "conv2d fused forward");
+}
+
+void conv2d_fused_forward16(const Conv2dShape& s, const void* x, DType xt, const float* w,
+                            const float* bias, const ConvFusion& f, void* y, DType yt,
+                            void* stream) {
+  const char* op = "cuda conv2d_fused_forward (16-bit activations)";
+  check_shape(op, s);
+  DOFPOSE_CHECK(x && w && y, op, ": x, w and y must not be null");
+  DOFPOSE_CHECK(s.groups == 1, op, ": groups must be 1, got ", s.groups);
+  const bool x16 = xt != DType::F32, y16 = yt != DType::F32;
+  DOFPOSE_CHECK((x16 || y16) && (!x16 || !y16 || xt == yt) &&
+                    (xt == DType::F32 || xt == DType::F16 || xt == DType::BF16) &&
+                    (yt == DType::F32 || yt == DType::F16 || yt == DType::BF16),
+                op, ": x is ", dtype_name(xt), " and y ", dtype_name(yt),
+                ", expected one 16-bit type (F16 or BF16) for both or for one of them with F32");
+  DOFPOSE_CHECK(detail::has_16bit_tensor_cores(), op,
+                ": needs a device with 16-bit tensor cores (compute capability 8.0 or newer)");
+  const DType t = x16 ? xt : yt;
+  with_storage16(t, [&](auto zero) {
+    launch_forward16<decltype(zero)>(make_dims(s), x, xt, w, bias, f, y, yt, as_stream(stream));
+  });
 }
 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,

@@ -9,6 +9,7 @@
 #include <string>
 #include <cstdint>
 
+#include "dofpose/dtype.h"
 #include "dofpose/op_shapes.h"
 
 namespace dofpose::cuda_kernels {
@@ -48,6 +49,10 @@ enum class GemmBackend { Own, Cublas };
 void set_gemm_backend(GemmBackend b);
 GemmBackend gemm_backend();
 
+// ---- cast.cu: y = x converted between F32, F16 and BF16 (round to nearest
+// even), n elements; the same dtype copies.
+void cast(int64_t n, const void* x, DType xt, void* y, DType yt, void* stream);
+
 // ---- gemm.cu: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (row-major),
 // the same contract as cpu::gemm. Our own tiled kernel (shared-memory tiles,
 // register blocking; TF32 tensor-core path when math_mode() == TF32).
@@ -63,6 +68,14 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
                           const ConvFusion& f, float* y, void* stream);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias, void* stream);
+// The fused convolution with 16-bit activations: x of dtype xt, y and
+// f.residual (its pointer holds yt elements) of dtype yt, one of them F16 or
+// BF16 and the other the same or F32; weights, bias and BatchNorm parameters
+// float32. Runs on the 16-bit WMMA kernel of that type (sm_80+) whatever the
+// math mode; the epilogue computes in float32 and rounds once as it stores.
+void conv2d_fused_forward16(const Conv2dShape& s, const void* x, DType xt, const float* w,
+                            const float* bias, const ConvFusion& f, void* y, DType yt,
+                            void* stream);
 // ---- conv2d_stem.cu: the stem's forward (with the fused epilogue) as a direct
 // kernel; conv2d_forward / conv2d_fused_forward call it when stem_path() is on.
 bool stem_forward_applies(const Conv2dShape& s, const ConvFusion& f);
@@ -144,6 +157,11 @@ void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, fl
 // The hourglass merge: y = a + upsample_nearest2x(low), a [N,C,2H,2W], low [N,C,H,W].
 void upsample_add_forward(int N, int C, int H, int W, const float* a, const float* low, float* y,
                           void* stream);
+// The same two forwards on 16-bit activations (t: F16 or BF16, every tensor).
+void maxpool2x2_forward16(int N, int C, int H, int W, DType t, const void* x, void* y,
+                          void* stream);
+void upsample_add_forward16(int N, int C, int H, int W, DType t, const void* a, const void* low,
+                            void* y, void* stream);
 void bilinear_forward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,
                       const float* x, float* y, void* stream);
 void bilinear_backward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,

@@ -380,6 +380,7 @@ namespace detail {
 // Declared in gemm_detail.h (used by conv2d.cu, linear.cu, gemm_tiles.cuh).
 std::atomic<int64_t> g_pipelined_launches{0};
 int multiprocessor_count() { return device_info().sms; }
+bool has_16bit_tensor_cores() { return device_info().major >= 8; }
 bool tile_pipeline() { return g_tile_pipeline; }
 bool tf32_mma() { return g_tf32_mma; }
 TileMath tile_math() {

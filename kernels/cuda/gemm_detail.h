@@ -13,6 +13,7 @@ enum class TileMath { Simt, Tf32, Fp16, Bf16 };
 
 namespace detail {
 int multiprocessor_count();
+bool has_16bit_tensor_cores();  // sm_80+: the tile kernels' 16-bit WMMA paths exist
 bool use_tf32_tensor_cores();
 TileMath tile_math();
 bool tile_pipeline();  // set_tile_pipeline()

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -19,21 +20,30 @@ int blocks_for(int64_t n) {
   return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
 }
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-bool float2_rows(int W, const float* x) { return W % 2 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0; }
+template <class T>
+bool float2_rows(int W, const T* x) {
+  return W % 2 == 0 && reinterpret_cast<uintptr_t>(x) % (2 * sizeof(T)) == 0;
+}
 
 // Index 0..3 (row-major in the window) of the winning element, and its value.
 // `pairs` (host-checked: W even, x 8-byte aligned): each window row is one
 // float2, so a warp's request covers its 256 bytes in 8 sectors, where two
 // scalar loads took 16.
-__device__ __forceinline__ int window_argmax(const float* top_left, int W, bool pairs,
+template <class T>
+struct alignas(2 * sizeof(T)) Pair {
+  T a, b;
+};
+template <class T>
+__device__ __forceinline__ int window_argmax(const T* top_left, int W, bool pairs,
                                              float& best_val) {
   float v[4];
   if (pairs) {
-    const float2 r0 = *reinterpret_cast<const float2*>(top_left);
-    const float2 r1 = *reinterpret_cast<const float2*>(top_left + W);
-    v[0] = r0.x, v[1] = r0.y, v[2] = r1.x, v[3] = r1.y;
+    const Pair<T> r0 = *reinterpret_cast<const Pair<T>*>(top_left);
+    const Pair<T> r1 = *reinterpret_cast<const Pair<T>*>(top_left + W);
+    v[0] = to_f32(r0.a), v[1] = to_f32(r0.b), v[2] = to_f32(r1.a), v[3] = to_f32(r1.b);
   } else {
-    v[0] = top_left[0], v[1] = top_left[1], v[2] = top_left[W], v[3] = top_left[W + 1];
+    v[0] = to_f32(top_left[0]), v[1] = to_f32(top_left[1]), v[2] = to_f32(top_left[W]),
+    v[3] = to_f32(top_left[W + 1]);
   }
   int best = 0;
   best_val = v[0];
@@ -46,8 +56,11 @@ __device__ __forceinline__ int window_argmax(const float* top_left, int W, bool 
   return best;
 }
 
+// T: float, or a 16-bit activation type (the maximum is one of the inputs, so
+// the 16-bit result is exact).
+template <class T>
 __global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int OW, bool pairs,
-                                       const float* x, float* y) {
+                                       const T* x, T* y) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     const int64_t pl = i / (int64_t(OH) * OW);
@@ -55,7 +68,7 @@ __global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int 
     const int oh = rem / OW, ow = rem - oh * OW;
     float best;
     window_argmax(x + (pl * H + 2 * oh) * W + 2 * ow, W, pairs, best);
-    y[i] = best;
+    y[i] = from_f32<T>(best);
   }
 }
 
@@ -83,9 +96,23 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, vo
   const int OH = H / 2, OW = W / 2;
   const int64_t total = int64_t(N) * C * OH * OW;
   if (total <= 0) return;
-  maxpool_forward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+  maxpool_forward_kernel<float><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
       total, H, W, OH, OW, float2_rows(W, x), x, y);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward");
+}
+
+void maxpool2x2_forward16(int N, int C, int H, int W, DType t, const void* x, void* y,
+                          void* stream) {
+  const int OH = H / 2, OW = W / 2;
+  const int64_t total = int64_t(N) * C * OH * OW;
+  if (total <= 0) return;
+  with_storage16(t, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xt = static_cast<const T*>(x);
+    maxpool_forward_kernel<T><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+        total, H, W, OH, OW, float2_rows(W, xt), xt, static_cast<T*>(y));
+  });
+  DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward (16-bit)");
 }
 
 void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float* dy, float* dx,

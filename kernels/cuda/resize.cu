@@ -5,6 +5,7 @@
 // element exactly once and sum in the CPU's order.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
@@ -32,14 +33,15 @@ __global__ void upsample_forward_kernel(int64_t total, int H, int W, const float
   }
 }
 
-__global__ void upsample_add_kernel(int64_t total, int H, int W, const float* a,
-                                    const float* low, float* y) {
+// T: float, or a 16-bit activation type (the sum in float32, rounded once).
+template <class T>
+__global__ void upsample_add_kernel(int64_t total, int H, int W, const T* a, const T* low, T* y) {
   const int OH = 2 * H, OW = 2 * W;
   GRID_STRIDE_LOOP(i, total) {
     const int64_t pl = i / (int64_t(OH) * OW);
     const int rem = int(i - pl * OH * OW);
     const int oh = rem / OW, ow = rem - oh * OW;
-    y[i] = a[i] + low[(pl * H + (oh >> 1)) * W + (ow >> 1)];
+    y[i] = from_f32<T>(to_f32(a[i]) + to_f32(low[(pl * H + (oh >> 1)) * W + (ow >> 1)]));
   }
 }
 
@@ -216,9 +218,21 @@ void upsample_add_forward(int N, int C, int H, int W, const float* a, const floa
                           void* stream) {
   const int64_t total = int64_t(N) * C * (2 * int64_t(H)) * (2 * int64_t(W));
   if (total <= 0) return;
-  upsample_add_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(total, H, W, a, low,
-                                                                             y);
+  upsample_add_kernel<float><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(total, H, W,
+                                                                                    a, low, y);
   DOFPOSE_CUDA_LAUNCH_CHECK("upsample_add_forward");
+}
+
+void upsample_add_forward16(int N, int C, int H, int W, DType t, const void* a, const void* low,
+                            void* y, void* stream) {
+  const int64_t total = int64_t(N) * C * (2 * int64_t(H)) * (2 * int64_t(W));
+  if (total <= 0) return;
+  with_storage16(t, [&](auto zero) {
+    using T = decltype(zero);
+    upsample_add_kernel<T><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+        total, H, W, static_cast<const T*>(a), static_cast<const T*>(low), static_cast<T*>(y));
+  });
+  DOFPOSE_CUDA_LAUNCH_CHECK("upsample_add_forward (16-bit)");
 }
 
 void bilinear_forward(int N, int C, int H, int W, int OH, int OW, ResizeMode mode,

@@ -82,7 +82,18 @@ void expect_close(const std::string& what, const Tensor& ref, const Tensor& dev,
                   double min_scale = 1e-3) {
   Tensor got = dev.to(Device::CPU);
   REQUIRE(got.nbytes() == ref.nbytes());
-  if (ref.dtype() != DType::F32) {
+  const bool is16 = ref.dtype() == DType::F16 || ref.dtype() == DType::BF16;
+  if (is16 && tol > 0) {  // 16-bit activations: compared as float32 values
+    Tensor r32 = Tensor::empty(ref.shape()), g32 = Tensor::empty(ref.shape());
+    ops::cast(ref, r32);
+    ops::cast(got, g32);
+    expect_close(what, r32, g32, tol, min_scale);
+    return;
+  }
+  bool finite = true;  // an exact comparison (tol 0) of infinities (casts) compares bits
+  for (int64_t i = 0; ref.dtype() == DType::F32 && i < ref.numel(); ++i)
+    finite = finite && std::isfinite(ref.f32()[i]);
+  if (ref.dtype() != DType::F32 || (tol == 0 && !finite)) {
     const bool same = std::memcmp(got.view().data, ref.view().data, ref.nbytes()) == 0;
     if (!same) FAIL(what, ": ", dtype_name(ref.dtype()), " output differs from the CPU");
     return;
@@ -780,6 +791,99 @@ TEST_CASE("backend ops: element-wise, column copies and affine") {
          0.0);
 }
 
+// 16-bit activation tensors (F16 / BF16): every op that takes them, with each
+// pairing of input and output dtypes a convolution allows, against the CPU
+// reference's float32-then-round. The convolutions run on the 16-bit tensor
+// cores (inputs and weights in 16 bits), hence kHalf; the rest are exact.
+TEST_CASE("backend ops: 16-bit activations (cast, conv and fused conv per dtype pairing, max pool, upsample-add)") {
+  const DType kTypes[] = {DType::F16, DType::BF16};
+  uint32_t seed = 1700;
+  for (int64_t n : {1, 37, 1000}) {
+    Tensor x = randn({n}, ++seed, 300.f);
+    x.f32()[0] = 65520.f;  // F16's overflow edge (to infinity)
+    for (DType a : {DType::F32, DType::F16, DType::BF16})
+      for (DType b : {DType::F32, DType::F16, DType::BF16}) {
+        if (a == DType::F32 && b == DType::F32) continue;
+        Tensor src = Tensor::empty({n}, a);
+        ops::cast(x, src);
+        OpCase oc(std::string("cast ") + dtype_name(a) + "->" + dtype_name(b) + "[" +
+                  std::to_string(n) + "]");
+        int ix = oc.in(std::move(src)), iy = oc.out({n}, b);
+        oc.run([&](const std::vector<TensorView>& t) { ops::cast(t[ix], t[iy]); }, 0.0);
+      }
+  }
+  // Input and output dtype pairings: the hourglass's body (S -> S), stem
+  // (F32 -> S) and heatmap heads (S -> F32).
+  int pairing = 0;
+  for (const ConvCase& c : kConvCases) {
+    if (c.groups != 1) continue;
+    for (DType st : kTypes)
+      for (int k = 0; k < 3; ++k, ++pairing) {
+        const DType xt = k == 1 ? DType::F32 : st, yt = k == 2 ? DType::F32 : st;
+        const bool in_bn = pairing % 2 == 0, out_bn = pairing % 3 != 0, relu = pairing % 2 == 1,
+                   residual = pairing % 4 < 2;
+        ops::ConvParams p{c.stride, c.pad, 1};
+        const std::string name =
+            shape_name("conv2d_fused", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad}) +
+            " " + dtype_name(xt) + "->" + dtype_name(yt) + (in_bn ? "+in_bn" : "") +
+            (out_bn ? "+out_bn" : "") + (relu ? "+relu" : "") + (residual ? "+residual" : "");
+        auto as = [](const Tensor& f, DType t) {
+          Tensor out = Tensor::empty(f.shape(), t);
+          ops::cast(f, out);
+          return out;
+        };
+        Tensor x = as(randn({c.N, c.C, c.H, c.W}, ++seed), xt);
+        Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
+        const Shape ys = ops::conv2d_output_shape(x, w, p);
+        OpCase oc(name);
+        int ix = oc.in(std::move(x)), iw = oc.in(std::move(w));
+        int ib = oc.in(randn({c.K}, ++seed));
+        int ig1 = oc.in(randn({c.C}, ++seed, 0.5f, 1.f)), ib1 = oc.in(randn({c.C}, ++seed));
+        int im1 = oc.in(randn({c.C}, ++seed)), iv1 = oc.in(positive({c.C}, ++seed));
+        int ig2 = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ib2 = oc.in(randn({c.K}, ++seed));
+        int im2 = oc.in(randn({c.K}, ++seed)), iv2 = oc.in(positive({c.K}, ++seed));
+        int ir = oc.in(as(randn(ys, ++seed), yt)), iy = oc.out(ys, yt);
+        oc.run([&](const std::vector<TensorView>& t) {
+          ops::ConvFusionRef f;
+          if (in_bn) f.in_bn = {t[ig1], t[ib1], t[im1], t[iv1], 1e-5f};
+          if (out_bn) f.out_bn = {t[ig2], t[ib2], t[im2], t[iv2], 1e-3f};
+          f.out_relu = relu;
+          if (residual) f.residual = t[ir];
+          ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
+        }, kHalf);
+        OpCase plain(name + " conv2d_forward");
+        int jx = plain.in(as(randn({c.N, c.C, c.H, c.W}, ++seed), xt));
+        int jw = plain.in(randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f));
+        int jb = plain.in(randn({c.K}, ++seed)), jy = plain.out(ys, yt);
+        plain.run([&](const std::vector<TensorView>& t) {
+          ops::conv2d_forward(t[jx], t[jw], t[jb], t[jy], p);
+        }, kHalf);
+      }
+  }
+  for (DType st : kTypes)
+    for (const Shape& s : {Shape{1, 1, 2, 2}, Shape{2, 3, 7, 9}, Shape{2, 16, 64, 64}, Shape{1, 5, 8, 6}}) {
+      const Shape half{s[0], s[1], s[2] / 2, s[3] / 2};
+      const Shape dbl{s[0], s[1], 2 * s[2], 2 * s[3]};
+      auto as16 = [&](const Tensor& f) {
+        Tensor out = Tensor::empty(f.shape(), st);
+        ops::cast(f, out);
+        return out;
+      };
+      const std::string tag = std::string(dtype_name(st)) + s.str();
+      {
+        OpCase oc("maxpool2x2_forward " + tag);
+        int ix = oc.in(as16(coarse(s, ++seed))), iy = oc.out(half, st);
+        oc.run([&](const std::vector<TensorView>& t) { ops::maxpool2x2_forward(t[ix], t[iy]); }, 0.0);
+      }
+      {
+        OpCase oc("upsample_add_forward " + tag);
+        int ia = oc.in(as16(randn(dbl, ++seed))), il = oc.in(as16(randn(s, ++seed)));
+        int iy = oc.out(dbl, st);
+        oc.run([&](const std::vector<TensorView>& t) { ops::upsample_add_forward(t[ia], t[il], t[iy]); }, 0.0);
+      }
+    }
+}
+
 TEST_CASE("backend ops: max pooling, nearest upsampling, merge, bilinear resize") {
   uint32_t seed = 600;
   for (const Shape& s : {Shape{1, 1, 2, 2}, Shape{2, 3, 7, 9}, Shape{2, 16, 64, 64}, Shape{1, 5, 8, 6}}) {
@@ -1104,6 +1208,44 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
     }
   }
   ops::set_cuda_stream(nullptr);
+}
+
+TEST_CASE("model parity: hourglass fused inference with 16-bit activations, CUDA vs CPU") {
+  const nn::HourglassConfig c = small_hourglass_config();
+  nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
+  {
+    std::vector<nn::Buffer> bc = cpu_net.buffers(), bg = gpu_net.buffers();
+    uint32_t seed = 350;
+    for (size_t i = 0; i < bc.size(); ++i) {
+      const Shape s = bc[i].value->shape();
+      const bool var = bc[i].name.find("running_var") != std::string::npos;
+      Tensor v = var ? positive(s, ++seed) : randn(s, ++seed, 0.2f);
+      copy(v, *bc[i].value);
+      copy(v, *bg[i].value);
+    }
+  }
+  gpu_net.to_device(Device::CUDA);
+  Tensor x = randn({2, 3, 64, 64}, 13);
+  Context ctx(Device::CUDA);
+  ctx.make_current();
+  AtExit reset{[] { ops::set_cuda_stream(nullptr); }};
+  Tensor xd = x.to(Device::CUDA);
+  for (DType t : {DType::F16, DType::BF16}) {
+    INFO("activations " << dtype_name(t));
+    cpu_net.set_activation_dtype(t);
+    gpu_net.set_activation_dtype(t);
+    Arena cpu_arena(Device::CPU), gpu_arena(Device::CUDA);
+    nn::ScopedNoGrad no_grad;
+    const nn::HourglassOutputs oc = cpu_net.forward(cpu_arena, x, nn::Mode::Infer);
+    const nn::HourglassOutputs og = gpu_net.forward(gpu_arena, xd, nn::Mode::Infer);
+    ctx.synchronize();
+    // CUDA also rounds the weights to 16 bits (the tensor cores' inputs).
+    for (size_t s = 0; s < oc.heatmaps.size(); ++s)
+      expect_close("heatmaps stack " + std::to_string(s), to_host(oc.heatmaps[s]),
+                   to_host(og.heatmaps[s]), t == DType::F16 ? 1e-2 : 5e-2);
+    expect_close("features", to_host(oc.features), to_host(og.features),
+                 t == DType::F16 ? 1e-2 : 5e-2);
+  }
 }
 
 TEST_CASE("model parity: progressive lifter forward and backward, CUDA vs CPU") {

@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "usage: dofpose forward --model M.safetensors --input X.npy [--output OUT.npz]\n"
     "                       [--attributes A.npy] [--dump DIR] [--profile] [--repeat N]\n"
     "                       [--profile-json FILE] [--threads N] [--device cpu|cuda]\n"
+    "                       [--activations f32|f16|bf16]\n"
     "\n"
     "Runs a hourglass or lifter model (weights file with metadata kind/config) in\n"
     "inference mode on a float32 .npy input and writes every output as an array of\n"
@@ -39,6 +40,9 @@ constexpr const char* kUsage =
     "  --device cpu|cuda   where the model runs (default cpu); on cuda --profile waits\n"
     "                      for the GPU around every layer and marks each as an NVTX\n"
     "                      range (names show in Nsight Systems / Compute)\n"
+    "  --activations T     hourglass: store the activations between the stem and the\n"
+    "                      heads as f32 (default), f16 or bf16 (half the memory\n"
+    "                      traffic; heatmaps and outputs stay float32). Not with --dump\n"
     "\n"
     "Details and examples: docs/cli.md\n";
 
@@ -67,7 +71,7 @@ int cmd_forward(int argc, char** argv) {
     }
     static const char* const with_value[] = {"--model", "--input", "--output", "--attributes",
                                               "--dump", "--repeat", "--profile-json", "--threads",
-                                              "--device"};
+                                              "--device", "--activations"};
     bool known = false;
     for (const char* f : with_value) known = known || a == f;
     if (!known) {
@@ -87,6 +91,7 @@ int cmd_forward(int argc, char** argv) {
     else if (a == "--repeat") opt.repeat = parse_int("--repeat", v);
     else if (a == "--threads") opt.threads = parse_int("--threads", v);
     else if (a == "--device") opt.device = v;
+    else if (a == "--activations") opt.activations = v;
     else if (a == "--profile-json") {
       json_path = v;
       opt.profile = true;

@@ -41,6 +41,13 @@ struct ConvFusionRef {
 };
 void conv2d_fused_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
                           const TensorView& y, ConvParams p, const ConvFusionRef& f);
+// 16-bit activations: conv2d_forward, conv2d_fused_forward, maxpool2x2_forward
+// and upsample_add_forward also take F16 / BF16 activation tensors (a conv's
+// x may differ from its y and residual: one of them F32, or both the same
+// 16-bit type). The weights and parameters stay F32; every value is computed
+// in float32 and rounded once, to nearest even, as it is stored. On CUDA such
+// a conv runs on the 16-bit tensor cores of its type (sm_80+). cast converts.
+void cast(const TensorView& x, const TensorView& y);  // same shape, F32 / F16 / BF16
 
 // x [N,in], w [out,in], b [out] or empty -> y [N,out].
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView& b,

@@ -33,7 +33,7 @@ TensorView Conv2d::forward(Arena& arena, const TensorView& x) {
   TraceSpan span;
   if (span.on()) span.range(trace.get("Conv2d"));
   x_ = x;
-  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p));
+  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p), x.dtype);
   ops::conv2d_forward(x, weight, bias.view(), y, p);
   if (span.on()) span.done(trace.get("Conv2d"), "Conv2d", y, ops::conv2d_shape(x, weight, p).flops());
   return y;
@@ -41,10 +41,15 @@ TensorView Conv2d::forward(Arena& arena, const TensorView& x) {
 
 TensorView Conv2d::forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
                                  const char* type) {
+  return forward_fused(arena, x, f, type, x.dtype);
+}
+
+TensorView Conv2d::forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
+                                 const char* type, DType out_dtype) {
   TraceSpan span;
   if (span.on()) span.range(trace.get("Conv2d"));
   x_ = TensorView();  // a fused forward cannot be back-propagated
-  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p));
+  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p), out_dtype);
   ops::conv2d_fused_forward(x, weight, bias.view(), y, p, f);
   if (span.on()) span.done(trace.get("Conv2d"), type, y, ops::conv2d_shape(x, weight, p).flops());
   return y;
@@ -100,7 +105,7 @@ int64_t Conv2d::flops(int N, int H, int W) const {
 TensorView MaxPool2x2::forward(Arena& arena, const TensorView& x) {
   DOFPOSE_CHECK(x.ndim() == 4, "MaxPool2x2: input ", x.str(), " must be [N,C,H,W]");
   x_ = x;
-  TensorView y = arena.alloc({x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2});
+  TensorView y = arena.alloc({x.dim(0), x.dim(1), x.dim(2) / 2, x.dim(3) / 2}, x.dtype);
   ops::maxpool2x2_forward(x, y);
   return y;
 }
@@ -124,7 +129,7 @@ TensorView UpsampleNearest2x::forward_add(Arena& arena, const TensorView& x,
                                           const TensorView& skip) {
   DOFPOSE_CHECK(x.ndim() == 4, "UpsampleNearest2x: input ", x.str(), " must be [N,C,H,W]");
   x_shape_ = x.shape;
-  TensorView y = arena.alloc({x.dim(0), x.dim(1), x.dim(2) * 2, x.dim(3) * 2});
+  TensorView y = arena.alloc({x.dim(0), x.dim(1), x.dim(2) * 2, x.dim(3) * 2}, skip.dtype);
   ops::upsample_add_forward(skip, x, y);
   return y;
 }

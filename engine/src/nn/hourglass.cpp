@@ -602,6 +602,12 @@ HourglassNet::HourglassNet(const HourglassConfig& config, uint64_t seed)
   reset_parameters(seed);
 }
 
+void HourglassNet::set_activation_dtype(DType t) {
+  DOFPOSE_CHECK(t == DType::F32 || t == DType::F16 || t == DType::BF16,
+                "HourglassNet::set_activation_dtype: ", dtype_name(t), " is not F32, F16 or BF16");
+  act_dtype_ = t;
+}
+
 void HourglassNet::reset_parameters(uint64_t seed) {
   std::mt19937_64 rng(seed);
   conv1.reset_parameters(rng);
@@ -627,12 +633,13 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
                 "] (config input_size)");
   const bool fused = fused_inference(mode);
   fused_forward_ = fused;
+  const DType act = fused ? act_dtype_ : DType::F32;  // the activations' storage
   TensorView h;
   if (fused) {
     ops::ConvFusionRef f;
     f.out_bn = bn1.ref();
     f.out_relu = true;
-    h = conv1.forward_fused(arena, x, f, "Conv2d+BN+ReLU");
+    h = conv1.forward_fused(arena, x, f, "Conv2d+BN+ReLU", act);
   } else {
     h = bn1.forward_relu(arena, conv1.forward(arena, x), mode, relu_, nullptr, trace, "relu");
   }
@@ -655,7 +662,10 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
                                  trace, st.fc_relu_name.c_str());
     }
     if (fc_span.on()) fc_span.done(trace.child(concat("fc.", s)), "Sequential", y, 0, true);
-    TensorView score = st.score->forward(arena, y);
+    // The heatmaps in F32 (soft-argmax, the losses and the heads read them).
+    TensorView score = act == DType::F32
+                           ? st.score->forward(arena, y)
+                           : st.score->forward_fused(arena, y, {}, "Conv2d", DType::F32);
     out.heatmaps.push_back(score);
     out.features = y;
     if (st.fc_ && fused) {  // x + fc_(y) + score_(score): the adds in the epilogues
@@ -664,7 +674,7 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
       TensorView partial = st.fc_->forward_fused(arena, y, f1, "Conv2d+Add");
       ops::ConvFusionRef f2;
       f2.residual = partial;
-      h = st.score_->forward_fused(arena, score, f2, "Conv2d+Add");
+      h = st.score_->forward_fused(arena, score, f2, "Conv2d+Add", act);
     } else if (st.fc_ && fused_training(mode)) {  // the same adds in training
       h = st.score_->forward_add(arena, score, st.fc_->forward_add(arena, y, h));
     } else if (st.fc_) {  // x = x + fc_(y) + score_(score)
@@ -677,6 +687,14 @@ HourglassOutputs HourglassNet::forward(Arena& arena, const TensorView& x, Mode m
       if (merge_span.on()) merge_span.done(trace.child(concat("merge.", s)), "Add", next);
       h = next;
     }
+  }
+  if (out.features.dtype != DType::F32) {  // the heads take float32
+    TensorView f = arena.alloc(out.features.shape);
+    traced_op(trace, "features", "Cast", [&] {
+      ops::cast(out.features, f);
+      return f;
+    });
+    out.features = f;
   }
   heat_shape_ = out.heatmaps.back().shape;
   feat_shape_ = out.features.shape;

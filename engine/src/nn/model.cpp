@@ -31,6 +31,7 @@ class HourglassModel : public Model {
     net_->parameters();  // runs collect(""): every layer learns its traced name
   }
 
+  void set_activation_dtype(DType t) override { net_->set_activation_dtype(t); }
   std::string kind() const override { return "hourglass"; }
   std::string summary() const override {
     const HourglassConfig& c = net_->config();
@@ -275,6 +276,13 @@ Tensor read_attributes_npy(const std::string& path) {
 
 // ---------------------------------------------------------------- run_forward
 
+DType parse_activation_dtype(const std::string& name, const char* flag) {
+  if (name == "f32") return DType::F32;
+  if (name == "f16") return DType::F16;
+  if (name == "bf16") return DType::BF16;
+  fail(flag, " must be f32, f16 or bf16, got '", name, "'");
+}
+
 ForwardResult run_forward(const ForwardOptions& opt) {
   DOFPOSE_CHECK(!opt.model.empty(), "forward: no model given (--model FILE.safetensors)");
   DOFPOSE_CHECK(!opt.input.empty(), "forward: no input given (--input X.npy)");
@@ -307,7 +315,12 @@ ForwardResult run_forward(const ForwardOptions& opt) {
     }
   } stream_reset{device == Device::CUDA};
 
+  const DType activations = parse_activation_dtype(opt.activations, "forward: --activations");
+  DOFPOSE_CHECK(activations == DType::F32 || opt.dump_dir.empty(),
+                "forward: --dump writes the layers of the unfused float32 network; "
+                "--activations ", opt.activations, " applies to fused inference only (drop one)");
   std::unique_ptr<Model> model = load_model(opt.model);
+  model->set_activation_dtype(activations);
   model->module().to_device(device);
   Tensor input = read_npy_f32(opt.input, "input");
   Tensor attributes;

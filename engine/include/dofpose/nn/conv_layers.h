@@ -22,6 +22,10 @@ class Conv2d : public Module {
   // traced as one event of type `type` (e.g. "Conv2d+BN+ReLU"). Keeps nothing for backward.
   TensorView forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
                            const char* type);
+  // The same, y stored as out_dtype (16-bit activations: the hourglass's stem
+  // takes the F32 image to them, its heatmap heads take them back to F32).
+  TensorView forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
+                           const char* type, DType out_dtype);
   // Training too: conv(x) + residual, the add in the conv's epilogue (one pass
   // less over the output), traced as "Conv2d+Add"; keeps x for backward. The
   // sum's gradient is dy for both terms, so backward is unchanged. Same bits

@@ -250,6 +250,15 @@ class HourglassNet : public Module {
 
   const HourglassConfig& config() const { return config_; }
 
+  // 16-bit activations: a fused inference forward (fused_inference(mode))
+  // stores every activation from the stem's output to the last stack's
+  // features as `t` (F16 or BF16; F32, the default, stores them as float32),
+  // half the memory traffic. The image, the heatmaps, the features handed to
+  // the heads and the heads' outputs stay F32. Training and unfused forwards
+  // ignore it. Accuracy: docs/cuda.md, "16-bit activations".
+  void set_activation_dtype(DType t);
+  DType activation_dtype() const { return act_dtype_; }
+
   Conv2d conv1;
   BatchNorm bn1;
   Residuals layer1, layer2, layer3;
@@ -276,6 +285,7 @@ class HourglassNet : public Module {
   Shape heat_shape_, feat_shape_;
   bool forward_done_ = false;
   bool fused_forward_ = false;
+  DType act_dtype_ = DType::F32;
 };
 
 // Sum over stacks of ops::heatmap_mse_forward(heatmaps[s], target,

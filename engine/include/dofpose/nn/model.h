@@ -62,7 +62,16 @@ class Model {
   virtual ModelInputs stage_inputs(Arena& arena, const ModelInputs& in) = 0;
   virtual std::vector<NamedView> forward_staged(Arena& arena, const ModelInputs& staged) = 0;
   virtual Module& module() = 0;
+  // How fused inference stores the activations inside the network: F32
+  // (default), or F16 / BF16 for the hourglass (HourglassNet::set_activation_dtype);
+  // other models refuse 16-bit activations with an error naming themselves.
+  virtual void set_activation_dtype(DType t) {
+    DOFPOSE_CHECK(t == DType::F32, kind(), " model: ", dtype_name(t),
+                  " activations are for the hourglass only");
+  }
 };
+// "f32" | "f16" | "bf16" (the CLI spelling) -> DType; errors name `flag`.
+DType parse_activation_dtype(const std::string& name, const char* flag);
 
 // Reads the file's metadata (format_version "1", kind, config), builds the
 // network and loads every weight. Errors name the file and what is wrong.
@@ -84,6 +93,7 @@ struct ForwardOptions {
   int repeat = 10;               // profiled runs, after one warm-up
   int threads = 0;               // CPU threads; 0 = leave the default
   std::string device = "cpu";    // "cpu" | "cuda"
+  std::string activations = "f32";  // "f32" | "f16" | "bf16": hourglass activation storage
 };
 
 struct ProfileRow {
