@@ -26,21 +26,16 @@ bool float2_rows(int W, const T* x) {
 }
 
 // Index 0..3 (row-major in the window) of the winning element, and its value.
-// `pairs` (host-checked: W even, x 8-byte aligned): each window row is one
-// float2, so a warp's request covers its 256 bytes in 8 sectors, where two
-// scalar loads took 16.
-template <class T>
-struct alignas(2 * sizeof(T)) Pair {
-  T a, b;
-};
+// `pairs` (host-checked: W even, x aligned to two elements): each window row
+// is one access (a float2; one 4-byte word of two 16-bit values), so a warp's
+// request covers its 256 bytes in 8 sectors, where two scalar loads took 16.
 template <class T>
 __device__ __forceinline__ int window_argmax(const T* top_left, int W, bool pairs,
                                              float& best_val) {
   float v[4];
   if (pairs) {
-    const Pair<T> r0 = *reinterpret_cast<const Pair<T>*>(top_left);
-    const Pair<T> r1 = *reinterpret_cast<const Pair<T>*>(top_left + W);
-    v[0] = to_f32(r0.a), v[1] = to_f32(r0.b), v[2] = to_f32(r1.a), v[3] = to_f32(r1.b);
+    const float2 r0 = load2(top_left), r1 = load2(top_left + W);
+    v[0] = r0.x, v[1] = r0.y, v[2] = r1.x, v[3] = r1.y;
   } else {
     v[0] = to_f32(top_left[0]), v[1] = to_f32(top_left[1]), v[2] = to_f32(top_left[W]),
     v[3] = to_f32(top_left[W + 1]);

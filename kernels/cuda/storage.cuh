@@ -6,6 +6,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "dofpose/dtype.h"
 
 namespace dofpose::cuda_kernels {
@@ -25,25 +28,43 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// Four consecutive elements as one access (16 bytes for float, 8 for 16-bit;
-// the caller checks the alignment, storage_aligned4).
+// Two / four consecutive elements as one access: float2 / float4 for float,
+// a 4-byte / 8-byte integer carrying the bits for 16-bit types (a vector type,
+// not a struct of elements, so the compiler cannot split the access). The
+// caller checks the alignment (storage_aligned4 for four). The memcpy moves
+// bits between registers (void*: the emulator's vector types are classes).
 template <class T>
-struct alignas(4 * sizeof(T)) Pack4 {
-  T v[4];
-};
+__device__ __forceinline__ float2 load2(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return *reinterpret_cast<const float2*>(p);
+  } else {
+    const unsigned raw = *reinterpret_cast<const unsigned*>(p);
+    T h[2];
+    memcpy(static_cast<void*>(h), &raw, sizeof raw);
+    return make_float2(to_f32(h[0]), to_f32(h[1]));
+  }
+}
 template <class T>
 __device__ __forceinline__ float4 load4(const T* p) {
-  const Pack4<T> k = *reinterpret_cast<const Pack4<T>*>(p);
-  return make_float4(to_f32(k.v[0]), to_f32(k.v[1]), to_f32(k.v[2]), to_f32(k.v[3]));
+  if constexpr (std::is_same_v<T, float>) {
+    return *reinterpret_cast<const float4*>(p);
+  } else {
+    const int2 raw = *reinterpret_cast<const int2*>(p);
+    T h[4];
+    memcpy(static_cast<void*>(h), &raw, sizeof raw);
+    return make_float4(to_f32(h[0]), to_f32(h[1]), to_f32(h[2]), to_f32(h[3]));
+  }
 }
 template <class T>
 __device__ __forceinline__ void store4(T* p, float4 v) {
-  Pack4<T> k;
-  k.v[0] = from_f32<T>(v.x);
-  k.v[1] = from_f32<T>(v.y);
-  k.v[2] = from_f32<T>(v.z);
-  k.v[3] = from_f32<T>(v.w);
-  *reinterpret_cast<Pack4<T>*>(p) = k;
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float4*>(p) = v;
+  } else {
+    const T h[4] = {from_f32<T>(v.x), from_f32<T>(v.y), from_f32<T>(v.z), from_f32<T>(v.w)};
+    int2 raw;
+    memcpy(static_cast<void*>(&raw), h, sizeof raw);
+    *reinterpret_cast<int2*>(p) = raw;
+  }
 }
 template <class T>
 inline bool storage_aligned4(const void* p) {

@@ -1479,6 +1479,17 @@ TEST_CASE("CUDA graph forward: replays equal eager forwards, new inputs are seen
     }
     CHECK(graph.captures() == 2);
   }
+  SUBCASE("hourglass with F16 activations (the casts and 16-bit kernels captured)") {
+    auto model = nn::make_model(std::make_unique<nn::HourglassNet>(small_hourglass_config(), 9));
+    model->set_activation_dtype(DType::F16);
+    model->module().to_device(Device::CUDA);
+    nn::GraphForward graph(*model);
+    for (int trial = 0; trial < 2; ++trial) {
+      Tensor x = randn({2, 3, 64, 64}, 95 + trial);
+      expect_replay(*model, graph, {x.view(), {}}, {x.view(), {}});
+    }
+    CHECK(graph.captures() == 1);
+  }
   SUBCASE("lifter, batch 5 and batch 1 (the persistent kernel inside the graph)") {
     auto model = random_lifter_model("progressive", true, 90);
     model->module().to_device(Device::CUDA);
