@@ -185,6 +185,21 @@ TEST_CASE("forward: --activations f16 / bf16 keep the hourglass outputs close; e
       CHECK(worst <= (std::string(t) == "f16" ? 1e-2 : 5e-2) * scale);
     }
   }
+  // The profile shows each layer's output dtype: 16-bit inside, F32 heatmaps.
+  opt.activations = "f16";
+  opt.profile = true;
+  opt.repeat = 1;
+  const ForwardResult prof = run_forward(opt);
+  int f16_rows = 0;
+  for (const ProfileRow& row : prof.profile) {
+    if (row.composite) continue;
+    if (row.dtype == DType::F16) ++f16_rows;
+    if (row.name.rfind("score.", 0) == 0 || row.name == "features") CHECK(row.dtype == DType::F32);
+  }
+  CHECK(f16_rows > 10);
+  CHECK(contains(format_profile(prof), "F16["));
+  CHECK(contains(profile_json(prof), "\"F16\""));  // a layer's "dtype"
+  opt.profile = false;
   opt.activations = "f8";
   CHECK(contains(error_of([&] { run_forward(opt); }),
                  "forward: --activations must be f32, f16 or bf16, got 'f8'"));

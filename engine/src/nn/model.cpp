@@ -388,6 +388,7 @@ ForwardResult run_forward(const ForwardOptions& opt) {
       row.name = l.name;
       row.type = l.type;
       row.shape = l.shape;
+      row.dtype = l.dtype;
       row.ms = l.total_ms / opt.repeat;
       row.flops = l.flops;
       row.composite = l.composite;
@@ -427,8 +428,11 @@ std::string format_profile(const ForwardResult& r) {
     if (row.composite) continue;
     char gf[32] = "-";
     if (row.flops > 0) std::snprintf(gf, sizeof gf, "%.1f", row.gflops_per_s);
+    const std::string output = row.dtype == DType::F32
+                                   ? row.shape.str()
+                                   : std::string(dtype_name(row.dtype)) + row.shape.str();
     std::snprintf(line, sizeof line, "%5d  %-32s %-22s %-18s %10.3f %6.1f%% %9s%s\n", index++,
-                  row.name.c_str(), row.type.c_str(), row.shape.str().c_str(), row.ms, row.share,
+                  row.name.c_str(), row.type.c_str(), output.c_str(), row.ms, row.share,
                   gf, peak_cell(row.flops, row.gflops_per_s).c_str());
     out += line;
     total_flops += row.flops;
@@ -460,6 +464,7 @@ std::string profile_json(const ForwardResult& r) {
     layers.push_back({{"name", row.name},
                       {"type", row.type},
                       {"shape", dims_of(row.shape)},
+                      {"dtype", dtype_name(row.dtype)},
                       {"ms", row.ms},
                       {"share_percent", row.share},
                       {"flops", row.flops},

@@ -46,6 +46,7 @@ void ProfileTracer::record(const TraceEvent& e) {
     l.name = e.name;
     l.type = e.type;
     l.shape = e.output.shape;
+    l.dtype = e.output.dtype;
     l.flops = e.flops;
     l.composite = e.composite;
     layers_.push_back(l);

@@ -99,6 +99,7 @@ struct ForwardOptions {
 struct ProfileRow {
   std::string name, type;
   Shape shape;
+  DType dtype = DType::F32;  // the output's; shown when not F32 (16-bit activations)
   double ms = 0;         // mean over the profiled runs
   double share = 0;      // percent of the sum over the leaf layers (0 for composites)
   int64_t flops = 0;     // 2 x multiply-adds (conv/linear), else 0

@@ -187,6 +187,7 @@ class ProfileTracer : public Tracer {
   struct Layer {
     std::string name, type;
     Shape shape;
+    DType dtype = DType::F32;  // the output's (F16 / BF16: 16-bit activations)
     double total_ms = 0;  // summed over runs
     int64_t flops = 0;
     bool composite = false;
