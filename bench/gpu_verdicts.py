@@ -18,6 +18,8 @@ Pairs (row names as Google Benchmark prints them, '*' = any value):
   cluster lifter    BM_cuda_persistent_lifter .../launch:0 vs :1       (set_mlp_launch Cluster)
   prefetch lifter   BM_cuda_persistent_lifter .../launch:0 vs :2       (set_mlp_launch Prefetch)
   fused BN/ReLU/DO  BM_cuda_bn_relu_dropout_train .../fused:0 vs :1    (on by default; measured)
+  16-bit tensors    BM_cuda_fused_bottleneck_conv .../math:2 (FP16 math on float32 tensors) vs
+                    BM_cuda_fused_bottleneck_conv16 .../act:1 (F16 tensors; opt-in, --activations f16)
 """
 import json
 import re
@@ -34,6 +36,9 @@ SWITCHES = [
     ("one-cluster lifter (set_mlp_launch Cluster)", "BM_cuda_persistent_lifter", "launch", "0", "1"),
     ("prefetching lifter (set_mlp_launch Prefetch)", "BM_cuda_persistent_lifter", "launch", "0", "2"),
     ("fused BN->ReLU->Dropout (training)", "BM_cuda_bn_relu_dropout_train", "fused", "0", "1"),
+    # A candidate in another benchmark: (..., candidate benchmark, candidate argument).
+    ("16-bit activation tensors, F16 (--activations f16)", "BM_cuda_fused_bottleneck_conv", "math", "2",
+     "1", "BM_cuda_fused_bottleneck_conv16", "act"),
 ]
 
 
@@ -81,15 +86,18 @@ def load_rows(path):
     return rows
 
 
-def pairs(rows, bench, arg, base, cand):
+def pairs(rows, bench, arg, base, cand, cand_bench=None, cand_arg=None):
     """(shape label, base us, candidate us) for every row of `bench` with arg == base
-    whose twin with arg == cand exists."""
+    whose twin with arg == cand exists (the twin in cand_bench with cand_arg
+    when given: the same shape arguments, the switch named differently)."""
     pat = re.compile(r"(^|/)%s:%s(/|$)" % (re.escape(arg), re.escape(base)))
+    cand_bench, cand_arg = cand_bench or bench, cand_arg or arg
     out = []
     for name, t in sorted(rows.items()):
         if not name.startswith(bench + "/") or not pat.search(name):
             continue
-        twin = pat.sub(lambda m: "%s%s:%s%s" % (m.group(1), arg, cand, m.group(2)), name)
+        twin = cand_bench + pat.sub(lambda m: "%s%s:%s%s" % (m.group(1), cand_arg, cand, m.group(2)),
+                                    name[len(bench):])
         if twin in rows:
             label = pat.sub(lambda m: m.group(1) + m.group(2), name[len(bench) + 1:]).strip("/")
             out.append((label.replace("//", "/"), t, rows[twin]))
@@ -105,9 +113,10 @@ def main():
     except (OSError, ValueError, KeyError) as e:
         print(f"gpu_verdicts: cannot read benchmark JSON '{sys.argv[1]}': {e}", file=sys.stderr)
         return 1
-    for title, bench, arg, base, cand in SWITCHES:
-        found = pairs(rows, bench, arg, base, cand)
-        print(f"{title}: {bench} {arg}:{base} -> {arg}:{cand}")
+    for title, bench, arg, base, cand, *other in SWITCHES:
+        found = pairs(rows, bench, arg, base, cand, *other)
+        target = f"{other[0]} {other[1]}:{cand}" if other else f"{arg}:{cand}"
+        print(f"{title}: {bench} {arg}:{base} -> {target}")
         if not found:
             print("  no pairs in this run")
             continue

@@ -70,6 +70,31 @@ TEST_CASE("gpu_verdicts.py pairs each default-off switch with its default path a
   CHECK(stem.substr(0, stem.find('\n', stem.find('\n') + 1)).find("no pairs in this run") != std::string::npos);
 }
 
+TEST_CASE("gpu_verdicts.py pairs a candidate kept in another benchmark (16-bit activation tensors)") {
+  TempDir dir("verdicts16");
+  const std::string json = dir.file("bench.json");
+  std::ofstream(json) << R"({"context": {}, "benchmarks": [)"
+                      << row("BM_cuda_fused_bottleneck_conv/N:64/conv:2/math:2/manual_time", 100.0) << ","
+                      << row("BM_cuda_fused_bottleneck_conv/N:64/conv:3/math:2/manual_time", 80.0) << ","
+                      << row("BM_cuda_fused_bottleneck_conv16/N:64/conv:2/act:1/manual_time", 50.0) << ","
+                      << row("BM_cuda_fused_bottleneck_conv16/N:64/conv:2/act:2/manual_time", 40.0) << ","
+                      << row("BM_cuda_fused_bottleneck_conv/N:1/conv:2/math:2/manual_time", 10.0)
+                      << "]}";
+  const std::string out = run_python(std::string(DOFPOSE_SOURCE_DIR) + "/bench/gpu_verdicts.py", {json});
+  INFO(out);
+  const size_t at = out.find("16-bit activation tensors");
+  REQUIRE(at != std::string::npos);
+  const std::string part = out.substr(at);
+  CHECK(part.find("BM_cuda_fused_bottleneck_conv16 act:1") != std::string::npos);
+  // N:64 conv:2 pairs with act:1 (100 -> 50 us, not act:2's 40); conv:3 and
+  // N:1 have no 16-bit twin and are left out.
+  const std::string pair = line_with(part, "N:64/conv:2");
+  CHECK(pair.find("x 2.00") != std::string::npos);
+  CHECK(pair.find("faster") != std::string::npos);
+  CHECK(part.find("conv:3") == std::string::npos);
+  CHECK(part.find("N:1/") == std::string::npos);
+}
+
 TEST_CASE("gpu_verdicts.py keeps the complete rows of a benchmark file cut off by its time limit") {
   TempDir dir("verdicts_cut");
   const std::string json = dir.file("cut.json");
