@@ -192,23 +192,26 @@ BENCHMARK(BM_cudnn_conv2d_forward)
 // prologue, BN+ReLU epilogue, 1x1 256->128), conv2 (3x3 128->128, BN+ReLU
 // epilogue), conv3 (1x1 128->256 + residual). args: N, which (1, 2, 3), math
 // (0 f32, 1 tf32, 2 fp16, and the multi-stage kernels: 3 tf32 on WMMA, 4 tf32
-// on mma.sync, 5 fp16 on mma.sync; conv1's prologue reaches only mma.sync)
-void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
-  if (!have_device(state)) return;
-  const int N = int(state.range(0)), which = int(state.range(1));
-  using M = ck::MathMode;
-  const KernelChoice maths[] = {{M::F32},        {M::TF32},             {M::FP16},
-                                {M::TF32, true}, {M::TF32, true, true}, {M::FP16, true}};
-  const ScopedKernelChoice choice(maths[state.range(2)]);
+// on mma.sync, 5 fp16 on mma.sync; conv1's prologue reaches only mma.sync).
+// time_bottleneck_conv: one of them (which: 1 conv1, 2 conv2, 3 conv3) at
+// batch N, its activations (x, y, the residual) stored as `act`.
+void time_bottleneck_conv(benchmark::State& state, int N, int which, DType act) {
   Context ctx(Device::CUDA);
   ctx.make_current();
   const int C = which == 1 ? 256 : 128, K = which == 3 ? 256 : 128, R = which == 2 ? 3 : 1;
   ops::ConvParams p{1, R / 2, 1};
-  Tensor x = device_randn({N, C, 64, 64}, 1), w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
+  auto stored = [&](Tensor f) {
+    if (act == DType::F32) return f;
+    Tensor out = Tensor::empty(f.shape(), act, Device::CUDA);
+    ops::cast(f, out);
+    return out;
+  };
+  Tensor x = stored(device_randn({N, C, 64, 64}, 1));
+  Tensor w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
   Tensor g = device_randn({std::max(C, K)}, 4), v = device_randn({std::max(C, K)}, 5);
   fill(v, 1.5f);
-  Tensor y = Tensor::empty({N, K, 64, 64}, DType::F32, Device::CUDA);
-  Tensor r = device_randn({N, K, 64, 64}, 6);
+  Tensor y = Tensor::empty({N, K, 64, 64}, act, Device::CUDA);
+  Tensor r = stored(device_randn({N, K, 64, 64}, 6));
   auto ch = [](const Tensor& t, int n) { return t.view().slice0(0, n); };
   ops::ConvFusionRef f;
   if (which == 1) f.in_bn = {ch(g, C), ch(g, C), ch(g, C), ch(v, C), 1e-5f};
@@ -219,10 +222,20 @@ void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
     f.residual = r;
   }
   const Conv2dShape cs = ops::conv2d_shape(x, w, p);
-  const double bytes = 4.0 * double(x.numel() + w.numel() + y.numel() * (which == 3 ? 2 : 1));
+  const double bytes = double(dtype_size(act)) * double(x.numel() + y.numel() * (which == 3 ? 2 : 1)) +
+                       4.0 * double(w.numel());
   time_cuda(state, ctx, double(cs.flops()), bytes,
             [&] { ops::conv2d_fused_forward(x, w, b, y, p, f); });
   ops::set_cuda_stream(nullptr);
+}
+
+void BM_cuda_fused_bottleneck_conv(benchmark::State& state) {
+  if (!have_device(state)) return;
+  using M = ck::MathMode;
+  const KernelChoice maths[] = {{M::F32},        {M::TF32},             {M::FP16},
+                                {M::TF32, true}, {M::TF32, true, true}, {M::FP16, true}};
+  const ScopedKernelChoice choice(maths[state.range(2)]);
+  time_bottleneck_conv(state, int(state.range(0)), int(state.range(1)), DType::F32);
 }
 BENCHMARK(BM_cuda_fused_bottleneck_conv)
     ->ArgNames({"N", "conv", "math"})
@@ -235,37 +248,8 @@ BENCHMARK(BM_cuda_fused_bottleneck_conv)
 // math:2 (FP16 math on float32 tensors), the row to compare with.
 void BM_cuda_fused_bottleneck_conv16(benchmark::State& state) {
   if (!have_device(state)) return;
-  const int N = int(state.range(0)), which = int(state.range(1));
-  const DType t = state.range(2) == 1 ? DType::F16 : DType::BF16;
-  Context ctx(Device::CUDA);
-  ctx.make_current();
-  const int C = which == 1 ? 256 : 128, K = which == 3 ? 256 : 128, R = which == 2 ? 3 : 1;
-  ops::ConvParams p{1, R / 2, 1};
-  auto narrow = [&](const Tensor& f) {
-    Tensor out = Tensor::empty(f.shape(), t, Device::CUDA);
-    ops::cast(f, out);
-    return out;
-  };
-  Tensor x = narrow(device_randn({N, C, 64, 64}, 1));
-  Tensor w = device_randn({K, C, R, R}, 2), b = device_randn({K}, 3);
-  Tensor g = device_randn({std::max(C, K)}, 4), v = device_randn({std::max(C, K)}, 5);
-  fill(v, 1.5f);
-  Tensor y = Tensor::empty({N, K, 64, 64}, t, Device::CUDA);
-  Tensor r = narrow(device_randn({N, K, 64, 64}, 6));
-  auto ch = [](const Tensor& u, int n) { return u.view().slice0(0, n); };
-  ops::ConvFusionRef f;
-  if (which == 1) f.in_bn = {ch(g, C), ch(g, C), ch(g, C), ch(v, C), 1e-5f};
-  if (which != 3) {
-    f.out_bn = {ch(g, K), ch(g, K), ch(g, K), ch(v, K), 1e-5f};
-    f.out_relu = true;
-  } else {
-    f.residual = r;
-  }
-  const Conv2dShape cs = ops::conv2d_shape(x, w, p);
-  const double bytes = 2.0 * double(x.numel() + y.numel() * (which == 3 ? 2 : 1)) + 4.0 * w.numel();
-  time_cuda(state, ctx, double(cs.flops()), bytes,
-            [&] { ops::conv2d_fused_forward(x, w, b, y, p, f); });
-  ops::set_cuda_stream(nullptr);
+  time_bottleneck_conv(state, int(state.range(0)), int(state.range(1)),
+                       state.range(2) == 1 ? DType::F16 : DType::BF16);
 }
 BENCHMARK(BM_cuda_fused_bottleneck_conv16)
     ->ArgNames({"N", "conv", "act"})

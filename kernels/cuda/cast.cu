@@ -6,16 +6,15 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 
 template <class X, class Y>
 __global__ void cast_kernel(int64_t n, const X* x, Y* y) {

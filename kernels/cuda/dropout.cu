@@ -3,17 +3,15 @@
 // CPU's whatever the launch shape: keep element i iff uniform(seed, i) >= p.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/dropout_hash.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 
 void check_p(const char* op, float p) {
   DOFPOSE_CHECK(p >= 0.f && p < 1.f, op, ": drop probability p must be in [0, 1), got ", p);

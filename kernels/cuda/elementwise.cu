@@ -4,16 +4,14 @@
 // elementwise.cpp), including the NaN behaviour of the selects.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 
 // First index and stride of a grid-stride loop, in 64 bits so n > 2^31 works.
 __device__ __forceinline__ int64_t first_index() {

@@ -3,16 +3,14 @@
 // copy queued on the stream), the backward pass is dx = -lambda * dy.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 
 __global__ void grad_reverse_backward_kernel(int64_t n, float k, const float* dy, float* dx) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;

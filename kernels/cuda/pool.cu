@@ -9,17 +9,15 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 template <class T>
 bool float2_rows(int W, const T* x) {
   return W % 2 == 0 && reinterpret_cast<uintptr_t>(x) % (2 * sizeof(T)) == 0;

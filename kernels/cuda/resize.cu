@@ -5,17 +5,15 @@
 // element exactly once and sum in the CPU's order.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/grid.cuh"
 #include "kernels/cuda/storage.cuh"
 
 namespace dofpose::cuda_kernels {
 
 namespace {
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+using grid::as_stream;
+using grid::blocks_for;
+using grid::kThreads;
 
 #define GRID_STRIDE_LOOP(i, total)                                                       \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (total); \

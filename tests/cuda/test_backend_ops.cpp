@@ -232,6 +232,41 @@ void conv_cases(ck::MathMode mode, double tol) {
   }
 }
 
+// t's values stored as dtype (a cast; t itself for F32).
+Tensor stored_as(Tensor t, DType dtype) {
+  if (dtype == DType::F32) return t;
+  Tensor out = Tensor::empty(t.shape(), dtype);
+  ops::cast(t, out);
+  return out;
+}
+
+// One fused-convolution case with the parts asked for; x stored as xt, y and
+// the residual as yt (16-bit activations; F32 by default).
+void fused_conv_case(const std::string& name, const ConvCase& c, uint32_t& seed, bool in_bn,
+                     bool out_bn, bool relu, bool residual, double tol,
+                     DType xt = DType::F32, DType yt = DType::F32) {
+  ops::ConvParams p{c.stride, c.pad, 1};
+  Tensor x = stored_as(randn({c.N, c.C, c.H, c.W}, ++seed), xt);
+  Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
+  const Shape ys = ops::conv2d_output_shape(x, w, p);
+  OpCase oc(name);
+  int ix = oc.in(std::move(x)), iw = oc.in(std::move(w));
+  int ib = oc.in(randn({c.K}, ++seed));
+  int ig1 = oc.in(randn({c.C}, ++seed, 0.5f, 1.f)), ib1 = oc.in(randn({c.C}, ++seed));
+  int im1 = oc.in(randn({c.C}, ++seed)), iv1 = oc.in(positive({c.C}, ++seed));
+  int ig2 = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ib2 = oc.in(randn({c.K}, ++seed));
+  int im2 = oc.in(randn({c.K}, ++seed)), iv2 = oc.in(positive({c.K}, ++seed));
+  int ir = oc.in(stored_as(randn(ys, ++seed), yt)), iy = oc.out(ys, yt);
+  oc.run([&](const std::vector<TensorView>& t) {
+    ops::ConvFusionRef f;
+    if (in_bn) f.in_bn = {t[ig1], t[ib1], t[im1], t[iv1], 1e-5f};
+    if (out_bn) f.out_bn = {t[ig2], t[ib2], t[im2], t[iv2], 1e-3f};
+    f.out_relu = relu;
+    if (residual) f.residual = t[ir];
+    ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
+  }, tol);
+}
+
 // The fused convolution over the groups == 1 shapes, every combination of
 // prologue (in_bn + relu), out_bn, out_relu and residual.
 void fused_conv_cases(ck::MathMode mode, double tol) {
@@ -239,7 +274,6 @@ void fused_conv_cases(ck::MathMode mode, double tol) {
   uint32_t seed = 900;
   for (const ConvCase& c : kConvCases) {
     if (c.groups != 1) continue;
-    ops::ConvParams p{c.stride, c.pad, c.groups};
     for (int combo = 0; combo < 16; ++combo) {
       const bool in_bn = combo & 1, out_bn = combo & 2, relu = combo & 4, residual = combo & 8;
       if (combo % 3 != 0 && combo != 15) continue;  // a spread of the 16, all four together
@@ -247,25 +281,7 @@ void fused_conv_cases(ck::MathMode mode, double tol) {
           shape_name("conv2d_fused", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad}) +
           (in_bn ? "+in_bn" : "") + (out_bn ? "+out_bn" : "") + (relu ? "+relu" : "") +
           (residual ? "+residual" : "");
-      Tensor x = randn({c.N, c.C, c.H, c.W}, ++seed);
-      Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
-      const Shape ys = ops::conv2d_output_shape(x, w, p);
-      OpCase oc(name);
-      int ix = oc.in(x.to(Device::CPU)), iw = oc.in(w.to(Device::CPU));
-      int ib = oc.in(randn({c.K}, ++seed));
-      int ig1 = oc.in(randn({c.C}, ++seed, 0.5f, 1.f)), ib1 = oc.in(randn({c.C}, ++seed));
-      int im1 = oc.in(randn({c.C}, ++seed)), iv1 = oc.in(positive({c.C}, ++seed));
-      int ig2 = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ib2 = oc.in(randn({c.K}, ++seed));
-      int im2 = oc.in(randn({c.K}, ++seed)), iv2 = oc.in(positive({c.K}, ++seed));
-      int ir = oc.in(randn(ys, ++seed)), iy = oc.out(ys);
-      oc.run([&](const std::vector<TensorView>& t) {
-        ops::ConvFusionRef f;
-        if (in_bn) f.in_bn = {t[ig1], t[ib1], t[im1], t[iv1], 1e-5f};
-        if (out_bn) f.out_bn = {t[ig2], t[ib2], t[im2], t[iv2], 1e-3f};
-        f.out_relu = relu;
-        if (residual) f.residual = t[ir];
-        ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
-      }, tol);
+      fused_conv_case(name, c, seed, in_bn, out_bn, relu, residual, tol);
     }
   }
 }
@@ -827,33 +843,12 @@ TEST_CASE("backend ops: 16-bit activations (cast, conv and fused conv per dtype 
             shape_name("conv2d_fused", {c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.pad}) +
             " " + dtype_name(xt) + "->" + dtype_name(yt) + (in_bn ? "+in_bn" : "") +
             (out_bn ? "+out_bn" : "") + (relu ? "+relu" : "") + (residual ? "+residual" : "");
-        auto as = [](const Tensor& f, DType t) {
-          Tensor out = Tensor::empty(f.shape(), t);
-          ops::cast(f, out);
-          return out;
-        };
-        Tensor x = as(randn({c.N, c.C, c.H, c.W}, ++seed), xt);
-        Tensor w = randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f);
-        const Shape ys = ops::conv2d_output_shape(x, w, p);
-        OpCase oc(name);
-        int ix = oc.in(std::move(x)), iw = oc.in(std::move(w));
-        int ib = oc.in(randn({c.K}, ++seed));
-        int ig1 = oc.in(randn({c.C}, ++seed, 0.5f, 1.f)), ib1 = oc.in(randn({c.C}, ++seed));
-        int im1 = oc.in(randn({c.C}, ++seed)), iv1 = oc.in(positive({c.C}, ++seed));
-        int ig2 = oc.in(randn({c.K}, ++seed, 0.5f, 1.f)), ib2 = oc.in(randn({c.K}, ++seed));
-        int im2 = oc.in(randn({c.K}, ++seed)), iv2 = oc.in(positive({c.K}, ++seed));
-        int ir = oc.in(as(randn(ys, ++seed), yt)), iy = oc.out(ys, yt);
-        oc.run([&](const std::vector<TensorView>& t) {
-          ops::ConvFusionRef f;
-          if (in_bn) f.in_bn = {t[ig1], t[ib1], t[im1], t[iv1], 1e-5f};
-          if (out_bn) f.out_bn = {t[ig2], t[ib2], t[im2], t[iv2], 1e-3f};
-          f.out_relu = relu;
-          if (residual) f.residual = t[ir];
-          ops::conv2d_fused_forward(t[ix], t[iw], t[ib], t[iy], p, f);
-        }, kHalf);
+        fused_conv_case(name, c, seed, in_bn, out_bn, relu, residual, kHalf, xt, yt);
         OpCase plain(name + " conv2d_forward");
-        int jx = plain.in(as(randn({c.N, c.C, c.H, c.W}, ++seed), xt));
+        int jx = plain.in(stored_as(randn({c.N, c.C, c.H, c.W}, ++seed), xt));
         int jw = plain.in(randn({c.K, c.C, c.R, c.S}, ++seed, 0.3f));
+        const Shape ys{c.N, c.K, (c.H + 2 * c.pad - c.R) / c.stride + 1,
+                       (c.W + 2 * c.pad - c.S) / c.stride + 1};
         int jb = plain.in(randn({c.K}, ++seed)), jy = plain.out(ys, yt);
         plain.run([&](const std::vector<TensorView>& t) {
           ops::conv2d_forward(t[jx], t[jw], t[jb], t[jy], p);
@@ -864,11 +859,7 @@ TEST_CASE("backend ops: 16-bit activations (cast, conv and fused conv per dtype 
     for (const Shape& s : {Shape{1, 1, 2, 2}, Shape{2, 3, 7, 9}, Shape{2, 16, 64, 64}, Shape{1, 5, 8, 6}}) {
       const Shape half{s[0], s[1], s[2] / 2, s[3] / 2};
       const Shape dbl{s[0], s[1], 2 * s[2], 2 * s[3]};
-      auto as16 = [&](const Tensor& f) {
-        Tensor out = Tensor::empty(f.shape(), st);
-        ops::cast(f, out);
-        return out;
-      };
+      auto as16 = [&](Tensor f) { return stored_as(std::move(f), st); };
       const std::string tag = std::string(dtype_name(st)) + s.str();
       {
         OpCase oc("maxpool2x2_forward " + tag);
@@ -1144,23 +1135,26 @@ nn::HourglassConfig small_hourglass_config() {
   c.domain_hidden = 8;
   return c;
 }
+
+// The same buffers in both nets, running statistics and affine parameters
+// away from their (0, 1) init, so the fused inference's folded BatchNorms are
+// really exercised.
+void same_random_buffers(nn::Module& a, nn::Module& b, uint32_t seed) {
+  std::vector<nn::Buffer> ba = a.buffers(), bb = b.buffers();
+  for (size_t i = 0; i < ba.size(); ++i) {
+    const Shape s = ba[i].value->shape();
+    const bool var = ba[i].name.find("running_var") != std::string::npos;
+    Tensor v = var ? positive(s, ++seed) : randn(s, ++seed, 0.2f);
+    copy(v, *ba[i].value);
+    copy(v, *bb[i].value);
+  }
+}
 }  // namespace
 
 TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
   const nn::HourglassConfig c = small_hourglass_config();
   nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
-  {  // running statistics and affine parameters away from their (0, 1) init,
-     // so the fused inference's folded BatchNorms are really exercised
-    std::vector<nn::Buffer> bc = cpu_net.buffers(), bg = gpu_net.buffers();
-    uint32_t seed = 300;
-    for (size_t i = 0; i < bc.size(); ++i) {
-      const Shape s = bc[i].value->shape();
-      const bool var = bc[i].name.find("running_var") != std::string::npos;
-      Tensor v = var ? positive(s, ++seed) : randn(s, ++seed, 0.2f);
-      copy(v, *bc[i].value);
-      copy(v, *bg[i].value);
-    }
-  }
+  same_random_buffers(cpu_net, gpu_net, 300);
   gpu_net.to_device(Device::CUDA);
   Tensor x = randn({2, 3, 64, 64}, 11);
   Tensor target = randn({2, 5, 16, 16}, 12, 0.1f);
@@ -1213,17 +1207,7 @@ TEST_CASE("model parity: stacked hourglass forward and backward, CUDA vs CPU") {
 TEST_CASE("model parity: hourglass fused inference with 16-bit activations, CUDA vs CPU") {
   const nn::HourglassConfig c = small_hourglass_config();
   nn::HourglassNet cpu_net(c, 7), gpu_net(c, 7);
-  {
-    std::vector<nn::Buffer> bc = cpu_net.buffers(), bg = gpu_net.buffers();
-    uint32_t seed = 350;
-    for (size_t i = 0; i < bc.size(); ++i) {
-      const Shape s = bc[i].value->shape();
-      const bool var = bc[i].name.find("running_var") != std::string::npos;
-      Tensor v = var ? positive(s, ++seed) : randn(s, ++seed, 0.2f);
-      copy(v, *bc[i].value);
-      copy(v, *bg[i].value);
-    }
-  }
+  same_random_buffers(cpu_net, gpu_net, 350);
   gpu_net.to_device(Device::CUDA);
   Tensor x = randn({2, 3, 64, 64}, 13);
   Context ctx(Device::CUDA);
