@@ -15,6 +15,7 @@
 
 #include "dofpose/nn/hourglass.h"
 #include "dofpose/ops.h"
+#include "tests/alloc_counter.h"
 #include "tests/fixture_loader.h"
 #include "tests/test_util.h"
 
@@ -244,4 +245,25 @@ TEST_CASE("hourglass: fused inference with 16-bit activations stays close to flo
     // Half the bytes for the activations between stem and heads.
     CHECK(a16.high_water() < a32.high_water() * 3 / 4);
   }
+}
+
+TEST_CASE("16-bit activations on the CPU: after the first call, the ops allocate nothing") {
+  Tensor x = Tensor::empty({2, 8, 16, 16}, DType::F16);
+  ops::cast(random_tensor(x.shape(), 5), x);
+  Tensor w = random_tensor({8, 8, 3, 3}, 6), b = random_tensor({8}, 7);
+  Tensor y = Tensor::empty({2, 8, 16, 16}, DType::F16);
+  Tensor pooled = Tensor::empty({2, 8, 8, 8}, DType::F16);
+  Tensor merged = Tensor::empty({2, 8, 16, 16}, DType::F16);
+  ops::ConvFusionRef f;
+  f.residual = x;
+  auto run = [&] {
+    ops::conv2d_fused_forward(x, w, b, y, {1, 1, 1}, f);
+    ops::maxpool2x2_forward(y, pooled);
+    ops::upsample_add_forward(y, pooled, merged);
+  };
+  run();  // sizes the per-thread float32 working buffers
+  const int64_t before = dofpose_test::allocations();
+  run();
+  run();
+  CHECK(dofpose_test::allocations() == before);
 }

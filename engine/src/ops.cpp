@@ -60,33 +60,39 @@ void same_dtype(const char* op, const char* name, const TensorView& t, const cha
                 ", expected ", dtype_name(ref.dtype), " (the dtype of '", ref_name, "')");
 }
 
+// CPU: float32 working copies for the 16-bit activations of one op, in
+// per-thread buffers that only grow (a steady-state forward allocates
+// nothing). Slots: 0 and 1 for inputs, 2 for the output (ops do not nest).
+std::vector<float>& cpu_scratch(int slot, int64_t n) {
+  thread_local std::vector<float> slots[3];
+  std::vector<float>& v = slots[slot];
+  if (v.size() < size_t(n)) v.resize(size_t(n));
+  return v;
+}
+
 // CPU: a float32 pointer to an activation's values (a widened copy of a 16-bit one).
 struct Widened {
-  std::vector<float> copy;
   const float* p = nullptr;
-  explicit Widened(const TensorView& t) {
+  Widened(const TensorView& t, int slot) {
     if (t.empty()) return;
     if (t.dtype == DType::F32) {
       p = t.f32();
       return;
     }
-    copy.resize(size_t(t.numel()));
-    cpu::cast(t.numel(), t.data, t.dtype, copy.data(), DType::F32);
-    p = copy.data();
+    float* copy = cpu_scratch(slot, t.numel()).data();
+    cpu::cast(t.numel(), t.data, t.dtype, copy, DType::F32);
+    p = copy;
   }
 };
 
 // CPU: where a kernel writes y's float32 values; store() rounds them into a 16-bit y.
 struct Narrowed {
   TensorView y;
-  std::vector<float> buf;
   float* p;
-  explicit Narrowed(const TensorView& t) : y(t) {
-    if (t.dtype != DType::F32) buf.resize(size_t(t.numel()));
-    p = t.dtype == DType::F32 ? t.f32() : buf.data();
-  }
+  explicit Narrowed(const TensorView& t)
+      : y(t), p(t.dtype == DType::F32 ? t.f32() : cpu_scratch(2, t.numel()).data()) {}
   void store() {
-    if (y.dtype != DType::F32) cpu::cast(y.numel(), buf.data(), DType::F32, y.data, y.dtype);
+    if (y.dtype != DType::F32) cpu::cast(y.numel(), p, DType::F32, y.data, y.dtype);
   }
 };
 
@@ -238,7 +244,7 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
                 ": x is ", dtype_name(x.dtype), " and y ", dtype_name(y.dtype),
                 "; one 16-bit type per convolution (F16 or BF16, the other tensor F32 or the same)");
   if (d == Device::CPU) {
-    const Widened xw(x), rw(f.residual);
+    const Widened xw(x, 0), rw(f.residual, 1);
     Narrowed yn(y);
     k.residual = rw.p;
     cpu::conv2d_fused_forward(s, xw.p, w.f32(), ptr(bias), k, yn.p);
@@ -671,7 +677,7 @@ void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
   if (x.dtype != DType::F32) {
     if (d == Device::CPU) {
-      const Widened xw(x);
+      const Widened xw(x, 0);
       Narrowed yn(y);
       cpu::maxpool2x2_forward(N, C, H, W, xw.p, yn.p);
       yn.store();
@@ -735,7 +741,7 @@ void upsample_add_forward(const TensorView& a, const TensorView& low, const Tens
   const int N = int(low.dim(0)), C = int(low.dim(1)), H = int(low.dim(2)), W = int(low.dim(3));
   if (a.dtype != DType::F32) {
     if (d == Device::CPU) {
-      const Widened aw(a), lw(low);
+      const Widened aw(a, 0), lw(low, 1);
       Narrowed yn(y);
       cpu::upsample_add_forward(N, C, H, W, aw.p, lw.p, yn.p);
       yn.store();
