@@ -20,7 +20,7 @@ float load(const void* p, DType t, int64_t i) {
 
 void cast(int64_t n, const void* x, DType xt, void* y, DType yt) {
   if (xt == yt) {
-    std::memmove(y, x, size_t(n) * dtype_size(xt));
+    if (x != y) std::memmove(y, x, size_t(n) * dtype_size(xt));
     return;
   }
   if (yt == DType::F32) {

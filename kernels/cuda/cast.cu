@@ -39,6 +39,7 @@ void cast(int64_t n, const void* x, DType xt, void* y, DType yt, void* stream) {
   if (n <= 0) return;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (xt == yt) {
+    if (x == y) return;
     DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(n) * dtype_size(xt), cudaMemcpyDeviceToDevice, st));
     return;
   }

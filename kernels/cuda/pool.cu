@@ -50,7 +50,7 @@ __device__ __forceinline__ int window_argmax(const T* top_left, int W, bool pair
 }
 
 // T: float, or a 16-bit activation type (the maximum is one of the inputs, so
-// the 16-bit result is exact).
+// the 16-bit result is exact; a NaN stays a NaN, storage.cuh).
 template <class T>
 __global__ void maxpool_forward_kernel(int64_t total, int H, int W, int OH, int OW, bool pairs,
                                        const T* x, T* y) {

@@ -1,15 +1,19 @@
 // Activation storage types on the GPU: float32, IEEE half, bfloat16. Kernels
 // that take 16-bit activation tensors read every element as float, compute in
 // float32 and round once, to nearest even, as they store (the CPU reference:
-// kernels/cpu/cast.cpp and ops.cpp's widen / narrow).
+// kernels/cpu/cast.cpp and ops.cpp's widen / narrow). One difference: the
+// GPU's conversions make every NaN the canonical one (sign and payload go),
+// the CPU's keep the sign and the top payload bits; any NaN stays a NaN.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 #include "dofpose/dtype.h"
+#include "dofpose/error.h"
 
 namespace dofpose::cuda_kernels {
 
@@ -74,6 +78,8 @@ inline bool storage_aligned4(const void* p) {
 // Runs f(T{}) with T the element type of a 16-bit activation dtype.
 template <class F>
 void with_storage16(DType t, F&& f) {
+  DOFPOSE_CHECK(t == DType::F16 || t == DType::BF16, "with_storage16: ", dtype_name(t),
+                " is not a 16-bit activation dtype");
   if (t == DType::F16)
     f(__half{});
   else
