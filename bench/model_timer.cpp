@@ -164,8 +164,6 @@ class InferRunner : public Runner {
   InferRunner(const Options& o, Context& ctx) : Runner(o, ctx), model_(nn::load_model(o.model)) {
     input_ = nn::read_npy_f32(o.input, "--input");
     model_->check_inputs({input_.view(), {}});
-    // --activations f16|bf16: the hourglass's fused inference stores its
-    // activations in 16 bits (its convs then run on the 16-bit tensor cores).
     model_->set_activation_dtype(nn::parse_activation_dtype(o.activations, "--activations"));
     model_->module().to_device(device_of(o));
     // A hourglass takes its image on the model's device (so the timing has no

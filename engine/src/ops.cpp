@@ -243,15 +243,14 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
   DOFPOSE_CHECK(x.dtype == DType::F32 || y.dtype == DType::F32 || x.dtype == y.dtype, op,
                 ": x is ", dtype_name(x.dtype), " and y ", dtype_name(y.dtype),
                 "; one 16-bit type per convolution (F16 or BF16, the other tensor F32 or the same)");
-  if (d == Device::CPU) {
+  const auto cpu16 = [&] {
     const Widened xw(x, 0), rw(f.residual, 1);
     Narrowed yn(y);
     k.residual = rw.p;
     cpu::conv2d_fused_forward(s, xw.p, w.f32(), ptr(bias), k, yn.p);
     yn.store();
-    return;
-  }
-  DISPATCH(op, d, (void)0,
+  };
+  DISPATCH(op, d, cpu16(),
            cuda_kernels::conv2d_fused_forward16(s, x.data, x.dtype, w.f32(), ptr(bias), k, y.data,
                                                 y.dtype, g_stream));
 }
@@ -676,14 +675,13 @@ void maxpool2x2_forward(const TensorView& x, const TensorView& y) {
   same_dtype(op, "y", y, "x", x);
   const int N = int(x.dim(0)), C = int(x.dim(1)), H = int(x.dim(2)), W = int(x.dim(3));
   if (x.dtype != DType::F32) {
-    if (d == Device::CPU) {
+    const auto cpu16 = [&] {
       const Widened xw(x, 0);
       Narrowed yn(y);
       cpu::maxpool2x2_forward(N, C, H, W, xw.p, yn.p);
       yn.store();
-      return;
-    }
-    DISPATCH(op, d, (void)0,
+    };
+    DISPATCH(op, d, cpu16(),
              cuda_kernels::maxpool2x2_forward16(N, C, H, W, x.dtype, x.data, y.data, g_stream));
     return;
   }
@@ -740,14 +738,13 @@ void upsample_add_forward(const TensorView& a, const TensorView& low, const Tens
   same_dtype(op, "y", y, "a", a);
   const int N = int(low.dim(0)), C = int(low.dim(1)), H = int(low.dim(2)), W = int(low.dim(3));
   if (a.dtype != DType::F32) {
-    if (d == Device::CPU) {
+    const auto cpu16 = [&] {
       const Widened aw(a, 0), lw(low, 1);
       Narrowed yn(y);
       cpu::upsample_add_forward(N, C, H, W, aw.p, lw.p, yn.p);
       yn.store();
-      return;
-    }
-    DISPATCH(op, d, (void)0,
+    };
+    DISPATCH(op, d, cpu16(),
              cuda_kernels::upsample_add_forward16(N, C, H, W, a.dtype, a.data, low.data, y.data,
                                                   g_stream));
     return;

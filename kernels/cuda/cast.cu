@@ -37,10 +37,11 @@ void launch_cast(int64_t n, const X* x, void* y, DType yt, cudaStream_t st) {
 
 void cast(int64_t n, const void* x, DType xt, void* y, DType yt, void* stream) {
   if (n <= 0) return;
-  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const cudaStream_t st = as_stream(stream);
   if (xt == yt) {
     if (x == y) return;
-    DOFPOSE_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(n) * dtype_size(xt), cudaMemcpyDeviceToDevice, st));
+    DOFPOSE_CUDA_CHECK(
+        cudaMemcpyAsync(y, x, size_t(n) * dtype_size(xt), cudaMemcpyDeviceToDevice, st));
     return;
   }
   if (xt == DType::F32)

@@ -879,10 +879,10 @@ void launch_forward16(const Dims& d, const void* x, DType xt, const float* w, co
                       const ConvFusion& f, void* y, DType yt, cudaStream_t st) {
   auto run = [&](auto p) {
     const int splits = plan_forward(p, st);
-    const dim3 grid(unsigned(((p.M + p.tile_m - 1) / p.tile_m) * ((p.N + p.tile_n - 1) / p.tile_n)),
-                    1, unsigned(splits));
+    const char* name = "conv2d forward (16-bit activations)";
+    const dim3 grid = tile_grid(p, p.tile_m, p.tile_n, splits, name);
     launch_wmma<decltype(p), S>(p, p.tile_m, p.tile_n, grid, st);
-    DOFPOSE_CUDA_LAUNCH_CHECK("conv2d forward (16-bit activations)");
+    DOFPOSE_CUDA_LAUNCH_CHECK(name);
     launch_split_epilogue(p, splits, st);
   };
   if (xt == DType::F32)

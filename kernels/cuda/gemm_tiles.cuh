@@ -678,16 +678,22 @@ void launch_mma_async(const P& p, int bm, int bn, const dim3& grid, cudaStream_t
     mma_async_tile_kernel<P, T, 64, 64, 16, 3, 2, 4><<<grid, kThreads, 0, stream>>>(p);
 }
 
+// P's M x N tiles of bm x bn (blockIdx.x) by `depth` blockIdx.z slices.
+template <class P>
+dim3 tile_grid(const P& p, int bm, int bn, int depth, const char* name) {
+  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
+  DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && depth <= 65535, name, ": problem too large (",
+                tiles, " tiles x ", depth, ")");
+  return dim3((unsigned)tiles, 1, (unsigned)depth);
+}
+
 // Launches P over its M x N tiles (blockIdx.x) and `depth` blockIdx.z slices
 // (batch entries or reduction splits) with the block tile bm x bn, on the
 // kernel of `math` (the caller checked the math mode against the device).
 template <class P>
 void launch_tile_kernel(const P& p, int bm, int bn, int depth, TileMath math, cudaStream_t stream,
                         const char* name) {
-  const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
-  DOFPOSE_CHECK(tiles < (int64_t(1) << 31) && depth <= 65535, name, ": problem too large (",
-                tiles, " tiles x ", depth, ")");
-  const dim3 grid((unsigned)tiles, 1, (unsigned)depth);
+  const dim3 grid = tile_grid(p, bm, bn, depth, name);
   if constexpr (HasAsync<P>::value) {
     // 3 stages of 16-deep slices fit the 48 KB of static shared memory up to 128 x 64.
     const bool use_mma = math != TileMath::Tf32 || detail::tf32_mma();

@@ -19,7 +19,7 @@ using grid::as_stream;
 using grid::blocks_for;
 using grid::kThreads;
 template <class T>
-bool float2_rows(int W, const T* x) {
+bool pair_rows(int W, const T* x) {
   return W % 2 == 0 && reinterpret_cast<uintptr_t>(x) % (2 * sizeof(T)) == 0;
 }
 
@@ -90,7 +90,7 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y, vo
   const int64_t total = int64_t(N) * C * OH * OW;
   if (total <= 0) return;
   maxpool_forward_kernel<float><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-      total, H, W, OH, OW, float2_rows(W, x), x, y);
+      total, H, W, OH, OW, pair_rows(W, x), x, y);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward");
 }
 
@@ -103,7 +103,7 @@ void maxpool2x2_forward16(int N, int C, int H, int W, DType t, const void* x, vo
     using T = decltype(zero);
     const T* xt = static_cast<const T*>(x);
     maxpool_forward_kernel<T><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-        total, H, W, OH, OW, float2_rows(W, xt), xt, static_cast<T*>(y));
+        total, H, W, OH, OW, pair_rows(W, xt), xt, static_cast<T*>(y));
   });
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_forward (16-bit)");
 }
@@ -114,7 +114,7 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
   const int64_t total = int64_t(N) * C * H * W;
   if (total <= 0) return;
   maxpool_backward_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-      total, H, W, H / 2, W / 2, float2_rows(W, x), x, dy, dx, dx_add);
+      total, H, W, H / 2, W / 2, pair_rows(W, x), x, dy, dx, dx_add);
   DOFPOSE_CUDA_LAUNCH_CHECK("maxpool2x2_backward");
 }
 
