@@ -2,12 +2,12 @@
 // bench/compare_cpu.py (which runs PyTorch on the same weights, interleaved).
 // Not part of dofpose_bench (it has its own main); see bench/CMakeLists.txt.
 //
-//   dofpose_model_timer --model M.safetensors --input X.npy [--threads 2]
+//   dofpose_model_timer --model M.safetensors --input X.npy [--attributes A.npy] [--threads 2]
 //       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused]
 //       [--pipeline] [--tf32-mma] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
-// forward` runs). --train with a lifter: X is the normalised network input
+// forward` runs; --attributes as there, for lifters with use_attributes). --train with a lifter: X is the normalised network input
 // [N, input_dim], T the normalised target [N,51]; one step = forward (train
 // mode) + lifter_l1_loss + backward + Adam (PyTorch defaults) + row max-norm
 // when the config has one — the trainer's step without data loading. With a
@@ -66,19 +66,23 @@ using namespace dofpose;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string model, input, target, output_dir;
+  std::string model, input, attributes, target, output_dir;
   std::string device = "cpu", math = "f32", mlp_launch = "cooperative", activations = "f32";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
   bool stem_kernel = false, tf32_mma = false;
   int threads = 2, warmup = 1, repeat = 10;
 };
 
+constexpr const char* kUsage =
+    "usage: dofpose_model_timer --model M --input X.npy [--attributes A.npy] [--threads 2] [--warmup 1]\n"
+    "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
+    "       [--mlp-launch cooperative|cluster|prefetch]\n"
+    "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n"
+    "Times a model's forward (or, --train, a training step); prints JSON. The options\n"
+    "are described at the top of bench/model_timer.cpp.\n";
+
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "dofpose_model_timer: " << why << "\n"
-            << "usage: dofpose_model_timer --model M --input X.npy [--threads 2] [--warmup 1]\n"
-            << "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
-            << "       [--mlp-launch cooperative|cluster|prefetch]\n"
-            << "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n";
+  std::cerr << "dofpose_model_timer: " << why << "\n" << kUsage;
   std::exit(2);
 }
 
@@ -90,20 +94,27 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(a + " needs a value");
       return argv[++i];
     };
-    auto int_value = [&]() {
+    auto int_value = [&](long lo, long hi) {
       const std::string v = value();
       char* end = nullptr;
       const long n = std::strtol(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || n < 0 || n > 1000000) usage(a + ": not a count: " + v);
+      if (end == v.c_str() || *end != '\0' || n < lo || n > hi)
+        usage(a + " needs an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+              ", got '" + v + "'");
       return int(n);
     };
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
     if (a == "--model") o.model = value();
     else if (a == "--input") o.input = value();
+    else if (a == "--attributes") o.attributes = value();
     else if (a == "--target") o.target = value();
     else if (a == "--output-dir") o.output_dir = value();
-    else if (a == "--threads") o.threads = int_value();
-    else if (a == "--warmup") o.warmup = int_value();
-    else if (a == "--repeat") o.repeat = int_value();
+    else if (a == "--threads") o.threads = int_value(1, kMaxCpuThreads);  // libgomp crashes on huge counts
+    else if (a == "--warmup") o.warmup = int_value(0, 1000000);
+    else if (a == "--repeat") o.repeat = int_value(0, 1000000);
     else if (a == "--device") o.device = value();
     else if (a == "--math") o.math = value();
     else if (a == "--activations") o.activations = value();
@@ -119,6 +130,7 @@ Options parse(int argc, char** argv) {
   }
   if (o.model.empty() || o.input.empty()) usage("--model and --input are required");
   if (o.train && o.target.empty()) usage("--train needs --target");
+  if (o.train && !o.attributes.empty()) usage("--attributes is for inference (not --train)");
   if (o.graph && (o.train || o.device != "cuda")) usage("--graph is for CUDA inference");
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
   if (o.math != "f32" && o.math != "tf32" && o.math != "fp16" && o.math != "bf16")
@@ -163,7 +175,8 @@ class InferRunner : public Runner {
  public:
   InferRunner(const Options& o, Context& ctx) : Runner(o, ctx), model_(nn::load_model(o.model)) {
     input_ = nn::read_npy_f32(o.input, "--input");
-    model_->check_inputs({input_.view(), {}});
+    if (!o.attributes.empty()) attributes_ = nn::read_attributes_npy(o.attributes);
+    model_->check_inputs(inputs());
     model_->set_activation_dtype(nn::parse_activation_dtype(o.activations, "--activations"));
     model_->module().to_device(device_of(o));
     // A hourglass takes its image on the model's device (so the timing has no
@@ -174,11 +187,11 @@ class InferRunner : public Runner {
     std::vector<nn::NamedView> outs;
     if (opt_.graph) {
       if (!graph_) graph_ = std::make_unique<nn::GraphForward>(*model_);
-      outs = graph_->run({input_.view(), {}});
+      outs = graph_->run(inputs());
       graph_->synchronize();
     } else {
       arena_.reset();
-      outs = model_->forward(arena_, {input_.view(), {}});
+      outs = model_->forward(arena_, inputs());
       ctx_.synchronize();
     }
     if (save_outputs && !opt_.output_dir.empty())
@@ -188,9 +201,12 @@ class InferRunner : public Runner {
   std::string describe() const override { return model_->summary(); }
 
  private:
+  nn::ModelInputs inputs() const {
+    return {input_.view(), attributes_.empty() ? TensorView() : attributes_.view()};
+  }
   std::unique_ptr<nn::Model> model_;
   std::unique_ptr<nn::GraphForward> graph_;
-  Tensor input_;
+  Tensor input_, attributes_;
 };
 
 class TrainRunner : public Runner {

@@ -332,6 +332,23 @@ TEST_CASE("eval: a lifter with attributes takes gt / noisy labels and refuses no
   CHECK(contains(e, "takes torso-plane attributes"));
 }
 
+TEST_CASE("eval: a subject, camera or action given twice is refused, not counted twice") {
+  TempDir empty("eval-dup");
+  H36mEvalOptions o;
+  o.data_dir = empty.path;
+  auto error = [&] {
+    return error_of([&] { evaluate_h36m(o, [](const PoseBatch&, float*) {}); });
+  };
+  o.subjects = {"S9", "S11", "S9"};
+  CHECK(contains(error(), "subjects lists 'S9' twice"));
+  o.subjects = {"S9"};
+  o.cameras = {"54138969", "54138969"};
+  CHECK(contains(error(), "cameras lists '54138969' twice"));
+  o.cameras = {};
+  o.actions = {"Walking", "Eating", "Walking"};
+  CHECK(contains(error(), "actions lists 'Walking' twice"));
+}
+
 TEST_CASE("eval: error paths name the file or value") {
   const std::string dir = h36m_dir();
   if (dir.empty()) return;

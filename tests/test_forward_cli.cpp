@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dofpose/build_info.h"
 #include "dofpose/cuda_backend.h"
 #include "dofpose/npz.h"
 #include "dofpose/nn/model.h"
@@ -589,4 +590,203 @@ TEST_CASE("forward: make_random_model.py models load; dump_reference.py agrees w
       tools + "compare_dumps.py", {dir.file("engine"), dir.file("torch"), "--tol", "1e-4"});
   CHECK(report.find("layer1.0.conv2") != std::string::npos);
   CHECK(report.find("fc.1.2") != std::string::npos);  // the shared nn.ReLU, named by its caller
+}
+
+namespace {
+
+// `src` with its metadata "config" replaced by `config` (the tensors as they were).
+void copy_with_config(const std::string& src, const std::string& dst, const std::string& config) {
+  WeightsFile f(src);
+  WeightsWriter w;
+  std::vector<Tensor> keep;
+  for (const std::string& name : f.names()) {
+    keep.push_back(f.load_f32(name));
+    w.add(name, keep.back());
+  }
+  for (const auto& [key, value] : f.metadata()) w.set_metadata(key, key == "config" ? config : value);
+  w.write(dst);
+}
+
+std::string with_key(const std::string& config, const std::string& key, int64_t value) {
+  nlohmann::json j = nlohmann::json::parse(config);
+  j[key] = value;
+  return j.dump();
+}
+
+}  // namespace
+
+TEST_CASE("forward: broken statistics and out-of-range configs are refused at load, named") {
+  TempDir dir("fwd-load");
+  const std::string x = write_f32_npy(dir, "x.npy", {2, 16, 2}, 3, -500.f, 500.f);
+  auto run = [&](const std::string& model) {
+    ForwardOptions o;
+    o.model = model;
+    o.input = x;
+    return error_of([&] { run_forward(o); });
+  };
+  // A std of 0 (docs/weights-format.md: invalid) or NaN gave NaN poses with status 0.
+  {
+    auto l = tiny_lifter(false);
+    l->norm_input_std.f32()[3] = 0.f;
+    save_lifter(*l, dir.file("zero.safetensors"));
+    const std::string e = run(dir.file("zero.safetensors"));
+    CHECK(contains(e, "zero.safetensors"));
+    CHECK(contains(e, "tensor 'norm.input.std' has 0 at index 3"));
+    CHECK(contains(e, "expected finite standard deviations > 0"));
+    auto n = tiny_lifter(false);
+    n->norm_output_std.f32()[5] = std::nanf("");
+    save_lifter(*n, dir.file("nan.safetensors"));
+    CHECK(contains(run(dir.file("nan.safetensors")), "'norm.output.std' has nan at index 5"));
+  }
+  // Config integers: read as 64 bits, range-checked, named with the value as written.
+  CHECK(contains(error_of([] { LifterConfig::from_json_string(R"({"width": 1000000000000})"); }),
+                 "'width' must be in [1, 16384], got 1000000000000"));
+  CHECK(contains(error_of([] { LifterConfig::from_json_string(R"({"width": 2000000000})"); }),
+                 "'width' must be in [1, 16384], got 2000000000"));
+  CHECK(contains(error_of([] { LifterConfig::from_json_string(R"({"blocks": 100000000})"); }),
+                 "'blocks' must be in [0, 64], got 100000000"));
+  CHECK(contains(error_of([] { HourglassConfig::from_json_string(R"({"num_feats": 2000000000})"); }),
+                 "'num_feats' must be in [2, 8192], got 2000000000"));
+  CHECK(contains(error_of([] { HourglassConfig::from_json_string(R"({"stacks": -5})"); }),
+                 "'stacks' must be in [1, 64], got -5"));
+  CHECK(contains(error_of([] { HourglassConfig::from_json_string(R"({"depth": 1e3})"); }),
+                 "'depth' must be an integer"));
+  // In range but not what the tensors hold: refused before anything is allocated.
+  save_lifter(*tiny_lifter(false), dir.file("l.safetensors"));
+  const std::string lcfg = WeightsFile(dir.file("l.safetensors")).metadata().at("config");
+  copy_with_config(dir.file("l.safetensors"), dir.file("wide.safetensors"),
+                   with_key(lcfg, "width", 16384));
+  std::string e = run(dir.file("wide.safetensors"));
+  CHECK(contains(e, "wide.safetensors: its config (width 16384, blocks 1) needs at least"));
+  CHECK(contains(e, "config and tensors disagree"));
+  copy_with_config(dir.file("l.safetensors"), dir.file("big.safetensors"),
+                   with_key(lcfg, "width", 2000000000));
+  CHECK(contains(run(dir.file("big.safetensors")), "big.safetensors: LifterConfig: 'width' must be"));
+  tiny_hourglass()->save(dir.file("hg.safetensors"));
+  const std::string hcfg = WeightsFile(dir.file("hg.safetensors")).metadata().at("config");
+  copy_with_config(dir.file("hg.safetensors"), dir.file("hgwide.safetensors"),
+                   with_key(hcfg, "num_feats", 4096));
+  CHECK(contains(run(dir.file("hgwide.safetensors")),
+                 "hgwide.safetensors: its config (stacks 2, blocks 1, num_feats 4096) needs at least"));
+}
+
+TEST_CASE("forward: --threads is bounded, --dump refuses a used folder, attribute counts name the files") {
+  TempDir dir("fwd-opts");
+  save_lifter(*tiny_lifter(false), dir.file("l.safetensors"));
+  ForwardOptions o;
+  o.model = dir.file("l.safetensors");
+  o.input = write_f32_npy(dir, "x.npy", {2, 16, 2}, 3, -500.f, 500.f);
+  // libgomp crashed creating 100000 threads.
+  o.threads = 100000;
+  CHECK(contains(error_of([&] { run_forward(o); }), "--threads must be in [1, 1024], got 100000"));
+  CHECK(contains(error_of([] { set_cpu_threads(100000); }), "expected 1 to 1024"));
+  CHECK(contains(error_of([] { set_cpu_threads(-1); }), "expected 1 to 1024"));
+  o.threads = 0;
+
+  // A second dump into the same folder would leave the first one's files for
+  // compare_dumps.py to pair: refused; an empty existing folder is fine.
+  std::filesystem::create_directories(dir.file("dump"));
+  o.dump_dir = dir.file("dump");
+  const size_t n = run_forward(o).dumped.size();
+  CHECK(n > 0);
+  const std::string e = error_of([&] { run_forward(o); });
+  CHECK(contains(e, "--dump folder '" + o.dump_dir + "' is not empty"));
+  CHECK(std::distance(std::filesystem::directory_iterator(o.dump_dir),
+                      std::filesystem::directory_iterator()) == std::ptrdiff_t(n));
+  o.dump_dir = dir.file("x.npy");  // a file
+  CHECK(contains(error_of([&] { run_forward(o); }), "exists and is not a folder"));
+  o.dump_dir.clear();
+
+  // Attributes for 3 poses, input of 2: the files and the shapes as given.
+  save_lifter(*tiny_lifter(true), dir.file("la.safetensors"));
+  o.model = dir.file("la.safetensors");
+  std::vector<int32_t> labels(3 * 9, 0);
+  write_npy(dir.file("a39.npy"), NpyDType::I32, {3, 9}, labels.data());
+  o.attributes = dir.file("a39.npy");
+  const std::string a = error_of([&] { run_forward(o); });
+  CHECK(contains(a, "the attributes '" + o.attributes + "' hold 3 pose(s)"));
+  CHECK(contains(a, "the input '" + o.input + "' of shape [2,16,2] holds 2"));
+  CHECK_FALSE(contains(a, "[3,27]"));
+}
+
+TEST_CASE("forward: the dofpose binary: usage errors exit 1, --help works everywhere, checks come first") {
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
+  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
+  const std::string timer = (exe.parent_path().parent_path() / "bench" / "dofpose_model_timer").string();
+  if (!std::filesystem::exists(program)) {
+    if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
+    MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
+    return;
+  }
+  TempDir dir("fwd-usage");
+  const std::string q = dofpose_test::shell_quote(program) + " ";
+  std::string out;
+  auto rc_of = [&](const std::string& args) {
+    const int rc = dofpose_test::run_command(q + args, &out);
+    INFO(args << " -> " << rc << ": " << out);
+    return rc;
+  };
+  for (const char* cmd : {"info", "inspect", "selfcheck", "forward", "train", "eval", "lift", "demo"}) {
+    CAPTURE(cmd);
+    CHECK(rc_of(std::string(cmd) + " --help") == 0);
+    CHECK(contains(out, std::string("usage: dofpose ") + cmd));
+  }
+  CHECK(rc_of("eval --bogus") == 1);
+  CHECK(contains(out, "unknown option '--bogus'"));
+  CHECK_FALSE(contains(out, "needs a value"));
+  CHECK(rc_of("eval extra") == 1);
+  CHECK(contains(out, "unexpected argument 'extra'"));
+  CHECK(rc_of("eval --model m.safetensors --data d") == 1);
+  CHECK(contains(out, "--subjects is required"));
+  CHECK(rc_of("forward --model m --input x --threads -3") == 1);
+  CHECK(contains(out, "--threads needs an integer from 1 to 1024, got '-3'"));
+  CHECK(rc_of("forward --model m --input x --threads 100000") == 1);
+  CHECK(rc_of("forward --model m --input x --repeat abc") == 1);
+  CHECK(contains(out, "--repeat needs an integer"));
+  CHECK(rc_of("forward --model m --input x --repeat") == 1);
+  CHECK(rc_of("info --bogus") == 1);
+  CHECK(contains(out, "unknown option '--bogus'"));
+  CHECK(rc_of("selfcheck --bogus") == 1);
+  CHECK(rc_of("inspect a b") == 1);
+  CHECK(rc_of("train --max-steps 5x --config c.json") == 1);
+  const std::string demo_out = dir.file("demo");
+  for (const char* seed : {"-1", "5abc", "99999999999"}) {
+    CHECK(rc_of("demo --no-png --out " + demo_out + " --seed " + seed) == 1);
+    CHECK(contains(out, std::string("--seed needs an integer from 0 to 4294967295, got '") + seed));
+  }
+  CHECK_FALSE(std::filesystem::exists(demo_out));
+
+  // --profile-json into a missing folder: refused before the run (no --output written).
+  tiny_hourglass()->save(dir.file("hg.safetensors"));
+  const std::string img = write_f32_npy(dir, "img.npy", {1, 3, 32, 32}, 12);
+  CHECK(rc_of("forward --model " + dir.file("hg.safetensors") + " --input " + img + " --output " +
+              dir.file("o.npz") + " --profile-json " + dir.file("no/such/p.json")) == 2);
+  CHECK(contains(out, "--profile-json: the folder of '" + dir.file("no/such/p.json") + "' does not exist"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("o.npz")));
+  CHECK(rc_of("forward --model " + dir.file("hg.safetensors") + " --input " + img +
+              " --profile-json " + dir.file("p.json") + " --repeat 1") == 0);
+  CHECK(nlohmann::json::parse(std::ifstream(dir.file("p.json"))).contains("layers"));
+  CHECK(dir.listing() == std::vector<std::string>{"hg.safetensors", "img.npy", "p.json"});  // no temporary left
+
+  // The model timer: --help, bounded --threads, --attributes for attribute lifters.
+  if (!std::filesystem::exists(timer)) {
+    MESSAGE("skipped the model timer part: build dofpose_model_timer (" << timer << ")");
+    return;
+  }
+  const std::string t = dofpose_test::shell_quote(timer) + " ";
+  CHECK(dofpose_test::run_command(t + "--help", &out) == 0);
+  CHECK(contains(out, "usage: dofpose_model_timer"));
+  CHECK(contains(out, "--attributes A.npy"));
+  save_lifter(*tiny_lifter(true), dir.file("la.safetensors"));
+  const std::string x = write_f32_npy(dir, "x.npy", {2, 16, 2}, 3, -500.f, 500.f);
+  std::vector<int32_t> labels(2 * 9, 1);
+  write_npy(dir.file("a.npy"), NpyDType::I32, {2, 9}, labels.data());
+  const std::string base = t + "--model " + dir.file("la.safetensors") + " --input " + x;
+  CHECK(dofpose_test::run_command(base + " --threads 100000 --repeat 1", &out) == 2);
+  CHECK(contains(out, "--threads needs an integer from 1 to 1024"));
+  CHECK(dofpose_test::run_command(base + " --repeat 1", &out) == 1);
+  CHECK(contains(out, "this lifter uses attributes"));
+  CHECK(dofpose_test::run_command(base + " --attributes " + dir.file("a.npy") + " --repeat 2", &out) == 0);
+  INFO(out);
+  CHECK(contains(out, "\"ms\":["));
 }

@@ -406,3 +406,31 @@ TEST_CASE("lift: the demo runs end to end and writes its files") {
   CHECK(contains(table, "arms_raised"));
   CHECK(contains(table, "mean"));
 }
+
+TEST_CASE("lift: the demo checks its model before writing anything, and leaves nothing on failure") {
+  TempDir dir("lift-demo-bad");
+  // A lifter that needs attributes (the demo has none) and a model of another kind.
+  dofpose::nn::LifterConfig c;
+  c.kind = "martinez";
+  c.width = 16;
+  c.blocks = 1;
+  c.use_attributes = true;
+  dofpose::nn::save_lifter(*dofpose::nn::Lifter::create(c, 1), dir.file("attr.safetensors"));
+  dofpose::WeightsWriter w;
+  const float one = 1.f;
+  w.add_raw("x", dofpose::DType::F32, dofpose::Shape({1}), &one);
+  w.set_metadata("format_version", "1");
+  w.set_metadata("kind", "hourglass");
+  w.write(dir.file("hg.safetensors"));
+
+  dofpose::DemoOptions opt;
+  opt.write_png = false;
+  opt.out_dir = dir.file("dA");
+  opt.model = dir.file("attr.safetensors");
+  CHECK(contains(error_of([&] { dofpose::run_demo(opt); }), "uses torso-plane attributes"));
+  CHECK_FALSE(std::filesystem::exists(opt.out_dir));
+  opt.out_dir = dir.file("dB");
+  opt.model = dir.file("hg.safetensors");
+  CHECK(contains(error_of([&] { dofpose::run_demo(opt); }), "needs a 'lifter' model"));
+  CHECK_FALSE(std::filesystem::exists(opt.out_dir));
+}

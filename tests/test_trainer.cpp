@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <sstream>
 
@@ -398,6 +399,36 @@ TEST_CASE("trainer: an interrupted and resumed run ends bitwise identical to an 
   changed.epochs = 4;
   r = train_lifter(changed, o);
   CHECK(r.steps == 40);
+}
+
+TEST_CASE("trainer: resuming a checkpoint already at --max-steps trains nothing and writes nothing") {
+  SyntheticData d(300, 64);
+  TempDir out("trainer-at-stop");
+  const TrainConfig c = small_config(d, out.file("run"), "martinez");
+  TrainOptions o = quiet();
+  o.stop_after_steps = 7;
+  REQUIRE(train_lifter(c, o).steps == 7);
+  auto bytes = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  };
+  const std::string ckpt = out.file("run") + "/" + kCheckpointFile;
+  const std::string log = out.file("run") + "/" + kLogFile;
+  const std::string ckpt_before = bytes(ckpt), log_before = bytes(log);
+  o.resume = true;
+  for (int64_t stop : {7, 5}) {  // at, and past, the limit
+    o.stop_after_steps = stop;
+    const TrainResult r = train_lifter(c, o);
+    CHECK(r.already_at_stop);
+    CHECK_FALSE(r.interrupted);
+    CHECK(r.steps == 7);
+    CHECK(bytes(ckpt) == ckpt_before);
+    CHECK(bytes(log) == log_before);
+  }
+  o.stop_after_steps = 8;  // one step more is still trained
+  const TrainResult r = train_lifter(c, o);
+  CHECK_FALSE(r.already_at_stop);
+  CHECK(r.steps == 8);
 }
 
 TEST_CASE("trainer: config errors name the field") {

@@ -4,6 +4,7 @@
 
 #include "build_config.h"
 #include "dofpose/cuda_backend.h"
+#include "dofpose/error.h"
 #ifdef DOFPOSE_WITH_OPENMP
 #include <omp.h>
 #endif
@@ -19,6 +20,8 @@ int cpu_threads() {
 }
 
 void set_cpu_threads(int n) {
+  DOFPOSE_CHECK(n >= 0 && n <= kMaxCpuThreads, "CPU threads: expected 1 to ", kMaxCpuThreads,
+                " (0 = all cores), got ", n);
 #ifdef DOFPOSE_WITH_OPENMP
   omp_set_num_threads(n > 0 ? n : int(std::thread::hardware_concurrency()));
 #else

@@ -160,15 +160,10 @@ std::vector<std::array<float, 51>> read_lifted(const std::string& path) {
   return out;
 }
 
-}  // namespace
-
-DemoResult run_demo(const DemoOptions& opt) {
+// Steps 1-3 of run_demo into its (existing) folder; every file it writes goes
+// into `written` first, so that a failure can remove it.
+DemoResult run_demo_into(const DemoOptions& opt, PoseLifter& lifter, std::vector<std::string>& written) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(opt.out_dir, ec);
-  DOFPOSE_CHECK(!ec && fs::is_directory(opt.out_dir), "demo: cannot create output directory '",
-                opt.out_dir, "': ", ec.message());
-
   // 1. Poses, cameras, the known answer and the 2D.
   std::vector<DemoFrame> frames;
   unsigned k = 0;
@@ -191,7 +186,6 @@ DemoResult run_demo(const DemoOptions& opt) {
     }
 
   // 2. Inputs, lifted through run_lift (the `dofpose lift` code path).
-  PoseLifter lifter = opt.model.empty() ? PoseLifter::from_default() : PoseLifter::from_file(opt.model);
   DemoResult result;
   result.model_source = lifter.source();
   result.model_status = lifter.status();
@@ -200,6 +194,8 @@ DemoResult run_demo(const DemoOptions& opt) {
     const std::string lname = coco ? "coco17" : "h36m17";
     const std::string in_path = (fs::path(opt.out_dir) / ("input_" + lname + ".json")).string();
     const std::string out_path = (fs::path(opt.out_dir) / ("lifted_" + lname + ".json")).string();
+    written.push_back(in_path);
+    written.push_back(out_path);
     write_file_atomically(in_path, input_json(frames, coco));
     result.files.push_back(in_path);
     LiftRunOptions lo;
@@ -224,11 +220,37 @@ DemoResult run_demo(const DemoOptions& opt) {
       char name[96];
       std::snprintf(name, sizeof name, "pose%02zu_%s_yaw%+04d.png", i, named_pose_name(f.pose), int(f.yaw));
       const std::string path = (fs::path(opt.out_dir) / name).string();
+      written.push_back(path);
       write_png(path, f, lifted["h36m17"][i]);
       result.files.push_back(path);
     }
   }
   return result;
+}
+
+}  // namespace
+
+DemoResult run_demo(const DemoOptions& opt) {
+  namespace fs = std::filesystem;
+  // The model first: one that cannot run the demo fails before anything is written.
+  PoseLifter lifter = opt.model.empty() ? PoseLifter::from_default() : PoseLifter::from_file(opt.model);
+  DOFPOSE_CHECK(!lifter.config().use_attributes, "demo: model ", lifter.source(),
+                " uses torso-plane attributes (config use_attributes), which the demo's "
+                "generated 2D does not have; give a lifter without attributes");
+  std::error_code ec;
+  const bool created_dir = !fs::exists(opt.out_dir, ec);
+  fs::create_directories(opt.out_dir, ec);
+  DOFPOSE_CHECK(!ec && fs::is_directory(opt.out_dir), "demo: cannot create output directory '",
+                opt.out_dir, "': ", ec.message());
+  std::vector<std::string> written;  // this run's files, removed if it fails
+  try {
+    return run_demo_into(opt, lifter, written);
+  } catch (...) {
+    if (created_dir) fs::remove_all(opt.out_dir, ec);
+    else
+      for (const std::string& f : written) fs::remove(f, ec);
+    throw;
+  }
 }
 
 std::string format_demo_table(const DemoResult& r) {

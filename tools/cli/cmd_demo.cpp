@@ -2,6 +2,7 @@
 // lift` with the built-in model -> errors against the known 3D answer. The
 // work is dofpose::run_demo (dofpose/demo.h).
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "dofpose/demo.h"
@@ -30,36 +31,23 @@ constexpr const char* kUsage =
 
 int cmd_demo(int argc, char** argv) {
   dofpose::DemoOptions opt;
+  if (wants_help(argc, argv)) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kUsage);
-      return 0;
-    }
     if (a == "--no-png") {
       opt.write_png = false;
       continue;
     }
-    if (a == "--out" || a == "--model" || a == "--seed") {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "dofpose demo: %s needs a value\n", a.c_str());
-        return 1;
-      }
-      const std::string v = argv[++i];
-      if (a == "--out") opt.out_dir = v;
-      else if (a == "--model") opt.model = v;
-      else {
-        try {
-          opt.seed = unsigned(std::stoul(v));
-        } catch (const std::exception&) {
-          std::fprintf(stderr, "dofpose demo: --seed needs a non-negative integer, got '%s'\n", v.c_str());
-          return 1;
-        }
-      }
-      continue;
-    }
-    std::fprintf(stderr, "dofpose demo: unknown argument '%s'\n\n%s", a.c_str(), kUsage);
-    return 1;
+    if (a != "--out" && a != "--model" && a != "--seed")
+      throw UsageError("unknown argument '" + a + "'");
+    if (i + 1 >= argc) throw UsageError(a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--out") opt.out_dir = v;
+    else if (a == "--model") opt.model = v;
+    else opt.seed = unsigned(parse_int_arg(a, v, 0, std::numeric_limits<unsigned>::max()));
   }
   const dofpose::DemoResult r = dofpose::run_demo(opt);
   std::printf("model: %s%s%s\n", r.model_source.c_str(), r.model_status.empty() ? "" : ", status: ",

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -45,14 +46,6 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-int64_t parse_int(const std::string& flag, const std::string& v, int64_t min) {
-  char* end = nullptr;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  DOFPOSE_CHECK(!v.empty() && end && *end == '\0' && x >= min, flag, ": expected an integer >= ",
-                min, ", got '", v, "'");
-  return x;
-}
-
 // Silent for the first second (short runs print nothing), then redraws one
 // line on a terminal, or prints a line per 10 % elsewhere (logs).
 struct Progress {
@@ -83,40 +76,55 @@ int cmd_eval(int argc, char** argv) {
   settings.attributes_auto = true;
   std::string model;
   bool json = false, quiet = false;
+  if (wants_help(argc, argv)) {
+    std::printf("%s", kEvalHelp);
+    return 0;
+  }
+  static const char* const with_value[] = {"--model", "--data", "--subjects", "--input",
+                                            "--attributes", "--seed", "--cameras", "--actions",
+                                            "--max-frames", "--batch", "--attribute-threshold"};
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kEvalHelp);
-      return 0;
-    }
     if (a == "--json") { json = true; continue; }
     if (a == "--quiet") { quiet = true; continue; }
-    DOFPOSE_CHECK(i + 1 < argc, "option ", a, " needs a value (see dofpose eval --help)");
+    bool known = false;
+    for (const char* f : with_value) known = known || a == f;
+    if (!known)
+      throw UsageError(a.rfind('-', 0) == 0 ? "unknown option '" + a + "'"
+                                            : "unexpected argument '" + a + "'");
+    if (i + 1 >= argc) throw UsageError(a + " needs a value");
     const std::string v = argv[++i];
+    // A bad value is a usage error (status 1), also where the library parses it.
+    auto parsed = [&](auto parse) {
+      try {
+        return parse(v);
+      } catch (const dofpose::Error& e) {
+        throw UsageError(a + ": " + e.what());
+      }
+    };
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     if (a == "--model") model = v;
     else if (a == "--data") opt.data_dir = v;
     else if (a == "--subjects") opt.subjects = split_commas(v);
-    else if (a == "--input") opt.input = dofpose::eval::parse_input_source(v);
+    else if (a == "--input") opt.input = parsed(dofpose::eval::parse_input_source);
     else if (a == "--attributes") {
-      opt.attributes = dofpose::eval::parse_attribute_source(v);
+      opt.attributes = parsed(dofpose::eval::parse_attribute_source);
       settings.attributes_auto = false;
-    } else if (a == "--seed") opt.seed = uint64_t(parse_int(a, v, 0));
+    } else if (a == "--seed") opt.seed = uint64_t(parse_int_arg(a, v, 0, kMax));
     else if (a == "--cameras") opt.cameras = v == "all" ? std::vector<std::string>{} : split_commas(v);
     else if (a == "--actions") opt.actions = split_commas(v);
-    else if (a == "--max-frames") opt.max_frames = parse_int(a, v, 1);
-    else if (a == "--batch") opt.batch_size = parse_int(a, v, 1);
-    else if (a == "--attribute-threshold") {
+    else if (a == "--max-frames") opt.max_frames = parse_int_arg(a, v, 1, kMax);
+    else if (a == "--batch") opt.batch_size = parse_int_arg(a, v, 1, 1 << 20);
+    else {  // --attribute-threshold
       char* end = nullptr;
       settings.threshold_override_mm = std::strtod(v.c_str(), &end);
-      DOFPOSE_CHECK(!v.empty() && *end == '\0' && settings.threshold_override_mm >= 0, a,
-                    ": expected a number of mm >= 0, got '", v, "'");
-    } else {
-      dofpose::fail("unknown option '", a, "' (see dofpose eval --help)");
+      if (v.empty() || *end != '\0' || !(settings.threshold_override_mm >= 0))
+        throw UsageError(a + " needs a number of mm >= 0, got '" + v + "'");
     }
   }
-  DOFPOSE_CHECK(!model.empty(), "--model is required (see dofpose eval --help)");
-  DOFPOSE_CHECK(!opt.data_dir.empty(), "--data is required (see dofpose eval --help)");
-  DOFPOSE_CHECK(!opt.subjects.empty(), "--subjects is required, e.g. --subjects S9,S11");
+  if (model.empty()) throw UsageError("--model is required");
+  if (opt.data_dir.empty()) throw UsageError("--data is required");
+  if (opt.subjects.empty()) throw UsageError("--subjects is required, e.g. --subjects S9,S11");
   Progress progress;
   if (!quiet) opt.progress = [&progress](int64_t d, int64_t t) { progress(d, t); };
 

@@ -1,13 +1,15 @@
 // dofpose forward: run a model on an .npy input, write its outputs as .npz,
 // optionally dump every layer's output and profile every layer. The work is
 // nn::run_forward (dofpose/nn/model.h); this file only parses the options.
+#include <unistd.h>
+
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <string>
 
+#include "dofpose/build_info.h"
 #include "dofpose/error.h"
+#include "dofpose/lift.h"
 #include "dofpose/nn/model.h"
 #include "tools/cli/commands.h"
 
@@ -46,12 +48,17 @@ constexpr const char* kUsage =
     "\n"
     "Details and examples: docs/cli.md\n";
 
-int parse_int(const char* flag, const char* text) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || v < 0 || v > 1000000)
-    dofpose::fail(flag, " needs a non-negative integer, got '", text, "'");
-  return int(v);
+// A file the command will write: its folder must exist and be writable and
+// the path must not be a folder, checked before the (maybe long) run.
+void check_writable(const char* flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  DOFPOSE_CHECK(fs::is_directory(dir, ec), flag, ": the folder of '", path, "' does not exist");
+  DOFPOSE_CHECK(::access(dir.c_str(), W_OK) == 0, flag, ": the folder of '", path,
+                "' is not writable");
+  DOFPOSE_CHECK(!fs::is_directory(path, ec), flag, ": '", path, "' is a folder, expected a file name");
 }
 
 }  // namespace
@@ -59,12 +66,12 @@ int parse_int(const char* flag, const char* text) {
 int cmd_forward(int argc, char** argv) {
   dofpose::nn::ForwardOptions opt;
   std::string json_path;
+  if (wants_help(argc, argv)) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kUsage);
-      return 0;
-    }
     if (a == "--profile") {
       opt.profile = true;
       continue;
@@ -74,22 +81,16 @@ int cmd_forward(int argc, char** argv) {
                                               "--device", "--activations"};
     bool known = false;
     for (const char* f : with_value) known = known || a == f;
-    if (!known) {
-      std::fprintf(stderr, "dofpose forward: unknown option '%s'\n\n%s", a.c_str(), kUsage);
-      return 1;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "dofpose forward: %s needs a value\n", a.c_str());
-      return 1;
-    }
+    if (!known) throw UsageError("unknown option '" + a + "'");
+    if (i + 1 >= argc) throw UsageError(a + " needs a value");
     const char* v = argv[++i];
     if (a == "--model") opt.model = v;
     else if (a == "--input") opt.input = v;
     else if (a == "--output") opt.output = v;
     else if (a == "--attributes") opt.attributes = v;
     else if (a == "--dump") opt.dump_dir = v;
-    else if (a == "--repeat") opt.repeat = parse_int("--repeat", v);
-    else if (a == "--threads") opt.threads = parse_int("--threads", v);
+    else if (a == "--repeat") opt.repeat = int(parse_int_arg(a, v, 1, 1000000));
+    else if (a == "--threads") opt.threads = int(parse_int_arg(a, v, 1, dofpose::kMaxCpuThreads));
     else if (a == "--device") opt.device = v;
     else if (a == "--activations") opt.activations = v;
     else if (a == "--profile-json") {
@@ -97,12 +98,10 @@ int cmd_forward(int argc, char** argv) {
       opt.profile = true;
     }
   }
-  if (opt.model.empty() || opt.input.empty()) {
-    std::fprintf(stderr, "dofpose forward: --model and --input are required\n\n%s", kUsage);
-    return 1;
-  }
+  if (opt.model.empty() || opt.input.empty()) throw UsageError("--model and --input are required");
   dofpose::nn::ForwardResult r;
   try {
+    if (!json_path.empty()) check_writable("--profile-json", json_path);
     r = dofpose::nn::run_forward(opt);
   } catch (const dofpose::Error& e) {
     // The library's messages start with "forward: "; main() would repeat the command name.
@@ -121,10 +120,7 @@ int cmd_forward(int argc, char** argv) {
     std::printf("dumped %zu layer outputs to %s/\n", r.dumped.size(), opt.dump_dir.c_str());
   if (opt.profile) std::printf("\n%s", dofpose::nn::format_profile(r).c_str());
   if (!json_path.empty()) {
-    std::ofstream f(json_path, std::ios::trunc);
-    f << dofpose::nn::profile_json(r) << "\n";
-    f.close();
-    if (!f) dofpose::fail("cannot write the profile JSON to '", json_path, "'");
+    dofpose::write_file_atomically(json_path, dofpose::nn::profile_json(r) + "\n");
     std::printf("wrote %s\n", json_path.c_str());
   }
   return 0;

@@ -1,6 +1,7 @@
 // dofpose info: what this build is and what it can run on.
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <nlohmann/json.hpp>
 
 #include "dofpose/build_info.h"
@@ -10,11 +11,15 @@
 namespace dofpose_cli {
 
 int cmd_info(int argc, char** argv) {
-  if (argc > 0 && (!std::strcmp(argv[0], "--help") || !std::strcmp(argv[0], "-h"))) {
+  if (wants_help(argc, argv)) {
     std::printf("usage: dofpose info [--json]\n\nPrints the build configuration: version, compiler, SIMD level of the CPU\nkernels, threads, whether the CUDA backend is built and which devices it sees.\n");
     return 0;
   }
-  bool json = argc > 0 && !std::strcmp(argv[0], "--json");
+  bool json = false;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json")) throw UsageError(std::string("unknown option '") + argv[i] + "'");
+    json = true;
+  }
   dofpose::BuildInfo b = dofpose::build_info();
   std::vector<std::string> devices;
   for (int i = 0; i < b.cuda_devices; ++i) devices.push_back(dofpose::cuda::device_name(i));

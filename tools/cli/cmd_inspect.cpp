@@ -1,5 +1,6 @@
 // dofpose inspect FILE: the tensors and metadata of a weights file.
 #include <cstdio>
+#include <string>
 
 #include "dofpose/weights.h"
 #include "tools/cli/commands.h"
@@ -7,13 +8,18 @@
 namespace dofpose_cli {
 
 int cmd_inspect(int argc, char** argv) {
-  if (argc < 1) {
-    std::fprintf(stderr, "usage: dofpose inspect FILE.safetensors\n");
-    return 1;
+  if (wants_help(argc, argv)) {
+    std::printf("usage: dofpose inspect FILE.safetensors\n\nLists every tensor (name, dtype, shape, "
+                "byte range), the parameter count and the\nmetadata of a weights file "
+                "(docs/weights-format.md).\n");
+    return 0;
   }
-  dofpose::WeightsFile f(argv[0]);
+  if (argc != 1) throw UsageError(argc == 0 ? "needs a weights file" : "takes one weights file");
+  if (argv[0][0] == '-') throw UsageError(std::string("unknown option '") + argv[0] + "'");
+  const std::string path = argv[0];
+  dofpose::WeightsFile f(path);
   auto names = f.names();
-  std::printf("%s: %zu tensors\n", argv[0], names.size());
+  std::printf("%s: %zu tensors\n", path.c_str(), names.size());
   size_t total = 0;
   for (const auto& n : names) {
     const auto& e = f.entry(n);

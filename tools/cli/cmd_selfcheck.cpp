@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "dofpose/build_info.h"
@@ -91,7 +92,15 @@ Tensor back_stage(const TensorView& in, BnParams& p, const Tensor& a, const Tens
 
 }  // namespace
 
-int cmd_selfcheck(int, char**) {
+int cmd_selfcheck(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::printf("usage: dofpose selfcheck\n\nRuns a pre-activation bottleneck block forward and "
+                "backward through the op API,\nchecks its gradients against central finite "
+                "differences and times a forward at\nhourglass scale. Exit status 3 when a "
+                "gradient check fails.\n");
+    return 0;
+  }
+  if (argc > 0) throw UsageError(std::string("unknown argument '") + argv[0] + "'");
   std::mt19937 rng(1234);
   Block k{8, 4, 16, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   k.w1 = randn({4, 8, 1, 1}, rng, 0.3f);  k.b1 = randn({4}, rng, 0.1f);

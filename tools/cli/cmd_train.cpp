@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "dofpose/train/trainer.h"
@@ -32,49 +33,36 @@ const char* kTrainHelp =
 int cmd_train(int argc, char** argv) {
   std::string config_path, out_dir;
   dofpose::train::TrainOptions options;
+  if (wants_help(argc, argv)) {
+    std::printf("%s", kTrainHelp);
+    return 0;
+  }
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "dofpose train: %s needs a value\n\n%s", flag, kTrainHelp);
-        std::exit(1);
-      }
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kTrainHelp);
-      return 0;
-    } else if (a == "--config") {
-      config_path = value("--config");
-    } else if (a == "--out") {
-      out_dir = value("--out");
-    } else if (a == "--resume") {
-      options.resume = true;
-    } else if (a == "--quiet") {
-      options.progress = false;
-    } else if (a == "--max-steps") {
-      const std::string v = value("--max-steps");
-      char* end = nullptr;
-      const long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end || n < 1) {
-        std::fprintf(stderr, "dofpose train: --max-steps needs a positive integer, got '%s'\n", v.c_str());
-        return 1;
-      }
-      options.stop_after_steps = n;
-    } else {
-      std::fprintf(stderr, "dofpose train: unknown option '%s'\n\n%s", a.c_str(), kTrainHelp);
-      return 1;
-    }
+    if (a == "--config") config_path = value();
+    else if (a == "--out") out_dir = value();
+    else if (a == "--resume") options.resume = true;
+    else if (a == "--quiet") options.progress = false;
+    else if (a == "--max-steps")
+      options.stop_after_steps = parse_int_arg(a, value(), 1, std::numeric_limits<int64_t>::max());
+    else throw UsageError("unknown option '" + a + "'");
   }
-  if (config_path.empty()) {
-    std::fprintf(stderr, "dofpose train: --config is required\n\n%s", kTrainHelp);
-    return 1;
-  }
+  if (config_path.empty()) throw UsageError("--config is required");
   dofpose::train::TrainConfig config = dofpose::train::TrainConfig::from_file(config_path);
   if (!out_dir.empty()) config.out_dir = out_dir;
 
   dofpose::train::install_stop_signal_handlers();
   const dofpose::train::TrainResult r = dofpose::train::train_lifter(config, options);
+  if (r.already_at_stop) {
+    std::printf("checkpoint %s is already at step %lld, at or past --max-steps %lld: nothing to "
+                "train, nothing written\n",
+                r.checkpoint_path.c_str(), (long long)r.steps, (long long)options.stop_after_steps);
+    return 0;
+  }
 
   std::printf("%s: %s lifter, %d/%d epochs, %lld steps, %lld training / %lld validation samples\n",
               r.interrupted ? "interrupted" : "done", config.model.kind.c_str(), r.epochs_completed,

@@ -1,6 +1,8 @@
 // Subcommands of the dofpose program. Each lives in its own cmd_<name>.cpp and
 // registers itself with DOFPOSE_COMMAND, so adding one touches no other file.
 #pragma once
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,20 @@ struct Command {
 
 std::vector<Command>& commands();
 bool register_command(const char* name, const char* usage, const char* summary, CommandFn run);
+
+// A bad command line (unknown option, missing or malformed value): main()
+// prints "dofpose <name>: <message> (see dofpose <name> --help)", exit status 1
+// (docs/cli.md). Errors in the work itself throw dofpose::Error: status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The whole of `text` as a decimal integer in [lo, hi]; else UsageError naming
+// the flag, the range and the text ("5abc", "-1" and "99999999999" are refused).
+int64_t parse_int_arg(const std::string& flag, const std::string& text, int64_t lo, int64_t hi);
+
+// True when argv holds --help or -h (commands print their usage and exit 0).
+bool wants_help(int argc, char** argv);
 
 }  // namespace dofpose_cli
 

@@ -1,6 +1,9 @@
 // dofpose: the command-line program. Subcommands register themselves (commands.h).
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -16,6 +19,25 @@ std::vector<Command>& commands() {
 bool register_command(const char* name, const char* usage, const char* summary, CommandFn run) {
   commands().push_back({name, usage, summary, run});
   return true;
+}
+
+int64_t parse_int_arg(const std::string& flag, const std::string& text, int64_t lo, int64_t hi) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  // strtoll skips leading blanks and overflows to LLONG_MAX with ERANGE: refuse both.
+  const bool ok = !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) &&
+                  *end == '\0' && errno == 0 && v >= lo && v <= hi;
+  if (!ok)
+    throw UsageError(flag + " needs an integer from " + std::to_string(lo) + " to " +
+                     std::to_string(hi) + ", got '" + text + "'");
+  return v;
+}
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;
+  return false;
 }
 
 }  // namespace dofpose_cli
@@ -52,8 +74,15 @@ int main(int argc, char** argv) {
     if (c.name != cmd) continue;
     try {
       return c.run(argc - 2, argv + 2);
+    } catch (const dofpose_cli::UsageError& e) {
+      std::fprintf(stderr, "dofpose %s: %s (see dofpose %s --help)\n", cmd.c_str(), e.what(),
+                   cmd.c_str());
+      return 1;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "dofpose %s: error: %s\n", cmd.c_str(), e.what());
+      // Library messages may start with the command's name: do not print it twice.
+      std::string msg = e.what();
+      if (msg.rfind(cmd + ": ", 0) == 0) msg = msg.substr(cmd.size() + 2);
+      std::fprintf(stderr, "dofpose %s: error: %s\n", cmd.c_str(), msg.c_str());
       return 2;
     }
   }

@@ -18,6 +18,10 @@ struct BuildInfo {
 BuildInfo build_info();
 // Threads used by the CPU kernels (default: all cores).
 int cpu_threads();
+// Most CPU threads one may ask for: OpenMP (libgomp) crashes when it cannot
+// create the threads of a huge request, so it is refused before it gets there.
+constexpr int kMaxCpuThreads = 1024;
+// n = 0: all cores; 1..kMaxCpuThreads: that many; anything else throws.
 void set_cpu_threads(int n);
 
 }  // namespace dofpose

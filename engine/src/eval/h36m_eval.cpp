@@ -138,6 +138,16 @@ H36mEvalResult evaluate_h36m(const H36mEvalOptions& opt, const PosePredictor& pr
   DOFPOSE_CHECK(opt.batch_size >= 1, "h36m eval: batch size must be >= 1, got ", opt.batch_size);
   DOFPOSE_CHECK(opt.max_frames >= 0, "h36m eval: max frames must be >= 0, got ", opt.max_frames);
   DOFPOSE_CHECK(predict, "h36m eval: no predictor");
+  // A name given twice would evaluate (and weigh) its frames twice.
+  for (const auto& [what, list] : {std::pair<const char*, const std::vector<std::string>*>{
+                                       "subjects", &opt.subjects},
+                                   {"cameras", &opt.cameras},
+                                   {"actions", &opt.actions}}) {
+    std::set<std::string> seen;
+    for (const std::string& name : *list)
+      DOFPOSE_CHECK(seen.insert(name).second, "h36m eval: ", what, " lists '", name,
+                    "' twice; give each once");
+  }
   const bool with_attributes = opt.attributes.kind != AttributeSource::Kind::None;
   if (with_attributes)
     DOFPOSE_CHECK(opt.attribute_threshold_mm >= 0 && std::isfinite(opt.attribute_threshold_mm),

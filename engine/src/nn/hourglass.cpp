@@ -3,6 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "dofpose/nn/serialize.h"
+
 namespace dofpose::nn {
 
 namespace {
@@ -72,13 +74,17 @@ void HourglassConfig::validate() const {
   auto need = [](bool ok, const char* field, const std::string& why) {
     DOFPOSE_CHECK(ok, "hourglass config: '", field, "' ", why);
   };
-  need(stacks >= 1, "stacks", concat("must be >= 1, got ", stacks));
-  need(blocks >= 1, "blocks", concat("must be >= 1, got ", blocks));
-  need(num_feats >= 2 && num_feats % 2 == 0, "num_feats",
-       concat("must be even and >= 2 (bottleneck planes are num_feats / 2), got ", num_feats));
-  need(num_joints >= 1, "num_joints", concat("must be >= 1, got ", num_joints));
+  auto in = [](int v, int lo, int hi) { return v >= lo && v <= hi; };
+  auto range = [](int lo, int hi, int v) { return concat("must be in [", lo, ", ", hi, "], got ", v); };
+  need(in(stacks, 1, kMaxStacks), "stacks", range(1, kMaxStacks, stacks));
+  need(in(blocks, 1, kMaxBlocks), "blocks", range(1, kMaxBlocks, blocks));
+  need(in(num_feats, 2, kMaxChannels) && num_feats % 2 == 0, "num_feats",
+       concat("must be even and in [2, ", kMaxChannels,
+              "] (bottleneck planes are num_feats / 2), got ", num_feats));
+  need(in(num_joints, 1, kMaxJoints), "num_joints", range(1, kMaxJoints, num_joints));
   need(depth >= 1 && depth <= 8, "depth", concat("must be in [1, 8], got ", depth));
-  need(stem_channels >= 1, "stem_channels", concat("must be >= 1, got ", stem_channels));
+  need(in(stem_channels, 1, kMaxChannels), "stem_channels", range(1, kMaxChannels, stem_channels));
+  need(input_size <= kMaxInputSize, "input_size", range(1, kMaxInputSize, input_size));
   need(stem_layout == "newell" || stem_layout == "pytorch-pose", "stem_layout",
        concat("must be \"newell\" or \"pytorch-pose\", got \"", stem_layout, "\""));
   const int64_t multiple = 4LL << depth;  // stride-4 stem, then depth halvings
@@ -91,15 +97,15 @@ void HourglassConfig::validate() const {
          concat("must give heatmaps of 8 * 2^k pixels for the attribute head (it pools to 8x8), "
                 "got heatmaps of ",
                 heatmap_size()));
-    need(num_attribute_joints >= 1, "num_attribute_joints",
-         concat("must be >= 1, got ", num_attribute_joints));
-    need(attribute_classes >= 2, "attribute_classes",
-         concat("must be >= 2, got ", attribute_classes));
-    need(attribute_channels >= 1, "attribute_channels",
-         concat("must be >= 1, got ", attribute_channels));
+    need(in(num_attribute_joints, 1, kMaxJoints), "num_attribute_joints",
+         range(1, kMaxJoints, num_attribute_joints));
+    need(in(attribute_classes, 2, kMaxJoints), "attribute_classes",
+         range(2, kMaxJoints, attribute_classes));
+    need(in(attribute_channels, 1, kMaxChannels), "attribute_channels",
+         range(1, kMaxChannels, attribute_channels));
   }
   if (domain_head) {
-    need(domain_hidden >= 1, "domain_hidden", concat("must be >= 1, got ", domain_hidden));
+    need(in(domain_hidden, 1, kMaxChannels), "domain_hidden", range(1, kMaxChannels, domain_hidden));
     need(std::isfinite(grl_lambda), "grl_lambda", "must be finite");
   }
   need(std::isfinite(softargmax_beta) && softargmax_beta > 0, "softargmax_beta",
@@ -118,11 +124,7 @@ HourglassConfig HourglassConfig::from_json_string(const std::string& text) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& key = it.key();
     const nlohmann::json& v = it.value();
-    auto as_int = [&](int& dst) {
-      DOFPOSE_CHECK(v.is_number_integer(), "hourglass config: '", key,
-                    "' must be an integer, got ", v.dump());
-      dst = v.get<int>();
-    };
+    auto as_int = [&](int& dst, int lo, int hi) { dst = config_int(v, "hourglass config", key, lo, hi); };
     auto as_bool = [&](bool& dst) {
       DOFPOSE_CHECK(v.is_boolean(), "hourglass config: '", key, "' must be true or false, got ",
                     v.dump());
@@ -138,20 +140,21 @@ HourglassConfig HourglassConfig::from_json_string(const std::string& text) {
                     v.dump());
       dst = v.get<float>();
     };
-    if (key == "stacks") as_int(c.stacks);
-    else if (key == "blocks") as_int(c.blocks);
-    else if (key == "num_feats") as_int(c.num_feats);
-    else if (key == "num_joints") as_int(c.num_joints);
-    else if (key == "input_size") as_int(c.input_size);
-    else if (key == "depth") as_int(c.depth);
-    else if (key == "stem_channels") as_int(c.stem_channels);
+    // The same bounds as validate(), checked on the 64-bit value as written.
+    if (key == "stacks") as_int(c.stacks, 1, kMaxStacks);
+    else if (key == "blocks") as_int(c.blocks, 1, kMaxBlocks);
+    else if (key == "num_feats") as_int(c.num_feats, 2, kMaxChannels);
+    else if (key == "num_joints") as_int(c.num_joints, 1, kMaxJoints);
+    else if (key == "input_size") as_int(c.input_size, 1, kMaxInputSize);
+    else if (key == "depth") as_int(c.depth, 1, 8);
+    else if (key == "stem_channels") as_int(c.stem_channels, 1, kMaxChannels);
     else if (key == "stem_layout") as_string(c.stem_layout);
     else if (key == "attribute_head") as_bool(c.attribute_head);
-    else if (key == "num_attribute_joints") as_int(c.num_attribute_joints);
-    else if (key == "attribute_classes") as_int(c.attribute_classes);
-    else if (key == "attribute_channels") as_int(c.attribute_channels);
+    else if (key == "num_attribute_joints") as_int(c.num_attribute_joints, 1, kMaxJoints);
+    else if (key == "attribute_classes") as_int(c.attribute_classes, 2, kMaxJoints);
+    else if (key == "attribute_channels") as_int(c.attribute_channels, 1, kMaxChannels);
     else if (key == "domain_head") as_bool(c.domain_head);
-    else if (key == "domain_hidden") as_int(c.domain_hidden);
+    else if (key == "domain_hidden") as_int(c.domain_hidden, 1, kMaxChannels);
     else if (key == "grl_lambda") as_float(c.grl_lambda);
     else if (key == "softargmax_beta") as_float(c.softargmax_beta);
     else fail("hourglass config: unknown key '", key, "'");
@@ -835,7 +838,18 @@ std::unique_ptr<HourglassNet> HourglassNet::load(const std::string& path) {
                 "', expected '1'");
   const std::string config = file.metadata_or("config", "");
   DOFPOSE_CHECK(!config.empty(), "HourglassNet::load: ", path, " has no 'config' metadata");
-  auto net = std::make_unique<HourglassNet>(HourglassConfig::from_json_string(config));
+  HourglassConfig c;
+  try {
+    c = HourglassConfig::from_json_string(config);
+  } catch (const Error& e) {
+    fail("model file ", path, ": ", e.what());
+  }
+  // The net has at least stacks x blocks bottlenecks of >= num_feats^2
+  // weights: a config the tensors cannot back is refused before building.
+  check_config_fits_file(file, int64_t(c.stacks) * c.blocks * c.num_feats * c.num_feats,
+                         concat("stacks ", c.stacks, ", blocks ", c.blocks, ", num_feats ",
+                                c.num_feats));
+  auto net = std::make_unique<HourglassNet>(c);
   net->load_state(file);
   return net;
 }

@@ -26,8 +26,10 @@ void LifterConfig::validate() const {
                 ": num_joints_in must be 16 or 17, got ", num_joints_in);
   DOFPOSE_CHECK(attribute_encoding == "onehot", op,
                 ": attribute_encoding must be \"onehot\", got \"", attribute_encoding, "\"");
-  DOFPOSE_CHECK(width >= 1, op, ": width must be >= 1, got ", width);
-  DOFPOSE_CHECK(blocks >= 0, op, ": blocks must be >= 0, got ", blocks);
+  DOFPOSE_CHECK(width >= 1 && width <= kMaxWidth, op, ": width must be in [1, ", kMaxWidth,
+                "], got ", width);
+  DOFPOSE_CHECK(blocks >= 0 && blocks <= kMaxBlocks, op, ": blocks must be in [0, ", kMaxBlocks,
+                "], got ", blocks);
   DOFPOSE_CHECK(dropout >= 0.f && dropout < 1.f, op, ": dropout must be in [0, 1), got ",
                 dropout);
   DOFPOSE_CHECK(max_norm >= 0.f, op, ": max_norm must be >= 0 (0 = off), got ", max_norm);
@@ -66,11 +68,11 @@ LifterConfig LifterConfig::from_json_string(const std::string& text) {
   try {
     for (const auto& [key, v] : j.items()) {
       if (key == "kind") c.kind = v.get<std::string>();
-      else if (key == "num_joints_in") c.num_joints_in = v.get<int>();
+      else if (key == "num_joints_in") c.num_joints_in = config_int(v, "LifterConfig", key, 16, 17);
       else if (key == "use_attributes") c.use_attributes = v.get<bool>();
       else if (key == "attribute_encoding") c.attribute_encoding = v.get<std::string>();
-      else if (key == "width") c.width = v.get<int>();
-      else if (key == "blocks") c.blocks = v.get<int>();
+      else if (key == "width") c.width = config_int(v, "LifterConfig", key, 1, kMaxWidth);
+      else if (key == "blocks") c.blocks = config_int(v, "LifterConfig", key, 0, kMaxBlocks);
       else if (key == "dropout") c.dropout = v.get<float>();
       else if (key == "max_norm") c.max_norm = v.get<float>();
       else if (key == "bn_momentum") c.bn_momentum = v.get<float>();
@@ -651,9 +653,35 @@ LifterConfig config_of(const WeightsFile& file) {
 }
 }  // namespace
 
+namespace {
+// A std of 0 or a non-finite statistic makes every output NaN or infinite
+// (docs/weights-format.md): refused at load, so every command reports it.
+void check_normalisation(const Lifter& l, const WeightsFile& file) {
+  const std::pair<const char*, const Tensor*> stats[] = {
+      {"norm.input.mean", &l.norm_input_mean}, {"norm.input.std", &l.norm_input_std},
+      {"norm.output.mean", &l.norm_output_mean}, {"norm.output.std", &l.norm_output_std}};
+  for (const auto& [name, t] : stats) {
+    const Tensor host = t->to(Device::CPU);
+    const bool is_std = std::string(name).find(".std") != std::string::npos;
+    for (int64_t i = 0; i < host.numel(); ++i) {
+      const float v = host.f32()[i];
+      DOFPOSE_CHECK(std::isfinite(v) && (!is_std || v > 0.f), "model file ", file.path(),
+                    ": tensor '", name, "' has ", v, " at index ", i, "; expected ",
+                    is_std ? "finite standard deviations > 0" : "finite means",
+                    " (broken weights?)");
+    }
+  }
+}
+}  // namespace
+
 std::unique_ptr<Lifter> load_lifter(const WeightsFile& file) {
-  auto lifter = Lifter::create(config_of(file));
+  const LifterConfig c = config_of(file);
+  // Each regressor has `blocks` residual blocks of two width x width Linears.
+  check_config_fits_file(file, int64_t(c.blocks) * 2 * c.width * c.width,
+                         concat("width ", c.width, ", blocks ", c.blocks));
+  auto lifter = Lifter::create(c);
   load_module(*lifter, file);
+  check_normalisation(*lifter, file);
   return lifter;
 }
 
@@ -662,6 +690,7 @@ void load_lifter_weights(Lifter& lifter, const WeightsFile& file) {
   DOFPOSE_CHECK(c.kind == lifter.config().kind, "model file ", file.path(), " holds a '",
                 c.kind, "' lifter, this lifter is '", lifter.config().kind, "'");
   load_module(lifter, file);
+  check_normalisation(lifter, file);
 }
 
 }  // namespace dofpose::nn

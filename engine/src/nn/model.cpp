@@ -287,7 +287,19 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   DOFPOSE_CHECK(!opt.model.empty(), "forward: no model given (--model FILE.safetensors)");
   DOFPOSE_CHECK(!opt.input.empty(), "forward: no input given (--input X.npy)");
   DOFPOSE_CHECK(opt.repeat >= 1, "forward: --repeat must be >= 1, got ", opt.repeat);
-  DOFPOSE_CHECK(opt.threads >= 0, "forward: --threads must be >= 1, got ", opt.threads);
+  DOFPOSE_CHECK(opt.threads >= 0 && opt.threads <= kMaxCpuThreads,
+                "forward: --threads must be in [1, ", kMaxCpuThreads, "], got ", opt.threads);
+  if (!opt.dump_dir.empty()) {
+    // An earlier dump's files would stay next to this one's and be paired by
+    // compare_dumps.py; deleting them could delete the user's files: refuse.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    DOFPOSE_CHECK(!fs::exists(opt.dump_dir, ec) || fs::is_directory(opt.dump_dir, ec),
+                  "forward: --dump '", opt.dump_dir, "' exists and is not a folder");
+    DOFPOSE_CHECK(!fs::is_directory(opt.dump_dir, ec) || fs::is_empty(opt.dump_dir, ec),
+                  "forward: --dump folder '", opt.dump_dir, "' is not empty (an earlier dump's "
+                  "files would be mixed with this one's); give a new or empty folder");
+  }
   if (!opt.output.empty()) {
     const std::filesystem::path parent = std::filesystem::path(opt.output).parent_path();
     std::error_code ec;
@@ -330,6 +342,13 @@ ForwardResult run_forward(const ForwardOptions& opt) {
     DOFPOSE_CHECK(model->uses_attributes(), "forward: this lifter does not use attributes "
                   "(config use_attributes false); drop --attributes");
     attributes = read_attributes_npy(opt.attributes);
+    // Named here, with the files and the input's shape as given (check_inputs
+    // sees the attributes encoded to [N,27]).
+    DOFPOSE_CHECK(input.shape().ndim >= 1 && attributes.shape()[0] == input.shape()[0],
+                  "forward: the attributes '", opt.attributes, "' hold ", attributes.shape()[0],
+                  " pose(s) (first dimension), the input '", opt.input, "' of shape ",
+                  input.shape().str(), " holds ", input.shape().ndim >= 1 ? input.shape()[0] : 0,
+                  "; give one row of attributes per pose");
   }
   const ModelInputs in{input.view(), attributes.empty() ? TensorView() : attributes.view()};
   model->check_inputs(in);

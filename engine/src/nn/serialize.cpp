@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "dofpose/nn/optimizer.h"
 
 namespace dofpose::nn {
@@ -58,6 +60,31 @@ void check_model_metadata(const WeightsFile& file, const std::string& kind) {
   const std::string found = file.metadata_or("kind", "");
   DOFPOSE_CHECK(found == kind, "model file ", file.path(), ": metadata kind is '", found,
                 "', expected '", kind, "'");
+}
+
+int config_int(const nlohmann::json& v, const std::string& where, const std::string& key,
+               int64_t lo, int64_t hi) {
+  DOFPOSE_CHECK(v.is_number_integer(), where, ": '", key, "' must be an integer (wrong type), got ",
+                v.dump());
+  bool ok;
+  if (v.is_number_unsigned()) {  // may exceed int64: compare unconverted
+    const uint64_t u = v.get<uint64_t>();
+    ok = hi >= 0 && u <= uint64_t(hi) && (lo <= 0 || u >= uint64_t(lo));
+  } else {
+    const int64_t x = v.get<int64_t>();
+    ok = x >= lo && x <= hi;
+  }
+  DOFPOSE_CHECK(ok, where, ": '", key, "' must be in [", lo, ", ", hi, "], got ", v.dump());
+  return int(v.get<int64_t>());
+}
+
+void check_config_fits_file(const WeightsFile& file, int64_t min_params, const std::string& what) {
+  int64_t held = 0;
+  for (const std::string& name : file.names())
+    if (name.rfind("optim.", 0) != 0) held += file.entry(name).shape.numel();
+  DOFPOSE_CHECK(min_params <= held, "model file ", file.path(), ": its config (", what,
+                ") needs at least ", min_params, " parameter values, the file's tensors hold ",
+                held, " (config and tensors disagree)");
 }
 
 }  // namespace dofpose::nn

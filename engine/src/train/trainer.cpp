@@ -561,6 +561,9 @@ void Trainer::resume() {
   DOFPOSE_CHECK(optimizer_->step_count() == st_.step, "checkpoint ", checkpoint_path_,
                 ": optimizer step ", optimizer_->step_count(), " != trainer step ", st_.step);
 
+  // Already at stop_after_steps: run() returns without training; the log stays as it is.
+  if (opt_.stop_after_steps > 0 && st_.step >= opt_.stop_after_steps) return;
+
   // Keep the log rows of completed epochs only (a crash between a log row and
   // its checkpoint would otherwise duplicate a row).
   std::vector<std::string> keep;
@@ -692,6 +695,14 @@ TrainResult Trainer::run() {
   result.val_samples = val_ ? val_->size() : 0;
   result.checkpoint_path = checkpoint_path_;
   result.log_path = log_path_;
+  if (opt_.resume && opt_.stop_after_steps > 0 && st_.step >= opt_.stop_after_steps) {
+    // Another step and a rewritten checkpoint would move it past the limit.
+    result.already_at_stop = true;
+    result.epochs_completed = st_.epoch;
+    result.steps = st_.step;
+    result.seconds = st_.seconds;
+    return result;
+  }
 
   const int pin = train_->pose_input_dim();
   const bool attrs = train_->uses_attributes();

@@ -42,6 +42,11 @@ struct HourglassConfig {
   float softargmax_beta = 1.f;
 
   int heatmap_size() const { return input_size / 4; }
+
+  // Upper bounds (docs/models.md): far above any published hourglass, low
+  // enough that a typo fails at once instead of allocating.
+  static constexpr int kMaxStacks = 64, kMaxBlocks = 64, kMaxChannels = 8192;
+  static constexpr int kMaxJoints = 1024, kMaxInputSize = 4096;
   // Throws dofpose::Error naming the field when the config cannot be built.
   void validate() const;
   // Missing keys keep their defaults; unknown keys are an error (typos).

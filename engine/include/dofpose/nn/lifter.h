@@ -45,6 +45,10 @@ struct LifterConfig {
 
   static constexpr int kOutputJoints = 17;
   static constexpr int kAttributeInputs = 27;
+  // Upper bounds of width and blocks (docs/models.md): far above any trained
+  // lifter, low enough that a typo fails at once instead of allocating.
+  static constexpr int kMaxWidth = 16384;
+  static constexpr int kMaxBlocks = 64;
 
   void validate() const;  // throws naming the field
   std::vector<int> input_joints() const;  // H36M indices of the 2D inputs, in order
@@ -188,7 +192,9 @@ void encode_attribute_labels(const int32_t* labels, int64_t n, float* out);
 // Checkpoints: metadata format_version "1", kind "lifter", config (JSON), and
 // the optimizer state when one is given.
 void save_lifter(Lifter& lifter, const std::string& path, const Optimizer* optimizer = nullptr);
-// Builds the lifter the file's config describes and loads its weights.
+// Builds the lifter the file's config describes and loads its weights. The
+// normalisation statistics must be finite with every std > 0 (the error
+// names the file and the tensor).
 std::unique_ptr<Lifter> load_lifter(const WeightsFile& file);
 // Loads into an existing lifter; the file's kind and config kind must match.
 void load_lifter_weights(Lifter& lifter, const WeightsFile& file);

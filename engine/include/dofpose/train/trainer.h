@@ -93,14 +93,18 @@ struct EpochReport {
 struct TrainOptions {
   bool resume = false;      // continue from out_dir/checkpoint.safetensors
   bool progress = true;     // \r-updated progress bar and epoch lines on stderr
-  // Test hook: behave as if interrupted once the global step count reaches
-  // this (finish the batch, save the checkpoint, return). 0 = off.
+  // Behave as if interrupted once the global step count reaches this (finish
+  // the batch, save the checkpoint, return); a resumed checkpoint already
+  // there returns at once (TrainResult::already_at_stop). 0 = off.
   int64_t stop_after_steps = 0;
   std::function<void(const EpochReport&)> on_epoch;  // called after each epoch's validation
 };
 
 struct TrainResult {
   bool interrupted = false;  // stopped by a signal or the test hook; checkpoint saved
+  // Resumed from a checkpoint already at or past stop_after_steps: nothing was
+  // trained and nothing written (the checkpoint is left as it was).
+  bool already_at_stop = false;
   int epochs_completed = 0;
   int64_t steps = 0;
   int64_t train_samples = 0, val_samples = 0;
