@@ -24,6 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import h36m_lib as H  # noqa: E402
 
 THRESHOLDS_MM = list(range(0, 151, 10))
+PROG = "attribute_threshold.py"
+
+
+class ToolError(Exception):
+    """Bad input: main() prints it as `attribute_threshold.py: error: ...` and exits 2."""
 
 
 def entropy_bits(shares):
@@ -31,14 +36,41 @@ def entropy_bits(shares):
     return float(-(s * np.log2(s)).sum())
 
 
+def resolve_inputs(data_dir, subjects_arg, actions):
+    """The canonical subject names (s1 is S1); unknown subjects or actions are ToolErrors."""
+    if not os.path.isdir(data_dir):
+        raise ToolError(f"--data {data_dir} is not a folder")
+    available = H.npz_subjects(data_dir)
+    requested = [s for s in subjects_arg.split(",") if s.strip()]
+    if not requested:
+        raise ToolError(f"--subjects {subjects_arg!r} names no subject "
+                        f"(available: {', '.join(available) or 'none'})")
+    try:
+        subjects = H.resolve_subjects(requested, available,
+                                      lambda s: os.path.join(data_dir, f"{s}.npz"))
+    except ValueError as e:
+        raise ToolError(f"--subjects: {e}") from None
+    if actions:
+        names = [n for s in subjects
+                 for n in H.npz_sequence_names(os.path.join(data_dir, f"{s}.npz"))]
+        try:
+            H.check_actions(actions, names, f"subject{'s' if len(subjects) > 1 else ''} "
+                                            f"{','.join(subjects)}")
+        except ValueError as e:
+            raise ToolError(f"--actions: {e}") from None
+    return subjects
+
+
 def collect_distances(data_dir, subjects, actions=None):
     out = []
     for s in subjects:
         path = os.path.join(data_dir, f"{s}.npz")
         if not os.path.isfile(path):
-            raise SystemExit(f"error: missing subject file {path}")
+            raise ToolError(f"missing subject file {path}")
         for seq in H.read_npz_subject(data_dir, s, actions):
             out.append(H.attribute_distances(seq.pos3d))
+    if not out:
+        raise ToolError(f"no poses selected (subjects {','.join(subjects)}, actions {actions})")
     return np.concatenate(out, axis=0)
 
 
@@ -91,9 +123,27 @@ def write_histogram(d, base, threshold):
         fig.supxlabel("signed distance to the torso plane (mm, + = front)")
         fig.tight_layout()
         path = base + ".png"
-        fig.savefig(path, dpi=100)
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            fig.savefig(tmp, dpi=100, format="png")
+            os.replace(tmp, path)
+        finally:
+            plt.close(fig)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         return path
     path = base + ".txt"
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        write_text_histogram(tmp, d, clipped, bins, threshold)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text_histogram(path, d, clipped, bins, threshold):
     with open(path, "w") as f:
         f.write("signed distance to the torso plane (mm, + in front), 20 mm bins clipped to "
                 f"[-600, 600]; '|' marks the bins holding the chosen threshold +-{threshold} mm\n")
@@ -105,19 +155,34 @@ def write_histogram(d, base, threshold):
                 hit = lo < threshold <= lo + 20 or lo <= -threshold < lo + 20
                 mark = "|" if hit else " "
                 f.write(f"{lo:5d}..{lo + 20:<5d}{mark}{c:7d} {'#' * int(round(c * scale))}\n")
-    return path
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="folder with <subject>.npz (shared/data/h36m)")
-    ap.add_argument("--subjects", default=",".join(H.TRAIN_SUBJECTS))
-    ap.add_argument("--actions", default="", help="comma-separated filter (default: all)")
+    ap.add_argument("--subjects", default=",".join(H.TRAIN_SUBJECTS),
+                    help="comma-separated, case-insensitive (default %(default)s)")
+    ap.add_argument("--actions", default="",
+                    help="comma-separated actions or sequences, e.g. Walking or 'Walking 1' "
+                         "(default: all)")
     ap.add_argument("--hist", default=os.path.expanduser("~/.cache/dofpose/attribute_hist"),
                     help="histogram path without extension (.png or .txt is added)")
     args = ap.parse_args(argv)
-    subjects = [s for s in args.subjects.split(",") if s]
+    try:
+        return run(args)
+    except ToolError as e:
+        msg = str(e)
+    except ValueError as e:  # a malformed subject file (h36m_lib names it)
+        msg = str(e)
+    except OSError as e:
+        msg = f"{e.filename or ''}: {e.strerror or e}"
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args):
     actions = [a for a in args.actions.split(",") if a] or None
+    subjects = resolve_inputs(args.data, args.subjects, actions)
     d = collect_distances(args.data, subjects, actions)
     rows = balance_table(d)
     print(f"subjects {','.join(subjects)}")
@@ -127,7 +192,8 @@ def main(argv=None):
     print("|d| quantiles over all labels (mm): "
           + ", ".join(f"p{q}={np.percentile(np.abs(d), q):.0f}" for q in (10, 25, 33, 50, 75, 90)))
     print(f"histogram: {write_histogram(d, args.hist, t)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

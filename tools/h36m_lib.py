@@ -223,6 +223,61 @@ def action_selected(seq_name, actions):
     return not actions or seq_name in actions or canonical_action(seq_name) in actions
 
 
+def subject_sort_key(name):
+    m = re.match(r"^S([0-9]+)$", name)
+    return (0, int(m.group(1)), name) if m else (1, 0, name)
+
+
+def npz_subjects(data_dir):
+    """The subjects that have a <subject>.npz in data_dir (S1, S5, ... in numeric order)."""
+    try:
+        files = os.listdir(data_dir)
+    except OSError:
+        return []
+    names = [f[:-4] for f in files if re.match(r"^S[0-9]+\.npz$", f)
+             and os.path.isfile(os.path.join(data_dir, f))]
+    return sorted(names, key=subject_sort_key)
+
+
+def resolve_subjects(requested, available, where):
+    """Canonical names of the requested subjects ("s1" is S1; a bare "1" is not).
+
+    Raises ValueError naming the first unknown or repeated one and listing `available`
+    (`where(subject)` says where it was looked for).
+    """
+    by_upper = {s.upper(): s for s in available}
+    out = []
+    for r in requested:
+        s = by_upper.get(r.strip().upper())
+        if s is None:
+            have = ", ".join(available) if available else "none"
+            raise ValueError(f"unknown subject {r} ({where(r)} not found; available: {have})")
+        if s in out:
+            raise ValueError(f"subject {s} is listed twice")
+        out.append(s)
+    return out
+
+
+def check_actions(requested, sequence_names, where):
+    """Raises ValueError naming each requested action or sequence that none of
+    `sequence_names` matches (action_selected's rule), listing the actions there are."""
+    known = set(sequence_names) | {canonical_action(n) for n in sequence_names}
+    unknown = [a for a in requested if a not in known]
+    if unknown:
+        actions = sorted({canonical_action(n) for n in sequence_names})
+        raise ValueError(f"unknown action{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(a) for a in unknown)} in {where} (actions there, "
+                         f"case-sensitive: {', '.join(actions)}; a sequence name such as "
+                         f"'Walking 1' works too)")
+
+
+def original_sequence_names(data_dir, subject):
+    """The sequence names of a subject in the original layout (from its pose file names)."""
+    pose_dir = os.path.join(original_root(data_dir), subject, "MyPoses", "3D_positions")
+    return sorted(os.path.basename(p)[:-3].replace("_", " ")
+                  for p in glob.glob(os.path.join(pose_dir, "*.h5")))
+
+
 def npz_sequence_names(path):
     with np.load(path) as z:
         return sorted({k.split("/")[0] for k in z.files})
@@ -312,3 +367,17 @@ def read_original_subject(data_dir, subject, actions=None):
                 raise ValueError(f"{shp}: {sh.shape[0]} frames, but {path} has {full.shape[0]}")
             sh2d[cid] = sh[keep]
         yield Sequence(subject, name, pos3d, keep.astype(np.int32), sh2d)
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="h36m_lib.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="This is a library module, not a command: import it from Python "
+               "(sys.path.insert(0, 'tools'); import h36m_lib as H). The commands that use it "
+               "are tools/h36m_import.py and tools/attribute_threshold.py (docs/data.md, "
+               "docs/attributes.md).",
+    )
+    parser.parse_args()  # --help prints the text below; anything else is a usage error
+    parser.print_help()

@@ -9,7 +9,9 @@ indices of the two dumps may differ. For each pair it prints the shape, the
 max absolute difference and the max relative difference, relative to the
 largest magnitude of B's tensor (elementwise ratios explode near zero).
 Names found in one dump only are listed at the end. With --tol, exits 1 when
-a pair's relative difference exceeds it or shapes differ.
+a pair's relative difference exceeds it or shapes differ; it always exits 1
+when the dumps share no name. A missing or empty folder, or an unreadable .npy file, is
+an error naming it (exit 2).
 """
 import argparse
 import os
@@ -21,8 +23,21 @@ import numpy as np
 PATTERN = re.compile(r"^(\d+)_(.+)\.npy$")
 
 
-def listing(d):
+PROG = "compare_dumps.py"
+
+
+class DumpError(Exception):
+    """A dump folder or file that cannot be read; the message names it."""
+
+
+def listing(d, arg):
     """{name: [paths in index order]}."""
+    if not os.path.exists(d):
+        raise DumpError(f"{arg} {d}: no such folder (expected a dump folder of "
+                        "<index>_<name>.npy files)")
+    if not os.path.isdir(d):
+        raise DumpError(f"{arg} {d}: not a folder (expected a dump folder of "
+                        "<index>_<name>.npy files)")
     items = []
     for f in os.listdir(d):
         m = PATTERN.match(f)
@@ -34,14 +49,34 @@ def listing(d):
     return out, [name for _, name, _ in sorted(items)]
 
 
+def load(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DumpError(f"{path}: not a readable .npy array ({e})") from None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir_a")
-    ap.add_argument("dir_b")
-    ap.add_argument("--tol", type=float, default=None)
+    ap.add_argument("dir_a", metavar="DIR_A", help="a dump folder (e.g. dofpose forward --dump)")
+    ap.add_argument("dir_b", metavar="DIR_B", help="the reference dump folder (e.g. dump_reference.py)")
+    ap.add_argument("--tol", type=float, default=None,
+                    help="exit 1 when a tensor's max relative difference exceeds this")
     a = ap.parse_args()
-    A, order = listing(a.dir_a)
-    B, _ = listing(a.dir_b)
+    try:
+        return compare(a)
+    except DumpError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def compare(a):
+    A, order = listing(a.dir_a, "DIR_A")
+    B, _ = listing(a.dir_b, "DIR_B")
+    if not order:
+        raise DumpError(f"DIR_A {a.dir_a}: no <index>_<name>.npy files")
+    if not B:
+        raise DumpError(f"DIR_B {a.dir_b}: no <index>_<name>.npy files")
     seen = {}
     bad = 0
     compared = 0
@@ -52,7 +87,7 @@ def main():
         seen[name] = k + 1
         if name not in B or k >= len(B[name]):
             continue
-        x, y = np.load(A[name][k]), np.load(B[name][k])
+        x, y = load(A[name][k]), load(B[name][k])
         label = name if len(A[name]) == 1 else f"{name}#{k}"
         if x.shape != y.shape:
             print(f"{label:44s} shape {x.shape} vs {y.shape}  MISMATCH")

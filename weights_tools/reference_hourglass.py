@@ -247,6 +247,13 @@ def state_dict_for_engine(model):
 
 
 if __name__ == "__main__":
+    import argparse
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run as a script (no arguments), it builds the default config and prints it "
+               "and the parameter count. Imported, it is the model: "
+               "`import reference_hourglass as ref; net = ref.HourglassNet({\"stacks\": 1})`."
+    ).parse_args()
     m = HourglassNet()
     n_params = sum(p.numel() for p in m.parameters())
     print(json.dumps(m.config))

@@ -231,3 +231,17 @@ def load(path, with_metadata=False):
         arr = np.frombuffer(data[ent.begin:ent.end], dtype=dt).reshape(ent.shape)
         out[ent.name] = arr.astype(dt.newbyteorder("="))
     return (out, dict(header.metadata)) if with_metadata else out
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="safetensors_np.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="This is a library module, not a command: import it from Python "
+               "(sys.path.insert(0, 'weights_tools'); import safetensors_np). To look at a file "
+               "from the shell use weights_tools/inspect_weights.py FILE. Format: "
+               "docs/weights-format.md.",
+    )
+    parser.parse_args()  # --help prints the text below; anything else is a usage error
+    parser.print_help()

@@ -426,3 +426,17 @@ def load(path, ignore_keys=()):
         raise CheckpointError("%s is neither a ZIP (PyTorch >= 1.6) nor a legacy pickle "
                               "checkpoint (first bytes %r)" % (path, raw[:8]))
     return _finish(root, path, ignore_keys)
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="torch_pickle.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="This is a library module, not a command: import it from Python "
+               "(sys.path.insert(0, 'weights_tools'); import torch_pickle; ckpt = "
+               "torch_pickle.load(path)); errors are torch_pickle.CheckpointError. To convert a "
+               "checkpoint from the shell use weights_tools/convert.py (docs/converters.md).",
+    )
+    parser.parse_args()  # --help prints the text below; anything else is a usage error
+    parser.print_help()
