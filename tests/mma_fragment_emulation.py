@@ -4,7 +4,8 @@ for both of its input kinds: FP16/BF16 (m16n8k16) and TF32 (m16n8k8).
 
 Replays the kernel block by block in numpy: the STAGES-deep ring of k-major
 shared slices as the cp.async loaders fill it (zero outside the operands and
-past the block's k range), every lane's shared-memory reads that build its
+past the block's k range) with the B prologue's per-slice table beside it,
+every lane's shared-memory reads that build its
 mma.sync A and B registers (16-bit pairs: the first element is the low
 half, the lower k), the MMA itself through the fragment layouts of the PTX ISA
 ("Matrix fragments for mma.m16n8k16 / mma.m16n8k8"), the epilogue's
@@ -69,6 +70,7 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
     for block in range(((M + BM - 1) // BM) * tiles_n):
         m0, n0 = (block // tiles_n) * BM, (block % tiles_n) * BN
         smem = np.full(STAGES * k_stage, np.nan)
+        table = np.full((STAGES * BK, 3), np.nan)  # pro_table: {mean, scale, beta} per stage row
         held = {}  # stage -> slice it holds
         slices = (ke - kb + BK - 1) // BK if kb < ke else 0
 
@@ -80,6 +82,8 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
                     smem[st + k * LDA + i] = A[m0 + i, gk] if m0 + i < M and gk < ke else 0.0
                 for j in range(BN):
                     smem[st + BK * LDA + k * LDB + j] = B[gk, n0 + j] if n0 + j < N and gk < ke else 0.0
+                if prologue is not None:  # stage_prologue: thread k's row, the identity past ke
+                    table[(sl % STAGES) * BK + k] = [p[gk] for p in prologue] if gk < ke else [0.0, 1.0, 0.0]
             held[sl % STAGES] = sl
 
         for s in range(STAGES - 1):
@@ -104,14 +108,13 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
                         bk = base + BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB
                         for i in range(MT):
                             ptx_a(kind, load_a(kind, smem, ak + i * 16, LDA), g, t, Am[i])
-                        k_lane = kb + it * BK + kk + In["lane_row"] * t
+                        row0 = (it % STAGES) * BK + kk + In["lane_row"] * t  # the lane's table rows
                         rows = [0, 1, 8, 9] if kind != "tf32" else [0, 4]  # MmaInput<T>::b_row
                         for j in range(NT):
                             b = load_b(kind, smem, bk + j * 8, LDB)
                             if prologue is not None:
-                                mean, scale, beta = prologue
-                                b = [max((v - mean[k]) * scale[k] + beta[k], 0.0) if (k := k_lane + rows[e]) < ke
-                                     else v for e, v in enumerate(b)]
+                                pro = [table[row0 + r] for r in rows]
+                                b = [max((v - m) * s + bt, 0.0) for v, (m, s, bt) in zip(b, pro)]
                             ptx_b(kind, b, g, t, Bm[j])
                     for i in range(MT):
                         for j in range(NT):

@@ -254,11 +254,10 @@ struct ConvForwardT {
   // it reads B: right where every staged element is an input value or meets
   // a zero weight, i.e. without padding (the bottleneck's 1x1 conv1).
   bool mma_async_ok() const { return async_ok() || d.pad == 0; }
-  // relu(bn(v)) of input channel k / RS (bn_infer's arithmetic), or the identity.
-  using BPrologue = ChannelEpilogue;
-  __device__ BPrologue b_prologue(int k, int k_end) const {
-    if (f.in_bn.present() && k < k_end) return ChannelEpilogue(nullptr, f.in_bn, true, k / d.RS);
-    return ChannelEpilogue();
+  // relu(bn(v)) of input channel k / RS (bn_infer's arithmetic).
+  __host__ __device__ bool has_b_prologue() const { return f.in_bn.present(); }
+  __device__ ChannelEpilogue b_prologue(int k) const {
+    return ChannelEpilogue(nullptr, f.in_bn, true, k / d.RS);
   }
   int M, N;  // K output channels x N*P*Q pixels
   Dims d;

@@ -327,14 +327,16 @@ struct HasAsync : std::false_type {};
 template <class P>
 struct HasAsync<P, std::void_t<decltype(std::declval<const P&>().async_ok())>> : std::true_type {};
 
-// Optional in an async policy: b_prologue(k, k_end) -> P::BPrologue, a
-// transform of B's row k that mma_async_tile_kernel applies as it reads the
-// shared slice (cp.async copies raw values), and mma_async_ok(), whether this
-// problem may take that kernel (default: async_ok()).
+// Optional in an async policy: has_b_prologue(), whether B's rows take a
+// transform relu((v - mean) * scale + beta) that mma_async_tile_kernel applies
+// as it reads the shared slice (cp.async copies raw values); b_prologue(k), a
+// ChannelEpilogue holding row k's mean, scale and beta (k below the block's
+// k_end); and mma_async_ok(), whether this problem may take that kernel
+// (default: async_ok()).
 template <class P, class = void>
 struct HasBPrologue : std::false_type {};
 template <class P>
-struct HasBPrologue<P, std::void_t<decltype(std::declval<const P&>().mma_async_ok())>>
+struct HasBPrologue<P, std::void_t<decltype(std::declval<const P&>().has_b_prologue())>>
     : std::true_type {};
 template <class P>
 bool mma_async_ok(const P& p) {
@@ -348,8 +350,10 @@ bool mma_async_ok(const P& p) {
 // M x N tiles) and k range, and the cp.async ring over that range: STAGES
 // stages of an A slice (rows LDA floats) then a B slice (rows LDB floats),
 // STAGES - 1 slices in flight, one barrier per slice; consume(it, stage)
-// reads slice `it` from its stage. run() returns with the stages dead (every
-// copy landed, every thread past its last read), ready for the epilogue.
+// reads slice `it` from its stage; on_issue(slice) runs on every thread as
+// a slice's copies are issued (for per-slice tables in the same ring). run()
+// returns with the stages dead (every copy landed, every thread past its last
+// read), ready for the epilogue.
 template <class P, int BM, int BN, int BK, int STAGES, int LDA, int LDB>
 struct AsyncBlock {
   static constexpr int kStage = BK * (LDA + LDB);  // floats per stage
@@ -360,8 +364,8 @@ struct AsyncBlock {
     n0 = int(blockIdx.x % tiles_n) * BN;
     p.k_range(kb, ke);
   }
-  template <class Consume>
-  __device__ void run(const P& p, float* smem, Consume&& consume) const {
+  template <class Consume, class OnIssue>
+  __device__ void run(const P& p, float* smem, Consume&& consume, OnIssue&& on_issue) const {
     const int tid = threadIdx.x;
     typename P::template A<BM, BK> a(p, m0, tid);
     typename P::template B<BN, BK> b(p, n0, tid);
@@ -370,6 +374,7 @@ struct AsyncBlock {
       float* st = smem + (slice % STAGES) * kStage;
       a.template fetch_async<LDA>(st, kb + slice * BK, ke);
       b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
+      on_issue(slice);
     };
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
@@ -385,6 +390,10 @@ struct AsyncBlock {
     }
     cp_async_wait<0>();
     __syncthreads();
+  }
+  template <class Consume>
+  __device__ void run(const P& p, float* smem, Consume&& consume) const {
+    run(p, smem, consume, [](int) {});
   }
 };
 
@@ -573,6 +582,27 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
   const int g = lane / 4, t = lane % 4;
   const int wm = warp / WN, wn = warp % WN;
   const Block blk(p);
+  // B's prologue per k row of each stage, {mean, scale, beta}: computed once
+  // per slice by BK threads as its copies are issued, instead of by every lane
+  // (4 parameter loads and a square root per row) at every step. Rows past
+  // the block's k range hold the identity: B is zero there.
+  constexpr bool kPrologue = HasBPrologue<P>::value;
+  __shared__ float4 pro_table[kPrologue ? STAGES * BK : 1];
+  const bool prologue = [&] {
+    if constexpr (kPrologue)
+      return p.has_b_prologue();
+    else
+      return false;
+  }();
+  auto stage_prologue = [&](int slice) {
+    if constexpr (kPrologue) {
+      const int r = threadIdx.x, k = blk.kb + slice * BK + r;
+      if (prologue && r < BK) {
+        const ChannelEpilogue e = k < blk.ke ? p.b_prologue(k) : ChannelEpilogue();
+        pro_table[(slice % STAGES) * BK + r] = make_float4(e.mean, e.scale, e.beta, 0.0f);
+      }
+    }
+  };
 
   float acc[MT][NT][4];
 #pragma unroll
@@ -592,17 +622,18 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
       uint32_t fa[MT][4], fb[NT][2];
 #pragma unroll
       for (int i = 0; i < MT; ++i) In::load_a(ak + i * 16, LDA, fa[i]);
-      if constexpr (HasBPrologue<P>::value) {
-        // The policy's per-k transform of B (the fused conv's BN + ReLU), set
-        // up once per lane and step for its kBRows k rows; past the block's
-        // k range B is a zero that meets a zero weight: left as it is.
-        const int k_lane = blk.kb + it * BK + kk + In::kLaneRow * t;
-        typename P::BPrologue pro[In::kBRows];
+      if (prologue) {
+        // The policy's transform of B (the fused conv's BN + ReLU, bn_infer's
+        // arithmetic) for the lane's kBRows k rows, from the stage's table.
+        const float4* rows = pro_table + (it % STAGES) * BK + kk + In::kLaneRow * t;
+        float4 pro[In::kBRows];
 #pragma unroll
-        for (int e = 0; e < In::kBRows; ++e) pro[e] = p.b_prologue(k_lane + In::b_row(e), blk.ke);
+        for (int e = 0; e < In::kBRows; ++e) pro[e] = rows[In::b_row(e)];
 #pragma unroll
         for (int j = 0; j < NT; ++j)
-          In::load_b(bk + j * 8, LDB, fb[j], [&](int e, float v) { return pro[e](v); });
+          In::load_b(bk + j * 8, LDB, fb[j], [&](int e, float v) {
+            return fmaxf((v - pro[e].x) * pro[e].y + pro[e].z, 0.0f);
+          });
       } else {
 #pragma unroll
         for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, fb[j], [](int, float v) { return v; });
@@ -612,7 +643,7 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
 #pragma unroll
         for (int j = 0; j < NT; ++j) In::mma(acc[i][j], fa[i], fb[j]);
     }
-  });
+  }, stage_prologue);
   // The stages are dead: each 16x16 block of the warp tile (two n-tiles) goes
   // through the warp's staging tile there to the policy's store.
   float* cs = smem + warp * 16 * LDC;
