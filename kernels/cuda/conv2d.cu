@@ -792,6 +792,16 @@ void choose_conv_tile(int M, int N, bool pipelined, int& bm, int& bn) {
   if ((math == TileMath::Tf32 || pipelined_16bit) && bm == 128 && bn == 128) bn = 64;
 }
 
+// The reduction rows of one split: its share of the 16-row slices, rounded
+// up to whole slices of the launched kernel (k_step rows: 32 on the 16-bit
+// WMMA kernels, k_step_of), or every split's last slice would be half zeros,
+// loaded and multiplied for nothing.
+int k_step_of(TileMath math) { return math == TileMath::Fp16 || math == TileMath::Bf16 ? 32 : 16; }
+int split_chunk(int64_t slices16, int64_t splits, int k_step) {
+  const int64_t rows = (slices16 + splits - 1) / splits * 16;
+  return int((rows + k_step - 1) / k_step * k_step);
+}
+
 // Below this many input channels the data grad runs the direct kernel: the
 // GEMM's M dimension (C) would fill under a quarter of a 64-row tile.
 constexpr int kDirectDataMaxC = 16;
@@ -808,7 +818,7 @@ bool is_pointwise(const Conv2dShape& s) {
 // The problem's tile, split count and vector store (shared by launch_forward
 // and launch_forward16); p.partial is set to scratch when it splits.
 template <class P>
-int plan_forward(P& p, cudaStream_t st) {
+int plan_forward(P& p, cudaStream_t st, int k_step) {
   int bm, bn;
   choose_conv_tile(p.M, p.N, p.mma_async_ok(), bm, bn);
   const int sms = detail::multiprocessor_count();
@@ -821,7 +831,7 @@ int plan_forward(P& p, cudaStream_t st) {
   p.partial = nullptr;
   p.chunk = total;
   if (splits > 1) {
-    p.chunk = int(((slices + splits - 1) / splits) * 16);
+    p.chunk = split_chunk(slices, splits, k_step);
     splits = (total + p.chunk - 1) / p.chunk;  // no empty splits
   }
   if (splits > 1) p.partial = scratch(size_t(splits * p.M * int64_t(p.N)), st);
@@ -865,8 +875,11 @@ void launch_split_epilogue(const P& p, int splits, cudaStream_t st) {
 void launch_forward(const Dims& d, const float* x, const float* w, const float* bias,
                     const ConvFusion& f, float* y, cudaStream_t st, const char* name) {
   ConvForward p = forward_problem<float, float>(d, x, w, bias, f, y);
-  const int splits = plan_forward(p, st);
-  launch_tile_kernel(p, p.tile_m, p.tile_n, splits, detail::tile_math(), st, name);
+  // (FP16 / BF16 math: 32-deep slices on the WMMA kernel, 16 on the
+  // multi-stage one, which 32 keeps whole too.)
+  const TileMath math = detail::tile_math();
+  const int splits = plan_forward(p, st, k_step_of(math));
+  launch_tile_kernel(p, p.tile_m, p.tile_n, splits, math, st, name);
   launch_split_epilogue(p, splits, st);
 }
 
@@ -877,7 +890,7 @@ template <class S>
 void launch_forward16(const Dims& d, const void* x, DType xt, const float* w, const float* bias,
                       const ConvFusion& f, void* y, DType yt, cudaStream_t st) {
   auto run = [&](auto p) {
-    const int splits = plan_forward(p, st);
+    const int splits = plan_forward(p, st, 32);  // launch_wmma's BK for 16-bit types
     const char* name = "conv2d forward (16-bit activations)";
     const dim3 grid = tile_grid(p, p.tile_m, p.tile_n, splits, name);
     launch_wmma<decltype(p), S>(p, p.tile_m, p.tile_n, grid, st);
@@ -1026,7 +1039,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
     const int64_t tiles = int64_t((p.M + bm - 1) / bm) * ((p.N + bn - 1) / bn);
     int64_t splits = (2 * sms + tiles - 1) / tiles;
     splits = std::max<int64_t>(1, std::min<int64_t>({splits, slices / 8, 256}));
-    p.chunk = (int)(((slices + splits - 1) / splits) * 16);
+    p.chunk = split_chunk(slices, splits, k_step_of(detail::tile_math()));
     splits = (npix + p.chunk - 1) / p.chunk;  // no empty splits
     const int64_t dw_size = (int64_t)p.M * p.N;
     p.out = splits > 1 ? scratch((size_t)(splits * dw_size), st) : dw;
