@@ -1,0 +1,27 @@
+# ctest: install the build into a fresh prefix, build tests/embed against it
+# with find_package(dofpose) (as a user's project would) and run the program.
+#   cmake -DBUILD_DIR=<build> -DSOURCE_DIR=<tests/embed> -DWORK_DIR=<scratch> -P check_install.cmake
+foreach(v BUILD_DIR SOURCE_DIR WORK_DIR)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "check_install.cmake: pass -D${v}=...")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${WORK_DIR})
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  message(STATUS "${what}: ok")
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+run("install" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+run("configure the embedding project" ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+run("build it" ${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+run("run it" ${WORK_DIR}/build/lift_one_pose)
+message(STATUS "${last_output}")
+if(NOT last_output MATCHES "upright pose: ok")
+  message(FATAL_ERROR "the embedded program did not print 'upright pose: ok'")
+endif()
+file(REMOVE_RECURSE ${WORK_DIR})
