@@ -91,7 +91,7 @@ TEST_CASE("conv2d_fused_forward: errors name the tensor and the expected shape")
         std::string::npos);
 }
 
-TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it is refused") {
+TEST_CASE("hourglass: fused inference gives the unfused bits, backward after it is refused") {
   const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet net(c, 3);
   uint32_t seed = 40;
@@ -120,7 +120,7 @@ TEST_CASE("hourglass: fused inference gives the unfused bits; backward after it 
   CHECK(a1.high_water() < a2.high_water());
 }
 
-TEST_CASE("linear_fused_forward equals linear, BN, ReLU and add bit for bit (CPU); lifters too") {
+TEST_CASE("linear_fused_forward equals linear, BN, ReLU and add bit for bit (CPU), lifters too") {
   uint32_t seed = 500;
   for (int combo = 0; combo < 8; ++combo) {
     const bool bn = combo & 1, relu = combo & 2, residual = combo & 4;

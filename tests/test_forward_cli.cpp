@@ -156,7 +156,7 @@ TEST_CASE("forward: hourglass outputs in the npz equal an in-process forward") {
   check_npz_member(f, "domain", o.domain);
 }
 
-TEST_CASE("forward: --activations f16 / bf16 keep the hourglass outputs close; errors are named") {
+TEST_CASE("forward: --activations f16 / bf16 keep the hourglass outputs close, errors are named") {
   TempDir dir("fwd-hg16");
   auto net = tiny_hourglass();
   net->save(dir.file("hg.safetensors"));
@@ -557,7 +557,7 @@ TEST_CASE("forward: the dofpose binary runs a model and reports errors") {
   CHECK(out.find("unknown option '--bogus'") != std::string::npos);
 }
 
-TEST_CASE("forward: make_random_model.py models load; dump_reference.py agrees with --dump") {
+TEST_CASE("forward: make_random_model.py models load, dump_reference.py agrees with --dump") {
   if (!dofpose_test::python_with_numpy("make_random_model.py / dump_reference.py")) return;
   TempDir dir("fwd-py");
   const std::string tools = std::string(DOFPOSE_SOURCE_DIR) + "/weights_tools/";
@@ -789,4 +789,156 @@ TEST_CASE("forward: the dofpose binary: usage errors exit 1, --help works everyw
   CHECK(dofpose_test::run_command(base + " --attributes " + dir.file("a.npy") + " --repeat 2", &out) == 0);
   INFO(out);
   CHECK(contains(out, "\"ms\":["));
+}
+
+namespace {
+
+// <build>/dofpose (next to <build>/tests/dofpose_tests), or "" when it is not built
+// (then the calling test is skipped, or FAILs under CI).
+std::string built_program() {
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
+  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
+  if (std::filesystem::exists(program)) return program;
+  if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
+  MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("forward: --unfused profiles every layer (one row per BatchNorm / ReLU), same outputs") {
+  TempDir dir("fwd-unfused");
+  tiny_hourglass()->save(dir.file("hg.safetensors"));
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = write_f32_npy(dir, "x.npy", {1, 3, 32, 32}, 9);
+  opt.profile = true;
+  opt.repeat = 1;
+  opt.output = dir.file("fused.npz");
+  const ForwardResult fused = run_forward(opt);
+  opt.unfused = true;
+  opt.output = dir.file("unfused.npz");
+  const ForwardResult unfused = run_forward(opt);
+  // The option does what a ScopedUnfused around the call does: the leaf layers.
+  ForwardResult scoped;
+  {
+    nn::ScopedUnfused off;
+    opt.unfused = false;
+    opt.output.clear();
+    scoped = run_forward(opt);
+  }
+  REQUIRE(unfused.profile.size() == scoped.profile.size());
+  for (size_t i = 0; i < unfused.profile.size(); ++i) {
+    CHECK(unfused.profile[i].name == scoped.profile[i].name);
+    CHECK(unfused.profile[i].type == scoped.profile[i].type);
+  }
+  CHECK(unfused.profile.size() > fused.profile.size());
+  auto count_type = [](const ForwardResult& r, const std::string& type) {
+    return std::count_if(r.profile.begin(), r.profile.end(),
+                         [&](const ProfileRow& row) { return row.type == type; });
+  };
+  CHECK(count_type(fused, "Conv2d+BN+ReLU") > 0);
+  CHECK(count_type(unfused, "Conv2d+BN+ReLU") == 0);
+  CHECK(count_type(unfused, "BatchNorm") > count_type(fused, "BatchNorm"));
+  // Fused and unfused inference give the same bits.
+  const NpzFile a(dir.file("fused.npz")), b(dir.file("unfused.npz"));
+  for (const std::string& name : fused.output_names) {
+    CAPTURE(name);
+    REQUIRE(b.has(name));
+    const NpyArray &x = a.array(name), &y = b.array(name);
+    CHECK(x.shape == y.shape);
+    CHECK(x.to_f32() == y.to_f32());
+  }
+  // Not with 16-bit activations (those apply to fused inference only).
+  opt.activations = "f16";
+  opt.unfused = true;
+  CHECK(contains(error_of([&] { run_forward(opt); }), "--unfused runs the separate float32 layers"));
+
+  const std::string program = built_program();
+  if (program.empty()) return;
+  std::string out;
+  const std::string base = dofpose_test::shell_quote(program) + " forward --model " +
+                           dir.file("hg.safetensors") + " --input " + opt.input +
+                           " --profile --repeat 1 --threads 1";
+  REQUIRE(dofpose_test::run_command(base + " --unfused", &out) == 0);
+  CHECK(contains(out, concat("total (", unfused.profile.size() - size_t(std::count_if(
+                                 unfused.profile.begin(), unfused.profile.end(),
+                                 [](const ProfileRow& r) { return r.composite; })), " layers)")));
+  CHECK(contains(out, "layer1.0.bn1"));
+  CHECK_FALSE(contains(out, "Conv2d+BN+ReLU"));
+  REQUIRE(dofpose_test::run_command(base, &out) == 0);
+  CHECK(contains(out, "Conv2d+BN+ReLU"));
+  CHECK_FALSE(contains(out, "layer1.0.bn1"));
+  CHECK(dofpose_test::run_command(base + " --unfused --activations bf16", &out) == 2);
+  CHECK(contains(out, "dofpose forward: error: --unfused runs the separate float32 layers"));
+  CHECK(dofpose_test::run_command(base + " --help", &out) == 0);
+  CHECK(contains(out, "--unfused"));
+}
+
+TEST_CASE("forward: an unknown option value is a usage error in every command (exit 1, help named)") {
+  const std::string program = built_program();
+  if (program.empty()) return;
+  const std::string q = dofpose_test::shell_quote(program) + " ";
+  std::string out;
+  struct Case {
+    const char* args;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"forward --model m --input x --device tpu",
+       "dofpose forward: --device: unknown value 'tpu', expected cpu or cuda (see dofpose forward --help)"},
+      {"forward --model m --input x --activations f8",
+       "dofpose forward: --activations must be f32, f16 or bf16, got 'f8' (see dofpose forward --help)"},
+      {"eval --model m --data d --subjects S9 --input xx",
+       "dofpose eval: --input: unknown value 'xx', expected 'sh'"},
+      {"eval --model m --data d --subjects S9 --attributes noisy:7",
+       "dofpose eval: --attributes: bad noisy spec 'noisy:7'"},
+      {"eval --model m --data d --subjects S9 --attribute-threshold -3",
+       "dofpose eval: --attribute-threshold needs a number of mm >= 0, got '-3' (see dofpose eval --help)"},
+      {"lift in.json -o out.json --layout coco18",
+       "dofpose lift: --layout: unknown joint layout 'coco18': expected one of h36m17, mpii16, coco17, pem14 "
+       "(see dofpose lift --help)"},
+      {"lift in.json -o out.json --normalise foo",
+       "dofpose lift: --normalise: unknown normalisation 'foo'"},
+      {"demo --bogus", "dofpose demo: unknown option '--bogus' (see dofpose demo --help)"},
+  };
+  for (const Case& c : cases) {
+    const int rc = dofpose_test::run_command(q + c.args, &out);
+    INFO(c.args << " -> " << rc << ": " << out);
+    CHECK(rc == 1);
+    CHECK(contains(out, c.message));
+    CHECK(contains(out, "--help)"));
+    CHECK_FALSE(contains(out, "error:"));
+    CHECK_FALSE(contains(out, "--input: --input:"));
+  }
+}
+
+TEST_CASE("forward: dofpose inspect counts parameters and buffers apart") {
+  const std::string program = built_program();
+  if (program.empty()) return;
+  TempDir dir("inspect");
+  auto net = tiny_hourglass();
+  net->save(dir.file("hg.safetensors"));
+  int64_t params = 0, buffers = 0;
+  for (const Param& p : net->parameters()) params += p.value->numel();
+  for (const Buffer& b : net->buffers()) buffers += b.value->numel();
+  REQUIRE(buffers > 0);
+  std::string out;
+  REQUIRE(dofpose_test::run_command(dofpose_test::shell_quote(program) + " inspect " +
+                                        dir.file("hg.safetensors"),
+                                    &out) == 0);
+  INFO(out);
+  CHECK(contains(out, concat("values: ", params + buffers, " (parameters: ", params, ", buffers: ",
+                             buffers, ")")));
+  // A lifter: its norm.* statistics and BatchNorm running statistics are buffers.
+  auto lifter = tiny_lifter(false);
+  save_lifter(*lifter, dir.file("l.safetensors"));
+  params = buffers = 0;
+  for (const Param& p : lifter->parameters()) params += p.value->numel();
+  for (const Buffer& b : lifter->buffers()) buffers += b.value->numel();
+  REQUIRE(dofpose_test::run_command(dofpose_test::shell_quote(program) + " inspect " +
+                                        dir.file("l.safetensors"),
+                                    &out) == 0);
+  CHECK(contains(out, concat("values: ", params + buffers, " (parameters: ", params, ", buffers: ",
+                             buffers, ")")));
 }

@@ -138,7 +138,7 @@ TEST_CASE("gemm: matrix-vector shapes (M == 1 or N == 1)") {
       }
 }
 
-TEST_CASE("gemm: beta == 0 ignores NaN in C; alpha == 0 or K == 0 only scales C") {
+TEST_CASE("gemm: beta == 0 ignores NaN in C, alpha == 0 or K == 0 only scales C") {
   const int M = 40, N = 50, K = 60;
   const auto A = random_floats((size_t)M * K, 1), B = random_floats((size_t)K * N, 2);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -441,7 +441,7 @@ TEST_CASE("linear: forward matches the definition, backward matches finite diffe
   }
 }
 
-TEST_CASE("linear: empty batch gives zero weight gradients; bad sizes are errors") {
+TEST_CASE("linear: empty batch gives zero weight gradients, bad sizes are errors") {
   std::vector<float> w(12, 1.0f), dw(12, 5.0f), db(3, 5.0f);
   cpu::linear_backward(0, 4, 3, nullptr, w.data(), nullptr, nullptr, dw.data(), db.data());
   for (float v : dw) CHECK(v == 0.0f);

@@ -394,7 +394,7 @@ TEST_CASE("hourglass: empty output gradients give zero parameter gradients") {
   CHECK(net.backward(arena, HourglassGrads{}, false).empty());  // no dx asked for
 }
 
-TEST_CASE("hourglass: save and load reproduce the outputs; bad inputs are named") {
+TEST_CASE("hourglass: save and load reproduce the outputs, bad inputs are named") {
   HourglassNet net(tiny_config(), 5);
   dofpose_test::TempDir dir("hourglass");
   const std::string path = dir.file("hg.safetensors");

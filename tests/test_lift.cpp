@@ -434,3 +434,113 @@ TEST_CASE("lift: the demo checks its model before writing anything, and leaves n
   CHECK(contains(error_of([&] { dofpose::run_demo(opt); }), "needs a 'lifter' model"));
   CHECK_FALSE(std::filesystem::exists(opt.out_dir));
 }
+
+namespace {
+
+// <build>/dofpose (next to <build>/tests/dofpose_tests), or "" when it is not built.
+std::string lift_program() {
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
+  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
+  if (std::filesystem::exists(program)) return program;
+  if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
+  MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("lift: the dofpose binary's usage errors exit 1 with one line naming the help") {
+  const std::string program = lift_program();
+  if (program.empty()) return;
+  TempDir dir("lift-usage");
+  {
+    std::ofstream f(dir.file("in.json"));
+    f << input_text("coco17", standing_coco_2d());
+  }
+  const std::string q = dofpose_test::shell_quote(program) + " lift ";
+  const std::string in = dir.file("in.json"), out_json = dir.file("out.json");
+  struct Case {
+    std::string args, message;
+  };
+  const Case cases[] = {
+      {"", "dofpose lift: IN.json is required (see dofpose lift --help)"},
+      {in, "dofpose lift: -o OUT.json is required (see dofpose lift --help)"},
+      {"--bogus " + in + " -o " + out_json, "dofpose lift: unknown option '--bogus' (see dofpose lift --help)"},
+      {in + " -o " + out_json + " --min-confidence abc",
+       "dofpose lift: --min-confidence needs a number, got 'abc' (see dofpose lift --help)"},
+      {in + " -o " + out_json + " --min-confidence", "dofpose lift: --min-confidence needs a value (see dofpose lift --help)"},
+      {in + " " + in + " -o " + out_json, "dofpose lift: more than one input file"},
+      {in + " -o " + out_json + " --layout coco18", "dofpose lift: --layout: unknown joint layout 'coco18'"},
+  };
+  std::string out;
+  for (const Case& c : cases) {
+    const int rc = dofpose_test::run_command(q + c.args, &out);
+    INFO(c.args << " -> " << rc << ": " << out);
+    CHECK(rc == 1);
+    CHECK(contains(out, c.message));
+    CHECK(contains(out, "(see dofpose lift --help)"));
+    CHECK_FALSE(contains(out, "usage: dofpose lift"));  // one line, not the whole help
+  }
+  CHECK_FALSE(std::filesystem::exists(out_json));
+  CHECK(dofpose_test::run_command(q + "--help", &out) == 0);
+  CHECK(contains(out, "usage: dofpose lift"));
+  CHECK(dofpose_test::run_command(q + in + " -o " + out_json + " --min-confidence 0.5", &out) == 0);
+}
+
+TEST_CASE("lift: errors found while lifting name the input file, and ignored attributes are noted") {
+  TempDir dir("lift-named");
+  const std::vector<float> coco = standing_coco_2d();
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream f(dir.file(name));
+    f << text;
+    return dir.file(name);
+  };
+  dofpose::LiftRunOptions opt;
+  opt.output = dir.file("out.json");
+
+  // Every joint at or below the confidence threshold.
+  json low = json::parse(input_text("coco17", coco));
+  for (json& k : low["frames"][0]["keypoints"]) k[2] = 0.0;
+  opt.input = write("low.json", low.dump());
+  std::string e = error_of([&] { dofpose::run_lift(opt); });
+  CHECK(contains(e, "lift input " + opt.input + ": frame 0: no joint is present"));
+  json nulls = json::parse(input_text("coco17", coco));
+  for (json& k : nulls["frames"][0]["keypoints"]) k = nullptr;
+  opt.input = write("nulls.json", nulls.dump());
+  CHECK(contains(error_of([&] { dofpose::run_lift(opt); }),
+                 "lift input " + opt.input + ": frame 0: no joint is present"));
+
+  // An unknown layout in the file.
+  opt.input = write("coco18.json", input_text("coco18", coco));
+  e = error_of([&] { dofpose::run_lift(opt); });
+  CHECK(contains(e, "lift input " + opt.input + ": \"layout\": unknown joint layout 'coco18'"));
+
+  // The torso at one point: scale normalisation cannot work.
+  std::vector<float> dot(coco.size(), 300.f);
+  opt.input = write("dot.json", input_text("coco17", dot));
+  e = error_of([&] { dofpose::run_lift(opt); });
+  CHECK(contains(e, "lift input " + opt.input + ": frame 0: the torso joints"));
+  CHECK(contains(e, "cannot normalise the scale"));
+  CHECK_FALSE(std::filesystem::exists(opt.output));
+
+  // Attributes given to a lifter that takes none: lifted, and reported.
+  json with_attr = json::parse(input_text("coco17", coco));
+  with_attr["frames"][0]["attributes"] = json::array({0, 1, 2, 0, 1, 2, 0, 1, 2});
+  opt.input = write("attr.json", with_attr.dump());
+  dofpose::LiftRunReport rep = dofpose::run_lift(opt);
+  CHECK(rep.attributes_ignored);
+  opt.input = write("plain.json", input_text("coco17", coco));
+  rep = dofpose::run_lift(opt);
+  CHECK_FALSE(rep.attributes_ignored);
+
+  const std::string program = lift_program();
+  if (program.empty()) return;
+  const std::string q = dofpose_test::shell_quote(program) + " lift ";
+  std::string out;
+  CHECK(dofpose_test::run_command(q + dir.file("low.json") + " -o " + opt.output, &out) == 2);
+  CHECK(contains(out, "dofpose lift: error: lift input " + dir.file("low.json") + ": frame 0: no joint is present"));
+  CHECK(dofpose_test::run_command(q + dir.file("attr.json") + " -o " + opt.output, &out) == 0);
+  CHECK(contains(out, "dofpose lift: note: " + dir.file("attr.json") + ": the frames' \"attributes\" were ignored"));
+  CHECK(dofpose_test::run_command(q + dir.file("plain.json") + " -o " + opt.output, &out) == 0);
+  CHECK_FALSE(contains(out, "note:"));
+}

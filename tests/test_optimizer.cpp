@@ -121,7 +121,7 @@ TEST_CASE("learning-rate schedules: step decay and Martinez exponential decay") 
   CHECK(contains(error_of([] { StepDecay{1.f, 0.1f, 0}.lr(3); }), "step_size must be >= 1"));
 }
 
-TEST_CASE("optimizer state: save, load, continue; mismatches are clear errors") {
+TEST_CASE("optimizer state: save, load, continue, mismatches are clear errors") {
   TempDir dir("optim");
   auto run_steps = [](Linear& l, Optimizer& opt, int steps, float offset) {
     for (int s = 0; s < steps; ++s) {

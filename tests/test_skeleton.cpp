@@ -92,7 +92,7 @@ TEST_CASE("skeleton: layout_from_name and unknown names") {
                        dofpose::Error);
 }
 
-TEST_CASE("skeleton: joint groups partition the 17 joints; attribute joints are proximal + distal") {
+TEST_CASE("skeleton: joint groups partition the 17 joints, attribute joints are proximal + distal") {
   std::multiset<int> seen;
   const std::vector<int> torso = joints_in_group(JointGroup::Torso);
   const std::vector<int> proximal = joints_in_group(JointGroup::Proximal);

@@ -95,7 +95,7 @@ TEST_CASE("torso plane: symmetric 3x3 eigen solver reconstructs random matrices"
   CHECK_THROWS_AS(symmetric_eigen3({NAN, 0, 0, 0, 1, 0, 0, 0, 1}), dofpose::Error);
 }
 
-TEST_CASE("torso plane: normal points the way the body faces; front / back / on-plane labels") {
+TEST_CASE("torso plane: normal points the way the body faces, front / back / on-plane labels") {
   Pose p = standing_pose();
   const TorsoPlane plane = fit_torso_plane(p.data());
   CHECK(plane.normal[2] == doctest::Approx(1.0));  // facing +z

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dofpose/build_info.h"
+#include "dofpose/nn/hourglass.h"
 #include "dofpose/skeleton.h"
 #include "dofpose/torso_plane.h"
 #include "dofpose/train/dataset.h"
@@ -637,4 +639,55 @@ TEST_CASE("trainer: virtual cameras are seeded, change training, and are checked
   CHECK(c.data.virtual_cameras.max_yaw_deg == 90);
   CHECK(TrainConfig::from_json_string(c.to_json_string()).to_json_string() == c.to_json_string());
   TrainConfig::from_json_string(R"({"data": {"train": "x", "virtual_cameras": {"probability": 0}}})");
+}
+
+TEST_CASE("trainer: config.json writes float settings as their shortest decimal and older checkpoints still resume") {
+  // 1e-3f is 0.0010000000474974513 as a double: the file says 0.001.
+  SyntheticData d(300, 64);
+  TempDir out("trainer-floats");
+  TrainConfig c = small_config(d, out.file("run"), "martinez");
+  c.optimizer.lr = 1e-3f;
+  c.optimizer.schedule.rate = 0.96f;
+  const std::string text = c.to_json_string();
+  CHECK(text.find("\"lr\": 0.001,") != std::string::npos);
+  CHECK(text.find("\"rate\": 0.96,") != std::string::npos);
+  CHECK(text.find("\"beta2\": 0.999,") != std::string::npos);
+  CHECK(text.find("\"eps\": 1e-08,") != std::string::npos);
+  CHECK(text.find("0000000") == std::string::npos);  // no float32 artefacts anywhere
+  CHECK(nn::LifterConfig().to_json_string().find("\"bn_eps\":1e-05,") != std::string::npos);
+  CHECK(nn::HourglassConfig().to_json_string().find("0000000") == std::string::npos);
+  // And they read back as the same floats.
+  const TrainConfig back = TrainConfig::from_json_string(text);
+  CHECK(back.optimizer.lr == c.optimizer.lr);
+  CHECK(back.optimizer.schedule.rate == c.optimizer.schedule.rate);
+  CHECK(back.model.bn_eps == c.model.bn_eps);
+
+  // A checkpoint whose stored config has the old float32 text resumes.
+  const TrainConfig s = small_config(d, out.file("run"), "martinez");
+  TrainOptions o = quiet();
+  o.stop_after_steps = 3;
+  REQUIRE(train_lifter(s, o).steps == 3);
+  const std::string ckpt = out.file("run") + "/" + kCheckpointFile;
+  {
+    const WeightsFile f(ckpt);
+    nlohmann::json trainer = nlohmann::json::parse(f.metadata().at("trainer"));
+    nlohmann::json cfg = nlohmann::json::parse(trainer.at("train_config").get<std::string>());
+    REQUIRE(cfg["optimizer"]["lr"].dump() == "0.003");
+    cfg["optimizer"]["lr"] = double(s.optimizer.lr);  // 0.003000000026077032
+    cfg["model"]["dropout"] = double(s.model.dropout);
+    trainer["train_config"] = cfg.dump(2);
+    WeightsWriter w;
+    for (const WeightsEntry& e : f.entries()) {
+      const Tensor t = f.load_copy(e.name);
+      w.add_raw(e.name, e.dtype, e.shape, t.view().data);
+    }
+    for (const auto& [k, v] : f.metadata())
+      if (k != "trainer") w.set_metadata(k, v);
+    w.set_metadata("trainer", trainer.dump());
+    w.write(ckpt + ".old");
+  }
+  std::filesystem::rename(ckpt + ".old", ckpt);
+  o.resume = true;
+  o.stop_after_steps = 5;
+  CHECK(train_lifter(s, o).steps == 5);
 }

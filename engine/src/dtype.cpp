@@ -2,6 +2,9 @@
 // round to nearest, ties to even; infinities, NaNs (quiet, sign and top
 // payload bits kept) and subnormals handled. Done on the bits so the result
 // does not depend on the compiler's or the CPU's float16 support.
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "dofpose/dtype.h"
@@ -81,6 +84,15 @@ uint16_t f32_to_bf16(float f) {
   // Adding 0x7FFF plus the lowest kept bit rounds to nearest, ties to even;
   // the largest finite values correctly overflow to infinity.
   return uint16_t((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+double float_as_shortest_double(float f) {
+  if (!std::isfinite(f)) return double(f);
+  char buf[64];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf - 1, f);
+  if (r.ec != std::errc()) return double(f);
+  *r.ptr = '\0';
+  return std::strtod(buf, nullptr);
 }
 
 }  // namespace dofpose

@@ -444,7 +444,13 @@ LiftInput parse_lift_input(const std::string& text, const std::string& source_na
   }
   DOFPOSE_CHECK(!lname.empty(), where, ": no layout: give \"layout\" in the file or --layout "
                 "(h36m17, mpii16, coco17, pem14)");
-  const Layout& lay = layout_from_name(lname);
+  const Layout* found = nullptr;
+  try {
+    found = &layout_from_name(lname);
+  } catch (const Error& e) {
+    fail(where, ": ", layout_name_in_file == lname ? "\"layout\": " : "--layout: ", e.what());
+  }
+  const Layout& lay = *found;
   in.layout = lay.id;
   const int J = lay.num_joints();
 
@@ -595,7 +601,15 @@ LiftRunReport run_lift(const LiftRunOptions& opt, PoseLifter& lifter) {
   LiftOptions lo;
   lo.normalise = opt.normalise;
   lo.min_confidence = opt.min_confidence;
-  const LiftResult r = lifter.lift(in, lo);
+  LiftResult r;
+  try {
+    r = lifter.lift(in, lo);
+  } catch (const Error& e) {
+    // Name the input: "frame 0: no joint is present" alone does not say which file.
+    std::string msg = e.what();
+    if (msg.rfind("lift: ", 0) == 0) msg = msg.substr(6);
+    fail("lift: lift input ", opt.input, ": ", msg);
+  }
   write_file_atomically(opt.output, lift_output_json(in, r, lifter));
   LiftRunReport rep;
   rep.frames = in.frames;
@@ -603,6 +617,7 @@ LiftRunReport run_lift(const LiftRunOptions& opt, PoseLifter& lifter) {
   rep.model_source = lifter.source();
   rep.model_status = lifter.status();
   rep.normalise_used = lift_normalise_name(r.normalise_used);
+  rep.attributes_ignored = !in.attributes.empty() && !lifter.config().use_attributes;
   for (const LiftedFrame& f : r.frames) rep.frames_with_imputed_joints += f.imputed.empty() ? 0 : 1;
   return rep;
 }

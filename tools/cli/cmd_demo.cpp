@@ -42,7 +42,8 @@ int cmd_demo(int argc, char** argv) {
       continue;
     }
     if (a != "--out" && a != "--model" && a != "--seed")
-      throw UsageError("unknown argument '" + a + "'");
+      throw UsageError(a.rfind('-', 0) == 0 ? "unknown option '" + a + "'"
+                                            : "unexpected argument '" + a + "'");
     if (i + 1 >= argc) throw UsageError(a + " needs a value");
     const std::string v = argv[++i];
     if (a == "--out") opt.out_dir = v;

@@ -94,14 +94,9 @@ int cmd_eval(int argc, char** argv) {
                                             : "unexpected argument '" + a + "'");
     if (i + 1 >= argc) throw UsageError(a + " needs a value");
     const std::string v = argv[++i];
-    // A bad value is a usage error (status 1), also where the library parses it.
-    auto parsed = [&](auto parse) {
-      try {
-        return parse(v);
-      } catch (const dofpose::Error& e) {
-        throw UsageError(a + ": " + e.what());
-      }
-    };
+    // A bad value is a usage error (status 1), also where the library parses it
+    // (its messages already start with the flag: "--input: unknown value ...").
+    auto parsed = [&](auto parse) { return parse_value_arg(a, [&] { return parse(v); }); };
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     if (a == "--model") model = v;
     else if (a == "--data") opt.data_dir = v;
@@ -115,12 +110,9 @@ int cmd_eval(int argc, char** argv) {
     else if (a == "--actions") opt.actions = split_commas(v);
     else if (a == "--max-frames") opt.max_frames = parse_int_arg(a, v, 1, kMax);
     else if (a == "--batch") opt.batch_size = parse_int_arg(a, v, 1, 1 << 20);
-    else {  // --attribute-threshold
-      char* end = nullptr;
-      settings.threshold_override_mm = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(settings.threshold_override_mm >= 0))
-        throw UsageError(a + " needs a number of mm >= 0, got '" + v + "'");
-    }
+    else  // --attribute-threshold
+      settings.threshold_override_mm =
+          parse_number_arg(a, v, 0.0, std::numeric_limits<double>::max(), "a number of mm >= 0");
   }
   if (model.empty()) throw UsageError("--model is required");
   if (opt.data_dir.empty()) throw UsageError("--data is required");

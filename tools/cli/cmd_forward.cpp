@@ -20,7 +20,7 @@ constexpr const char* kUsage =
     "usage: dofpose forward --model M.safetensors --input X.npy [--output OUT.npz]\n"
     "                       [--attributes A.npy] [--dump DIR] [--profile] [--repeat N]\n"
     "                       [--profile-json FILE] [--threads N] [--device cpu|cuda]\n"
-    "                       [--activations f32|f16|bf16]\n"
+    "                       [--activations f32|f16|bf16] [--unfused]\n"
     "\n"
     "Runs a hourglass or lifter model (weights file with metadata kind/config) in\n"
     "inference mode on a float32 .npy input and writes every output as an array of\n"
@@ -45,6 +45,9 @@ constexpr const char* kUsage =
     "  --activations T     hourglass: store the activations between the stem and the\n"
     "                      heads as f32 (default), f16 or bf16 (half the memory\n"
     "                      traffic; heatmaps and outputs stay float32). Not with --dump\n"
+    "                      or --unfused\n"
+    "  --unfused           run every layer separately (no fused Conv2d+BN+ReLU): --profile\n"
+    "                      then has one row per BatchNorm, ReLU, Add, ... (float32 only)\n"
     "\n"
     "Details and examples: docs/cli.md\n";
 
@@ -76,6 +79,10 @@ int cmd_forward(int argc, char** argv) {
       opt.profile = true;
       continue;
     }
+    if (a == "--unfused") {
+      opt.unfused = true;
+      continue;
+    }
     static const char* const with_value[] = {"--model", "--input", "--output", "--attributes",
                                               "--dump", "--repeat", "--profile-json", "--threads",
                                               "--device", "--activations"};
@@ -91,8 +98,14 @@ int cmd_forward(int argc, char** argv) {
     else if (a == "--dump") opt.dump_dir = v;
     else if (a == "--repeat") opt.repeat = int(parse_int_arg(a, v, 1, 1000000));
     else if (a == "--threads") opt.threads = int(parse_int_arg(a, v, 1, dofpose::kMaxCpuThreads));
-    else if (a == "--device") opt.device = v;
-    else if (a == "--activations") opt.activations = v;
+    else if (a == "--device") {
+      opt.device = v;
+      if (opt.device != "cpu" && opt.device != "cuda")
+        throw UsageError("--device: unknown value '" + opt.device + "', expected cpu or cuda");
+    } else if (a == "--activations") {
+      opt.activations = v;
+      parse_value_arg(a, [&] { return dofpose::nn::parse_activation_dtype(v, "--activations"); });
+    }
     else if (a == "--profile-json") {
       json_path = v;
       opt.profile = true;

@@ -3,10 +3,12 @@
 // parses the options.
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "dofpose/error.h"
 #include "dofpose/lift.h"
+#include "dofpose/skeleton.h"
 #include "tools/cli/commands.h"
 
 namespace dofpose_cli {
@@ -35,49 +37,41 @@ constexpr const char* kUsage =
 
 int cmd_lift(int argc, char** argv) {
   dofpose::LiftRunOptions opt;
+  if (wants_help(argc, argv)) {
+    std::printf("%s", kUsage);
+    return 0;
+  }
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kUsage);
-      return 0;
-    }
     const bool takes_value = a == "-o" || a == "--output" || a == "--model" || a == "--layout" ||
                              a == "--normalise" || a == "--normalize" || a == "--min-confidence";
     if (takes_value) {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "dofpose lift: %s needs a value\n", a.c_str());
-        return 1;
-      }
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
       const std::string v = argv[++i];
       if (a == "-o" || a == "--output") opt.output = v;
       else if (a == "--model") opt.model = v;
-      else if (a == "--layout") opt.layout = v;
-      else if (a == "--normalise" || a == "--normalize") opt.normalise = dofpose::lift_normalise_from_name(v);
-      else {
-        char* end = nullptr;
-        opt.min_confidence = std::strtof(v.c_str(), &end);
-        if (end == v.c_str() || *end != '\0') {
-          std::fprintf(stderr, "dofpose lift: --min-confidence needs a number, got '%s'\n", v.c_str());
-          return 1;
-        }
+      else if (a == "--layout") {
+        parse_value_arg(a, [&] { return &dofpose::layout_from_name(v); });
+        opt.layout = v;
+      } else if (a == "--normalise" || a == "--normalize") {
+        opt.normalise = parse_value_arg(a, [&] { return dofpose::lift_normalise_from_name(v); });
+      } else {
+        opt.min_confidence = float(parse_number_arg(a, v, -std::numeric_limits<float>::max(),
+                                                    std::numeric_limits<float>::max()));
       }
       continue;
     }
-    if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "dofpose lift: unknown option '%s'\n\n%s", a.c_str(), kUsage);
-      return 1;
-    }
-    if (!opt.input.empty()) {
-      std::fprintf(stderr, "dofpose lift: more than one input file ('%s', '%s')\n", opt.input.c_str(), a.c_str());
-      return 1;
-    }
+    if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option '" + a + "'");
+    if (!opt.input.empty())
+      throw UsageError("more than one input file ('" + opt.input + "', '" + a + "')");
     opt.input = a;
   }
-  if (opt.input.empty() || opt.output.empty()) {
-    std::fprintf(stderr, "dofpose lift: needs IN.json and -o OUT.json\n\n%s", kUsage);
-    return 1;
-  }
+  if (opt.input.empty()) throw UsageError("IN.json is required");
+  if (opt.output.empty()) throw UsageError("-o OUT.json is required");
   const dofpose::LiftRunReport r = dofpose::run_lift(opt);
+  if (r.attributes_ignored)
+    std::fprintf(stderr, "dofpose lift: note: %s: the frames' \"attributes\" were ignored (model %s "
+                 "takes no torso-plane attributes)\n", opt.input.c_str(), r.model_source.c_str());
   std::printf("lifted %lld frame(s) of %s -> %s\n", static_cast<long long>(r.frames), r.input_layout.c_str(),
               opt.output.c_str());
   std::printf("model: %s%s%s\n", r.model_source.c_str(), r.model_status.empty() ? "" : ", status: ",

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +32,16 @@ int64_t parse_int_arg(const std::string& flag, const std::string& text, int64_t 
   if (!ok)
     throw UsageError(flag + " needs an integer from " + std::to_string(lo) + " to " +
                      std::to_string(hi) + ", got '" + text + "'");
+  return v;
+}
+
+double parse_number_arg(const std::string& flag, const std::string& text, double lo, double hi,
+                        const std::string& expected) {
+  char* end = nullptr;
+  const double v = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+  const bool ok = !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) &&
+                  *end == '\0' && std::isfinite(v) && v >= lo && v <= hi;
+  if (!ok) throw UsageError(flag + " needs " + expected + ", got '" + text + "'");
   return v;
 }
 

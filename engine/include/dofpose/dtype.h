@@ -7,6 +7,12 @@
 namespace dofpose {
 
 enum class DType : uint8_t { F32, F16, BF16, I32, U8 };
+
+// The double nearest the float's shortest decimal text (std::to_chars): what a
+// JSON writer should store for a float setting, so that 1e-3f is written as
+// 0.001, not as its exact binary value 0.0010000000474974513, and reads back
+// as the same float. Non-finite values are returned as they are.
+double float_as_shortest_double(float f);
 enum class Device : uint8_t { CPU, CUDA };
 
 inline size_t dtype_size(DType t) {

@@ -167,6 +167,9 @@ struct LiftRunReport {
   int64_t frames = 0;
   std::string input_layout, model_source, model_status, normalise_used;
   int64_t frames_with_imputed_joints = 0;
+  // The input's frames have "attributes" but the lifter takes none (config
+  // use_attributes false): they were not used (`dofpose lift` says so on stderr).
+  bool attributes_ignored = false;
 };
 
 LiftRunReport run_lift(const LiftRunOptions& opt);

@@ -179,8 +179,8 @@ std::string HourglassConfig::to_json_string() const {
   j["attribute_channels"] = attribute_channels;
   j["domain_head"] = domain_head;
   j["domain_hidden"] = domain_hidden;
-  j["grl_lambda"] = grl_lambda;
-  j["softargmax_beta"] = softargmax_beta;
+  j["grl_lambda"] = float_as_shortest_double(grl_lambda);
+  j["softargmax_beta"] = float_as_shortest_double(softargmax_beta);
   return j.dump();
 }
 

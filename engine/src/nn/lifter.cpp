@@ -103,10 +103,10 @@ std::string LifterConfig::to_json_string() const {
             {"attribute_encoding", attribute_encoding},
             {"width", width},
             {"blocks", blocks},
-            {"dropout", dropout},
-            {"max_norm", max_norm},
-            {"bn_momentum", bn_momentum},
-            {"bn_eps", bn_eps},
+            {"dropout", float_as_shortest_double(dropout)},
+            {"max_norm", float_as_shortest_double(max_norm)},
+            {"bn_momentum", float_as_shortest_double(bn_momentum)},
+            {"bn_eps", float_as_shortest_double(bn_eps)},
             {"groups", {{"torso", torso}, {"proximal", proximal}, {"distal", distal}}}};
   return j.dump();
 }

@@ -331,6 +331,12 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   DOFPOSE_CHECK(activations == DType::F32 || opt.dump_dir.empty(),
                 "forward: --dump writes the layers of the unfused float32 network; "
                 "--activations ", opt.activations, " applies to fused inference only (drop one)");
+  DOFPOSE_CHECK(activations == DType::F32 || !opt.unfused,
+                "forward: --unfused runs the separate float32 layers; --activations ",
+                opt.activations, " applies to fused inference only (drop one)");
+  // Every forward below (outputs, dump, profile) runs the separate layers.
+  std::unique_ptr<ScopedUnfused> unfused;
+  if (opt.unfused) unfused = std::make_unique<ScopedUnfused>();
   std::unique_ptr<Model> model = load_model(opt.model);
   model->set_activation_dtype(activations);
   model->module().to_device(device);

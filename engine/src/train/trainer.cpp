@@ -109,9 +109,16 @@ class FieldReader {
   }
 };
 
+// Float settings as their shortest decimal (0.001, not 0.0010000000474974513).
+double json_float(float f) { return float_as_shortest_double(f); }
+
 json schedule_json(const ScheduleConfig& s) {
-  return {{"type", s.type},   {"gamma", s.gamma},           {"step_size", s.step_size},
-          {"rate", s.rate},   {"decay_steps", s.decay_steps}, {"staircase", s.staircase}};
+  return {{"type", s.type},
+          {"gamma", json_float(s.gamma)},
+          {"step_size", s.step_size},
+          {"rate", json_float(s.rate)},
+          {"decay_steps", s.decay_steps},
+          {"staircase", s.staircase}};
 }
 
 }  // namespace
@@ -210,7 +217,7 @@ std::string TrainConfig::to_json_string() const {
         {"input", data.input},
         {"attributes", data.attributes},
         {"flip", data.flip},
-        {"flip_center_x", data.flip_center_x},
+        {"flip_center_x", json_float(data.flip_center_x)},
         {"max_train_samples", data.max_train_samples},
         {"max_val_samples", data.max_val_samples},
         {"subsample", data.subsample},
@@ -219,14 +226,14 @@ std::string TrainConfig::to_json_string() const {
           {"max_yaw_deg", data.virtual_cameras.max_yaw_deg}}}}},
       {"optimizer",
        {{"type", o.type},
-        {"lr", o.lr},
-        {"weight_decay", o.weight_decay},
-        {"clip_norm", o.clip_norm},
-        {"beta1", o.beta1},
-        {"beta2", o.beta2},
-        {"alpha", o.alpha},
-        {"momentum", o.momentum},
-        {"eps", o.eps},
+        {"lr", json_float(o.lr)},
+        {"weight_decay", json_float(o.weight_decay)},
+        {"clip_norm", json_float(o.clip_norm)},
+        {"beta1", json_float(o.beta1)},
+        {"beta2", json_float(o.beta2)},
+        {"alpha", json_float(o.alpha)},
+        {"momentum", json_float(o.momentum)},
+        {"eps", json_float(o.eps)},
         {"schedule", schedule_json(o.schedule)}}},
       {"epochs", epochs},
       {"batch_size", batch_size},
@@ -463,6 +470,10 @@ void list_differences(const json& a, const json& b, const std::string& path,
       if (!a.contains(k) || !b.contains(k)) out.push_back(p);
       else list_differences(a[k], b[k], p, out);
     }
+  } else if (a.is_number_float() && b.is_number_float() &&
+             float(a.get<double>()) == float(b.get<double>())) {
+    // The same float setting, written before configs stored the shortest
+    // decimal (0.0010000000474974513) or after (0.001).
   } else if (a != b) {
     out.push_back(path + " (checkpoint " + a.dump() + ", config " + b.dump() + ")");
   }

@@ -94,6 +94,9 @@ struct ForwardOptions {
   int threads = 0;               // CPU threads; 0 = leave the default
   std::string device = "cpu";    // "cpu" | "cuda"
   std::string activations = "f32";  // "f32" | "f16" | "bf16": hourglass activation storage
+  // Runs every layer separately (nn::ScopedUnfused): the profile gets one row per
+  // BatchNorm / ReLU / Add instead of the fused Conv2d+BN+ReLU rows. F32 only.
+  bool unfused = false;
 };
 
 struct ProfileRow {
