@@ -3,7 +3,11 @@
 // nn::run_forward (dofpose/nn/model.h); this file only parses the options.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <vector>
 #include <filesystem>
 #include <string>
 
@@ -18,18 +22,28 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: dofpose forward --model M.safetensors --input X.npy [--output OUT.npz]\n"
+    "       dofpose forward --model HG.safetensors --image PHOTO [--keypoints KP.json]\n"
+    "                       [--overlay OUT.png] [--input-mean R,G,B] [--output OUT.npz]\n"
     "                       [--attributes A.npy] [--dump DIR] [--profile] [--repeat N]\n"
     "                       [--profile-json FILE] [--threads N] [--device cpu|cuda]\n"
     "                       [--activations f32|f16|bf16] [--unfused]\n"
     "\n"
     "Runs a hourglass or lifter model (weights file with metadata kind/config) in\n"
-    "inference mode on a float32 .npy input and writes every output as an array of\n"
-    "an .npz archive (written atomically).\n"
+    "inference mode on a float32 .npy input (or, for a hourglass, a photo) and writes\n"
+    "every output as an array of an .npz archive (written atomically).\n"
     "\n"
     "  --model FILE        weights file (dofpose/safetensors) of kind hourglass or lifter\n"
     "  --input X.npy       float32; hourglass: [N,3,S,S] images (S = config input_size);\n"
     "                      lifter: raw 2D joints [N,J,2] or [N,2J] (J = num_joints_in),\n"
     "                      normalised with the model's stored statistics\n"
+    "  --image PHOTO       hourglass only, instead of --input: a JPEG/PNG/BMP/... photo,\n"
+    "                      letterboxed into S x S (aspect kept, bilinear, centred, padding\n"
+    "                      0), RGB in [0,1] minus the mean (below)\n"
+    "  --input-mean R,G,B  with --image: the RGB mean to subtract (default: the weights'\n"
+    "                      norm.input.mean when present, as pytorch-pose conversions have)\n"
+    "  --keypoints KP.json with --image, 16-joint models: the last stack's joints in the\n"
+    "                      photo's pixels as a `dofpose lift` input (layout mpii16)\n"
+    "  --overlay OUT.png   with --image: the photo with the joints and skeleton drawn\n"
     "  --attributes A.npy  lifters with use_attributes: [N,9] int labels (0 front, 1 back,\n"
     "                      2 on-plane) or [N,9,3] float32 probabilities\n"
     "  --output OUT.npz    hourglass: heatmaps_stack<s>, coords, attributes, domain;\n"
@@ -64,6 +78,24 @@ void check_writable(const char* flag, const std::string& path) {
   DOFPOSE_CHECK(!fs::is_directory(path, ec), flag, ": '", path, "' is a folder, expected a file name");
 }
 
+// "R,G,B": three finite numbers.
+std::vector<float> parse_mean(const std::string& v) {
+  std::vector<float> m;
+  size_t start = 0;
+  while (start <= v.size()) {
+    const size_t comma = std::min(v.find(',', start), v.size());
+    const std::string part = v.substr(start, comma - start);
+    char* end = nullptr;
+    const double x = part.empty() ? 0 : std::strtod(part.c_str(), &end);
+    if (part.empty() || end != part.c_str() + part.size() || !std::isfinite(x))
+      throw UsageError("--input-mean needs three numbers R,G,B, got '" + v + "'");
+    m.push_back(float(x));
+    start = comma + 1;
+  }
+  if (m.size() != 3) throw UsageError("--input-mean needs three numbers R,G,B, got '" + v + "'");
+  return m;
+}
+
 }  // namespace
 
 int cmd_forward(int argc, char** argv) {
@@ -85,7 +117,8 @@ int cmd_forward(int argc, char** argv) {
     }
     static const char* const with_value[] = {"--model", "--input", "--output", "--attributes",
                                               "--dump", "--repeat", "--profile-json", "--threads",
-                                              "--device", "--activations"};
+                                              "--device", "--activations", "--image",
+                                              "--keypoints", "--overlay", "--input-mean"};
     bool known = false;
     for (const char* f : with_value) known = known || a == f;
     if (!known) throw UsageError("unknown option '" + a + "'");
@@ -94,6 +127,10 @@ int cmd_forward(int argc, char** argv) {
     if (a == "--model") opt.model = v;
     else if (a == "--input") opt.input = v;
     else if (a == "--output") opt.output = v;
+    else if (a == "--image") opt.image = v;
+    else if (a == "--keypoints") opt.keypoints = v;
+    else if (a == "--overlay") opt.overlay = v;
+    else if (a == "--input-mean") opt.input_mean = parse_mean(v);
     else if (a == "--attributes") opt.attributes = v;
     else if (a == "--dump") opt.dump_dir = v;
     else if (a == "--repeat") opt.repeat = int(parse_int_arg(a, v, 1, 1000000));
@@ -111,7 +148,13 @@ int cmd_forward(int argc, char** argv) {
       opt.profile = true;
     }
   }
-  if (opt.model.empty() || opt.input.empty()) throw UsageError("--model and --input are required");
+  if (opt.model.empty()) throw UsageError("--model is required");
+  if (opt.input.empty() && opt.image.empty()) throw UsageError("--input X.npy or --image PHOTO is required");
+  if (!opt.input.empty() && !opt.image.empty())
+    throw UsageError("--input and --image exclude each other (give one)");
+  if (opt.image.empty() && !opt.keypoints.empty()) throw UsageError("--keypoints needs --image");
+  if (opt.image.empty() && !opt.overlay.empty()) throw UsageError("--overlay needs --image");
+  if (opt.image.empty() && !opt.input_mean.empty()) throw UsageError("--input-mean needs --image");
   dofpose::nn::ForwardResult r;
   try {
     if (!json_path.empty()) check_writable("--profile-json", json_path);
@@ -123,12 +166,21 @@ int cmd_forward(int argc, char** argv) {
     std::fprintf(stderr, "dofpose forward: error: %s\n", msg.c_str());
     return 2;
   }
-  if (opt.output.empty() && opt.dump_dir.empty() && !opt.profile)
+  if (opt.output.empty() && opt.dump_dir.empty() && !opt.profile && opt.keypoints.empty() &&
+      opt.overlay.empty())
     std::printf("note: no --output, --dump or --profile: the model ran, nothing was saved\n");
   std::printf("%s\ninput %s\n", r.model_summary.c_str(), r.input_shape.str().c_str());
   for (size_t k = 0; k < r.output_names.size(); ++k)
     std::printf("  output %-16s %s\n", r.output_names[k].c_str(), r.output_shapes[k].str().c_str());
+  if (!opt.image.empty()) {
+    std::printf("image %s: %dx%d", opt.image.c_str(), r.image_width, r.image_height);
+    if (r.input_mean.size() == 3)
+      std::printf(", mean %.4g,%.4g,%.4g subtracted", r.input_mean[0], r.input_mean[1], r.input_mean[2]);
+    std::printf("\n");
+  }
   if (!opt.output.empty()) std::printf("wrote %s\n", opt.output.c_str());
+  if (!opt.keypoints.empty()) std::printf("wrote %s\n", opt.keypoints.c_str());
+  if (!opt.overlay.empty()) std::printf("wrote %s\n", opt.overlay.c_str());
   if (!opt.dump_dir.empty())
     std::printf("dumped %zu layer outputs to %s/\n", r.dumped.size(), opt.dump_dir.c_str());
   if (opt.profile) std::printf("\n%s", dofpose::nn::format_profile(r).c_str());
@@ -140,8 +192,8 @@ int cmd_forward(int argc, char** argv) {
 }
 
 DOFPOSE_COMMAND(forward,
-                "forward --model M --input X.npy",
-                "run a model on an .npy input; --dump layer outputs, --profile layer times",
+                "forward --model M --input X.npy | --image PHOTO",
+                "run a model on an .npy input or a photo; --keypoints for lift, --dump, --profile",
                 cmd_forward);
 
 }  // namespace dofpose_cli

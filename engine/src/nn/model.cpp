@@ -12,6 +12,9 @@
 #include "dofpose/build_info.h"
 #include "dofpose/context.h"
 #include "dofpose/cuda_backend.h"
+#include "dofpose/image.h"
+#include "dofpose/lift.h"
+#include "dofpose/weights.h"
 #include "dofpose/ops.h"
 #include "dofpose/nn/persistent_lifter.h"
 #include "dofpose/npz.h"
@@ -33,6 +36,7 @@ class HourglassModel : public Model {
 
   void set_activation_dtype(DType t) override { net_->set_activation_dtype(t); }
   std::string kind() const override { return "hourglass"; }
+  const HourglassConfig* hourglass_config() const override { return &net_->config(); }
   std::string summary() const override {
     const HourglassConfig& c = net_->config();
     return concat("hourglass: ", c.stacks, " stacks, ", c.num_feats, " features, depth ", c.depth,
@@ -285,7 +289,15 @@ DType parse_activation_dtype(const std::string& name, const char* flag) {
 
 ForwardResult run_forward(const ForwardOptions& opt) {
   DOFPOSE_CHECK(!opt.model.empty(), "forward: no model given (--model FILE.safetensors)");
-  DOFPOSE_CHECK(!opt.input.empty(), "forward: no input given (--input X.npy)");
+  DOFPOSE_CHECK(!opt.input.empty() || !opt.image.empty(),
+                "forward: no input given (--input X.npy or --image PHOTO)");
+  DOFPOSE_CHECK(opt.input.empty() || opt.image.empty(),
+                "forward: give --input X.npy or --image PHOTO, not both");
+  DOFPOSE_CHECK(!opt.image.empty() || (opt.keypoints.empty() && opt.overlay.empty()),
+                "forward: --keypoints and --overlay need --image (joints in a photo's pixels)");
+  DOFPOSE_CHECK(opt.image.empty() || opt.input_mean.empty() || opt.input_mean.size() == 3,
+                "forward: --input-mean needs 3 values (R,G,B), got ", opt.input_mean.size());
+  DOFPOSE_CHECK(!opt.image.empty() || opt.input_mean.empty(), "forward: --input-mean applies to --image only");
   DOFPOSE_CHECK(opt.repeat >= 1, "forward: --repeat must be >= 1, got ", opt.repeat);
   DOFPOSE_CHECK(opt.threads >= 0 && opt.threads <= kMaxCpuThreads,
                 "forward: --threads must be in [1, ", kMaxCpuThreads, "], got ", opt.threads);
@@ -300,11 +312,14 @@ ForwardResult run_forward(const ForwardOptions& opt) {
                   "forward: --dump folder '", opt.dump_dir, "' is not empty (an earlier dump's "
                   "files would be mixed with this one's); give a new or empty folder");
   }
-  if (!opt.output.empty()) {
-    const std::filesystem::path parent = std::filesystem::path(opt.output).parent_path();
+  for (const std::string* out : {&opt.output, &opt.keypoints, &opt.overlay}) {
+    if (out->empty()) continue;
+    const std::filesystem::path parent = std::filesystem::path(*out).parent_path();
     std::error_code ec;
     DOFPOSE_CHECK(parent.empty() || std::filesystem::is_directory(parent, ec),
-                  "forward: the folder of the output '", opt.output, "' does not exist");
+                  "forward: the folder of the output '", *out, "' does not exist");
+    DOFPOSE_CHECK(!std::filesystem::is_directory(*out, ec), "forward: the output '", *out,
+                  "' is a folder, expected a file name");
   }
   if (opt.threads > 0) set_cpu_threads(opt.threads);
   DOFPOSE_CHECK(opt.device == "cpu" || opt.device == "cuda",
@@ -340,7 +355,31 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   std::unique_ptr<Model> model = load_model(opt.model);
   model->set_activation_dtype(activations);
   model->module().to_device(device);
-  Tensor input = read_npy_f32(opt.input, "input");
+  Tensor input;
+  ImageRGB8 photo;
+  LetterboxTransform box;
+  std::vector<float> mean = opt.input_mean;
+  if (!opt.image.empty()) {
+    const HourglassConfig* hc = model->hourglass_config();
+    DOFPOSE_CHECK(hc != nullptr, "forward: --image is for hourglass models; ", opt.model, " is a ",
+                  model->kind(), " model (lifters take 2D joints: --input X.npy, or dofpose lift)");
+    DOFPOSE_CHECK(opt.keypoints.empty() && opt.overlay.empty() ? true : hc->num_joints == 16,
+                  "forward: --keypoints / --overlay write MPII-16 joints; this hourglass predicts ",
+                  hc->num_joints, " joints, expected 16");
+    if (mean.empty()) {
+      WeightsFile wf(opt.model);
+      if (wf.has("norm.input.mean")) {
+        Tensor m = wf.load_f32("norm.input.mean", Shape{3});
+        mean.assign(m.f32(), m.f32() + 3);
+      }
+    }
+    photo = load_image_rgb(opt.image);
+    Letterboxed lb = letterbox(photo, hc->input_size, mean);
+    input = std::move(lb.tensor);
+    box = lb.transform;
+  } else {
+    input = read_npy_f32(opt.input, "input");
+  }
   Tensor attributes;
   if (!opt.attributes.empty()) {
     DOFPOSE_CHECK(model->kind() == "lifter",
@@ -379,6 +418,29 @@ ForwardResult run_forward(const ForwardOptions& opt) {
       w.add_f32(o.name, dims_of(o.value.shape), host.f32());
     }
     if (!opt.output.empty()) w.write(opt.output);
+    if (!opt.image.empty()) {
+      r.image_width = photo.width;
+      r.image_height = photo.height;
+      r.input_mean = mean;
+      const NamedView* coords = nullptr;
+      const NamedView* last_heat = nullptr;
+      for (const NamedView& o : outs) {
+        if (o.name == "coords") coords = &o;
+        if (o.name.rfind("heatmaps_stack", 0) == 0) last_heat = &o;
+      }
+      DOFPOSE_CHECK(coords && last_heat, "forward: the hourglass gave no coords / heatmaps");
+      Tensor c = Tensor::empty(coords->value.shape);
+      copy(coords->value, c);
+      const int joints = int(coords->value.shape[1]);
+      r.image_keypoints = heatmap_coords_to_image(c.f32(), joints, int(last_heat->value.shape[3]), box);
+      if (!opt.keypoints.empty())
+        write_file_atomically(opt.keypoints,
+                              mpii16_lift_input_json(r.image_keypoints, photo.width, photo.height));
+      if (!opt.overlay.empty()) {
+        const std::vector<unsigned char> png = mpii16_overlay_png(photo, r.image_keypoints);
+        write_file_atomically(opt.overlay, std::string(png.begin(), png.end()));
+      }
+    }
   }
 
   // 2. Every layer's output.

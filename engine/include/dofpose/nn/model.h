@@ -38,6 +38,8 @@ class Model {
   virtual std::string summary() const = 0;          // one line: kind and main config values
   virtual std::string expected_input() const = 0;   // e.g. "[N,3,256,256]"
   virtual bool uses_attributes() const { return false; }
+  // The hourglass's config; nullptr for other models.
+  virtual const HourglassConfig* hourglass_config() const { return nullptr; }
   // Throws dofpose::Error naming the expected shape when `in` does not fit the config.
   virtual void check_inputs(const ModelInputs& in) const = 0;
   // Inference (BatchNorm running statistics, no dropout). Returns views into
@@ -85,7 +87,15 @@ std::unique_ptr<Model> make_model(std::unique_ptr<Lifter> net);
 
 struct ForwardOptions {
   std::string model;             // weights file
-  std::string input;             // float32 .npy
+  std::string input;             // float32 .npy (or `image`, not both)
+  // A photo for a hourglass (any format stb_image reads): letterboxed into
+  // [1,3,S,S] (dofpose/image.h), RGB in [0,1] minus `input_mean`.
+  std::string image;
+  // RGB mean subtracted from the photo's pixels; empty = the weights file's
+  // tensor norm.input.mean [3] when it has one (pytorch-pose conversions), else none.
+  std::vector<float> input_mean;
+  std::string keypoints;         // with `image`: `dofpose lift` input JSON (MPII-16 models only)
+  std::string overlay;           // with `image`: PNG of the photo with the joints drawn
   std::string attributes;        // optional .npy: [N,9] int labels or [N,9,3] / [N,27] float32 probabilities
   std::string output;            // .npz to write (atomically); empty = do not write
   std::string dump_dir;          // empty = no dump
@@ -113,6 +123,11 @@ struct ProfileRow {
 
 struct ForwardResult {
   std::string model_summary;
+  // With an image: its size, the mean subtracted (empty = none) and the last
+  // stack's joints in its pixels [J x 2].
+  int image_width = 0, image_height = 0;
+  std::vector<float> input_mean;
+  std::vector<float> image_keypoints;
   Shape input_shape;
   std::vector<std::string> output_names;
   std::vector<Shape> output_shapes;
