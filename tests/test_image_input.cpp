@@ -317,6 +317,55 @@ TEST_CASE("forward --image: errors name the file, the model kind and the joint c
   CHECK(contains(error_of([&] { run_forward(n); }), "not both"));
 }
 
+TEST_CASE("forward --image: joints that are not finite refuse --keypoints and write no output") {
+  TempDir dir("fwd-img-nan");
+  // A NaN in the last stack's score bias: its heatmaps, and so its joints, are NaN.
+  HourglassNet net(tiny_config(16), 7);
+  bool poisoned = false;
+  for (const Param& p : net.parameters())
+    if (p.name == "score.1.bias") p.value->f32()[0] = NAN, poisoned = true;
+  REQUIRE(poisoned);
+  net.save(dir.file("nan.safetensors"));
+  ForwardOptions o;
+  o.model = dir.file("nan.safetensors");
+  o.image = write_png(dir, "p.png", pattern(12, 9));
+  o.output = dir.file("out.npz");
+  o.keypoints = dir.file("kp.json");
+  o.overlay = dir.file("ov.png");
+  CHECK(contains(error_of([&] { run_forward(o); }), "mpii16 keypoints: joint 0"));
+  CHECK_FALSE(std::filesystem::exists(o.output));
+  CHECK_FALSE(std::filesystem::exists(o.keypoints));
+  CHECK_FALSE(std::filesystem::exists(o.overlay));
+}
+
+TEST_CASE("image: a JPEG decodes to its size and, within JPEG's loss, its colours") {
+  TempDir dir("img-jpeg");
+  ImageRGB8 flat;  // two flat halves: JPEG keeps them within a few levels
+  flat.width = 32;
+  flat.height = 16;
+  flat.rgb.resize(32 * 16 * 3);
+  for (int y = 0; y < 16; ++y)
+    for (int x = 0; x < 32; ++x) {
+      const unsigned char left[3] = {200, 40, 40}, right[3] = {30, 60, 220};
+      std::copy_n(x < 16 ? left : right, 3, &flat.rgb[(size_t(y) * 32 + size_t(x)) * 3]);
+    }
+  const std::vector<unsigned char> jpg = encode_jpeg(flat, 95);
+  REQUIRE(jpg.size() > 2);
+  CHECK(jpg[0] == 0xFF);  // SOI marker: really a JPEG, not a PNG
+  CHECK(jpg[1] == 0xD8);
+  const std::string path = dir.file("photo.jpg");
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()),
+                                              std::streamsize(jpg.size()));
+  const ImageRGB8 im = load_image_rgb(path);
+  CHECK(im.width == 32);
+  CHECK(im.height == 16);
+  for (int c = 0; c < 3; ++c) {
+    CAPTURE(c);
+    CHECK(std::abs(pix(im, 4, 8, c) - pix(flat, 4, 8, c)) < 8.f / 255.f);
+    CHECK(std::abs(pix(im, 27, 8, c) - pix(flat, 27, 8, c)) < 8.f / 255.f);
+  }
+}
+
 TEST_CASE("forward --image: the dofpose binary chains into dofpose lift, usage errors exit 1, runtime 2") {
   const std::string program = program_path();
   if (!std::filesystem::exists(program)) {

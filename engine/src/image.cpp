@@ -142,6 +142,20 @@ std::vector<unsigned char> encode_png(const ImageRGB8& image) {
   return bytes;
 }
 
+std::vector<unsigned char> encode_jpeg(const ImageRGB8& image, int quality) {
+  DOFPOSE_CHECK(quality >= 1 && quality <= 100, "JPEG quality must be in [1, 100], got ", quality);
+  std::vector<unsigned char> bytes;
+  auto sink = [](void* ctx, void* data, int n) {
+    auto* b = static_cast<std::vector<unsigned char>*>(ctx);
+    const auto* p = static_cast<const unsigned char*>(data);
+    b->insert(b->end(), p, p + n);
+  };
+  DOFPOSE_CHECK(stbi_write_jpg_to_func(sink, &bytes, image.width, image.height, 3, image.rgb.data(),
+                                       quality) != 0,
+                "cannot encode a ", image.width, "x", image.height, " JPEG");
+  return bytes;
+}
+
 namespace {
 
 void put_dot(ImageRGB8& im, int x, int y, const unsigned char* c, int r) {

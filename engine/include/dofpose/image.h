@@ -62,5 +62,7 @@ std::vector<unsigned char> mpii16_overlay_png(const ImageRGB8& image, const std:
 
 // Encodes an RGB image as PNG bytes (stb_image_write); throws on failure.
 std::vector<unsigned char> encode_png(const ImageRGB8& image);
+// The image as JPEG bytes, quality 1..100.
+std::vector<unsigned char> encode_jpeg(const ImageRGB8& image, int quality = 90);
 
 }  // namespace dofpose

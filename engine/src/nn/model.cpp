@@ -417,7 +417,7 @@ ForwardResult run_forward(const ForwardOptions& opt) {
       copy(o.value, host);
       w.add_f32(o.name, dims_of(o.value.shape), host.f32());
     }
-    if (!opt.output.empty()) w.write(opt.output);
+    std::string keypoints_json, overlay_png;
     if (!opt.image.empty()) {
       r.image_width = photo.width;
       r.image_height = photo.height;
@@ -433,14 +433,17 @@ ForwardResult run_forward(const ForwardOptions& opt) {
       copy(coords->value, c);
       const int joints = int(coords->value.shape[1]);
       r.image_keypoints = heatmap_coords_to_image(c.f32(), joints, int(last_heat->value.shape[3]), box);
-      if (!opt.keypoints.empty())
-        write_file_atomically(opt.keypoints,
-                              mpii16_lift_input_json(r.image_keypoints, photo.width, photo.height));
+      if (!opt.keypoints.empty())  // refuses joints that are not finite
+        keypoints_json = mpii16_lift_input_json(r.image_keypoints, photo.width, photo.height);
       if (!opt.overlay.empty()) {
         const std::vector<unsigned char> png = mpii16_overlay_png(photo, r.image_keypoints);
-        write_file_atomically(opt.overlay, std::string(png.begin(), png.end()));
+        overlay_png.assign(png.begin(), png.end());
       }
     }
+    // Written after every check above: a failure leaves none of the outputs behind.
+    if (!opt.output.empty()) w.write(opt.output);
+    if (!keypoints_json.empty()) write_file_atomically(opt.keypoints, keypoints_json);
+    if (!overlay_png.empty()) write_file_atomically(opt.overlay, overlay_png);
   }
 
   // 2. Every layer's output.
