@@ -523,14 +523,8 @@ TEST_CASE("forward: with no tracer installed nothing is traced") {
 }
 
 TEST_CASE("forward: the dofpose binary runs a model and reports errors") {
-  // The program is built next to the tests folder: <build>/dofpose, <build>/tests/dofpose_tests.
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
-  if (!std::filesystem::exists(program)) {
-    if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
-    MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
-    return;
-  }
+  const std::string program = dofpose_test::require_dofpose_program();
+  if (program.empty()) return;
   TempDir dir("fwd-cli");
   tiny_hourglass()->save(dir.file("hg.safetensors"));
   const std::string img = write_f32_npy(dir, "img.npy", {1, 3, 32, 32}, 12);
@@ -710,14 +704,9 @@ TEST_CASE("forward: --threads is bounded, --dump refuses a used folder, attribut
 }
 
 TEST_CASE("forward: the dofpose binary: usage errors exit 1, --help works everywhere, checks come first") {
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
-  const std::string timer = (exe.parent_path().parent_path() / "bench" / "dofpose_model_timer").string();
-  if (!std::filesystem::exists(program)) {
-    if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
-    MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
-    return;
-  }
+  const std::string program = dofpose_test::require_dofpose_program();
+  if (program.empty()) return;
+  const std::string timer = dofpose_test::build_program_path("bench/dofpose_model_timer");
   TempDir dir("fwd-usage");
   const std::string q = dofpose_test::shell_quote(program) + " ";
   std::string out;
@@ -791,21 +780,6 @@ TEST_CASE("forward: the dofpose binary: usage errors exit 1, --help works everyw
   CHECK(contains(out, "\"ms\":["));
 }
 
-namespace {
-
-// <build>/dofpose (next to <build>/tests/dofpose_tests), or "" when it is not built
-// (then the calling test is skipped, or FAILs under CI).
-std::string built_program() {
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
-  if (std::filesystem::exists(program)) return program;
-  if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
-  MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
-  return "";
-}
-
-}  // namespace
-
 TEST_CASE("forward: --unfused profiles every layer (one row per BatchNorm / ReLU), same outputs") {
   TempDir dir("fwd-unfused");
   tiny_hourglass()->save(dir.file("hg.safetensors"));
@@ -854,7 +828,7 @@ TEST_CASE("forward: --unfused profiles every layer (one row per BatchNorm / ReLU
   opt.unfused = true;
   CHECK(contains(error_of([&] { run_forward(opt); }), "--unfused runs the separate float32 layers"));
 
-  const std::string program = built_program();
+  const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   std::string out;
   const std::string base = dofpose_test::shell_quote(program) + " forward --model " +
@@ -876,7 +850,7 @@ TEST_CASE("forward: --unfused profiles every layer (one row per BatchNorm / ReLU
 }
 
 TEST_CASE("forward: an unknown option value is a usage error in every command (exit 1, help named)") {
-  const std::string program = built_program();
+  const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   const std::string q = dofpose_test::shell_quote(program) + " ";
   std::string out;
@@ -914,7 +888,7 @@ TEST_CASE("forward: an unknown option value is a usage error in every command (e
 }
 
 TEST_CASE("forward: dofpose inspect counts parameters and buffers apart") {
-  const std::string program = built_program();
+  const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   TempDir dir("inspect");
   auto net = tiny_hourglass();

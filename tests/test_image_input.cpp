@@ -76,11 +76,6 @@ HourglassConfig tiny_config(int joints) {
   return c;
 }
 
-std::string program_path() {
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  return (exe.parent_path().parent_path() / "dofpose").string();
-}
-
 }  // namespace
 
 TEST_CASE("image: load_image_rgb + letterbox of a wide PNG: padding rows zero, exact and bilinear pixels") {
@@ -367,12 +362,8 @@ TEST_CASE("image: a JPEG decodes to its size and, within JPEG's loss, its colour
 }
 
 TEST_CASE("forward --image: the dofpose binary chains into dofpose lift, usage errors exit 1, runtime 2") {
-  const std::string program = program_path();
-  if (!std::filesystem::exists(program)) {
-    if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
-    MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
-    return;
-  }
+  const std::string program = dofpose_test::require_dofpose_program();
+  if (program.empty()) return;
   TempDir dir("fwd-img-cli");
   HourglassNet(tiny_config(16), 9).save(dir.file("hg.safetensors"));
   const std::string photo = write_png(dir, "photo.png", pattern(50, 30));

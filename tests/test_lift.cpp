@@ -435,22 +435,8 @@ TEST_CASE("lift: the demo checks its model before writing anything, and leaves n
   CHECK_FALSE(std::filesystem::exists(opt.out_dir));
 }
 
-namespace {
-
-// <build>/dofpose (next to <build>/tests/dofpose_tests), or "" when it is not built.
-std::string lift_program() {
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
-  if (std::filesystem::exists(program)) return program;
-  if (dofpose_test::ci_required()) FAIL("the dofpose program is missing: " << program);
-  MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
-  return "";
-}
-
-}  // namespace
-
 TEST_CASE("lift: the dofpose binary's usage errors exit 1 with one line naming the help") {
-  const std::string program = lift_program();
+  const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   TempDir dir("lift-usage");
   {
@@ -533,7 +519,7 @@ TEST_CASE("lift: errors found while lifting name the input file, and ignored att
   rep = dofpose::run_lift(opt);
   CHECK_FALSE(rep.attributes_ignored);
 
-  const std::string program = lift_program();
+  const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   const std::string q = dofpose_test::shell_quote(program) + " lift ";
   std::string out;

@@ -13,8 +13,7 @@ TEST_CASE("python tools: bad input fails cleanly and named, good input works") {
   if (!dofpose_test::python_with_numpy("tests/check_python_tool_errors.py")) return;
   // The dofpose program (<build>/dofpose beside <build>/tests/) also loads the
   // models make_random_model.py writes, when it was built.
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string program = (exe.parent_path().parent_path() / "dofpose").string();
+  const std::string program = dofpose_test::build_program_path();
   std::vector<std::string> args;
   if (std::filesystem::exists(program)) args = {"--dofpose", program};
   const std::string out = dofpose_test::run_python(

@@ -111,6 +111,18 @@ std::string require_shared(const std::string& rel) {
   return "";
 }
 
+std::string build_program_path(const std::string& rel) {
+  return (fs::read_symlink("/proc/self/exe").parent_path().parent_path() / rel).string();
+}
+
+std::string require_dofpose_program() {
+  const std::string program = build_program_path();
+  if (fs::exists(program)) return program;
+  if (ci_required()) FAIL("the dofpose program is missing: " << program);
+  MESSAGE("skipped: build the dofpose_cli target for this test (" << program << ")");
+  return "";
+}
+
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);

@@ -84,6 +84,13 @@ std::string shared_path(const std::string& rel);
 // (the caller then returns: the test is skipped). FAILs instead when ci_required().
 std::string require_shared(const std::string& rel);
 
+// A program of this build: <build>/<rel> (the tests run from <build>/tests/).
+std::string build_program_path(const std::string& rel = "dofpose");
+
+// The dofpose program, or "" after a MESSAGE saying it is not built (the
+// caller then returns: the test is skipped). FAILs instead when ci_required().
+std::string require_dofpose_program();
+
 // n floats uniform in [lo, hi) from std::mt19937(seed): the same values on every run.
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 

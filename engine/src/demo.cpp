@@ -12,22 +12,11 @@
 
 #include "dofpose/camera.h"
 #include "dofpose/error.h"
+#include "dofpose/image.h"
 #include "dofpose/lift.h"
 #include "dofpose/metrics.h"
 #include "dofpose/skeleton.h"
 #include "dofpose/synthetic_pose.h"
-
-// stb_image_write, private to this file (static functions: no clash with any
-// other copy linked into a program).
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#include <stb/stb_image_write.h>
-#pragma GCC diagnostic pop
 
 namespace dofpose {
 
@@ -143,8 +132,12 @@ void write_png(const std::string& path, const DemoFrame& f, const std::array<flo
   }
   draw_panel(cv, kPanel, kPanel, {gt_front, pr_front});
   draw_panel(cv, 2 * kPanel, kPanel, {gt_side, pr_side});
-  DOFPOSE_CHECK(stbi_write_png(path.c_str(), cv.w, cv.h, 3, cv.rgb.data(), cv.w * 3) != 0,
-                "demo: cannot write ", path);
+  ImageRGB8 image;
+  image.width = cv.w;
+  image.height = cv.h;
+  image.rgb = std::move(cv.rgb);
+  const std::vector<unsigned char> png = encode_png(image);
+  write_file_atomically(path, std::string(png.begin(), png.end()));
 }
 
 std::vector<std::array<float, 51>> read_lifted(const std::string& path) {

@@ -129,14 +129,18 @@ std::string mpii16_lift_input_json(const std::vector<float>& keypoints, int imag
          nlohmann::json{{"keypoints", kps}}.dump() + "\n ]\n}\n";
 }
 
+namespace {
+// stb_image_write's output callback: appends to the std::vector<unsigned char> in ctx.
+void append_bytes(void* ctx, void* data, int n) {
+  auto* bytes = static_cast<std::vector<unsigned char>*>(ctx);
+  const auto* p = static_cast<const unsigned char*>(data);
+  bytes->insert(bytes->end(), p, p + n);
+}
+}  // namespace
+
 std::vector<unsigned char> encode_png(const ImageRGB8& image) {
   std::vector<unsigned char> bytes;
-  auto sink = [](void* ctx, void* data, int n) {
-    auto* b = static_cast<std::vector<unsigned char>*>(ctx);
-    const auto* p = static_cast<const unsigned char*>(data);
-    b->insert(b->end(), p, p + n);
-  };
-  DOFPOSE_CHECK(stbi_write_png_to_func(sink, &bytes, image.width, image.height, 3, image.rgb.data(),
+  DOFPOSE_CHECK(stbi_write_png_to_func(append_bytes, &bytes, image.width, image.height, 3, image.rgb.data(),
                                        image.width * 3) != 0,
                 "cannot encode a ", image.width, "x", image.height, " PNG");
   return bytes;
@@ -145,12 +149,7 @@ std::vector<unsigned char> encode_png(const ImageRGB8& image) {
 std::vector<unsigned char> encode_jpeg(const ImageRGB8& image, int quality) {
   DOFPOSE_CHECK(quality >= 1 && quality <= 100, "JPEG quality must be in [1, 100], got ", quality);
   std::vector<unsigned char> bytes;
-  auto sink = [](void* ctx, void* data, int n) {
-    auto* b = static_cast<std::vector<unsigned char>*>(ctx);
-    const auto* p = static_cast<const unsigned char*>(data);
-    b->insert(b->end(), p, p + n);
-  };
-  DOFPOSE_CHECK(stbi_write_jpg_to_func(sink, &bytes, image.width, image.height, 3, image.rgb.data(),
+  DOFPOSE_CHECK(stbi_write_jpg_to_func(append_bytes, &bytes, image.width, image.height, 3, image.rgb.data(),
                                        quality) != 0,
                 "cannot encode a ", image.width, "x", image.height, " JPEG");
   return bytes;
