@@ -49,6 +49,30 @@ BENCHMARK(BM_gemm)
     ->Args({1024, 2})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The rectangular GEMMs of an hourglass training step (batch 4, one im2col
+// band of 32 rows x 64): M x N x K with A / B transposed as conv2d calls them.
+void BM_gemm_model_shapes(benchmark::State& state) {
+  const int M = (int)state.range(0), N = (int)state.range(1), K = (int)state.range(2);
+  const bool ta = state.range(3) != 0, tb = state.range(4) != 0;
+  const auto A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2);
+  std::vector<float> C((size_t)M * N);
+  for (auto _ : state) {
+    cpu::gemm(ta, tb, M, N, K, 1.0f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.0f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * M * N * K);
+}
+BENCHMARK(BM_gemm_model_shapes)
+    ->ArgNames({"M", "N", "K", "ta", "tb"})
+    ->Args({128, 2048, 1152, 0, 0})  // 3x3 conv forward: y = W * col
+    ->Args({1152, 2048, 128, 1, 0})  // 3x3 conv data grad: dcol = W^T * dy
+    ->Args({128, 1152, 2048, 0, 1})  // 3x3 conv weight grad: dW = dy * col^T
+    ->Args({256, 4096, 128, 0, 0})   // 1x1 expand forward
+    ->Args({256, 128, 4096, 0, 1})   // 1x1 expand weight grad
+    ->Args({4096, 1024, 1024, 0, 1}) // lifter linear, batch 4096: y = x * W^T
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
 void BM_gemm_naive(benchmark::State& state) {
   const int n = (int)state.range(0);
   const auto A = random_vec((size_t)n * n, 1), B = random_vec((size_t)n * n, 2);

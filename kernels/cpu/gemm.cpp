@@ -43,11 +43,11 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 // KC x NR B micro-panel (24 KiB) stays in L1 (32 KiB); the MC x KC A block
-// (180 KiB) stays in L2 (512 KiB per core on Zen 3). KC = 384 also divides the
+// (at most 216 KiB) stays in L2 (512 KiB per core on Zen 3, 1 MiB on Zen 4). KC = 384 also divides the
 // 3x3 convs with 128/256 channels (K = 1152/2304) into full blocks.
 // Tuned on the 2-core EPYC (Zen 3) dev machine, see docs/cpu-kernels.md.
 constexpr int KC = 384;
-constexpr int MC = 120;  // tile height; multiple of MR
+constexpr int MC = 144;  // largest tile height; multiple of MR
 constexpr int NT = 256;  // tile width; multiple of NR
 
 // Below this many multiply-adds the packing and threading overhead dominates.
@@ -103,6 +103,28 @@ inline float b_at(const float* B, int ldb, bool trans, int k, int j) {
   return trans ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
 }
 
+#if DOFPOSE_GEMM_AVX2
+// r[i][c] -> r[c][i] for an 8 x 8 block of floats.
+inline void transpose8x8(__m256 (&r)[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m256 u[8];
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
 // Packs op(A)[i0:i0+mr, k0:k0+kc] as kc groups of MR consecutive values
 // (rows beyond mr are zero so the micro-kernel never needs a row edge case).
 void pack_a_panel(const float* A, int lda, bool trans, int i0, int mr, int k0, int kc,
@@ -117,12 +139,31 @@ void pack_a_panel(const float* A, int lda, bool trans, int i0, int mr, int k0, i
       for (; i < MR; ++i) d[i] = 0.0f;
     }
   } else {
+    int k = 0;
+#if DOFPOSE_GEMM_AVX2
+    // 8 k at a time: 6 rows of 8 loaded, transposed in registers, stored as
+    // 8 groups of 6 (scalar, the old way, this was most of a dW GEMM's A cost).
+    if (mr == MR) {
+      const float* src = A + (size_t)i0 * lda + k0;
+      for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(src + (size_t)i * lda + k);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8x8(r);
+        for (int c = 0; c < 8; ++c) {  // r[c] = op(A)(i0 .. i0+5, k0+k+c), 2 zeros
+          float* d = dst + (size_t)(k + c) * MR;
+          _mm_storeu_ps(d, _mm256_castps256_ps128(r[c]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[c], 1));
+        }
+      }
+    }
+#endif
     for (int i = 0; i < MR; ++i) {
       if (i < mr) {
         const float* src = A + (size_t)(i0 + i) * lda + k0;
-        for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = src[k];
+        for (int kk = k; kk < kc; ++kk) dst[(size_t)kk * MR + i] = src[kk];
       } else {
-        for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = 0.0f;
+        for (int kk = k; kk < kc; ++kk) dst[(size_t)kk * MR + i] = 0.0f;
       }
     }
   }
@@ -145,12 +186,27 @@ void pack_b_panel(const float* B, int ldb, bool trans, int k0, int kc, int j0, i
     }
   } else {
     // op(B)(k, j) = B[j][k]: read each source row contiguously.
+    int k = 0;
+#if DOFPOSE_GEMM_AVX2
+    // 8 x 8 blocks transposed in registers (a dW GEMM's whole B operand goes
+    // through here; element by element it cost a third of the GEMM).
+    if (nr == NR) {
+      for (; k + 8 <= kc; k += 8)
+        for (int jh = 0; jh < NR; jh += 8) {
+          const float* src = B + (size_t)(j0 + jh) * ldb + k0 + k;
+          __m256 r[8];
+          for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + (size_t)j * ldb);
+          transpose8x8(r);
+          for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (size_t)(k + c) * NR + jh, r[c]);
+        }
+    }
+#endif
     for (int j = 0; j < NR; ++j) {
       if (j < nr) {
         const float* src = B + (size_t)(j0 + j) * ldb + k0;
-        for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = src[k];
+        for (int kk = k; kk < kc; ++kk) dst[(size_t)kk * NR + j] = src[kk];
       } else {
-        for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = 0.0f;
+        for (int kk = k; kk < kc; ++kk) dst[(size_t)kk * NR + j] = 0.0f;
       }
     }
   }
@@ -331,7 +387,11 @@ void gemv(int n, int K, float alpha, const float* v, const float* mat, int ld, b
 // shapes do not change any element's arithmetic (only KC blocking does), so
 // this may depend on the thread count without breaking determinism.
 void choose_tiles(int M, int nc, int threads, int& mc, int& nt) {
-  mc = std::min(MC, (M + MR - 1) / MR * MR);
+  // Row blocks of equal height: each row block packs all of B once more, so
+  // M = 128 as one block of 132 rows, not 120 + 8 (B packed twice, the second
+  // time for 8 rows of work).
+  const int m_blocks = (M + MC - 1) / MC;
+  mc = ((M + m_blocks - 1) / m_blocks + MR - 1) / MR * MR;
   nt = NT;
   auto tiles = [&] { return ((M + mc - 1) / mc) * ((nc + nt - 1) / nt); };
   const int want = 4 * threads;
