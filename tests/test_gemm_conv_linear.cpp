@@ -339,6 +339,58 @@ TEST_CASE("conv2d: large shapes (several im2col bands, several gemm blocks)") {
 
 // Gradient check: L = sum(y * g) with the double reference forward; central
 // differences in double (exact up to rounding, conv is linear in x and in w).
+// col[(c*R + r)*S + s][(p - p0)*Q + q], written out the obvious way.
+std::vector<float> im2col_ref(const cpu::Im2colMatrix& m) {
+  const int N = (m.p1 - m.p0) * m.Q, K = m.C * m.R * m.S;
+  std::vector<float> col((size_t)K * N, 0.0f);
+  for (int c = 0; c < m.C; ++c)
+    for (int r = 0; r < m.R; ++r)
+      for (int sx = 0; sx < m.S; ++sx)
+        for (int p = m.p0; p < m.p1; ++p)
+          for (int q = 0; q < m.Q; ++q) {
+            const int h = p * m.stride - m.pad + r, w = q * m.stride - m.pad + sx;
+            if (h >= 0 && h < m.H && w >= 0 && w < m.W)
+              col[(size_t)((c * m.R + r) * m.S + sx) * N + (size_t)(p - m.p0) * m.Q + (size_t)q] =
+                  m.x[((size_t)c * m.H + (size_t)h) * m.W + (size_t)w];
+          }
+  return col;
+}
+
+TEST_CASE("gemm_im2col: bit for bit gemm on the materialised im2col matrix") {
+  // {C, H, W, R, S, stride, pad, p0, p1, M}: the models' 3x3 and 7x7/2 stem,
+  // widths that are not a multiple of the 16-column panel (a panel wraps to
+  // the next output row), a band not starting at row 0, padding wider than
+  // the kernel reaches, and shapes small enough for gemm's unpacked paths.
+  struct Case { int C, H, W, R, S, stride, pad, p0, p1, M; };
+  const std::vector<Case> cases = {
+      {16, 20, 32, 3, 3, 1, 1, 0, 20, 24},  {3, 38, 38, 7, 7, 2, 3, 0, 19, 16},
+      {8, 13, 13, 3, 3, 1, 1, 0, 13, 9},    {5, 17, 23, 3, 5, 2, 2, 3, 8, 13},
+      {7, 9, 11, 3, 3, 1, 3, 2, 11, 140},   {2, 5, 5, 3, 3, 1, 1, 0, 5, 3},
+      {4, 6, 6, 3, 3, 1, 0, 0, 4, 1},       {24, 16, 16, 3, 3, 1, 1, 0, 16, 130}};
+  uint32_t seed = 900;
+  for (const Case& k : cases) {
+    const int Q = (k.W + 2 * k.pad - k.S) / k.stride + 1;
+    const int N = (k.p1 - k.p0) * Q, K = k.C * k.R * k.S;
+    const auto x = random_floats((size_t)k.C * k.H * k.W, seed++);
+    const auto A = random_floats((size_t)k.M * (K + 3), seed++);
+    const cpu::Im2colMatrix m{x.data(), k.C, k.H, k.W, k.R, k.S, k.stride, k.pad, Q, k.p0, k.p1};
+    const std::vector<float> col = im2col_ref(m);
+    for (float beta : {0.0f, 0.5f}) {
+      CAPTURE(k.C); CAPTURE(k.H); CAPTURE(k.W); CAPTURE(k.R); CAPTURE(k.stride);
+      CAPTURE(k.pad); CAPTURE(k.p0); CAPTURE(k.M); CAPTURE(beta);
+      const int ldc = N + 5;
+      auto c_ref = random_floats((size_t)k.M * ldc, seed), c_got = c_ref;
+      cpu::gemm(false, false, k.M, N, K, 1.25f, A.data(), K + 3, col.data(), N, beta, c_ref.data(), ldc);
+      cpu::gemm_im2col(k.M, 1.25f, A.data(), K + 3, m, beta, c_got.data(), ldc);
+      CHECK(same_bytes(c_ref, c_got));
+    }
+  }
+  const cpu::Im2colMatrix bad{nullptr, 1, 4, 4, 3, 3, 1, 1, 4, 0, 4};
+  std::vector<float> c(64), a(9);
+  CHECK(dofpose_test::error_of([&] { cpu::gemm_im2col(1, 1.f, a.data(), 9, bad, 0.f, c.data(), 16); })
+            .find("gemm_im2col") != std::string::npos);
+}
+
 TEST_CASE("conv2d_backward: matches finite differences") {
   const std::vector<Conv2dShape> shapes = {
       conv(2, 3, 5, 6, 4, 3, 3, 1, 1, 1),  conv(1, 4, 7, 6, 3, 3, 3, 2, 1, 1),

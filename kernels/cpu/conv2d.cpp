@@ -5,11 +5,12 @@
 //    operand, y_g[Kg, PQ] = W_g[Kg, Cg] * x_g[Cg, HW].
 //  * one input channel per group (depthwise, incl. channel multipliers):
 //    a direct loop; a GEMM with inner dimension R*S would waste the packing.
-//  * everything else: im2col of a band of output rows into col[Cg*R*S, rows*Q],
-//    then y_g[:, band] = W_g[Kg, Cg*R*S] * col. Banding bounds the scratch
-//    (kColBudget floats) instead of materialising the full Cg*R*S x P*Q matrix.
-// Backward uses the same lowering: dW += dY * col^T, dcol = W^T * dY then
-// col2im (scatter-add) into dX.
+//  * everything else, forward: y_g = W_g[Kg, Cg*R*S] * col as an implicit GEMM
+//    (gemm_im2col packs col's panels straight from the image; col is never
+//    written).
+// Backward materialises col in bands of output rows (col[Cg*R*S, rows*Q]; the
+// band bounds the scratch to kColBudget floats): dW += dY * col^T, dcol =
+// W^T * dY then col2im (scatter-add) into dX.
 // Scratch buffers belong to the calling thread and grow only (no allocation in
 // steady state). Results do not depend on the thread count.
 #include <algorithm>
@@ -261,8 +262,6 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const int64_t PQ = (int64_t)P * Q, HW = (int64_t)s.H * s.W;
   const int crs = Cg * s.R * s.S;
   const bool pointwise = is_pointwise(s);
-  const int band = band_rows(s);
-  float* col = pointwise ? nullptr : col_scratch((size_t)crs * band * Q);
 
   for (int n = 0; n < s.N; ++n)
     for (int g = 0; g < s.groups; ++g) {
@@ -272,13 +271,9 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
       if (pointwise) {
         gemm(false, false, Kg, (int)PQ, Cg, 1.0f, wg, crs, xg, (int)HW, 0.0f, yg, (int)PQ);
       } else {
-        for (int p0 = 0; p0 < P; p0 += band) {
-          const int p1 = std::min(P, p0 + band);
-          const int cols = (p1 - p0) * Q;
-          im2col(xg, Cg, s.H, s.W, s.R, s.S, s.stride, s.pad, P, Q, p0, p1, col);
-          gemm(false, false, Kg, cols, crs, 1.0f, wg, crs, col, cols, 0.0f,
-               yg + (int64_t)p0 * Q, (int)PQ);
-        }
+        // Implicit GEMM: the GEMM packs its B panels straight from the image.
+        const Im2colMatrix col{xg, Cg, s.H, s.W, s.R, s.S, s.stride, s.pad, Q, 0, P};
+        gemm_im2col(Kg, 1.0f, wg, crs, col, 0.0f, yg, (int)PQ);
       }
       if (bias) {
         for (int k = 0; k < Kg; ++k) {

@@ -27,6 +27,18 @@ void cast(int64_t n, const void* x, DType xt, void* y, DType yt);
 // Packed, cache-blocked, AVX2/FMA micro-kernel when compiled for it, all cores.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
+// The im2col matrix of output rows [p0, p1) of one image x [C, H, W]:
+// col[(c*R + r)*S + s][(p - p0)*Q + q] = x[c][p*stride - pad + r][q*stride - pad + s]
+// (0 outside the image); (p1 - p0) * Q columns, C * R * S rows.
+struct Im2colMatrix {
+  const float* x;
+  int C, H, W, R, S, stride, pad, Q, p0, p1;
+};
+// C = alpha * A[M, C*R*S] * col + beta * C, bit for bit gemm(false, false, ...)
+// on the materialised col, but with col's panels packed straight from the image
+// (the convolution's implicit GEMM: no im2col buffer written and read back).
+void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix& col, float beta,
+                 float* C, int ldc);
 // Straightforward triple loop (for tests and as the portable definition).
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                 int lda, const float* B, int ldb, float beta, float* C, int ldc);

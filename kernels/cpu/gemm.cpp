@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "dofpose/error.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -441,6 +442,127 @@ void check_args(const char* op, bool trans_a, bool trans_b, int M, int N, int K,
   }
 }
 
+// Packs col[k0:k0+kc, j0:j0+nr] of an im2col matrix like pack_b_panel: each
+// k row is one input row of one channel, shifted; 16 columns of one output row
+// are 16 consecutive input pixels at stride 1 (one copy), zero outside.
+void pack_b_im2col(const Im2colMatrix& b, int k0, int kc, int j0, int nr, float* dst) {
+  int c = k0 / (b.R * b.S), r = k0 / b.S % b.R, sx = k0 % b.S;
+  const int p = b.p0 + j0 / b.Q, q = j0 % b.Q;
+  const bool one_row = q + nr <= b.Q;
+  for (int k = 0; k < kc; ++k, dst += NR) {
+    const float* xc = b.x + (size_t)c * b.H * b.W;
+    int jj = 0;
+    if (one_row) {
+      const int h = p * b.stride - b.pad + r;
+      const int w0 = q * b.stride - b.pad + sx;  // input column of the panel's first output
+      if (h >= 0 && h < b.H) {
+        const float* xr = xc + (size_t)h * b.W;
+        if (b.stride == 1 && w0 >= 0 && w0 + nr <= b.W) {
+          std::memcpy(dst, xr + w0, sizeof(float) * nr);
+          jj = nr;
+        } else {
+          for (; jj < nr; ++jj) {
+            const int w = w0 + jj * b.stride;
+            dst[jj] = w >= 0 && w < b.W ? xr[w] : 0.0f;
+          }
+        }
+      }
+    } else {  // the panel wraps to the next output row
+      for (; jj < nr; ++jj) {
+        const int pos = j0 + jj, pp = b.p0 + pos / b.Q, qq = pos % b.Q;
+        const int h = pp * b.stride - b.pad + r, w = qq * b.stride - b.pad + sx;
+        dst[jj] = h >= 0 && h < b.H && w >= 0 && w < b.W ? xc[(size_t)h * b.W + w] : 0.0f;
+      }
+    }
+    for (; jj < NR; ++jj) dst[jj] = 0.0f;
+    if (++sx == b.S) {
+      sx = 0;
+      if (++r == b.R) {
+        r = 0;
+        ++c;
+      }
+    }
+  }
+}
+
+// Row k of an im2col matrix, its first n columns (for the unpacked paths).
+void im2col_row(const Im2colMatrix& b, int k, int n, float* dst) {
+  const int c = k / (b.R * b.S), r = k / b.S % b.R, sx = k % b.S;
+  const float* xc = b.x + (size_t)c * b.H * b.W;
+  for (int j = 0; j < n; ++j) {
+    const int p = b.p0 + j / b.Q, q = j % b.Q;
+    const int h = p * b.stride - b.pad + r, w = q * b.stride - b.pad + sx;
+    dst[j] = h >= 0 && h < b.H && w >= 0 && w < b.W ? xc[(size_t)h * b.W + w] : 0.0f;
+  }
+}
+
+// The packed GEMM proper: C tiles over the threads, A packed per row block,
+// B packed per tile and KC block by pack_b(k0, kc, j0, nr, dst), which writes
+// op(B)[k0:k0+kc, j0:j0+nr] as kc rows of NR values (zero padded) - from a
+// matrix (gemm) or straight from an image (gemm_im2col). Every C element's
+// arithmetic depends only on K (see "Determinism" above).
+template <class PackB>
+void drive_tiles(int M, int N, int K, float alpha, const float* A, int lda, bool trans_a,
+                 float beta, float* C, int ldc, int threads, bool parallel, const PackB& pack_b) {
+  int mc, nt;
+  choose_tiles(M, N, threads, mc, nt);
+  const int m_blocks = (M + mc - 1) / mc;
+  const int n_tiles = (N + nt - 1) / nt;
+  const int tiles = m_blocks * n_tiles;
+  const int k_blocks = (K + KC - 1) / KC;
+
+  // Each thread packs what its own tiles need, into its own buffers: no
+  // barrier inside the call, so a thread that the OS preempts delays only its
+  // current tile (the others keep taking tiles) instead of stalling the team.
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel if (parallel)
+#endif
+  {
+    GemmWorkspace& tw = thread_workspace();
+    // A block: all K for mc rows, stored KC block after KC block.
+    float* const packed_a = tw.packed_a.reserve((size_t)mc * K);
+    float* const packed_b = tw.packed_b.reserve((size_t)nt * std::min(K, KC));
+    int packed_ib = -1;  // A block already in packed_a (tiles of one row block are adjacent)
+
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+    for (int t = 0; t < tiles; ++t) {
+      const int ib = t / n_tiles, jb = t % n_tiles;
+      const int i_begin = ib * mc, i_end = std::min(M, i_begin + mc);
+      const int j_begin = jb * nt, j_end = std::min(N, j_begin + nt);
+      if (ib != packed_ib) {
+        for (int kb = 0; kb < k_blocks; ++kb) {
+          const int pc = kb * KC, kc = std::min(KC, K - pc);
+          float* dst = packed_a + (size_t)mc * pc;
+          for (int i0 = i_begin; i0 < i_end; i0 += MR)
+            pack_a_panel(A, lda, trans_a, i0, std::min(MR, i_end - i0), pc, kc,
+                         dst + (size_t)(i0 - i_begin) * kc);
+        }
+        packed_ib = ib;
+      }
+      for (int kb = 0; kb < k_blocks; ++kb) {
+        const int pc = kb * KC, kc = std::min(KC, K - pc);
+        // Later KC blocks add to what the first one wrote.
+        const float beta_block = kb == 0 ? beta : 1.0f;
+        for (int j0 = j_begin; j0 < j_end; j0 += NR)
+          pack_b(pc, kc, j0, std::min(NR, j_end - j0), packed_b + (size_t)(j0 - j_begin) * kc);
+        const float* a_block = packed_a + (size_t)mc * pc;
+        // B micro-panel (KC x NR) stays in L1 while the A block streams from L2.
+        for (int j0 = j_begin; j0 < j_end; j0 += NR) {
+          const int nr = std::min(NR, j_end - j0);
+          const float* Bp = packed_b + (size_t)(j0 - j_begin) * kc;
+          for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+            const int mr = std::min(MR, i_end - i0);
+            micro_kernel(kc, a_block + (size_t)(i0 - i_begin) * kc, Bp, alpha, beta_block,
+                         C + (size_t)i0 * ldc + j0, ldc, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -496,64 +618,36 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     return;
   }
 
-  int mc, nt;
-  choose_tiles(M, N, threads, mc, nt);
-  const int m_blocks = (M + mc - 1) / mc;
-  const int n_tiles = (N + nt - 1) / nt;
-  const int tiles = m_blocks * n_tiles;
-  const int k_blocks = (K + KC - 1) / KC;
+  drive_tiles(M, N, K, alpha, A, lda, trans_a, beta, C, ldc, threads, parallel,
+              [=](int k0, int kc, int j0, int nr, float* dst) {
+                pack_b_panel(B, ldb, trans_b, k0, kc, j0, nr, dst);
+              });
+}
 
-  // Each thread packs what its own tiles need, into its own buffers: no
-  // barrier inside the call, so a thread that the OS preempts delays only its
-  // current tile (the others keep taking tiles) instead of stalling the team.
-#if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp parallel if (parallel)
-#endif
-  {
-    GemmWorkspace& tw = thread_workspace();
-    // A block: all K for mc rows, stored KC block after KC block.
-    float* const packed_a = tw.packed_a.reserve((size_t)mc * K);
-    float* const packed_b = tw.packed_b.reserve((size_t)nt * std::min(K, KC));
-    int packed_ib = -1;  // A block already in packed_a (tiles of one row block are adjacent)
-
-#if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp for schedule(dynamic, 1) nowait
-#endif
-    for (int t = 0; t < tiles; ++t) {
-      const int ib = t / n_tiles, jb = t % n_tiles;
-      const int i_begin = ib * mc, i_end = std::min(M, i_begin + mc);
-      const int j_begin = jb * nt, j_end = std::min(N, j_begin + nt);
-      if (ib != packed_ib) {
-        for (int kb = 0; kb < k_blocks; ++kb) {
-          const int pc = kb * KC, kc = std::min(KC, K - pc);
-          float* dst = packed_a + (size_t)mc * pc;
-          for (int i0 = i_begin; i0 < i_end; i0 += MR)
-            pack_a_panel(A, lda, trans_a, i0, std::min(MR, i_end - i0), pc, kc,
-                         dst + (size_t)(i0 - i_begin) * kc);
-        }
-        packed_ib = ib;
-      }
-      for (int kb = 0; kb < k_blocks; ++kb) {
-        const int pc = kb * KC, kc = std::min(KC, K - pc);
-        // Later KC blocks add to what the first one wrote.
-        const float beta_block = kb == 0 ? beta : 1.0f;
-        for (int j0 = j_begin; j0 < j_end; j0 += NR)
-          pack_b_panel(B, ldb, trans_b, pc, kc, j0, std::min(NR, j_end - j0),
-                       packed_b + (size_t)(j0 - j_begin) * kc);
-        const float* a_block = packed_a + (size_t)mc * pc;
-        // B micro-panel (KC x NR) stays in L1 while the A block streams from L2.
-        for (int j0 = j_begin; j0 < j_end; j0 += NR) {
-          const int nr = std::min(NR, j_end - j0);
-          const float* Bp = packed_b + (size_t)(j0 - j_begin) * kc;
-          for (int i0 = i_begin; i0 < i_end; i0 += MR) {
-            const int mr = std::min(MR, i_end - i0);
-            micro_kernel(kc, a_block + (size_t)(i0 - i_begin) * kc, Bp, alpha, beta_block,
-                         C + (size_t)i0 * ldc + j0, ldc, mr, nr);
-          }
-        }
-      }
-    }
+void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix& col, float beta,
+                 float* C, int ldc) {
+  const int N = (col.p1 - col.p0) * col.Q, K = col.C * col.R * col.S;
+  DOFPOSE_CHECK(col.x && col.p0 >= 0 && col.p1 >= col.p0 && col.Q >= 1,
+                "gemm_im2col: bad im2col matrix (x null or rows [", col.p0, ", ", col.p1, "))");
+  check_args("gemm_im2col", false, false, M, N, K, A, lda, col.x, N, C, ldc);
+  const int64_t work = (int64_t)M * N * K;
+  if (M <= 1 || N <= 1 || K == 0 || alpha == 0.0f || work <= kSmallWork) {
+    // gemm's other paths (no packing): materialise col and take them.
+    thread_local std::vector<float> buf;
+    buf.resize((size_t)K * N);
+    for (int k = 0; k < K; ++k) im2col_row(col, k, N, buf.data() + (size_t)k * N);
+    gemm(false, false, M, N, K, alpha, A, lda, buf.data(), N, beta, C, ldc);
+    return;
   }
+  const bool parallel = work >= kParallelWork;
+  int threads = 1;
+#if defined(DOFPOSE_WITH_OPENMP)
+  if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  drive_tiles(M, N, K, alpha, A, lda, false, beta, C, ldc, threads, parallel,
+              [&col](int k0, int kc, int j0, int nr, float* dst) {
+                pack_b_im2col(col, k0, kc, j0, nr, dst);
+              });
 }
 
 }  // namespace dofpose::cpu
