@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -194,6 +195,46 @@ TEST_CASE("cpu maxpool2x2: first maximum wins ties, odd edges dropped, NaN propa
   CHECK(std::isnan(yn));
   maxpool2x2_backward(1, 1, 2, 2, xn.data(), &dyn, dxn.data());
   CHECK(dxn == std::vector<float>{0, 1, 0, 0});
+}
+
+TEST_CASE("cpu maxpool2x2: wide rows (the 8-window vector path) follow the same rule bit for bit") {
+  // Values on a coarse grid (many ties), signed zeros (equal, but different
+  // bits: the first must win), NaNs with distinct payloads (the last wins).
+  const int N = 2, C = 8, H = 33, W = 37;  // 18 windows a row: two vector steps + 2 scalar
+  std::vector<float> x(size_t(N) * C * H * W);
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  for (float& v : x) {
+    const uint32_t r = next() >> 8;
+    if (r % 29 == 0) {
+      uint32_t bits = 0x7fc00000u | (next() & 0x3fffffu);  // quiet NaN, some payload
+      std::memcpy(&v, &bits, 4);
+    } else if (r % 4 == 0) {
+      v = (r & 8) ? -0.0f : 0.0f;
+    } else {
+      v = float(int(r % 5) - 2);
+    }
+  }
+  const int OH = H / 2, OW = W / 2;
+  std::vector<float> y(size_t(N) * C * OH * OW), want(y.size());
+  for (int pl = 0; pl < N * C; ++pl)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow) {
+        const float* tl = x.data() + (size_t(pl) * H + 2 * oh) * W + 2 * ow;
+        float best = tl[0];
+        for (float v : {tl[1], tl[W], tl[W + 1]})
+          if (v > best || std::isnan(v)) best = v;
+        want[(size_t(pl) * OH + oh) * OW + ow] = best;
+      }
+  maxpool2x2_forward(N, C, H, W, x.data(), y.data());
+  CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0);
+  int zeros_neg = 0, nans = 0;
+  for (float v : want) {
+    zeros_neg += v == 0.0f && std::signbit(v);
+    nans += std::isnan(v);
+  }
+  CHECK(zeros_neg > 0);  // the case exercises what it claims to
+  CHECK(nans > 0);
 }
 
 TEST_CASE("cpu upsample nearest x2 forward and backward") {
