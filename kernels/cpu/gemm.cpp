@@ -448,40 +448,51 @@ void check_args(const char* op, bool trans_a, bool trans_b, int M, int N, int K,
 void pack_b_im2col(const Im2colMatrix& b, int k0, int kc, int j0, int nr, float* dst) {
   int c = k0 / (b.R * b.S), r = k0 / b.S % b.R, sx = k0 % b.S;
   const int p = b.p0 + j0 / b.Q, q = j0 % b.Q;
-  const bool one_row = q + nr <= b.Q;
-  for (int k = 0; k < kc; ++k, dst += NR) {
-    const float* xc = b.x + (size_t)c * b.H * b.W;
-    int jj = 0;
-    if (one_row) {
-      const int h = p * b.stride - b.pad + r;
-      const int w0 = q * b.stride - b.pad + sx;  // input column of the panel's first output
-      if (h >= 0 && h < b.H) {
-        const float* xr = xc + (size_t)h * b.W;
-        if (b.stride == 1 && w0 >= 0 && w0 + nr <= b.W) {
-          std::memcpy(dst, xr + w0, sizeof(float) * nr);
-          jj = nr;
-        } else {
-          for (; jj < nr; ++jj) {
-            const int w = w0 + jj * b.stride;
-            dst[jj] = w >= 0 && w < b.W ? xr[w] : 0.0f;
-          }
-        }
+  const size_t plane = (size_t)b.H * b.W;
+  const float* xc = b.x + (size_t)c * plane;
+  const auto next_k = [&] {
+    if (++sx == b.S) {
+      sx = 0;
+      if (++r == b.R) {
+        r = 0;
+        xc += plane;
       }
-    } else {  // the panel wraps to the next output row
+    }
+  };
+  if (q + nr > b.Q) {  // the panel wraps to the next output row: element by element
+    for (int k = 0; k < kc; ++k, dst += NR, next_k()) {
+      int jj = 0;
       for (; jj < nr; ++jj) {
         const int pos = j0 + jj, pp = b.p0 + pos / b.Q, qq = pos % b.Q;
         const int h = pp * b.stride - b.pad + r, w = qq * b.stride - b.pad + sx;
         dst[jj] = h >= 0 && h < b.H && w >= 0 && w < b.W ? xc[(size_t)h * b.W + w] : 0.0f;
       }
+      for (; jj < NR; ++jj) dst[jj] = 0.0f;
     }
-    for (; jj < NR; ++jj) dst[jj] = 0.0f;
-    if (++sx == b.S) {
-      sx = 0;
-      if (++r == b.R) {
-        r = 0;
-        ++c;
+    return;
+  }
+  const int h_base = p * b.stride - b.pad, w_base = q * b.stride - b.pad;
+  const bool full = nr == NR && b.stride == 1;
+  for (int k = 0; k < kc; ++k, dst += NR, next_k()) {
+    const int h = h_base + r, w0 = w_base + sx;
+    int jj = 0;
+    if (h >= 0 && h < b.H) {
+      const float* xr = xc + (size_t)h * b.W;
+      if (full && w0 >= 0 && w0 + NR <= b.W) {  // the common case: one 64-byte copy
+#if DOFPOSE_GEMM_AVX2
+        _mm256_storeu_ps(dst, _mm256_loadu_ps(xr + w0));
+        _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(xr + w0 + 8));
+#else
+        std::memcpy(dst, xr + w0, NR * sizeof(float));
+#endif
+        continue;
+      }
+      for (; jj < nr; ++jj) {
+        const int w = w0 + jj * b.stride;
+        dst[jj] = w >= 0 && w < b.W ? xr[w] : 0.0f;
       }
     }
+    for (; jj < NR; ++jj) dst[jj] = 0.0f;
   }
 }
 
