@@ -1,9 +1,11 @@
 // BatchNorm reference kernels (PyTorch 1.13 semantics). Each channel's sums are
-// accumulated in double by a single thread in a fixed order (n, then p), so the
-// results are bitwise identical whatever the thread count.
+// accumulated in double by a single thread in an order fixed by the shape
+// (lane_sums below), so the results are bitwise identical whatever the thread
+// count.
 //
-// Two memory walks give the same per-channel order:
-//  - per channel plane (HW large): each plane x[n, c, :] is contiguous;
+// Two memory walks:
+//  - per channel plane (HW large): each plane x[n, c, :] is contiguous, summed
+//    in lanes;
 //  - row-wise (HW small, e.g. BatchNorm1d [N, C] with HW = 1): walking channel
 //    by channel would read a column with stride C*HW and miss cache on every
 //    element, so a thread owns a fixed block of channels and walks each row's
@@ -28,20 +30,43 @@ void check_shape(const BatchNormShape& s, const char* op) {
                 " C=", s.C, " HW=", s.HW);
 }
 
+// Plane sums run in kLanes double accumulators (element p of each plane goes
+// to lane p % kLanes), combined in a fixed order at the end: a single serial
+// double sum cannot vectorise (each add waits for the last), this does, and
+// the order still depends only on the shape, never on the thread count.
+constexpr int kLanes = 8;
+
+template <class F>
+inline void lane_sums(int64_t hw, double (&acc)[kLanes], F f) {
+  int64_t p = 0;
+  for (; p + kLanes <= hw; p += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += f(p + j);
+  for (; p < hw; ++p) acc[p % kLanes] += f(p);
+}
+
+inline double lanes_total(const double (&a)[kLanes]) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 // Mean and biased variance of channel c (two passes for accuracy).
 void channel_stats(const BatchNormShape& s, const float* x, int c, double& mean, double& var) {
   const double m = double(s.N) * s.HW;
-  double sum = 0;
-  for (int n = 0; n < s.N; ++n)
-    for (int64_t p = 0; p < s.HW; ++p) sum += x[at(s, n, c, p)];
-  mean = sum / m;
-  double sq = 0;
-  for (int n = 0; n < s.N; ++n)
-    for (int64_t p = 0; p < s.HW; ++p) {
-      const double d = x[at(s, n, c, p)] - mean;
-      sq += d * d;
-    }
-  var = sq / m;
+  double sum[kLanes] = {};
+  for (int n = 0; n < s.N; ++n) {
+    const float* xp = x + at(s, n, c, 0);
+    lane_sums(s.HW, sum, [xp](int64_t p) { return double(xp[p]); });
+  }
+  mean = lanes_total(sum) / m;
+  double sq[kLanes] = {};
+  const double mu = mean;
+  for (int n = 0; n < s.N; ++n) {
+    const float* xp = x + at(s, n, c, 0);
+    lane_sums(s.HW, sq, [xp, mu](int64_t p) {
+      const double d = xp[p] - mu;
+      return d * d;
+    });
+  }
+  var = lanes_total(sq) / m;
 }
 
 // y = (x - mean) * scale + shift over channel c.
@@ -57,14 +82,15 @@ void apply_channel(const BatchNormShape& s, const float* x, int c, float mean, f
 // sum(dy) and sum(dy * (x - mean)) over channel c.
 void grad_sums(const BatchNormShape& s, const float* x, const float* dy, int c, double mean,
                double& sum_dy, double& sum_dy_xc) {
-  sum_dy = 0;
-  sum_dy_xc = 0;
-  for (int n = 0; n < s.N; ++n)
-    for (int64_t p = 0; p < s.HW; ++p) {
-      const int64_t i = at(s, n, c, p);
-      sum_dy += dy[i];
-      sum_dy_xc += double(dy[i]) * (double(x[i]) - mean);
-    }
+  double a[kLanes] = {}, b[kLanes] = {};
+  for (int n = 0; n < s.N; ++n) {
+    const float* xp = x + at(s, n, c, 0);
+    const float* dp = dy + at(s, n, c, 0);
+    lane_sums(s.HW, a, [dp](int64_t p) { return double(dp[p]); });
+    lane_sums(s.HW, b, [xp, dp, mean](int64_t p) { return double(dp[p]) * (double(xp[p]) - mean); });
+  }
+  sum_dy = lanes_total(a);
+  sum_dy_xc = lanes_total(b);
 }
 
 // Below this plane size the row-wise walk is used (see the top comment).
@@ -75,7 +101,8 @@ constexpr int kChannelBlock = 64;
 bool rowwise(const BatchNormShape& s) { return s.HW < kRowwiseMaxHW; }
 int channel_blocks(const BatchNormShape& s) { return (s.C + kChannelBlock - 1) / kChannelBlock; }
 
-// Row-wise channel_stats for channels [c0, c1): same per-channel summation order.
+// Row-wise channel_stats for channels [c0, c1): one serial sum per channel
+// (the planes here are shorter than kRowwiseMaxHW; lanes would not pay).
 void block_stats(const BatchNormShape& s, const float* x, int c0, int c1, double* mean,
                  double* var) {
   const double m = double(s.N) * s.HW;
