@@ -197,7 +197,7 @@ TEST_CASE("cpu maxpool2x2: first maximum wins ties, odd edges dropped, NaN propa
   CHECK(dxn == std::vector<float>{0, 1, 0, 0});
 }
 
-TEST_CASE("cpu maxpool2x2: wide rows (the 8-window vector path) follow the same rule bit for bit") {
+TEST_CASE("cpu maxpool2x2: wide rows (the 8-window vector paths) follow the same rule bit for bit, forward and backward") {
   // Values on a coarse grid (many ties), signed zeros (equal, but different
   // bits: the first must win), NaNs with distinct payloads (the last wins).
   const int N = 2, C = 8, H = 33, W = 37;  // 18 windows a row: two vector steps + 2 scalar
@@ -228,6 +228,21 @@ TEST_CASE("cpu maxpool2x2: wide rows (the 8-window vector path) follow the same 
       }
   maxpool2x2_forward(N, C, H, W, x.data(), y.data());
   CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0);
+  // Backward: dy into each window's winner, 0 everywhere else (the dropped
+  // last row and column too), over a dx full of garbage.
+  std::vector<float> dy(y.size()), dx(x.size(), 7.f), want_dx(x.size(), 0.f);
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = float(i % 97) - 40.f;
+  for (int pl = 0; pl < N * C; ++pl)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow) {
+        const size_t tl = (size_t(pl) * H + 2 * oh) * W + 2 * ow;
+        size_t win = tl;
+        for (size_t o : {tl + 1, tl + W, tl + W + 1})
+          if (x[o] > x[win] || std::isnan(x[o])) win = o;
+        want_dx[win] = dy[(size_t(pl) * OH + oh) * OW + ow];
+      }
+  maxpool2x2_backward(N, C, H, W, x.data(), dy.data(), dx.data());
+  CHECK(std::memcmp(dx.data(), want_dx.data(), dx.size() * 4) == 0);
   int zeros_neg = 0, nans = 0;
   for (float v : want) {
     zeros_neg += v == 0.0f && std::signbit(v);

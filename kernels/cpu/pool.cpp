@@ -39,6 +39,14 @@ inline void deinterleave16(const float* x, __m256& even, __m256& odd) {
   odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+// even[0..7], odd[0..7] stored interleaved: dst[2i] = even[i], dst[2i + 1] = odd[i].
+inline void interleave16(__m256 even, __m256 odd, float* dst) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd);  // e0 o0 e1 o1 | e4 o4 e5 o5
+  const __m256 hi = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
 // window_argmax's rule on 8 windows at once: best = v if v > best or v is NaN.
 inline __m256 take_if_greater_or_nan(__m256 best, __m256 v) {
   const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
@@ -92,12 +100,43 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
     const float* xp = x + pl * H * W;
     float* dxp = dx + pl * H * W;
     const float* dyp = dy + pl * OH * OW;
-    for (int64_t i = 0; i < int64_t(H) * W; ++i) dxp[i] = 0.f;  // incl. floor-dropped edge
-    for (int oh = 0; oh < OH; ++oh)
-      for (int ow = 0; ow < OW; ++ow) {
-        const int64_t tl = int64_t(2 * oh) * W + 2 * ow;
-        dxp[tl + window_argmax(xp + tl, W)] = dyp[int64_t(oh) * OW + ow];
+    for (int oh = 0; oh < OH; ++oh) {
+      const float* r0 = xp + int64_t(2 * oh) * W;
+      float* d0 = dxp + int64_t(2 * oh) * W;
+      const float* dyr = dyp + int64_t(oh) * OW;
+      int ow = 0;
+#if defined(__AVX2__)
+      // 8 windows a step: the forward's winner (same compares, same order),
+      // then dy or 0 into each of the window's four places, both rows whole.
+      for (; ow + 8 <= OW; ow += 8) {
+        __m256 v0, v1, v2, v3;
+        deinterleave16(r0 + 2 * ow, v0, v1);
+        deinterleave16(r0 + W + 2 * ow, v2, v3);
+        __m256 best = v0, win = _mm256_setzero_ps();  // winner 0..3, as floats
+        const __m256 cand[3] = {v1, v2, v3};
+        for (int k = 0; k < 3; ++k) {
+          const __m256 take = _mm256_or_ps(_mm256_cmp_ps(cand[k], best, _CMP_GT_OQ),
+                                           _mm256_cmp_ps(cand[k], cand[k], _CMP_UNORD_Q));
+          best = _mm256_blendv_ps(best, cand[k], take);
+          win = _mm256_blendv_ps(win, _mm256_set1_ps(float(k + 1)), take);
+        }
+        const __m256 g = _mm256_loadu_ps(dyr + ow);
+        const auto at = [&](float k) {  // dy where window place k won, else +0
+          return _mm256_and_ps(g, _mm256_cmp_ps(win, _mm256_set1_ps(k), _CMP_EQ_OQ));
+        };
+        interleave16(at(0.f), at(1.f), d0 + 2 * ow);
+        interleave16(at(2.f), at(3.f), d0 + W + 2 * ow);
       }
+#endif
+      for (; ow < OW; ++ow) {
+        const int64_t tl = 2 * ow;
+        d0[tl] = d0[tl + 1] = d0[W + tl] = d0[W + tl + 1] = 0.f;
+        d0[tl + window_argmax(r0 + tl, W)] = dyr[ow];
+      }
+      if (W % 2) d0[W - 1] = d0[2 * W - 1] = 0.f;  // the column floor drops
+    }
+    if (H % 2)
+      for (int w = 0; w < W; ++w) dxp[int64_t(H - 1) * W + w] = 0.f;  // the row floor drops
   }
   if (dx_add) accumulate(planes * H * W, dx_add, dx);
 }
