@@ -70,6 +70,8 @@ BENCHMARK(BM_gemm_model_shapes)
     ->Args({128, 1152, 2048, 0, 1})  // 3x3 conv weight grad: dW = dy * col^T
     ->Args({256, 4096, 128, 0, 0})   // 1x1 expand forward
     ->Args({256, 128, 4096, 0, 1})   // 1x1 expand weight grad
+    ->Args({128, 64, 16384, 0, 1})   // 1x1 weight grad at 128x128 (long K, narrow N)
+    ->Args({64, 147, 16384, 0, 1})   // 7x7 stem weight grad
     ->Args({4096, 1024, 1024, 0, 1}) // lifter linear, batch 4096: y = x * W^T
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 

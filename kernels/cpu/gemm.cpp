@@ -397,7 +397,10 @@ void choose_tiles(int M, int nc, int threads, int& mc, int& nt) {
   auto tiles = [&] { return ((M + mc - 1) / mc) * ((nc + nt - 1) / nt); };
   const int want = 4 * threads;
   while (tiles() < want && nt > 4 * NR) nt /= 2;
-  while (tiles() < want && mc > 4 * MR) mc = (mc / 2 + MR - 1) / MR * MR;
+  // Rows are split last and not below 48: every row block packs B again, one
+  // copied float per mc multiply-adds (a long-K weight gradient, 128 x 64 x
+  // 16384, ran 10-30 % faster with 4 tiles of 36 rows than 8 of 18).
+  while (tiles() < want && mc > 8 * MR) mc = (mc / 2 + MR - 1) / MR * MR;
 }
 
 // C = beta * C (beta == 0 writes zeros without reading C).
