@@ -16,6 +16,7 @@
 
 #include "dofpose/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/lane_sum.h"
 
 namespace dofpose::cpu {
 namespace {
@@ -30,24 +31,8 @@ void check_shape(const BatchNormShape& s, const char* op) {
                 " C=", s.C, " HW=", s.HW);
 }
 
-// Plane sums run in kLanes double accumulators (element p of each plane goes
-// to lane p % kLanes), combined in a fixed order at the end: a single serial
-// double sum cannot vectorise (each add waits for the last), this does, and
-// the order still depends only on the shape, never on the thread count.
-constexpr int kLanes = 8;
-
-template <class F>
-inline void lane_sums(int64_t hw, double (&acc)[kLanes], F f) {
-  int64_t p = 0;
-  for (; p + kLanes <= hw; p += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += f(p + j);
-  for (; p < hw; ++p) acc[p % kLanes] += f(p);
-}
-
-inline double lanes_total(const double (&a)[kLanes]) {
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
+// Plane sums use lane_sums (lane_sum.h): vectorised, in an order fixed by the
+// shape.
 // Mean and biased variance of channel c (two passes for accuracy).
 void channel_stats(const BatchNormShape& s, const float* x, int c, double& mean, double& var) {
   const double m = double(s.N) * s.HW;
