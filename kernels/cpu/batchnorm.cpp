@@ -396,7 +396,7 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
   const int64_t n = int64_t(s.N) * s.C * s.HW;
   const float keep_scale = 1.f / (1.f - p);  // 1 for p == 0: relu(z) * 1 is relu(z)
 #ifdef DOFPOSE_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > kHashParallelMin)
 #endif
   for (int64_t i = 0; i < n; ++i) {
     const float z = y[i];

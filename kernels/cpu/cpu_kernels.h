@@ -148,7 +148,19 @@ void bilinear_backward(int N, int C, int H, int W, int OH, int OW, ResizeMode mo
 // ---- dropout.cpp: keep element i iff uniform(seed, i) >= p; kept values are
 // scaled by 1/(1-p). The uniform comes from a counter-based hash, so any
 // backend reproduces the same mask from (seed, i). mask[i] is 1 if kept.
-float dropout_uniform(uint64_t seed, uint64_t index);
+// Loops that hash every element (dropout masks) go parallel above this many
+// elements: the hash costs ~10 cycles, so a lifter layer at batch 64 (65,536
+// values) is worth splitting, where a plain element-wise loop is not.
+constexpr int64_t kHashParallelMin = 8192;
+// splitmix64 output number index + 1 of the stream at `seed`, top 24 bits as a
+// float in [0, 1). Inline: the dropout loops call it per element.
+inline float dropout_uniform(uint64_t seed, uint64_t index) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return float(z >> 40) * (1.0f / 16777216.0f);
+}
 void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y, uint8_t* mask);
 void dropout_backward(int64_t n, float p, const uint8_t* mask, const float* dy, float* dx);
 

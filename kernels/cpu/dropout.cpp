@@ -12,7 +12,7 @@ void check_p(const char* op, float p) {
 
 }  // namespace
 
-// uniform(seed, i) = top 24 bits of splitmix64's output number i of the stream
+// dropout_uniform(seed, i) (inline, cpu_kernels.h) = top 24 bits of splitmix64's output number i of the stream
 // seeded with `seed`, times 2^-24, which is exact in float and lies in [0, 1):
 //   z = seed + (i + 1) * 0x9E3779B97F4A7C15            (mod 2^64)
 //   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
@@ -21,20 +21,12 @@ void check_p(const char* op, float p) {
 //   u = float(z >> 40) * 2^-24
 // Only 64-bit adds, xors, shifts and multiplies: the CUDA kernel must use this
 // exact recipe (it is a handful of instructions there too).
-float dropout_uniform(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return float(z >> 40) * (1.0f / 16777216.0f);
-}
-
 void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y,
                      uint8_t* mask) {
   check_p("dropout_forward", p);
   const float keep_scale = 1.f / (1.f - p);  // PyTorch scales by 1/(1-p) too
 #ifdef DOFPOSE_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > kHashParallelMin)
 #endif
   for (int64_t i = 0; i < n; ++i) {
     const bool keep = dropout_uniform(seed, uint64_t(i)) >= p;  // p == 0 keeps all

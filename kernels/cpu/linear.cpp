@@ -2,6 +2,7 @@
 //   y  = x * w^T + b
 //   dx = dy * w        dw = dy^T * x        db = column sums of dy
 // All products go through the packed gemm (deterministic for any thread count).
+#include <algorithm>
 #include <cstddef>
 
 #include "dofpose/error.h"
@@ -42,10 +43,18 @@ void linear_backward(int N, int in, int out, const float* x, const float* w, con
   // With N == 0 gemm's K == 0 path writes zeros (gradients of an empty batch).
   if (dw) gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 0.0f, dw, in);
   if (db) {
-    for (int o = 0; o < out; ++o) {
-      double acc = 0.0;  // batch sums in a fixed order, double for long batches
-      for (int n = 0; n < N; ++n) acc += dy[(size_t)n * out + o];
-      db[o] = (float)acc;
+    // Batch sums in double, n ascending for every o (the order of one column
+    // walk), but row by row over blocks of outputs: a column walk strides a
+    // whole row per element.
+    constexpr int kBlock = 256;
+    for (int o0 = 0; o0 < out; o0 += kBlock) {
+      const int nb = std::min(kBlock, out - o0);
+      double acc[kBlock] = {};
+      for (int n = 0; n < N; ++n) {
+        const float* row = dy + (size_t)n * out + o0;
+        for (int j = 0; j < nb; ++j) acc[j] += row[j];
+      }
+      for (int j = 0; j < nb; ++j) db[o0 + j] = (float)acc[j];
     }
   }
 }
