@@ -493,6 +493,33 @@ TEST_CASE("linear: forward matches the definition, backward matches finite diffe
   }
 }
 
+TEST_CASE("max_norm_rows: rows above the norm scaled to it, the others untouched, any thread count") {
+  const int64_t rows = 300, cols = 1031;  // cols: lanes plus a tail
+  auto w = random_floats((size_t)(rows * cols), 77);
+  for (int64_t r = 0; r < rows; r += 2)  // every other row well inside the limit
+    for (int64_t c = 0; c < cols; ++c) w[(size_t)(r * cols + c)] *= 0.01f;
+  const float max_norm = 5.f;
+  std::vector<float> a = w, b = w;
+  with_threads(1, [&] { cpu::max_norm_rows(rows, cols, max_norm, a.data()); });
+  with_threads(max_threads() > 1 ? 2 : 1, [&] { cpu::max_norm_rows(rows, cols, max_norm, b.data()); });
+  CHECK(same_bytes(a, b));
+  int scaled = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double before = 0, after = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      before += double(w[(size_t)(r * cols + c)]) * w[(size_t)(r * cols + c)];
+      after += double(a[(size_t)(r * cols + c)]) * a[(size_t)(r * cols + c)];
+    }
+    if (std::sqrt(before) > max_norm) {
+      ++scaled;
+      CHECK(std::sqrt(after) == doctest::Approx(max_norm).epsilon(1e-5));
+    } else {
+      CHECK(std::memcmp(&a[(size_t)(r * cols)], &w[(size_t)(r * cols)], (size_t)cols * 4) == 0);
+    }
+  }
+  CHECK(scaled == rows / 2);
+}
+
 TEST_CASE("linear: empty batch gives zero weight gradients, bad sizes are errors") {
   std::vector<float> w(12, 1.0f), dw(12, 5.0f), db(3, 5.0f);
   cpu::linear_backward(0, 4, 3, nullptr, w.data(), nullptr, nullptr, dw.data(), db.data());

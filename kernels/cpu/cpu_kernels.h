@@ -63,6 +63,10 @@ void linear_fused_forward(int N, int in, int out, const float* x, const float* w
 // dx_add, when given, is added to dx afterwards (accumulate's pass).
 void linear_backward(int N, int in, int out, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* db, const float* dx_add = nullptr);
+// Rows of w [rows, cols] with an L2 norm above max_norm scaled by
+// max_norm / (norm + 1e-7) (the lifters' weight constraint, nn::apply_max_norm);
+// each row's squares summed in double lanes (lane_sum.h), rows in parallel.
+void max_norm_rows(int64_t rows, int64_t cols, float max_norm, float* w);
 
 // ---- batchnorm.cpp
 // Training: normalises with batch statistics (biased variance), stores

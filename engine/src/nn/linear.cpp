@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace dofpose::nn {
@@ -92,21 +93,7 @@ void apply_max_norm(Module& module, float max_norm) {
       continue;
 #endif
     }
-    float* w = prm.value->f32();
-    // Each row is renormalised on its own, so any thread split gives the same bits.
-#ifdef DOFPOSE_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (rows * cols > 32768)
-#endif
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = w + r * cols;
-      double sq = 0;
-      for (int64_t c = 0; c < cols; ++c) sq += double(row[c]) * row[c];
-      const float norm = float(std::sqrt(sq));
-      if (norm > max_norm) {
-        const float scale = max_norm / (norm + 1e-7f);
-        for (int64_t c = 0; c < cols; ++c) row[c] *= scale;
-      }
-    }
+    cpu::max_norm_rows(rows, cols, max_norm, prm.value->f32());
   }
 }
 
