@@ -44,8 +44,9 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 // KC x NR B micro-panel (24 KiB) stays in L1 (32 KiB); the MC x KC A block
-// (at most 216 KiB) stays in L2 (512 KiB per core on Zen 3, 1 MiB on Zen 4). KC = 384 also divides the
-// 3x3 convs with 128/256 channels (K = 1152/2304) into full blocks.
+// (at most 216 KiB) stays in L2 (512 KiB per core on Zen 3, 1 MiB on Zen 4).
+// KC = 384 also divides the 3x3 convs with 128/256 channels (K = 1152/2304)
+// into full blocks.
 // Tuned on the 2-core EPYC (Zen 3) dev machine, see docs/cpu-kernels.md.
 constexpr int KC = 384;
 constexpr int MC = 144;  // largest tile height; multiple of MR
@@ -143,7 +144,8 @@ void pack_a_panel(const float* A, int lda, bool trans, int i0, int mr, int k0, i
     int k = 0;
 #if DOFPOSE_GEMM_AVX2
     // 8 k at a time: 6 rows of 8 loaded, transposed in registers, stored as
-    // 8 groups of 6 (scalar, the old way, this was most of a dW GEMM's A cost).
+    // 8 groups of 6 (element by element, this pack was most of the A cost of
+    // a long-K weight-gradient GEMM).
     if (mr == MR) {
       const float* src = A + (size_t)i0 * lda + k0;
       for (; k + 8 <= kc; k += 8) {
