@@ -277,6 +277,9 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
         gemm_im2col(Kg, 1.0f, wg, crs, col, 0.0f, yg, (int)PQ);
       }
       if (bias) {
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static) if ((int64_t)Kg * PQ > 64 * 1024)
+#endif
         for (int k = 0; k < Kg; ++k) {
           const float b = bias[g * Kg + k];
           float* yk = yg + (int64_t)k * PQ;

@@ -28,12 +28,16 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
   if (f.in_bn.present()) {
     const int64_t hw = int64_t(s.H) * s.W;
     pre.resize(size_t(int64_t(s.N) * s.C * hw));
+    float* const pre_data = pre.data();  // the thread_local, named for the workers
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (int64_t(s.C) * s.N * hw > 32768)
+#endif
     for (int c = 0; c < s.C; ++c) {
       const float m = f.in_bn.mean[c], sc = bn_scale(f.in_bn, c);
       const float sh = f.in_bn.beta ? f.in_bn.beta[c] : 0.f;
       for (int n = 0; n < s.N; ++n) {
         const float* xp = x + (int64_t(n) * s.C + c) * hw;
-        float* pp = pre.data() + (int64_t(n) * s.C + c) * hw;
+        float* pp = pre_data + (int64_t(n) * s.C + c) * hw;
         for (int64_t i = 0; i < hw; ++i) pp[i] = relu((xp[i] - m) * sc + sh);
       }
     }

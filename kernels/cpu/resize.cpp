@@ -49,6 +49,9 @@ void check_sizes(const char* op, int N, int C, int H, int W, int OH, int OW) {
 void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, float* y) {
   const int64_t planes = int64_t(N) * C;
   const int OW = 2 * W;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (planes * H * W > 16384)
+#endif
   for (int64_t pl = 0; pl < planes; ++pl)
     for (int h = 0; h < H; ++h) {
       const float* src = x + (pl * H + h) * W;
@@ -61,6 +64,9 @@ void upsample_nearest2x_forward(int N, int C, int H, int W, const float* x, floa
 void upsample_add_forward(int N, int C, int H, int W, const float* a, const float* low, float* y) {
   const int64_t planes = int64_t(N) * C;
   const int OW = 2 * W;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (planes * H * W > 16384)
+#endif
   for (int64_t pl = 0; pl < planes; ++pl)
     for (int oh = 0; oh < 2 * H; ++oh) {
       const float* src = low + (pl * H + oh / 2) * W;
@@ -74,6 +80,9 @@ void upsample_nearest2x_backward(int N, int C, int H, int W, const float* dy, fl
   if (!dx) return;
   const int64_t planes = int64_t(N) * C;
   const int OW = 2 * W;
+#ifdef DOFPOSE_WITH_OPENMP
+#pragma omp parallel for schedule(static) if (planes * H * W > 16384)
+#endif
   for (int64_t pl = 0; pl < planes; ++pl)
     for (int h = 0; h < H; ++h) {
       const float* r0 = dy + (pl * 2 * H + 2 * h) * OW;
