@@ -197,6 +197,20 @@ def max_diff(ours_dir, torch_outs):
     return worst, names
 
 
+def three_step_losses(exe, weights, x_path, y_path, threads, out_dir, torch_step, label=""):
+    """The losses of 3 training steps from the same weights: ours (model_timer
+    --train: its warm-up step, then 2 more) and torch's (torch_step 3 times)."""
+    r = run_once(exe, ["--model", weights, "--input", x_path, "--train", "--target", y_path,
+                       "--threads", str(threads), "--output-dir", out_dir, "--repeat", "2"])
+    ours = [float(np.load(os.path.join(out_dir, "loss.npy"))[0])] + r["loss"]
+    with torch.enable_grad():
+        theirs = [torch_step() for _ in range(3)]
+    print(f"  check losses{' ' + label if label else ''}: ours "
+          + ", ".join(f"{v:.6f}" for v in ours) + "; torch "
+          + ", ".join(f"{v:.6f}" for v in theirs), flush=True)
+    return ours, theirs
+
+
 # ------------------------------------------------------------------ timing
 
 def interleave(timer, torch_fn, rounds, per_round):
@@ -330,19 +344,12 @@ def main():
             make_weights("lifter", check_w, {"kind": kind, "width": 1024, "dropout": 0.0})
             np.save(os.path.join(d, "xc.npy"), x[:16])
             np.save(os.path.join(d, "yc.npy"), y[:16])
-            cd = case_dir(name + "/check")
-            r = run_once(exe, ["--model", check_w, "--input", os.path.join(d, "xc.npy"), "--train",
-                               "--target", os.path.join(d, "yc.npy"), "--threads", str(args.threads),
-                               "--output-dir", cd, "--repeat", "2"])
-            ours_losses = [float(np.load(os.path.join(cd, "loss.npy"))[0])] + r["loss"]
-            with torch.enable_grad():
-                m = reference_lifter.load_dofpose(check_w).train()
-                step = lifter_train_fn(m, xt[:16], yt[:16])
-                torch_losses = [step() for _ in range(3)]
+            ours_losses, torch_losses = three_step_losses(
+                exe, check_w, os.path.join(d, "xc.npy"), os.path.join(d, "yc.npy"), args.threads,
+                case_dir(name + "/check"),
+                lifter_train_fn(reference_lifter.load_dofpose(check_w).train(), xt[:16], yt[:16]),
+                "(dropout 0, batch 16)")
             diff = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
-            print("  check losses (dropout 0, batch 16): ours "
-                  + ", ".join(f"{v:.6f}" for v in ours_losses) + "; torch "
-                  + ", ".join(f"{v:.6f}" for v in torch_losses), flush=True)
 
             # Timing: the real config (dropout 0.5), batch 64.
             w = os.path.join(d, "train.safetensors")
@@ -372,17 +379,10 @@ def main():
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
             # Agreement: the losses of 3 steps (no dropout in the hourglass, so
             # the timed configuration itself; steps 2 and 3 see the updates).
-            cd = case_dir(name + "/check")
-            r = run_once(exe, ["--model", w, "--input", os.path.join(d, "x.npy"), "--train",
-                               "--target", os.path.join(d, "y.npy"), "--threads", str(args.threads),
-                               "--output-dir", cd, "--repeat", "2"])
-            ours_losses = [float(np.load(os.path.join(cd, "loss.npy"))[0])] + r["loss"]
-            with torch.enable_grad():
-                step = hourglass_train_fn(load_torch_hourglass(w).train(), xt, yt)
-                torch_losses = [step() for _ in range(3)]
+            ours_losses, torch_losses = three_step_losses(
+                exe, w, os.path.join(d, "x.npy"), os.path.join(d, "y.npy"), args.threads,
+                case_dir(name + "/check"), hourglass_train_fn(load_torch_hourglass(w).train(), xt, yt))
             diff = max(abs(a - b) for a, b in zip(ours_losses, torch_losses))
-            print("  check losses: ours " + ", ".join(f"{v:.6f}" for v in ours_losses) + "; torch "
-                  + ", ".join(f"{v:.6f}" for v in torch_losses), flush=True)
             # Timing: fresh weights on both sides (the check's steps moved them).
             timer = Timer(exe, w, os.path.join(d, "x.npy"), args.threads, d,
                           target=os.path.join(d, "y.npy"))

@@ -270,15 +270,7 @@ def main():
             x = rng.standard_normal((8, 3, 256, 256)).astype(np.float32)
             y = (rng.random((8, 16, 64, 64)) * 0.1).astype(np.float32)
             xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-            opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
-
-            def hg_step():
-                opt.zero_grad(set_to_none=True)
-                out = model(xt)
-                loss = sum(torch.nn.functional.mse_loss(h, yt) for h in out["heatmaps"])
-                loss.backward()
-                opt.step()
-            time_train(name, hw, x, y, hg_step,
+            time_train(name, hw, x, y, cc.hourglass_train_fn(model, xt, yt),
                        "training step (forward, MSE per stack, backward, RMSprop); no output check")
 
     print(f"\ncard: {card}; torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}; "

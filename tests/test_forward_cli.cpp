@@ -35,21 +35,9 @@ using namespace dofpose::nn;
 using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::TempDir;
+using dofpose_test::tiny_hourglass_config;
 
 namespace {
-
-HourglassConfig tiny_hourglass_config() {
-  HourglassConfig c;
-  c.stacks = 2;
-  c.num_feats = 8;
-  c.num_joints = 3;
-  c.input_size = 32;
-  c.depth = 2;
-  c.stem_channels = 4;
-  c.attribute_channels = 4;
-  c.domain_hidden = 4;
-  return c;
-}
 
 // Non-trivial BatchNorm statistics, so that inference mode is really exercised.
 void randomise_buffers(Module& m, uint32_t seed) {

@@ -29,6 +29,7 @@ using namespace dofpose::nn;
 using dofpose_test::contains;
 using dofpose_test::error_of;
 using dofpose_test::TempDir;
+using dofpose_test::tiny_hourglass_config;
 
 namespace {
 
@@ -61,19 +62,6 @@ float pix(const ImageRGB8& im, int x, int y, int c) {
 float at(const Tensor& t, int c, int y, int x) {
   const int64_t s = t.shape()[3];
   return t.f32()[(int64_t(c) * s + y) * s + x];
-}
-
-HourglassConfig tiny_config(int joints) {
-  HourglassConfig c;
-  c.stacks = 2;
-  c.num_feats = 8;
-  c.num_joints = joints;
-  c.input_size = 32;
-  c.depth = 2;
-  c.stem_channels = 4;
-  c.attribute_channels = 4;
-  c.domain_hidden = 4;
-  return c;
 }
 
 }  // namespace
@@ -169,7 +157,7 @@ TEST_CASE("image: load_image_rgb names the file when it is missing or not an ima
 
 TEST_CASE("forward --image equals --input on the same tensor, --keypoints lifts, --overlay is a PNG") {
   TempDir dir("fwd-img");
-  auto net = std::make_unique<HourglassNet>(tiny_config(16), 21);
+  auto net = std::make_unique<HourglassNet>(tiny_hourglass_config(16), 21);
   net->save(dir.file("hg.safetensors"));
   const ImageRGB8 photo = pattern(40, 24);
   const std::string photo_path = write_png(dir, "photo.png", photo);
@@ -237,7 +225,7 @@ TEST_CASE("forward --image equals --input on the same tensor, --keypoints lifts,
 
 TEST_CASE("forward --image subtracts --input-mean, else the weights' norm.input.mean") {
   TempDir dir("fwd-mean");
-  HourglassNet net(tiny_config(3), 5);
+  HourglassNet net(tiny_hourglass_config(3), 5);
   net.save(dir.file("hg.safetensors"));
   // The same network with a stored mean, as pytorch-pose conversions write it.
   {
@@ -284,7 +272,7 @@ TEST_CASE("forward --image subtracts --input-mean, else the weights' norm.input.
 
 TEST_CASE("forward --image: errors name the file, the model kind and the joint count") {
   TempDir dir("fwd-img-err");
-  HourglassNet(tiny_config(3), 5).save(dir.file("hg3.safetensors"));
+  HourglassNet(tiny_hourglass_config(3), 5).save(dir.file("hg3.safetensors"));
   const std::string photo = write_png(dir, "p.png", pattern(10, 6));
   const std::string lifter = std::string(DOFPOSE_FIXTURES_DIR) + "/lifter_martinez_model.safetensors";
   ForwardOptions o;
@@ -315,7 +303,7 @@ TEST_CASE("forward --image: errors name the file, the model kind and the joint c
 TEST_CASE("forward --image: joints that are not finite refuse --keypoints and write no output") {
   TempDir dir("fwd-img-nan");
   // A NaN in the last stack's score bias: its heatmaps, and so its joints, are NaN.
-  HourglassNet net(tiny_config(16), 7);
+  HourglassNet net(tiny_hourglass_config(16), 7);
   bool poisoned = false;
   for (const Param& p : net.parameters())
     if (p.name == "score.1.bias") p.value->f32()[0] = NAN, poisoned = true;
@@ -365,7 +353,7 @@ TEST_CASE("forward --image: the dofpose binary chains into dofpose lift, usage e
   const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
   TempDir dir("fwd-img-cli");
-  HourglassNet(tiny_config(16), 9).save(dir.file("hg.safetensors"));
+  HourglassNet(tiny_hourglass_config(16), 9).save(dir.file("hg.safetensors"));
   const std::string photo = write_png(dir, "photo.png", pattern(50, 30));
   const std::string q = dofpose_test::shell_quote(program) + " ";
   std::string out;

@@ -149,6 +149,19 @@ bool same_bits(const dofpose::TensorView& a, const dofpose::TensorView& b) {
   return a.shape == b.shape && a.dtype == b.dtype && std::memcmp(a.data, b.data, a.nbytes()) == 0;
 }
 
+dofpose::nn::HourglassConfig tiny_hourglass_config(int joints) {
+  dofpose::nn::HourglassConfig c;
+  c.stacks = 2;
+  c.num_feats = 8;
+  c.num_joints = joints;
+  c.input_size = 32;
+  c.depth = 2;
+  c.stem_channels = 4;
+  c.attribute_channels = 4;
+  c.domain_hidden = 4;
+  return c;
+}
+
 dofpose::nn::HourglassConfig compact_hourglass_config() {
   dofpose::nn::HourglassConfig c;
   c.stacks = 2;

@@ -30,6 +30,9 @@ bool same_bits(const dofpose::TensorView& a, const dofpose::TensorView& b);
 // A 2-stack hourglass with both heads at 64x64 input and 16 features: every
 // layer type, fast enough for bit-for-bit comparisons of whole passes.
 dofpose::nn::HourglassConfig compact_hourglass_config();
+// The smallest useful hourglass (2 stacks, 8 features, 32x32 input, both
+// heads): for tests of files, command lines and errors, not of numerics.
+dofpose::nn::HourglassConfig tiny_hourglass_config(int joints = 3);
 
 // What error_of returns when nothing was thrown (kept distinct from any real message).
 inline constexpr const char* kNoError = "(no error)";

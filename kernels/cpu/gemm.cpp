@@ -519,7 +519,12 @@ void im2col_row(const Im2colMatrix& b, int k, int n, float* dst) {
 // arithmetic depends only on K (see "Determinism" above).
 template <class PackB>
 void drive_tiles(int M, int N, int K, float alpha, const float* A, int lda, bool trans_a,
-                 float beta, float* C, int ldc, int threads, bool parallel, const PackB& pack_b) {
+                 float beta, float* C, int ldc, const PackB& pack_b) {
+  const bool parallel = (int64_t)M * N * K >= kParallelWork;
+  int threads = 1;
+#if defined(DOFPOSE_WITH_OPENMP)
+  if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
   int mc, nt;
   choose_tiles(M, N, threads, mc, nt);
   const int m_blocks = (M + mc - 1) / mc;
@@ -608,11 +613,6 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     return;
   }
 
-  const bool parallel = work >= kParallelWork;
-  int threads = 1;
-#if defined(DOFPOSE_WITH_OPENMP)
-  if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
-#endif
   GemmWorkspace& ws = thread_workspace();
 
   if (M == 1 || N == 1) {
@@ -634,7 +634,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     return;
   }
 
-  drive_tiles(M, N, K, alpha, A, lda, trans_a, beta, C, ldc, threads, parallel,
+  drive_tiles(M, N, K, alpha, A, lda, trans_a, beta, C, ldc,
               [=](int k0, int kc, int j0, int nr, float* dst) {
                 pack_b_panel(B, ldb, trans_b, k0, kc, j0, nr, dst);
               });
@@ -655,12 +655,7 @@ void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix
     gemm(false, false, M, N, K, alpha, A, lda, buf.data(), N, beta, C, ldc);
     return;
   }
-  const bool parallel = work >= kParallelWork;
-  int threads = 1;
-#if defined(DOFPOSE_WITH_OPENMP)
-  if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
-#endif
-  drive_tiles(M, N, K, alpha, A, lda, false, beta, C, ldc, threads, parallel,
+  drive_tiles(M, N, K, alpha, A, lda, false, beta, C, ldc,
               [&col](int k0, int kc, int j0, int nr, float* dst) {
                 pack_b_im2col(col, k0, kc, j0, nr, dst);
               });

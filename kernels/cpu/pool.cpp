@@ -47,10 +47,24 @@ inline void interleave16(__m256 even, __m256 odd, float* dst) {
   _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
 }
 
-// window_argmax's rule on 8 windows at once: best = v if v > best or v is NaN.
-inline __m256 take_if_greater_or_nan(__m256 best, __m256 v) {
-  const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  return _mm256_blendv_ps(best, v, take);
+// window_argmax on the 8 windows whose top-left corners are tl[0], tl[2], ...,
+// tl[14] (rows tl and tl + W): each window's maximum and its place 0..3 (as
+// floats, window_argmax's order), with the same compares in the same order.
+struct Windows8 {
+  __m256 best, place;
+};
+inline Windows8 argmax_windows8(const float* tl, int W) {
+  __m256 v[4];
+  deinterleave16(tl, v[0], v[1]);
+  deinterleave16(tl + W, v[2], v[3]);
+  Windows8 r{v[0], _mm256_setzero_ps()};
+  for (int k = 1; k < 4; ++k) {  // replace on strictly greater or on NaN
+    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v[k], r.best, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q));
+    r.best = _mm256_blendv_ps(r.best, v[k], take);
+    r.place = _mm256_blendv_ps(r.place, _mm256_set1_ps(float(k)), take);
+  }
+  return r;
 }
 #endif
 
@@ -70,15 +84,8 @@ void maxpool2x2_forward(int N, int C, int H, int W, const float* x, float* y) {
       float* yr = yp + int64_t(oh) * OW;
       int ow = 0;
 #if defined(__AVX2__)
-      // 8 windows a step, the same comparisons in the same order as below.
-      for (; ow + 8 <= OW; ow += 8) {
-        __m256 v0, v1, v2, v3;
-        deinterleave16(r0 + 2 * ow, v0, v1);
-        deinterleave16(r0 + W + 2 * ow, v2, v3);
-        __m256 best = take_if_greater_or_nan(v0, v1);
-        best = take_if_greater_or_nan(best, v2);
-        _mm256_storeu_ps(yr + ow, take_if_greater_or_nan(best, v3));
-      }
+      for (; ow + 8 <= OW; ow += 8)  // 8 windows a step (the places are unused)
+        _mm256_storeu_ps(yr + ow, argmax_windows8(r0 + 2 * ow, W).best);
 #endif
       for (; ow < OW; ++ow) {
         const float* tl = r0 + 2 * ow;
@@ -106,20 +113,10 @@ void maxpool2x2_backward(int N, int C, int H, int W, const float* x, const float
       const float* dyr = dyp + int64_t(oh) * OW;
       int ow = 0;
 #if defined(__AVX2__)
-      // 8 windows a step: the forward's winner (same compares, same order),
-      // then dy or 0 into each of the window's four places, both rows whole.
+      // 8 windows a step: the forward's winner, then dy or 0 into each of
+      // the window's four places, both rows whole.
       for (; ow + 8 <= OW; ow += 8) {
-        __m256 v0, v1, v2, v3;
-        deinterleave16(r0 + 2 * ow, v0, v1);
-        deinterleave16(r0 + W + 2 * ow, v2, v3);
-        __m256 best = v0, win = _mm256_setzero_ps();  // winner 0..3, as floats
-        const __m256 cand[3] = {v1, v2, v3};
-        for (int k = 0; k < 3; ++k) {
-          const __m256 take = _mm256_or_ps(_mm256_cmp_ps(cand[k], best, _CMP_GT_OQ),
-                                           _mm256_cmp_ps(cand[k], cand[k], _CMP_UNORD_Q));
-          best = _mm256_blendv_ps(best, cand[k], take);
-          win = _mm256_blendv_ps(win, _mm256_set1_ps(float(k + 1)), take);
-        }
+        const __m256 win = argmax_windows8(r0 + 2 * ow, W).place;
         const __m256 g = _mm256_loadu_ps(dyr + ow);
         const auto at = [&](float k) {  // dy where window place k won, else +0
           return _mm256_and_ps(g, _mm256_cmp_ps(win, _mm256_set1_ps(k), _CMP_EQ_OQ));

@@ -5,11 +5,8 @@
 // covers the path a user takes (host input copied in, outputs copied out).
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -21,26 +18,12 @@
 #include "dofpose/nn/hourglass.h"
 #include "dofpose/nn/model.h"
 #include "dofpose/ops.h"
+#include "tests/test_util.h"
 
 using namespace dofpose;
+using dofpose_test::TempDir;
 
 namespace {
-
-// A fresh folder under the system temp dir, removed when the case ends.
-struct ScratchDir {
-  std::filesystem::path path;
-  explicit ScratchDir(const std::string& tag)
-      : path(std::filesystem::temp_directory_path() /
-             ("dofpose-cuda-" + tag + "-" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -65,16 +48,9 @@ void expect_near(const std::string& what, const std::vector<float>& a, const std
 }  // namespace
 
 TEST_CASE("forward --device cuda: --image, --keypoints, --overlay and --input give the CPU's outputs") {
-  ScratchDir dir("fwd");
-  nn::HourglassConfig c;
-  c.stacks = 2;
-  c.num_feats = 16;
+  TempDir dir("cuda-fwd");
+  nn::HourglassConfig c = dofpose_test::compact_hourglass_config();  // 64x64 input
   c.num_joints = 16;  // MPII-16: --keypoints / --overlay need it
-  c.input_size = 64;
-  c.depth = 2;
-  c.stem_channels = 8;
-  c.attribute_channels = 8;
-  c.domain_hidden = 8;
   nn::HourglassNet(c, 31).save(dir.file("hg.safetensors"));
 
   // A non-square photo: the letterbox pads rows.
