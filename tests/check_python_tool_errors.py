@@ -4,8 +4,8 @@
     check_python_tool_errors.py [--data DIR] [--dofpose BIN]
 
 For each tool (tools/h36m_import.py, tools/attribute_threshold.py,
-tools/set_default_model.py, weights_tools/make_random_model.py, compare_dumps.py,
-dump_reference.py) it runs bad inputs, each in its own empty folder under a
+tools/set_default_model.py, tools/plot_runs.py, weights_tools/make_random_model.py,
+compare_dumps.py, dump_reference.py) it runs bad inputs, each in its own empty folder under a
 temporary directory, and checks: a nonzero exit, no "Traceback" on stderr, a
 message naming the offending file, field or value, and nothing left in the
 folder (nor at the output path). Then a valid input of each tool must succeed.
@@ -255,6 +255,66 @@ def check_set_default_model(tmp, fx):
            subprocess.CompletedProcess([], 0, "", ""))
 
 
+def check_plot_runs(tmp):
+    """Bad run logs are named with the line or column at fault; good ones plot one
+    polyline per run with a point per validated epoch."""
+    pr = os.path.join(TOOLS, "plot_runs.py")
+    runs = os.path.join(tmp, "runs")
+    header = "epoch,step,train_loss,val_mpjpe,val_pmpjpe,lr,seconds\n"
+    logs = {
+        "a": header + "1,10,0.5,95.5,70.1,0.001,1.0\n2,20,0.4,90.25,68.0,0.0009,2.0\n"
+                      "3,30,0.3,88.0,66.5,0.0008,3.0\n",
+        "b": header + "1,10,0.6,,,0.001,1.0\n2,20,0.5,93.0,69.0,0.0009,2.0\n",
+        "nocol": "epoch,step,train_loss\n1,10,0.5\n",
+        "text": header + "1,10,0.5,95.5,70.1,0.001,1.0\n2,20,0.4,fast,68.0,0.0009,2.0\n",
+        "noval": header + "1,10,0.5,,,0.001,1.0\n",
+    }
+    for name, text in logs.items():
+        os.makedirs(os.path.join(runs, name))
+        with open(os.path.join(runs, name, "log.csv"), "w") as f:
+            f.write(text)
+    out = ["--out", "{case}/curves.svg"]
+    for name, args, needles in [
+        ("a missing run", [os.path.join(runs, "none")], ["none", "no log.csv"]),
+        ("a log without the metric", [os.path.join(runs, "nocol")],
+         ["nocol", "no column 'val_mpjpe'", "train_loss"]),
+        ("a non-number", [os.path.join(runs, "text")], ["text", "line 3", "'fast'"]),
+        ("a log without validation", [os.path.join(runs, "noval")], ["noval", "no values"]),
+        ("--label of another run", [os.path.join(runs, "a"), "--label", "elsewhere=x"],
+         ["--label", "elsewhere"]),
+    ]:
+        expect_error(tmp, f"plot_runs.py on {name}", [pr] + args + out, needles,
+                     absent=["{case}/curves.svg"])
+    expect_error(tmp, "plot_runs.py --out without .svg",
+                 [pr, os.path.join(runs, "a"), "--out", "{case}/curves.png"], ["--out", ".svg"])
+    c = expect_ok(tmp, "plot_runs.py on two runs",
+                  [pr, os.path.join(runs, "a"), os.path.join(runs, "b"),
+                   "--label", os.path.join(runs, "b") + "=second run"] + out,
+                  creates=["curves.svg"])
+    import xml.etree.ElementTree as ET
+    problems = []
+    try:
+        root = ET.parse(c.path("curves.svg")).getroot()
+        lines = {pl.get("data-run"): pl.get("points").split()
+                 for pl in root.iter("{http://www.w3.org/2000/svg}polyline")}
+        if sorted(lines) != ["a", "second run"]:
+            problems.append(f"polylines for {sorted(lines)}, expected a and 'second run'")
+        elif (len(lines["a"]), len(lines["second run"])) != (3, 1):
+            problems.append(f"points {len(lines['a'])}, {len(lines['second run'])}; expected 3, 1")
+        else:
+            ys = [float(p.split(",")[1]) for p in lines["a"]]
+            if not ys[0] < ys[1] < ys[2]:  # SVG y grows downwards, as the error falls
+                problems.append(f"run a's falling curve is drawn at y {ys}")
+        legend = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+        for want in ("a: 88.0", "second run: 93.0"):
+            if want not in legend:
+                problems.append(f"legend lacks {want!r}")
+    except (ET.ParseError, OSError) as e:
+        problems.append(f"not readable SVG: {e}")
+    report("plot_runs.py draws each run's epochs", problems,
+           subprocess.CompletedProcess([], 0, "", ""))
+
+
 def check_dump_reference(tmp, fx, have_torch):
     dr = os.path.join(WTOOLS, "dump_reference.py")
     out = "{case}/out/dump"
@@ -348,6 +408,7 @@ def main():
         check_make_random_model(tmp, fx, a.dofpose if a.dofpose and os.path.exists(a.dofpose) else None)
         check_compare_dumps(tmp, fx)
         check_set_default_model(tmp, fx)
+        check_plot_runs(tmp)
         check_dump_reference(tmp, fx, have_torch)
         check_h36m(tmp, a.data)
         check_help(tmp, have_torch)

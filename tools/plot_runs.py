@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Training curves of `dofpose train` runs as one SVG line chart (no plotting library).
+
+    python3 tools/plot_runs.py RUN [RUN ...] --out curves.svg [--metric val_mpjpe]
+                               [--label RUN=NAME ...] [--title TEXT]
+
+RUN is a run folder (its log.csv, one row per epoch: docs/training.md) or a
+log.csv itself. One line per run, x = epoch, y = the metric: val_mpjpe (default),
+val_pmpjpe, train_loss or lr. Each line ends in its last value. The SVG is
+written to a temporary file and renamed, so a failed run leaves nothing behind.
+Example (docs/results.md):
+
+    python3 tools/plot_runs.py build-data/runs/table6_long/*_sh --out docs/img/table6_long_sh.svg
+"""
+import argparse
+import csv
+import math
+import os
+import sys
+import tempfile
+from xml.sax.saxutils import escape
+
+METRICS = {
+    "val_mpjpe": "validation MPJPE (mm)",
+    "val_pmpjpe": "validation P-MPJPE (mm)",
+    "train_loss": "training loss",
+    "lr": "learning rate",
+}
+# Okabe-Ito: tells lines apart for colour-blind readers too.
+COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+PLOT_W, H = 520, 440
+LEFT, TOP, BOTTOM = 70, 40, 50
+
+
+class Bad(Exception):
+    pass
+
+
+def read_run(path, metric):
+    """[(epoch, value)] of one run; Bad names the file, row and field that is wrong."""
+    log = os.path.join(path, "log.csv") if os.path.isdir(path) else path
+    if not os.path.isfile(log):
+        raise Bad(f"{path}: no log.csv (expected a run folder written by dofpose train, "
+                  "or its log.csv)")
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+        cols = rows[0].keys() if rows else []
+    if not rows:
+        raise Bad(f"{log}: no rows (expected a header and one row per epoch)")
+    for need in ("epoch", metric):
+        if need not in cols:
+            raise Bad(f"{log}: no column '{need}' (columns: {', '.join(cols)})")
+    points = []
+    for i, row in enumerate(rows, start=2):
+        text = (row[metric] or "").strip()
+        if not text:  # validation off for this epoch
+            continue
+        try:
+            x, y = float(row["epoch"]), float(text)
+        except ValueError:
+            raise Bad(f"{log} line {i}: epoch '{row['epoch']}' / {metric} '{text}' is not a number")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise Bad(f"{log} line {i}: {metric} = {text} is not finite")
+        points.append((x, y))
+    if not points:
+        raise Bad(f"{log}: no values of '{metric}' (was validation off?)")
+    return points
+
+
+def nice_ticks(lo, hi, want=6):
+    """Round tick values (1, 2 or 5 x 10^k apart) covering [lo, hi]."""
+    if hi <= lo:
+        lo, hi = lo - 1, hi + 1
+    raw = (hi - lo) / want
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    t = first
+    while t <= hi + step * 1e-9:
+        ticks.append(round(t, 12))
+        t += step
+    if ticks[-1] < hi:
+        ticks.append(round(t, 12))
+    return ticks
+
+
+def fmt(v):
+    return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+
+
+def legend_value(metric, v):
+    return f"{v:.1f}" if metric.startswith("val_") else f"{v:.4g}"
+
+
+def render(runs, metric, title):
+    xs = [x for _, pts in runs for x, _ in pts]
+    ys = [y for _, pts in runs for _, y in pts]
+    xt = nice_ticks(min(xs), max(xs)) if max(xs) - min(xs) > 10 else \
+        list(range(int(math.floor(min(xs))), int(math.ceil(max(xs))) + 1))
+    yt = nice_ticks(min(ys), max(ys))
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    last = [legend_value(metric, pts[-1][1]) for _, pts in runs]
+    # The legend sits right of the plot; ~7 px a character at 12 px sans-serif.
+    legend_w = 50 + 7 * max(len(f"{name}: {v}") for (name, _), v in zip(runs, last))
+    W = LEFT + PLOT_W + legend_w
+    pw, ph = PLOT_W, H - TOP - BOTTOM
+
+    def px(x):
+        return LEFT + (x - x0) / (x1 - x0) * pw
+
+    def py(y):
+        return TOP + (1 - (y - y0) / (y1 - y0)) * ph
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{LEFT}" y="{TOP - 16}" font-size="14" font-weight="bold">'
+           f'{escape(title)}</text>']
+    for t in yt:
+        y = py(t)
+        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt(t)}</text>')
+    for t in xt:
+        x = px(t)
+        out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 18}" text-anchor="middle">{fmt(t)}</text>')
+    out.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
+    out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{H - 10}" text-anchor="middle">epoch</text>')
+    out.append(f'<text transform="translate(16 {TOP + ph / 2:.1f}) rotate(-90)" '
+               f'text-anchor="middle">{escape(METRICS[metric])}</text>')
+    # Legend rows sorted by last value, best (lowest) first, so it reads as a ranking.
+    order = sorted(range(len(runs)), key=lambda i: runs[i][1][-1][1])
+    for rank, i in enumerate(order):
+        name, pts = runs[i]
+        c = COLOURS[i % len(COLOURS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        out.append(f'<polyline data-run="{escape(name)}" points="{path}" fill="none" '
+                   f'stroke="{c}" stroke-width="2"/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{c}"/>')
+        ly = TOP + 10 + rank * 20
+        lx = LEFT + pw + 14
+        out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 20}" y2="{ly}" stroke="{c}" '
+                   f'stroke-width="3"/>')
+        out.append(f'<text x="{lx + 26}" y="{ly + 4}">{escape(name)}: {last[i]}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", metavar="RUN", help="run folder or log.csv")
+    ap.add_argument("--out", required=True, help="the SVG file to write")
+    ap.add_argument("--metric", default="val_mpjpe", choices=sorted(METRICS))
+    ap.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
+                    help="legend name of a run (default: its folder's name)")
+    ap.add_argument("--title", default=None)
+    a = ap.parse_args(argv)
+    try:
+        labels = {}
+        for item in a.label:
+            if "=" not in item:
+                raise Bad(f"--label {item!r}: expected RUN=NAME")
+            k, v = item.split("=", 1)
+            labels[os.path.normpath(k)] = v
+        runs = []
+        for r in a.runs:
+            key = os.path.normpath(r)
+            name = labels.get(key) or os.path.basename(key.rstrip(os.sep))
+            if name == "log.csv":
+                name = os.path.basename(os.path.dirname(os.path.abspath(key)))
+            runs.append((name, read_run(r, a.metric)))
+        unused = set(labels) - {os.path.normpath(r) for r in a.runs}
+        if unused:
+            raise Bad(f"--label names runs that are not plotted: {', '.join(sorted(unused))}")
+        if not a.out.endswith(".svg"):
+            raise Bad(f"--out {a.out}: expected a file name ending in .svg")
+        svg = render(runs, a.metric, a.title or METRICS[a.metric] + " per epoch")
+        folder = os.path.dirname(os.path.abspath(a.out))
+        if not os.path.isdir(folder):
+            raise Bad(f"--out {a.out}: folder {folder} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=".plot_runs.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(svg)
+            os.replace(tmp, a.out)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except Bad as e:
+        print(f"plot_runs.py: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.out}: {len(runs)} runs, {a.metric}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
