@@ -93,19 +93,32 @@ void block_stats(const BatchNormShape& s, const float* x, int c0, int c1, double
   const double m = double(s.N) * s.HW;
   const int nc = c1 - c0;
   for (int j = 0; j < nc; ++j) mean[j] = var[j] = 0;
+  // HW == 1 (BatchNorm1d, the lifters) has loops of its own: with a run-time
+  // inner length the compiler leaves the channel loop scalar. Same order.
   for (int n = 0; n < s.N; ++n) {
     const float* xr = x + at(s, n, c0, 0);
-    for (int j = 0; j < nc; ++j)
-      for (int64_t p = 0; p < s.HW; ++p) mean[j] += xr[j * s.HW + p];
+    if (s.HW == 1) {
+      for (int j = 0; j < nc; ++j) mean[j] += xr[j];
+    } else {
+      for (int j = 0; j < nc; ++j)
+        for (int64_t p = 0; p < s.HW; ++p) mean[j] += xr[j * s.HW + p];
+    }
   }
   for (int j = 0; j < nc; ++j) mean[j] /= m;
   for (int n = 0; n < s.N; ++n) {
     const float* xr = x + at(s, n, c0, 0);
-    for (int j = 0; j < nc; ++j)
-      for (int64_t p = 0; p < s.HW; ++p) {
-        const double d = xr[j * s.HW + p] - mean[j];
+    if (s.HW == 1) {
+      for (int j = 0; j < nc; ++j) {
+        const double d = xr[j] - mean[j];
         var[j] += d * d;
       }
+    } else {
+      for (int j = 0; j < nc; ++j)
+        for (int64_t p = 0; p < s.HW; ++p) {
+          const double d = xr[j * s.HW + p] - mean[j];
+          var[j] += d * d;
+        }
+    }
   }
   for (int j = 0; j < nc; ++j) var[j] /= m;
 }
@@ -119,6 +132,13 @@ void block_grad_sums(const BatchNormShape& s, const float* x, const float* dy, i
     const int64_t base = at(s, n, c0, 0);
     const float* xr = x + base;
     const float* dr = dy + base;
+    if (s.HW == 1) {  // as in block_stats
+      for (int j = 0; j < nc; ++j) {
+        sum_dy[j] += dr[j];
+        sum_dy_xc[j] += double(dr[j]) * (double(xr[j]) - mean[j]);
+      }
+      continue;
+    }
     for (int j = 0; j < nc; ++j)
       for (int64_t p = 0; p < s.HW; ++p) {
         const int64_t i = j * s.HW + p;
@@ -158,6 +178,11 @@ void backward_rows(const BatchNormShape& s, const float* x, const float* dy, con
 #endif
   for (int n = 0; n < s.N; ++n) {
     const int64_t b = int64_t(n) * row;
+    if (s.HW == 1) {  // as in block_stats
+      for (int c = 0; c < s.C; ++c)
+        dx[b + c] = (dy[b + c] - mean_dy[c] - (x[b + c] - mean[c]) * k[c]) * coef[c];
+      continue;
+    }
     for (int c = 0; c < s.C; ++c)
       for (int64_t p = 0; p < s.HW; ++p) {
         const int64_t i = b + c * s.HW + p;
@@ -174,6 +199,10 @@ void scale_rows(const BatchNormShape& s, const float* dy, const float* coef, flo
 #endif
   for (int n = 0; n < s.N; ++n) {
     const int64_t b = int64_t(n) * row;
+    if (s.HW == 1) {  // as in block_stats
+      for (int c = 0; c < s.C; ++c) dx[b + c] = dy[b + c] * coef[c];
+      continue;
+    }
     for (int c = 0; c < s.C; ++c)
       for (int64_t p = 0; p < s.HW; ++p) dx[b + c * s.HW + p] = dy[b + c * s.HW + p] * coef[c];
   }
@@ -398,11 +427,12 @@ void batchnorm_relu_dropout_forward_train(const BatchNormShape& s, const float* 
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n > kHashParallelMin)
 #endif
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {  // branch-free, so it vectorises (see dropout_uniform)
     const float z = y[i];
-    const bool keep = p == 0.f || dropout_uniform(seed, uint64_t(i)) >= p;
-    y[i] = keep ? (z < 0.f ? 0.f : z) * keep_scale : 0.f;
-    mask[i] = keep && !(z <= 0.f) ? 1 : 0;  // relu_backward cuts z <= 0 (NaN passes)
+    const bool keep = dropout_uniform(seed, uint64_t(i)) >= p;  // p == 0 keeps all
+    const float kept = (z < 0.f ? 0.f : z) * keep_scale;
+    y[i] = keep ? kept : 0.f;
+    mask[i] = keep & !(z <= 0.f);  // relu_backward cuts z <= 0 (NaN passes)
   }
   // A pass of its own: in the loop above, -march=native would contract the
   // dropout's product and this sum into one FMA, and differ from add_forward.

@@ -18,7 +18,7 @@ void check_p(const char* op, float p) {
 //   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
 //   z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 //   z =  z ^ (z >> 31)
-//   u = float(z >> 40) * 2^-24
+//   u = float(z >> 40) * 2^-24   (converted through int32: exact, as z >> 40 < 2^24)
 // Only 64-bit adds, xors, shifts and multiplies: the CUDA kernel must use this
 // exact recipe (it is a handful of instructions there too).
 void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y,
@@ -28,10 +28,11 @@ void dropout_forward(int64_t n, float p, uint64_t seed, const float* x, float* y
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n > kHashParallelMin)
 #endif
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {  // branch-free, so it vectorises (see dropout_uniform)
     const bool keep = dropout_uniform(seed, uint64_t(i)) >= p;  // p == 0 keeps all
-    y[i] = keep ? x[i] * keep_scale : 0.f;
-    if (mask) mask[i] = keep ? 1 : 0;
+    const float kept = x[i] * keep_scale;
+    y[i] = keep ? kept : 0.f;
+    if (mask) mask[i] = keep;
   }
 }
 
