@@ -188,6 +188,9 @@ def main(argv=None):
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(svg)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an SVG is for sharing
             os.replace(tmp, a.out)
         except BaseException:
             os.unlink(tmp)
