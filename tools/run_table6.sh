@@ -5,6 +5,8 @@
 # (each config's out_dir must be RUNS_DIR/RUN).
 # Needs build-cpu/dofpose and the imported dataset (build-data/h36m, see docs/data.md).
 # A run that was interrupted resumes from its last checkpoint; a finished run is only re-evaluated.
+# Last, RUNS_DIR/curves_sh.svg and curves_gt.svg: the validation curves of the runs there
+# (tools/plot_runs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DOFPOSE_BIN:-./build-cpu/dofpose}
@@ -38,4 +40,12 @@ for run in "${RUNS[@]}"; do
   "$BIN" eval --model "$out/model.safetensors" --data "$DATA" --subjects S9 --input "$input" \
       --attributes "$attrs" --quiet --json > "$out/eval_S9.json"
   echo "== $run: $(grep -m1 -i average "$out/eval_S9.txt" || true)"
+done
+RUNS_DIR=${RUNS_DIR:-build-data/runs/table6}
+for input in sh gt; do
+  logs=()
+  for d in "$RUNS_DIR"/*_"$input"; do [ -f "$d/log.csv" ] && logs+=("$d"); done
+  [ ${#logs[@]} -eq 0 ] && continue
+  "${PYTHON:-python3}" tools/plot_runs.py "${logs[@]}" --out "$RUNS_DIR/curves_$input.svg" \
+      --title "S9 validation MPJPE per epoch, $input input" || echo "run_table6: no curves ($input)" >&2
 done
