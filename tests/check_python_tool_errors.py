@@ -4,7 +4,8 @@
     check_python_tool_errors.py [--data DIR] [--dofpose BIN]
 
 For each tool (tools/h36m_import.py, tools/attribute_threshold.py,
-tools/set_default_model.py, tools/plot_runs.py, weights_tools/make_random_model.py,
+tools/set_default_model.py, tools/plot_runs.py, tools/plot_eval.py,
+weights_tools/make_random_model.py,
 compare_dumps.py, dump_reference.py) it runs bad inputs, each in its own empty folder under a
 temporary directory, and checks: a nonzero exit, no "Traceback" on stderr, a
 message naming the offending file, field or value, and nothing left in the
@@ -315,6 +316,66 @@ def check_plot_runs(tmp):
            subprocess.CompletedProcess([], 0, "", ""))
 
 
+def check_plot_eval(tmp):
+    """Bad eval JSONs are named with the field at fault; good ones give a bar per
+    model and category (the average last) of the right length."""
+    pe = os.path.join(TOOLS, "plot_eval.py")
+    ev = os.path.join(tmp, "evals")
+    os.makedirs(ev)
+
+    def result(scale):
+        acts = {"Walking": 50.0, "Sitting": 80.0}
+        return {"mpjpe": 65.0 * scale, "p_mpjpe": 50.0 * scale,
+                "per_action": {a: {"mpjpe": v * scale, "p_mpjpe": 0.8 * v * scale}
+                               for a, v in acts.items()},
+                "per_joint": {"hip": 20.0 * scale, "wrist": 100.0 * scale}}
+    files = {"a": result(1.0), "b": result(0.5), "list": [1, 2],
+             "nojoints": {k: v for k, v in result(1.0).items() if k != "per_joint"},
+             "nan": dict(result(1.0), per_action={"Walking": {"mpjpe": "x"}}),
+             "other": dict(result(1.0), per_action={"Eating": {"mpjpe": 1.0, "p_mpjpe": 1.0}})}
+    for name, obj in files.items():
+        with open(os.path.join(ev, name + ".json"), "w") as f:
+            json.dump(obj, f)
+    with open(os.path.join(ev, "broken.json"), "w") as f:
+        f.write('{"mpjpe": 1,')
+    out = ["--out", "{case}/bars.svg"]
+    e = lambda n: os.path.join(ev, n + ".json")  # noqa: E731
+    for name, args, needles in [
+        ("a missing file", [e("none")], ["none.json", "no such file"]),
+        ("broken JSON", [e("broken")], ["broken.json", "not readable JSON"]),
+        ("a JSON list", [e("list")], ["list.json", "JSON object"]),
+        ("no per-joint table", [e("nojoints"), "--by", "joint"], ["nojoints.json", "per_joint"]),
+        ("a non-number", [e("nan")], ["nan.json", "per_action.Walking.mpjpe", "'x'"]),
+        ("different actions", [e("a"), e("other")], ["other.json", "a.json", "Eating", "Walking"]),
+        ("--by joint --metric p_mpjpe", [e("a"), "--by", "joint", "--metric", "p_mpjpe"],
+         ["--by joint", "MPJPE only"]),
+    ]:
+        expect_error(tmp, f"plot_eval.py on {name}", [pe] + args + out, needles,
+                     absent=["{case}/bars.svg"])
+    c = expect_ok(tmp, "plot_eval.py on two models",
+                  [pe, e("a"), e("b"), "--label", e("b") + "=half"] + out, creates=["bars.svg"])
+    import xml.etree.ElementTree as ET
+    problems = []
+    try:
+        root = ET.parse(c.path("bars.svg")).getroot()
+        bars = {(r.get("data-model"), r.get("data-category")): float(r.get("width"))
+                for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("data-model")}
+        want = {(m, k) for m in ("evals", "half") for k in ("Walking", "Sitting", "Average")}
+        if set(bars) != want:
+            problems.append(f"bars {sorted(bars)}, expected {sorted(want)}")
+        else:
+            for k in ("Walking", "Sitting", "Average"):  # b = a / 2: half the bar
+                if abs(bars[("half", k)] * 2 - bars[("evals", k)]) > 0.2:
+                    problems.append(f"{k}: bar of b {bars[('half', k)]} is not half of a's "
+                                    f"{bars[('evals', k)]}")
+            if not bars[("evals", "Walking")] < bars[("evals", "Average")] < bars[("evals", "Sitting")]:
+                problems.append("bar lengths do not follow the values 50 < 65 < 80")
+    except (ET.ParseError, OSError) as ex:
+        problems.append(f"not readable SVG: {ex}")
+    report("plot_eval.py draws a bar per model and action", problems,
+           subprocess.CompletedProcess([], 0, "", ""))
+
+
 def check_dump_reference(tmp, fx, have_torch):
     dr = os.path.join(WTOOLS, "dump_reference.py")
     out = "{case}/out/dump"
@@ -381,7 +442,7 @@ def check_h36m(tmp, data):
 
 def check_help(tmp, have_torch):
     for path in ("weights_tools/safetensors_np.py", "weights_tools/torch_pickle.py",
-                 "tools/h36m_lib.py"):
+                 "tools/h36m_lib.py", "tools/svg_chart.py"):
         expect_ok(tmp, f"{os.path.basename(path)} --help",
                   [os.path.join(REPO, path), "--help"], stdout_has=["usage:", "library module"])
         expect_error(tmp, f"{os.path.basename(path)} --bogus",
@@ -409,6 +470,7 @@ def main():
         check_compare_dumps(tmp, fx)
         check_set_default_model(tmp, fx)
         check_plot_runs(tmp)
+        check_plot_eval(tmp)
         check_dump_reference(tmp, fx, have_torch)
         check_h36m(tmp, a.data)
         check_help(tmp, have_torch)

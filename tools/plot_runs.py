@@ -17,8 +17,9 @@ import csv
 import math
 import os
 import sys
-import tempfile
 from xml.sax.saxutils import escape
+
+from svg_chart import COLOURS, Bad, fmt, labels_for, nice_ticks, text_width, write_svg
 
 METRICS = {
     "val_mpjpe": "validation MPJPE (mm)",
@@ -26,14 +27,8 @@ METRICS = {
     "train_loss": "training loss",
     "lr": "learning rate",
 }
-# Okabe-Ito: tells lines apart for colour-blind readers too.
-COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 PLOT_W, H = 520, 440
 LEFT, TOP, BOTTOM = 70, 40, 50
-
-
-class Bad(Exception):
-    pass
 
 
 def read_run(path, metric):
@@ -67,28 +62,6 @@ def read_run(path, metric):
     return points
 
 
-def nice_ticks(lo, hi, want=6):
-    """Round tick values (1, 2 or 5 x 10^k apart) covering [lo, hi]."""
-    if hi <= lo:
-        lo, hi = lo - 1, hi + 1
-    raw = (hi - lo) / want
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = []
-    t = first
-    while t <= hi + step * 1e-9:
-        ticks.append(round(t, 12))
-        t += step
-    if ticks[-1] < hi:
-        ticks.append(round(t, 12))
-    return ticks
-
-
-def fmt(v):
-    return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
-
-
 def legend_value(metric, v):
     return f"{v:.1f}" if metric.startswith("val_") else f"{v:.4g}"
 
@@ -103,8 +76,8 @@ def render(runs, metric, title):
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     last = [legend_value(metric, pts[-1][1]) for _, pts in runs]
-    # The legend sits right of the plot; ~7 px a character at 12 px sans-serif.
-    legend_w = 50 + 7 * max(len(f"{name}: {v}") for (name, _), v in zip(runs, last))
+    # The legend sits right of the plot.
+    legend_w = 50 + max(text_width(f"{name}: {v}") for (name, _), v in zip(runs, last))
     W = LEFT + PLOT_W + legend_w
     pw, ph = PLOT_W, H - TOP - BOTTOM
 
@@ -162,39 +135,14 @@ def main(argv=None):
     ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
     try:
-        labels = {}
-        for item in a.label:
-            if "=" not in item:
-                raise Bad(f"--label {item!r}: expected RUN=NAME")
-            k, v = item.split("=", 1)
-            labels[os.path.normpath(k)] = v
-        runs = []
-        for r in a.runs:
+        def folder_name(r):
             key = os.path.normpath(r)
-            name = labels.get(key) or os.path.basename(key.rstrip(os.sep))
-            if name == "log.csv":
-                name = os.path.basename(os.path.dirname(os.path.abspath(key)))
-            runs.append((name, read_run(r, a.metric)))
-        unused = set(labels) - {os.path.normpath(r) for r in a.runs}
-        if unused:
-            raise Bad(f"--label names runs that are not plotted: {', '.join(sorted(unused))}")
-        if not a.out.endswith(".svg"):
-            raise Bad(f"--out {a.out}: expected a file name ending in .svg")
+            name = os.path.basename(key.rstrip(os.sep))
+            return os.path.basename(os.path.dirname(os.path.abspath(key))) if name == "log.csv" else name
+        names = labels_for(a.runs, a.label, folder_name)
+        runs = [(name, read_run(r, a.metric)) for name, r in zip(names, a.runs)]
         svg = render(runs, a.metric, a.title or METRICS[a.metric] + " per epoch")
-        folder = os.path.dirname(os.path.abspath(a.out))
-        if not os.path.isdir(folder):
-            raise Bad(f"--out {a.out}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=".plot_runs.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(svg)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an SVG is for sharing
-            os.replace(tmp, a.out)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_svg(a.out, svg)
     except Bad as e:
         print(f"plot_runs.py: {e}", file=sys.stderr)
         return 2
