@@ -14,14 +14,14 @@ file and renamed, so a failed run leaves nothing behind. Example (docs/results.m
     python3 tools/plot_eval.py build-data/runs/table6_long/{martinez,progressive}_sh/eval_S9.json \\
         --out per_action.svg
 """
-import argparse
 import json
 import math
 import os
 import sys
 from xml.sax.saxutils import escape
 
-from svg_chart import COLOURS, Bad, fmt, labels_for, nice_ticks, text_width, write_svg
+from svg_chart import (COLOURS, Bad, chart_args, fmt, labels_for, nice_ticks, svg_start,
+                       text_width, write_svg)
 
 METRIC_NAMES = {"mpjpe": "MPJPE (protocol 1), mm", "p_mpjpe": "P-MPJPE (protocol 2), mm"}
 BAR, GAP, TOP, BOTTOM, PLOT_W = 12, 10, 40, 50, 460
@@ -72,10 +72,7 @@ def render(models, by, metric, title):
     def px(v):
         return left + v / ticks[-1] * PLOT_W
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="10" y="{TOP - 16}" font-size="14" font-weight="bold">{escape(title)}</text>']
+    out = svg_start(W, H, title, 10)
     for i, (name, _) in enumerate(models):
         y = TOP + i * 20
         out.append(f'<rect x="{left}" y="{y}" width="20" height="{BAR}" fill="{COLOURS[i % len(COLOURS)]}"/>')
@@ -104,16 +101,10 @@ def render(models, by, metric, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("evals", nargs="+", metavar="EVAL.json", help="output of dofpose eval --json")
-    ap.add_argument("--out", required=True, help="the SVG file to write")
+    ap = chart_args(__doc__, "evals", "EVAL.json", "output of dofpose eval --json",
+                    "legend name of a model (default: the folder holding its JSON)")
     ap.add_argument("--by", default="action", choices=["action", "joint"])
     ap.add_argument("--metric", default="mpjpe", choices=sorted(METRIC_NAMES))
-    ap.add_argument("--label", action="append", default=[], metavar="EVAL.json=NAME",
-                    help="legend name of a model (default: the folder holding its JSON)")
-    ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
     try:
         if a.by == "joint" and a.metric != "mpjpe":

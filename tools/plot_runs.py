@@ -12,14 +12,14 @@ Example (docs/results.md):
 
     python3 tools/plot_runs.py build-data/runs/table6_long/*_sh --out docs/img/table6_long_sh.svg
 """
-import argparse
 import csv
 import math
 import os
 import sys
 from xml.sax.saxutils import escape
 
-from svg_chart import COLOURS, Bad, fmt, labels_for, nice_ticks, text_width, write_svg
+from svg_chart import (COLOURS, Bad, chart_args, fmt, labels_for, nice_ticks, svg_start,
+                       text_width, write_svg)
 
 METRICS = {
     "val_mpjpe": "validation MPJPE (mm)",
@@ -87,11 +87,7 @@ def render(runs, metric, title):
     def py(y):
         return TOP + (1 - (y - y0) / (y1 - y0)) * ph
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{LEFT}" y="{TOP - 16}" font-size="14" font-weight="bold">'
-           f'{escape(title)}</text>']
+    out = svg_start(W, H, title, LEFT)
     for t in yt:
         y = py(t)
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -124,15 +120,9 @@ def render(runs, metric, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", metavar="RUN", help="run folder or log.csv")
-    ap.add_argument("--out", required=True, help="the SVG file to write")
+    ap = chart_args(__doc__, "runs", "RUN", "run folder or log.csv",
+                    "legend name of a run (default: its folder's name)")
     ap.add_argument("--metric", default="val_mpjpe", choices=sorted(METRICS))
-    ap.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
-                    help="legend name of a run (default: its folder's name)")
-    ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
     try:
         def folder_name(r):

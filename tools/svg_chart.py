@@ -2,10 +2,12 @@
 """Library module of tools/plot_runs.py and tools/plot_eval.py: what their SVG
 charts share (colours, axis ticks, labels, the atomic write). Not a command.
 """
+import argparse
 import math
 import os
 import sys
 import tempfile
+from xml.sax.saxutils import escape
 
 # Okabe-Ito: tells lines and bars apart for colour-blind readers too.
 COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
@@ -54,6 +56,26 @@ def labels_for(inputs, label_args, default_name):
     if unused:
         raise Bad(f"--label names inputs that are not plotted: {', '.join(sorted(unused))}")
     return [labels.get(os.path.normpath(i)) or default_name(i) for i in inputs]
+
+
+def chart_args(doc, inputs, metavar, inputs_help, label_help):
+    """The command line both tools share: the inputs, --out, --label, --title."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(inputs, nargs="+", metavar=metavar, help=inputs_help)
+    ap.add_argument("--out", required=True, help="the SVG file to write")
+    ap.add_argument("--label", action="append", default=[], metavar=f"{metavar}=NAME",
+                    help=label_help)
+    ap.add_argument("--title", default=None)
+    return ap
+
+
+def svg_start(width, height, title, title_x):
+    """The opening lines of a chart: the element, a white page, the title."""
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+            f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<text x="{title_x}" y="24" font-size="14" font-weight="bold">{escape(title)}</text>']
 
 
 def write_svg(path, svg):
