@@ -62,6 +62,12 @@ def read_run(path, metric):
     return points
 
 
+def run_name(path):
+    """A run's default legend name: its folder's name (also when given its log.csv)."""
+    path = os.path.abspath(path)
+    return os.path.basename(os.path.dirname(path) if os.path.isfile(path) else path)
+
+
 def legend_value(metric, v):
     return f"{v:.1f}" if metric.startswith("val_") else f"{v:.4g}"
 
@@ -125,11 +131,7 @@ def main(argv=None):
     ap.add_argument("--metric", default="val_mpjpe", choices=sorted(METRICS))
     a = ap.parse_args(argv)
     try:
-        def folder_name(r):
-            key = os.path.normpath(r)
-            name = os.path.basename(key.rstrip(os.sep))
-            return os.path.basename(os.path.dirname(os.path.abspath(key))) if name == "log.csv" else name
-        names = labels_for(a.runs, a.label, folder_name)
+        names = labels_for(a.runs, a.label, run_name)
         runs = [(name, read_run(r, a.metric)) for name, r in zip(names, a.runs)]
         svg = render(runs, a.metric, a.title or METRICS[a.metric] + " per epoch")
         write_svg(a.out, svg)

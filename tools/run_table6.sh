@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DOFPOSE_BIN:-./build-cpu/dofpose}
 DATA=${H36M_DIR:-../shared/data/h36m}
+CONFIGS=${CONFIGS:-tools/configs/table6}
+RUNS_DIR=${RUNS_DIR:-build-data/runs/table6}
 RUNS=("$@")
 if [ ${#RUNS[@]} -eq 0 ]; then
   RUNS=(progressive_attr_gt_sh progressive_sh two_block_sh progressive_attr_noisy_sh
@@ -18,9 +20,9 @@ if [ ${#RUNS[@]} -eq 0 ]; then
         martinez_sh)
 fi
 for run in "${RUNS[@]}"; do
-  cfg=${CONFIGS:-tools/configs/table6}/$run.json
+  cfg=$CONFIGS/$run.json
   [ -f "$cfg" ] || { echo "run_table6: no config $cfg" >&2; exit 2; }
-  out=${RUNS_DIR:-build-data/runs/table6}/$run
+  out=$RUNS_DIR/$run
   input=${run##*_}
   case $run in
     *attr_gt*) attrs=gt ;;
@@ -41,7 +43,6 @@ for run in "${RUNS[@]}"; do
       --attributes "$attrs" --quiet --json > "$out/eval_S9.json"
   echo "== $run: $(grep -m1 -i average "$out/eval_S9.txt" || true)"
 done
-RUNS_DIR=${RUNS_DIR:-build-data/runs/table6}
 for input in sh gt; do
   logs=()
   for d in "$RUNS_DIR"/*_"$input"; do [ -f "$d/log.csv" ] && logs+=("$d"); done

@@ -86,6 +86,20 @@ constexpr int kChannelBlock = 64;
 bool rowwise(const BatchNormShape& s) { return s.HW < kRowwiseMaxHW; }
 int channel_blocks(const BatchNormShape& s) { return (s.C + kChannelBlock - 1) / kChannelBlock; }
 
+// Calls f(c, i) for each channel c in [0, nc) of one row segment and each of
+// its elements i (offset from the segment's start), in that order. HW == 1
+// (BatchNorm1d, the lifters) has a loop of its own: with a run-time inner
+// length the compiler leaves the channel loop scalar; this one vectorises.
+template <class F>
+inline void for_segment(int nc, int64_t HW, F&& f) {
+  if (HW == 1) {
+    for (int c = 0; c < nc; ++c) f(c, int64_t(c));
+    return;
+  }
+  for (int c = 0; c < nc; ++c)
+    for (int64_t p = 0; p < HW; ++p) f(c, c * HW + p);
+}
+
 // Row-wise channel_stats for channels [c0, c1): one serial sum per channel
 // (the planes here are shorter than kRowwiseMaxHW; lanes would not pay).
 void block_stats(const BatchNormShape& s, const float* x, int c0, int c1, double* mean,
@@ -93,32 +107,17 @@ void block_stats(const BatchNormShape& s, const float* x, int c0, int c1, double
   const double m = double(s.N) * s.HW;
   const int nc = c1 - c0;
   for (int j = 0; j < nc; ++j) mean[j] = var[j] = 0;
-  // HW == 1 (BatchNorm1d, the lifters) has loops of its own: with a run-time
-  // inner length the compiler leaves the channel loop scalar. Same order.
   for (int n = 0; n < s.N; ++n) {
     const float* xr = x + at(s, n, c0, 0);
-    if (s.HW == 1) {
-      for (int j = 0; j < nc; ++j) mean[j] += xr[j];
-    } else {
-      for (int j = 0; j < nc; ++j)
-        for (int64_t p = 0; p < s.HW; ++p) mean[j] += xr[j * s.HW + p];
-    }
+    for_segment(nc, s.HW, [&](int j, int64_t i) { mean[j] += xr[i]; });
   }
   for (int j = 0; j < nc; ++j) mean[j] /= m;
   for (int n = 0; n < s.N; ++n) {
     const float* xr = x + at(s, n, c0, 0);
-    if (s.HW == 1) {
-      for (int j = 0; j < nc; ++j) {
-        const double d = xr[j] - mean[j];
-        var[j] += d * d;
-      }
-    } else {
-      for (int j = 0; j < nc; ++j)
-        for (int64_t p = 0; p < s.HW; ++p) {
-          const double d = xr[j * s.HW + p] - mean[j];
-          var[j] += d * d;
-        }
-    }
+    for_segment(nc, s.HW, [&](int j, int64_t i) {
+      const double d = xr[i] - mean[j];
+      var[j] += d * d;
+    });
   }
   for (int j = 0; j < nc; ++j) var[j] /= m;
 }
@@ -132,19 +131,10 @@ void block_grad_sums(const BatchNormShape& s, const float* x, const float* dy, i
     const int64_t base = at(s, n, c0, 0);
     const float* xr = x + base;
     const float* dr = dy + base;
-    if (s.HW == 1) {  // as in block_stats
-      for (int j = 0; j < nc; ++j) {
-        sum_dy[j] += dr[j];
-        sum_dy_xc[j] += double(dr[j]) * (double(xr[j]) - mean[j]);
-      }
-      continue;
-    }
-    for (int j = 0; j < nc; ++j)
-      for (int64_t p = 0; p < s.HW; ++p) {
-        const int64_t i = j * s.HW + p;
-        sum_dy[j] += dr[i];
-        sum_dy_xc[j] += double(dr[i]) * (double(xr[i]) - mean[j]);
-      }
+    for_segment(nc, s.HW, [&](int j, int64_t i) {
+      sum_dy[j] += dr[i];
+      sum_dy_xc[j] += double(dr[i]) * (double(xr[i]) - mean[j]);
+    });
   }
 }
 
@@ -159,13 +149,8 @@ void apply_rows(const BatchNormShape& s, const float* x, const float* mean, cons
   for (int n = 0; n < s.N; ++n) {
     const float* xr = x + int64_t(n) * row;
     float* yr = y + int64_t(n) * row;
-    if (s.HW == 1) {
-      for (int c = 0; c < s.C; ++c) yr[c] = (xr[c] - mean[c]) * scale[c] + shift[c];
-    } else {
-      for (int c = 0; c < s.C; ++c)
-        for (int64_t p = 0; p < s.HW; ++p)
-          yr[c * s.HW + p] = (xr[c * s.HW + p] - mean[c]) * scale[c] + shift[c];
-    }
+    for_segment(s.C, s.HW,
+                [&](int c, int64_t i) { yr[i] = (xr[i] - mean[c]) * scale[c] + shift[c]; });
   }
 }
 
@@ -178,16 +163,11 @@ void backward_rows(const BatchNormShape& s, const float* x, const float* dy, con
 #endif
   for (int n = 0; n < s.N; ++n) {
     const int64_t b = int64_t(n) * row;
-    if (s.HW == 1) {  // as in block_stats
-      for (int c = 0; c < s.C; ++c)
-        dx[b + c] = (dy[b + c] - mean_dy[c] - (x[b + c] - mean[c]) * k[c]) * coef[c];
-      continue;
-    }
-    for (int c = 0; c < s.C; ++c)
-      for (int64_t p = 0; p < s.HW; ++p) {
-        const int64_t i = b + c * s.HW + p;
-        dx[i] = (dy[i] - mean_dy[c] - (x[i] - mean[c]) * k[c]) * coef[c];
-      }
+    const float *xr = x + b, *dr = dy + b;
+    float* dxr = dx + b;
+    for_segment(s.C, s.HW, [&](int c, int64_t i) {
+      dxr[i] = (dr[i] - mean_dy[c] - (xr[i] - mean[c]) * k[c]) * coef[c];
+    });
   }
 }
 
@@ -198,13 +178,9 @@ void scale_rows(const BatchNormShape& s, const float* dy, const float* coef, flo
 #pragma omp parallel for schedule(static) if (int64_t(s.N) * row > 32768)
 #endif
   for (int n = 0; n < s.N; ++n) {
-    const int64_t b = int64_t(n) * row;
-    if (s.HW == 1) {  // as in block_stats
-      for (int c = 0; c < s.C; ++c) dx[b + c] = dy[b + c] * coef[c];
-      continue;
-    }
-    for (int c = 0; c < s.C; ++c)
-      for (int64_t p = 0; p < s.HW; ++p) dx[b + c * s.HW + p] = dy[b + c * s.HW + p] * coef[c];
+    const float* dr = dy + int64_t(n) * row;
+    float* dxr = dx + int64_t(n) * row;
+    for_segment(s.C, s.HW, [&](int c, int64_t i) { dxr[i] = dr[i] * coef[c]; });
   }
 }
 
