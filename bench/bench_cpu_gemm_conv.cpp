@@ -162,4 +162,45 @@ void BM_linear_forward(benchmark::State& state) {
 }
 BENCHMARK(BM_linear_forward)->ArgName("N")->Arg(1)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
+// The lifter's training activation, BatchNorm1d -> ReLU -> Dropout(0.5) over
+// a [N, C] batch (args N, C), and plain dropout over the same count:
+// items_per_second = elements per second (the mask loop's hash used to
+// dominate; docs/cpu-kernels.md).
+void BM_bn_relu_dropout_train(benchmark::State& state) {
+  const dofpose::BatchNormShape s{(int)state.range(0), (int)state.range(1), 1};
+  const size_t n = (size_t)s.N * s.C;
+  const auto x = random_vec(n, 1), gamma = random_vec((size_t)s.C, 2),
+             beta = random_vec((size_t)s.C, 3);
+  std::vector<float> rmean(s.C, 0.f), rvar(s.C, 1.f), y(n), smean(s.C), sinv(s.C);
+  std::vector<uint8_t> mask(n);
+  uint64_t seed = 0;
+  for (auto _ : state) {
+    cpu::batchnorm_relu_dropout_forward_train(s, x.data(), gamma.data(), beta.data(),
+                                              rmean.data(), rvar.data(), 0.1f, 1e-5f, 0.5f,
+                                              ++seed, y.data(), smean.data(), sinv.data(),
+                                              mask.data(), nullptr);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed((int64_t)n * state.iterations());  // elements per second
+}
+BENCHMARK(BM_bn_relu_dropout_train)
+    ->ArgNames({"N", "C"})->Args({256, 256})->Args({64, 1024})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_dropout_forward(benchmark::State& state) {
+  const size_t n = (size_t)state.range(0);
+  const auto x = random_vec(n, 1);
+  std::vector<float> y(n);
+  std::vector<uint8_t> mask(n);
+  uint64_t seed = 0;
+  for (auto _ : state) {
+    cpu::dropout_forward((int64_t)n, 0.5f, ++seed, x.data(), y.data(), mask.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed((int64_t)n * state.iterations());  // elements per second
+}
+BENCHMARK(BM_dropout_forward)->ArgName("n")->Arg(65536)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 }  // namespace
