@@ -1,6 +1,7 @@
 // The op API: validation, then dispatch to the kernel of the tensors' device.
 #include "dofpose/ops.h"
 
+#include <atomic>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -213,6 +214,16 @@ BatchNormPtrs bn_ptrs(const char* op, const char* which, const BatchNormRef& bn,
 }
 }  // namespace
 
+namespace {
+std::atomic<CpuConvAlgorithm> g_cpu_conv_algorithm{CpuConvAlgorithm::Winograd};
+}  // namespace
+
+void set_cpu_conv_algorithm(CpuConvAlgorithm a) { g_cpu_conv_algorithm = a; }
+CpuConvAlgorithm cpu_conv_algorithm() { return g_cpu_conv_algorithm; }
+const char* cpu_conv_algorithm_name(CpuConvAlgorithm a) {
+  return a == CpuConvAlgorithm::Winograd ? "winograd" : "direct";
+}
+
 void conv2d_fused_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
                           const TensorView& y, ConvParams p, const ConvFusionRef& f) {
   const char* op = "conv2d_fused_forward";
@@ -234,6 +245,7 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
   k.out_bn = bn_ptrs(op, "out_bn", f.out_bn, d, s.K);
   k.out_relu = f.out_relu;
   k.residual = ptr(f.residual);
+  k.winograd = cpu_conv_algorithm() == CpuConvAlgorithm::Winograd;
   if (x.dtype == DType::F32 && y.dtype == DType::F32) {
     DISPATCH(op, d, cpu::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32()),
              cuda_kernels::conv2d_fused_forward(s, x.f32(), w.f32(), ptr(bias), k, y.f32(),

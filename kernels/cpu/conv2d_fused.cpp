@@ -3,6 +3,8 @@
 // step is the arithmetic of the separate op it replaces (batchnorm_forward_infer,
 // relu_forward, conv2d_forward, accumulate), so on the CPU the fused and the
 // unfused bottleneck give the same bits; the CUDA kernel is tested against this.
+// Except with f.winograd: then a 3x3 stride-1 product with enough tiles runs by
+// Winograd F(4x4, 3x3) (conv2d_winograd.cpp), faster, with other rounding.
 #include <vector>
 
 #include "dofpose/error.h"
@@ -42,6 +44,12 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
       }
     }
     xin = pre.data();
+  }
+  if (f.winograd && conv2d_winograd_worthwhile(s)) {
+    ConvFusion out = f;  // the epilogue runs as the tiles are written
+    out.in_bn = {};
+    conv2d_winograd_forward(s, xin, w, bias, y, &out);
+    return;
   }
   conv2d_forward(s, xin, w, bias, y);
   if (!f.out_bn.present() && !f.out_relu && !f.residual) return;

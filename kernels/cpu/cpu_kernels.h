@@ -39,6 +39,14 @@ struct Im2colMatrix {
 // (the convolution's implicit GEMM: no im2col buffer written and read back).
 void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix& col, float beta,
                  float* C, int ldc);
+// The packed GEMM's register tile, for kernels that pack their own operands
+// (conv2d_winograd.cpp): C[mr x nr] (row stride ldc) = Ap * Bp, where Ap holds
+// kc groups of kGemmMR values (row i of the tile at offset i) and Bp, 32-byte
+// aligned, kc rows of kGemmNR values; rows / columns beyond mr / nr are
+// computed and not stored. Sums k ascending, like gemm() within a KC block.
+constexpr int kGemmMR = 6;
+constexpr int kGemmNR = 16;
+void gemm_micro_tile(int kc, const float* Ap, const float* Bp, float* C, int ldc, int mr, int nr);
 // Straightforward triple loop (for tests and as the portable definition).
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                 int lda, const float* B, int ldb, float beta, float* C, int ldc);
@@ -50,6 +58,18 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 // the same arithmetic, op for op, as batchnorm_forward_infer, relu, conv2d and add.
 void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                           const ConvFusion& f, float* y);
+// conv2d_winograd.cpp: the same convolution by Winograd F(4x4, 3x3) for 3x3,
+// stride 1, pad 1, groups 1 (conv2d_winograd_applies): 4x fewer multiplies,
+// not bit-identical to conv2d_forward (the fused inference chooses it,
+// ConvFusion::winograd).
+bool conv2d_winograd_applies(const Conv2dShape& s);
+// Applies and has enough output tiles to beat the implicit GEMM (measured,
+// docs/cpu-kernels.md): what conv2d_fused_forward checks when f.winograd is set.
+bool conv2d_winograd_worthwhile(const Conv2dShape& s);
+// `out`, when given: its out_bn, out_relu and residual are applied as the
+// tiles are written (conv2d_fused_forward's epilogue; in_bn must be absent).
+void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
+                             const float* bias, float* y, const ConvFusion* out = nullptr);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);
 

@@ -27,6 +27,7 @@ constexpr const char* kUsage =
     "                       [--attributes A.npy] [--dump DIR] [--profile] [--repeat N]\n"
     "                       [--profile-json FILE] [--threads N] [--device cpu|cuda]\n"
     "                       [--activations f32|f16|bf16] [--unfused]\n"
+    "                       [--conv winograd|direct]\n"
     "\n"
     "Runs a hourglass or lifter model (weights file with metadata kind/config) in\n"
     "inference mode on a float32 .npy input (or, for a hourglass, a photo) and writes\n"
@@ -62,6 +63,10 @@ constexpr const char* kUsage =
     "                      or --unfused\n"
     "  --unfused           run every layer separately (no fused Conv2d+BN+ReLU): --profile\n"
     "                      then has one row per BatchNorm, ReLU, Add, ... (float32 only)\n"
+    "  --conv ALGO         CPU, fused inference: 3x3 convolutions by winograd (default;\n"
+    "                      F(4x4,3x3) where a layer has >= 64 output tiles of 4x4, about\n"
+    "                      1e-6 relative rounding more) or direct (the implicit GEMM; the\n"
+    "                      bits of --unfused). The profile's GFLOP/s count direct FLOPs\n"
     "\n"
     "Details and examples: docs/cli.md\n";
 
@@ -118,7 +123,7 @@ int cmd_forward(int argc, char** argv) {
     static const char* const with_value[] = {"--model", "--input", "--output", "--attributes",
                                               "--dump", "--repeat", "--profile-json", "--threads",
                                               "--device", "--activations", "--image",
-                                              "--keypoints", "--overlay", "--input-mean"};
+                                              "--keypoints", "--overlay", "--input-mean", "--conv"};
     bool known = false;
     for (const char* f : with_value) known = known || a == f;
     if (!known) throw UsageError("unknown option '" + a + "'");
@@ -131,6 +136,11 @@ int cmd_forward(int argc, char** argv) {
     else if (a == "--keypoints") opt.keypoints = v;
     else if (a == "--overlay") opt.overlay = v;
     else if (a == "--input-mean") opt.input_mean = parse_mean(v);
+    else if (a == "--conv") {
+      opt.conv = v;
+      if (opt.conv != "winograd" && opt.conv != "direct")
+        throw UsageError("--conv: unknown value '" + opt.conv + "', expected winograd or direct");
+    }
     else if (a == "--attributes") opt.attributes = v;
     else if (a == "--dump") opt.dump_dir = v;
     else if (a == "--repeat") opt.repeat = int(parse_int_arg(a, v, 1, 1000000));

@@ -45,6 +45,10 @@ struct ConvFusion {
   BatchNormPtrs out_bn;
   bool out_relu = false;
   const float* residual = nullptr;
+  // CPU only: the product of a 3x3 stride-1 pad-1 convolution may run by
+  // Winograd F(4x4, 3x3) where that is faster (cpu::conv2d_winograd_worthwhile;
+  // other rounding than conv2d_forward). ops sets it from cpu_conv_algorithm().
+  bool winograd = false;
 };
 
 // The fused linear layer (inference, the lifters' MLP blocks): y = x W^T + bias,

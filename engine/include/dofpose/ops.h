@@ -41,6 +41,29 @@ struct ConvFusionRef {
 };
 void conv2d_fused_forward(const TensorView& x, const TensorView& w, const TensorView& bias,
                           const TensorView& y, ConvParams p, const ConvFusionRef& f);
+// How the CPU's conv2d_fused_forward (the hourglass's fused inference) computes
+// its 3x3 stride-1 pad-1 convolutions. Winograd (the default): F(4x4, 3x3) where
+// the layer has enough 4x4 output tiles for it to pay (cpu::conv2d_winograd_worthwhile),
+// 4x fewer multiplies, a few 1e-6 relative error more than the direct product
+// (docs/cpu-kernels.md, "Winograd"). Direct: the implicit GEMM of conv2d_forward,
+// so fused and unfused inference agree bit for bit. Process-wide; training
+// (conv2d_forward) and the CUDA backend always use their direct product.
+enum class CpuConvAlgorithm { Winograd, Direct };
+void set_cpu_conv_algorithm(CpuConvAlgorithm a);
+CpuConvAlgorithm cpu_conv_algorithm();
+const char* cpu_conv_algorithm_name(CpuConvAlgorithm a);  // "winograd" / "direct"
+class ScopedCpuConvAlgorithm {
+ public:
+  explicit ScopedCpuConvAlgorithm(CpuConvAlgorithm a) : previous_(cpu_conv_algorithm()) {
+    set_cpu_conv_algorithm(a);
+  }
+  ~ScopedCpuConvAlgorithm() { set_cpu_conv_algorithm(previous_); }
+  ScopedCpuConvAlgorithm(const ScopedCpuConvAlgorithm&) = delete;
+  ScopedCpuConvAlgorithm& operator=(const ScopedCpuConvAlgorithm&) = delete;
+
+ private:
+  CpuConvAlgorithm previous_;
+};
 // 16-bit activations: conv2d_forward, conv2d_fused_forward, maxpool2x2_forward
 // and upsample_add_forward also take F16 / BF16 activation tensors (a conv's
 // x may differ from its y and residual: one of them F32, or both the same

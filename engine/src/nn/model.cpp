@@ -352,6 +352,11 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   // Every forward below (outputs, dump, profile) runs the separate layers.
   std::unique_ptr<ScopedUnfused> unfused;
   if (opt.unfused) unfused = std::make_unique<ScopedUnfused>();
+  DOFPOSE_CHECK(opt.conv == "winograd" || opt.conv == "direct", "forward: --conv: unknown value '",
+                opt.conv, "', expected winograd or direct");
+  const ops::ScopedCpuConvAlgorithm conv_algorithm(opt.conv == "direct"
+                                                       ? ops::CpuConvAlgorithm::Direct
+                                                       : ops::CpuConvAlgorithm::Winograd);
   std::unique_ptr<Model> model = load_model(opt.model);
   model->set_activation_dtype(activations);
   model->module().to_device(device);

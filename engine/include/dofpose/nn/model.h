@@ -107,6 +107,9 @@ struct ForwardOptions {
   // Runs every layer separately (nn::ScopedUnfused): the profile gets one row per
   // BatchNorm / ReLU / Add instead of the fused Conv2d+BN+ReLU rows. F32 only.
   bool unfused = false;
+  // The CPU's fused 3x3 convolutions: "winograd" (default, F(4x4, 3x3) where it
+  // pays) or "direct" (the implicit GEMM; the unfused network's bits).
+  std::string conv = "winograd";
 };
 
 struct ProfileRow {

@@ -1,0 +1,391 @@
+// 3x3, stride 1, pad 1 convolution by Winograd's minimal filtering F(4x4, 3x3)
+// (Lavin & Gray 2016): each 4x4 output tile is A^T [(G g G^T) .* (B^T d B)] A
+// for the 6x6 input tile d around it, so the 9 * 16 = 144 multiply-adds of a
+// tile and channel pair become 36, done as 36 GEMMs (one per point of the 6x6
+// transform domain) over all tiles of the batch:
+//
+//   U[i][k][c] = (G w[k][c] G^T)[i]       filter transform
+//   V[i][c][t] = (B^T d[c][t] B)[i]       input transform, t = tile of the batch
+//   M[i][k][t] = sum_c U[i][k][c] V[i][c][t]   36 GEMMs on the GEMM's register tile
+//   y[k][t]    = A^T M[.][k][t] A + bias  output transform, clipped to P x Q
+//
+// U is transformed once per call, straight into the GEMM's packed A layout.
+// The tiles go in blocks of 16 (one packed B panel): a thread transforms a
+// block's inputs into V (36 x C x 16), multiplies, and transforms M (36 x K x
+// 16) into the output while both are still in its L2 cache; whole-layer V and
+// M buffers (4.7 MB each for 128 channels at 64 x 64) made every layer wait on
+// memory and ran slower than the direct convolution inside the network.
+//
+// Not bit-identical to conv2d_forward (different rounding; the transforms'
+// constants 1/4, 1/6, 1/12, 1/24 and 8 grow the error a little, see
+// docs/cpu-kernels.md "Winograd"), so it is a separate kernel that the
+// inference path chooses (ops::set_cpu_conv_algorithm) and tests bound against the direct
+// convolution. Results do not depend on the thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "dofpose/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace dofpose::cpu {
+namespace {
+
+constexpr int kTile = 4;          // output tile edge
+constexpr int kIn = kTile + 2;    // input tile edge (6)
+constexpr int kPoints = kIn * kIn;  // 36 transform points
+constexpr int kLanes = 8;         // tiles transformed together (one v8)
+
+// F(4x4, 3x3) with interpolation points 0, +-1, +-2, inf. G, B^T and A^T are
+// written out in g6 / bt6 / at6 with their common subexpressions (fewer
+// operations than the matrices' multiply-adds, most of whose entries are 0 or 1).
+
+// Eight lanes (GCC / Clang vector extension: AVX2 registers where compiled
+// for them, two SSE halves or scalars elsewhere).
+typedef float v8 __attribute__((vector_size(32)));
+inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+#if defined(__clang__)
+#define DOFPOSE_SHUFFLE8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int i8 __attribute__((vector_size(32)));
+#define DOFPOSE_SHUFFLE8(a, b, ...) __builtin_shuffle(a, b, i8{__VA_ARGS__})
+#endif
+
+// r = G f (f: a filter's three taps down a column or along a row).
+//   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+template <class T>
+inline void g6(const T f[3], T r[kIn]) {
+  const T t = f[0] + f[2], p = (1.f / 24) * f[0] + (1.f / 6) * f[2], q = (1.f / 12) * f[1];
+  r[0] = 0.25f * f[0];
+  r[1] = (-1.f / 6) * (t + f[1]);
+  r[2] = (-1.f / 6) * (t - f[1]);
+  r[3] = p + q;
+  r[4] = p - q;
+  r[5] = f[2];
+}
+
+// r = B^T d (d: six values down a column or along a row; T float or v8).
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+template <class T>
+inline void bt6(const T d[kIn], T r[kIn]) {
+  const T t1 = d[4] - 4.f * d[2], t2 = d[3] - 4.f * d[1];
+  const T t3 = d[4] - d[2], t4 = 2.f * (d[3] - d[1]);
+  r[0] = 4.f * d[0] - 5.f * d[2] + d[4];
+  r[1] = t1 + t2;
+  r[2] = t1 - t2;
+  r[3] = t3 + t4;
+  r[4] = t3 - t4;
+  r[5] = 4.f * d[1] - 5.f * d[3] + d[5];
+}
+
+// o = A^T m.  A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+template <class T>
+inline void at6(const T m[kIn], T o[kTile]) {
+  const T a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], e = m[3] - m[4];
+  o[0] = m[0] + a + c;
+  o[1] = b + 2.f * e;
+  o[2] = a + 4.f * c;
+  o[3] = b + 8.f * e + m[5];
+}
+
+// 64-byte aligned scratch of the calling thread; grows only.
+struct AlignedScratch {
+  std::vector<float> buf;
+  float* get(size_t n) {
+    if (buf.size() < n + 16) buf.resize(n + 16);
+    const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+    return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
+  }
+};
+
+struct Geometry {
+  int C, K, H, W, P, Q;
+  int th, tw;  // tiles per image, vertically and horizontally
+  int64_t T;   // tiles in the batch
+  int KP;      // packed A panels: ceil(K / MR)
+};
+
+constexpr int MR = kGemmMR;
+constexpr int NR = kGemmNR;  // tiles per block
+
+// Up[i][kp][c][MR] = (G f G^T)[i] of filter f = w[kp*MR + r][c] at row r:
+// the packed A panels of the 36 GEMMs (rows past K are zero). One (panel,
+// channel) pair a step: its MR filters in the lanes of a v8, so each of the
+// 36 results is MR contiguous floats of Up.
+void transform_filters(const Geometry& g, const float* w, float* Up) {
+  const size_t panel = size_t(g.C) * MR;
+  const int64_t pairs = int64_t(g.KP) * g.C;
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static) if (pairs > 256)
+#endif
+  for (int64_t pc = 0; pc < pairs; ++pc) {
+    const int kp = int(pc / g.C), c = int(pc % g.C);
+    v8 f[9] = {};  // f[e][r]: tap e of filter row r
+    for (int r = 0; r < MR && kp * MR + r < g.K; ++r) {
+      const float* src = w + (size_t(kp * MR + r) * g.C + c) * 9;
+      for (int e = 0; e < 9; ++e) f[e][r] = src[e];
+    }
+    v8 gf[kIn][3];  // G f, column by column
+    for (int sx = 0; sx < 3; ++sx) {
+      const v8 col[3] = {f[sx], f[3 + sx], f[6 + sx]};
+      v8 r[kIn];
+      g6(col, r);
+      for (int i = 0; i < kIn; ++i) gf[i][sx] = r[i];
+    }
+    for (int i = 0; i < kIn; ++i) {
+      v8 u[kIn];
+      g6(gf[i], u);  // (G f) G^T along row i
+      for (int j = 0; j < kIn; ++j)
+        std::memcpy(Up + (size_t(i * kIn + j) * g.KP + kp) * panel + size_t(c) * MR, &u[j],
+                    MR * sizeof(float));
+    }
+  }
+}
+
+// A run of tiles of one tile row inside a block: tiles tx0 .. tx1-1 of row ty
+// of image n, at lanes lane .. lane + (tx1 - tx0) of the block.
+struct Segment {
+  int n, ty, tx0, tx1, lane;
+};
+
+// The segments of block [t0, t1) (at most NR tiles), in lane order.
+int block_segments(const Geometry& g, int64_t t0, int64_t t1, Segment* out) {
+  int count = 0;
+  for (int64_t t = t0; t < t1;) {
+    const int64_t per_image = int64_t(g.th) * g.tw;
+    const int n = int(t / per_image), rem = int(t % per_image);
+    const int ty = rem / g.tw, tx = rem % g.tw;
+    const int tx1 = int(std::min<int64_t>(g.tw, tx + (t1 - t)));
+    out[count++] = {n, ty, tx, tx1, int(t - t0)};
+    t += tx1 - tx;
+  }
+  return count;
+}
+
+// V[j*6 + i][c][lane] (row stride NR) for the tiles of one segment and
+// channel. The vertical half B^T d runs along the segment's six input rows
+// (tr, eight columns a step), then the horizontal half takes eight tiles a
+// step, their six columns gathered from tr by shuffles.
+void input_segment(const Geometry& g, const Segment& sg, const float* xc, int c, float* tr,
+                   float* V) {
+  const float* rows[kIn];  // input rows ty*4-1 .. ty*4+4; nullptr outside
+  for (int r = 0; r < kIn; ++r) {
+    const int h = sg.ty * kTile - 1 + r;
+    rows[r] = h >= 0 && h < g.H ? xc + int64_t(h) * g.W : nullptr;
+  }
+  // tr[j][col] for image columns q = tx0*4 - 1 + col, col < width (zero outside the image).
+  const int tiles = sg.tx1 - sg.tx0, q_first = sg.tx0 * kTile - 1, width = tiles * kTile + 2;
+  const int tr_w = width + kLanes;  // slack: the fifth load of the last group
+  const v8 zero = {};
+  int col = 0;
+  for (; col + kLanes <= width; col += kLanes) {
+    const int q = q_first + col;
+    v8 d[kIn], r[kIn];
+    if (q >= 0 && q + kLanes <= g.W) {
+      for (int k = 0; k < kIn; ++k) d[k] = rows[k] ? load8(rows[k] + q) : zero;
+    } else {
+      for (int k = 0; k < kIn; ++k)
+        for (int l = 0; l < kLanes; ++l)
+          d[k][l] = rows[k] && q + l >= 0 && q + l < g.W ? rows[k][q + l] : 0.f;
+    }
+    bt6(d, r);
+    for (int j = 0; j < kIn; ++j) store8(tr + size_t(j) * tr_w + col, r[j]);
+  }
+  for (; col < tr_w; ++col) {
+    const int q = q_first + col;
+    float d[kIn], r[kIn];
+    for (int k = 0; k < kIn; ++k) d[k] = rows[k] && q >= 0 && q < g.W ? rows[k][q] : 0.f;
+    bt6(d, r);
+    for (int j = 0; j < kIn; ++j) tr[size_t(j) * tr_w + col] = r[j];
+  }
+  const size_t point = size_t(g.C) * NR;  // V's stride between transform points
+  float* const v = V + size_t(c) * NR + sg.lane;
+  int tx = 0;
+  for (; tx + kLanes <= tiles; tx += kLanes)
+    for (int j = 0; j < kIn; ++j) {
+      // Tile l reads tr columns 4l .. 4l+5: d[u][l] = t[4l + u].
+      const float* t = tr + size_t(j) * tr_w + tx * kTile;
+      const v8 a = load8(t), b = load8(t + 8), e = load8(t + 16), f = load8(t + 24),
+               h = load8(t + 32);
+      v8 d[kIn], r[kIn];
+#define DOFPOSE_COLUMN(u)                                                        \
+  DOFPOSE_SHUFFLE8(DOFPOSE_SHUFFLE8(a, b, u, u + 4, u + 8, u + 12, 0, 0, 0, 0), \
+                   DOFPOSE_SHUFFLE8(e, f, u, u + 4, u + 8, u + 12, 0, 0, 0, 0), \
+                   0, 1, 2, 3, 8, 9, 10, 11)
+      d[0] = DOFPOSE_COLUMN(0);
+      d[1] = DOFPOSE_COLUMN(1);
+      d[2] = DOFPOSE_COLUMN(2);
+      d[3] = DOFPOSE_COLUMN(3);
+#undef DOFPOSE_COLUMN
+      d[4] = DOFPOSE_SHUFFLE8(d[0], h, 1, 2, 3, 4, 5, 6, 7, 8);  // t[4l + 4] = d[0][l + 1]
+      d[5] = DOFPOSE_SHUFFLE8(d[1], h, 1, 2, 3, 4, 5, 6, 7, 9);
+      bt6(d, r);
+      for (int i = 0; i < kIn; ++i) store8(v + (j * kIn + i) * point + tx, r[i]);
+    }
+  for (; tx < tiles; ++tx)
+    for (int j = 0; j < kIn; ++j) {
+      float r[kIn];
+      bt6(tr + size_t(j) * tr_w + tx * kTile, r);
+      for (int i = 0; i < kIn; ++i) v[(j * kIn + i) * point + tx] = r[i];
+    }
+}
+
+// The epilogue of one output row segment: v = acc + bias, then the fused
+// conv's out_bn, ReLU and residual (conv2d_fused.cpp's arithmetic).
+struct Epilogue {
+  float bias = 0.f, mean = 0.f, scale = 1.f, shift = 0.f;
+  bool bn = false, relu = false;
+  const float* residual = nullptr;  // this plane's, or nullptr
+  void apply(const float* acc, int count, int64_t at, float* y) const {
+    float* const dst = y + at;
+    for (int i = 0; i < count; ++i) {
+      float v = acc[i] + bias;
+      if (bn) v = (v - mean) * scale + shift;
+      if (relu) v = v < 0.f ? 0.f : v;
+      dst[i] = v;
+    }
+    // A loop of its own: inside the one above, GCC turned `if (residual)` into
+    // masked loads from the null pointer, which cost a microcode assist each
+    // on Zen 4 (a third of a layer's time).
+    if (residual)
+      for (int i = 0; i < count; ++i) dst[i] += residual[at + i];
+  }
+};
+
+// y[n][k] = epilogue(A^T M A) for the tiles of one segment, clipped to the
+// P x Q plane yk. m points at M[0][k][segment's first lane] (stride `point`
+// between transform points). Eight tiles a step: A^T down then across, and
+// the four 4 x 8 results interleaved into four rows of 32 outputs.
+void output_segment(const Geometry& g, const Segment& sg, const float* m, size_t point,
+                    const Epilogue& ep, float* yk) {
+  const int tiles = sg.tx1 - sg.tx0;
+  const int rows = std::min(kTile, g.P - sg.ty * kTile);
+  int tx = 0;
+  for (; tx + kLanes <= tiles; tx += kLanes) {
+    v8 s1[kIn][kTile];  // A^T down each column j of M
+    for (int j = 0; j < kIn; ++j) {
+      v8 col[kIn];
+      for (int i = 0; i < kIn; ++i) col[i] = load8(m + (j * kIn + i) * point + tx);
+      at6(col, s1[j]);
+    }
+    v8 out[kTile][kTile];  // out[o2][o][l]: output row o2, column 4l + o
+    for (int o = 0; o < kTile; ++o) {
+      v8 across[kIn], r[kTile];
+      for (int j = 0; j < kIn; ++j) across[j] = s1[j][o];
+      at6(across, r);
+      for (int o2 = 0; o2 < kTile; ++o2) out[o2][o] = r[o2];
+    }
+    const int q0 = (sg.tx0 + tx) * kTile, count = std::min(kLanes * kTile, g.Q - q0);
+    for (int o2 = 0; o2 < rows; ++o2) {
+      const v8* o = out[o2];
+      const v8 lo01 = DOFPOSE_SHUFFLE8(o[0], o[1], 0, 8, 1, 9, 2, 10, 3, 11);
+      const v8 lo23 = DOFPOSE_SHUFFLE8(o[2], o[3], 0, 8, 1, 9, 2, 10, 3, 11);
+      const v8 hi01 = DOFPOSE_SHUFFLE8(o[0], o[1], 4, 12, 5, 13, 6, 14, 7, 15);
+      const v8 hi23 = DOFPOSE_SHUFFLE8(o[2], o[3], 4, 12, 5, 13, 6, 14, 7, 15);
+      float row[kLanes * kTile];
+      store8(row, DOFPOSE_SHUFFLE8(lo01, lo23, 0, 1, 8, 9, 2, 3, 10, 11));
+      store8(row + 8, DOFPOSE_SHUFFLE8(lo01, lo23, 4, 5, 12, 13, 6, 7, 14, 15));
+      store8(row + 16, DOFPOSE_SHUFFLE8(hi01, hi23, 0, 1, 8, 9, 2, 3, 10, 11));
+      store8(row + 24, DOFPOSE_SHUFFLE8(hi01, hi23, 4, 5, 12, 13, 6, 7, 14, 15));
+      ep.apply(row, count, int64_t(sg.ty * kTile + o2) * g.Q + q0, yk);
+    }
+  }
+  for (; tx < tiles; ++tx) {
+    float s1[kIn][kTile];
+    for (int j = 0; j < kIn; ++j) {
+      float col[kIn];
+      for (int i = 0; i < kIn; ++i) col[i] = m[(j * kIn + i) * point + tx];
+      at6(col, s1[j]);
+    }
+    float out[kTile][kTile];  // out[o2][o]
+    for (int o = 0; o < kTile; ++o) {
+      float across[kIn], r[kTile];
+      for (int j = 0; j < kIn; ++j) across[j] = s1[j][o];
+      at6(across, r);
+      for (int o2 = 0; o2 < kTile; ++o2) out[o2][o] = r[o2];
+    }
+    const int q0 = (sg.tx0 + tx) * kTile, count = std::min(kTile, g.Q - q0);
+    for (int o2 = 0; o2 < rows; ++o2)
+      ep.apply(out[o2], count, int64_t(sg.ty * kTile + o2) * g.Q + q0, yk);
+  }
+}
+
+}  // namespace
+
+bool conv2d_winograd_applies(const Conv2dShape& s) {
+  return s.R == 3 && s.S == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1;
+}
+
+bool conv2d_winograd_worthwhile(const Conv2dShape& s) {
+  // Below ~64 tiles the 36 GEMMs are too narrow and the filter transform
+  // (once per call) too large a share: 16x16 planes at batch 1 run at 0.54x.
+  const int64_t tiles = int64_t(s.N) * ((s.H + kTile - 1) / kTile) * ((s.W + kTile - 1) / kTile);
+  return conv2d_winograd_applies(s) && tiles >= 64;
+}
+
+void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
+                             const float* bias, float* y, const ConvFusion* out) {
+  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_forward: needs a 3x3 kernel, stride 1, "
+                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
+                " groups ", s.groups);
+  DOFPOSE_CHECK(x && w && y, "conv2d_winograd_forward: x, w and y must not be null");
+  DOFPOSE_CHECK(!out || !out->in_bn.present(),
+                "conv2d_winograd_forward: in_bn is the caller's (apply it to x first)");
+  Geometry g{s.C, s.K, s.H, s.W, s.P(), s.Q(), (s.H + kTile - 1) / kTile,
+             (s.W + kTile - 1) / kTile, 0, (s.K + MR - 1) / MR};
+  g.T = int64_t(s.N) * g.th * g.tw;
+  thread_local AlignedScratch u_buf;
+  float* const Up = u_buf.get(size_t(kPoints) * g.KP * MR * g.C);
+  transform_filters(g, w, Up);
+  const int64_t blocks = (g.T + NR - 1) / NR;
+  const size_t v_point = size_t(g.C) * NR, m_point = size_t(g.K) * NR;
+  const int64_t PQ = int64_t(g.P) * g.Q;
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t b = 0; b < blocks; ++b) {
+    thread_local AlignedScratch v_buf, m_buf, tr_buf;
+    float* const V = v_buf.get(kPoints * v_point);
+    float* const M = m_buf.get(kPoints * m_point);
+    float* const tr = tr_buf.get(size_t(kIn) * (NR * kTile + 2 + kLanes));
+    const int64_t t0 = b * NR, t1 = std::min(g.T, t0 + NR);
+    const int lanes = int(t1 - t0);
+    Segment seg[NR];
+    const int segments = block_segments(g, t0, t1, seg);
+    if (lanes < NR)  // a last, partial block: defined values in the unused lanes
+      for (size_t r = 0; r < kPoints * size_t(g.C); ++r)
+        std::fill(V + r * NR + lanes, V + (r + 1) * NR, 0.f);
+    for (int c = 0; c < g.C; ++c)
+      for (int i = 0; i < segments; ++i)
+        input_segment(g, seg[i], x + (int64_t(seg[i].n) * g.C + c) * g.H * g.W, c, tr, V);
+    for (int i = 0; i < kPoints; ++i)
+      for (int kp = 0; kp < g.KP; ++kp)
+        gemm_micro_tile(g.C, Up + (size_t(i) * g.KP + kp) * g.C * MR, V + i * v_point,
+                        M + i * m_point + size_t(kp) * MR * NR, NR, std::min(MR, g.K - kp * MR),
+                        lanes);
+    for (int k = 0; k < g.K; ++k) {
+      Epilogue ep;
+      ep.bias = bias ? bias[k] : 0.f;
+      if (out && out->out_bn.present()) {
+        ep.bn = true;
+        ep.mean = out->out_bn.mean[k];
+        ep.scale = batchnorm_infer_scale(out->out_bn.gamma, out->out_bn.var, out->out_bn.eps, k);
+        ep.shift = out->out_bn.beta ? out->out_bn.beta[k] : 0.f;
+      }
+      ep.relu = out && out->out_relu;
+      for (int i = 0; i < segments; ++i) {
+        const int64_t plane = int64_t(seg[i].n) * g.K + k;
+        ep.residual = out && out->residual ? out->residual + plane * PQ : nullptr;
+        output_segment(g, seg[i], M + size_t(k) * NR + seg[i].lane, m_point, ep, y + plane * PQ);
+      }
+    }
+  }
+}
+
+}  // namespace dofpose::cpu
