@@ -102,7 +102,9 @@ void conv_args(benchmark::internal::Benchmark* b) {
   b->Args({1, 256, 64, 128, 1, 1, 0, 1});   // bottleneck 1x1 reduce
   b->Args({1, 128, 64, 256, 1, 1, 0, 1});   // bottleneck 1x1 expand
   b->Args({1, 3, 256, 64, 7, 2, 3, 1});     // 7x7/2 stem
+  b->Args({1, 128, 32, 128, 3, 1, 1, 1});   // 3x3 at 32x32
   b->Args({1, 128, 16, 128, 3, 1, 1, 1});   // 3x3 deep in the hourglass
+  b->Args({1, 64, 128, 64, 3, 1, 1, 1});    // layer1's 3x3 at 128x128
   b->Args({4, 128, 64, 128, 3, 1, 1, 1});   // batch 4
   b->Args({1, 128, 64, 128, 3, 1, 1, 128}); // depthwise 3x3
 }
@@ -123,6 +125,33 @@ void BM_conv2d_forward(benchmark::State& state) {
   set_gflops(state, (double)s.flops());
 }
 BENCHMARK(BM_conv2d_forward)->Apply(conv_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The same 3x3 layers by Winograd F(4x4, 3x3) (what the fused inference runs
+// where conv2d_winograd_worthwhile holds; 16x16 at batch 1 is below its
+// threshold and shown for the comparison). GFLOP/s count the direct
+// convolution's flops, so they compare with BM_conv2d_forward's row for row.
+void BM_conv2d_winograd_forward(benchmark::State& state) {
+  const Conv2dShape s = conv_shape((int)state.range(0), (int)state.range(1), (int)state.range(2),
+                                   (int)state.range(3), 3, 1, 1, 1);
+  const auto x = random_vec((size_t)s.N * s.C * s.H * s.W, 1);
+  const auto w = random_vec((size_t)s.K * s.C * 9, 2);
+  const auto b = random_vec((size_t)s.K, 3);
+  std::vector<float> y((size_t)s.N * s.K * s.P() * s.Q());
+  for (auto _ : state) {
+    cpu::conv2d_winograd_forward(s, x.data(), w.data(), b.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, (double)s.flops());
+}
+BENCHMARK(BM_conv2d_winograd_forward)
+    ->ArgNames({"N", "C", "H", "K"})
+    ->Args({1, 64, 128, 64})    // layer1's 3x3 at 128x128
+    ->Args({1, 128, 64, 128})   // residual 3x3 at 64x64
+    ->Args({1, 128, 32, 128})   // 32x32: 64 tiles, the threshold
+    ->Args({1, 128, 16, 128})   // 16x16: below it (the direct product runs)
+    ->Args({4, 128, 64, 128})   // batch 4
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // dx + dw + dbias: twice the forward flops.
 void BM_conv2d_backward(benchmark::State& state) {

@@ -126,11 +126,13 @@ void transform_filters(const Geometry& g, const float* w, float* Up) {
 #endif
   for (int64_t pc = 0; pc < pairs; ++pc) {
     const int kp = int(pc / g.C), c = int(pc % g.C);
-    v8 f[9] = {};  // f[e][r]: tap e of filter row r
-    for (int r = 0; r < MR && kp * MR + r < g.K; ++r) {
+    float taps[9][kLanes] = {};  // taps[e][r]: tap e of filter row r (a plain array:
+    for (int r = 0; r < MR && kp * MR + r < g.K; ++r) {  // lane inserts were slow)
       const float* src = w + (size_t(kp * MR + r) * g.C + c) * 9;
-      for (int e = 0; e < 9; ++e) f[e][r] = src[e];
+      for (int e = 0; e < 9; ++e) taps[e][r] = src[e];
     }
+    v8 f[9];
+    for (int e = 0; e < 9; ++e) f[e] = load8(taps[e]);
     v8 gf[kIn][3];  // G f, column by column
     for (int sx = 0; sx < 3; ++sx) {
       const v8 col[3] = {f[sx], f[3 + sx], f[6 + sx]};

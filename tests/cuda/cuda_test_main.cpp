@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "dofpose/cuda_backend.h"
+#include "dofpose/ops.h"
 
 int main(int argc, char** argv) {
   if (!dofpose::cuda::built()) {
@@ -19,6 +20,10 @@ int main(int argc, char** argv) {
   }
   std::printf("CUDA device 0: %s, runtime %s\n", dofpose::cuda::device_name(0).c_str(),
               dofpose::cuda::runtime_version().c_str());
+  // The CPU reference of every parity case is the direct convolution: the
+  // CPU's Winograd path has its own tests (tests/test_conv_winograd.cpp, against
+  // float64), and the tolerances here are for the CUDA kernels alone.
+  dofpose::ops::set_cpu_conv_algorithm(dofpose::ops::CpuConvAlgorithm::Direct);
   doctest::Context context;
   context.applyCommandLine(argc, argv);
   return context.run();
