@@ -29,7 +29,15 @@ struct Case {
 }  // namespace
 
 TEST_CASE("conv2d_fused_forward equals BN+ReLU, conv, BN, ReLU and add bit for bit (CPU)") {
-  const Case cases[] = {{2, 6, 9, 7, 5, 1, 1, 0}, {1, 8, 8, 8, 8, 3, 1, 1}, {2, 3, 15, 13, 4, 7, 2, 3}};
+  // Small cases take the GEMM's unpacked paths (then passes over B and C);
+  // the larger ones its tiles, with the prologue in the B packing and the
+  // epilogue on each finished tile (1x1; 3x3 with a partial last panel and
+  // below Winograd's tile count; a 7x7 stride-2 stem; one input channel).
+  const ops::ScopedCpuConvAlgorithm direct(ops::CpuConvAlgorithm::Direct);
+  const Case cases[] = {{2, 6, 9, 7, 5, 1, 1, 0},    {1, 8, 8, 8, 8, 3, 1, 1},
+                        {2, 3, 15, 13, 4, 7, 2, 3},  {2, 70, 19, 21, 45, 1, 1, 0},
+                        {1, 24, 27, 23, 40, 3, 1, 1}, {1, 3, 40, 40, 16, 7, 2, 3},
+                        {1, 1, 33, 31, 9, 3, 1, 1}};
   uint32_t seed = 10;
   for (const Case& c : cases)
     for (int combo = 0; combo < 16; ++combo) {

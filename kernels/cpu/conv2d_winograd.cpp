@@ -42,14 +42,18 @@ constexpr int kLanes = 8;         // tiles transformed together (one v8)
 // operations than the matrices' multiply-adds, most of whose entries are 0 or 1).
 
 // Eight lanes (GCC / Clang vector extension: AVX2 registers where compiled
-// for them, two SSE halves or scalars elsewhere).
+// for them, two SSE halves or scalars elsewhere; the helpers are inlined, so
+// GCC's note on the ABI of 32-byte vector arguments without AVX is moot).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float v8 __attribute__((vector_size(32)));
 inline v8 load8(const float* p) {
   v8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(float* p, const v8& v) { std::memcpy(p, &v, sizeof v); }
 #if defined(__clang__)
 #define DOFPOSE_SHUFFLE8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 #else

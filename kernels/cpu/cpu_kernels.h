@@ -39,6 +39,15 @@ struct Im2colMatrix {
 // (the convolution's implicit GEMM: no im2col buffer written and read back).
 void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix& col, float beta,
                  float* C, int ldc);
+// C = A * relu((B - mean) * scale + shift) with B's row k normalised by
+// mean[k], scale[k], shift[k] as it is packed (alpha 1, beta 0): a 1x1
+// convolution with the fused BN + ReLU prologue (conv2d_fused.cpp), bit for
+// bit that pass over B followed by gemm(), without writing the normalised B.
+struct GemmRowPrologue {
+  const float *mean, *scale, *shift;
+};
+void gemm_bn_relu_b(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                    const GemmRowPrologue& pro, float* C, int ldc);
 // The packed GEMM's register tile, for kernels that pack their own operands
 // (conv2d_winograd.cpp): C[mr x nr] (row stride ldc) = Ap * Bp, where Ap holds
 // kc groups of kGemmMR values (row i of the tile at offset i) and Bp, 32-byte

@@ -646,6 +646,35 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
               });
 }
 
+void gemm_bn_relu_b(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                    const GemmRowPrologue& pro, float* C, int ldc) {
+  check_args("gemm_bn_relu_b", false, false, M, N, K, A, lda, B, ldb, C, ldc);
+  if (M == 0 || N == 0) return;
+  // relu((b - mean) * scale + shift), the arithmetic of the pass it replaces.
+  const auto map_row = [&pro](int k, const float* src, float* dst, int n) {
+    const float m = pro.mean[k], sc = pro.scale[k], sh = pro.shift[k];
+    for (int j = 0; j < n; ++j) {
+      const float v = (src[j] - m) * sc + sh;
+      dst[j] = v < 0.f ? 0.f : v;
+    }
+  };
+  if (M == 1 || N == 1 || K == 0 || (int64_t)M * N * K <= kSmallWork) {
+    // gemm's unpacked paths: the normalised B materialised.
+    thread_local std::vector<float> buf;
+    buf.resize((size_t)K * N);
+    for (int k = 0; k < K; ++k) map_row(k, B + (size_t)k * ldb, buf.data() + (size_t)k * N, N);
+    gemm(false, false, M, N, K, 1.0f, A, lda, buf.data(), N, 0.0f, C, ldc);
+    return;
+  }
+  drive_tiles(M, N, K, 1.0f, A, lda, false, 0.0f, C, ldc,
+              [&](int k0, int kc, int j0, int nr, float* dst) {
+                for (int k = 0; k < kc; ++k, dst += NR) {
+                  map_row(k0 + k, B + (size_t)(k0 + k) * ldb + j0, dst, nr);
+                  std::fill(dst + nr, dst + NR, 0.0f);
+                }
+              });
+}
+
 void gemm_im2col(int M, float alpha, const float* A, int lda, const Im2colMatrix& col, float beta,
                  float* C, int ldc) {
   const int N = (col.p1 - col.p0) * col.Q, K = col.C * col.R * col.S;
