@@ -19,8 +19,8 @@
 // Not bit-identical to conv2d_forward (different rounding; the transforms'
 // constants 1/4, 1/6, 1/12, 1/24 and 8 grow the error a little, see
 // docs/cpu-kernels.md "Winograd"), so it is a separate kernel that the
-// inference path chooses (ops::set_cpu_conv_algorithm) and tests bound against the direct
-// convolution. Results do not depend on the thread count.
+// inference path chooses (ops::set_cpu_conv_algorithm) and tests bound against
+// a float64 convolution. Results do not depend on the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -36,10 +36,6 @@ constexpr int kTile = 4;          // output tile edge
 constexpr int kIn = kTile + 2;    // input tile edge (6)
 constexpr int kPoints = kIn * kIn;  // 36 transform points
 constexpr int kLanes = 8;         // tiles transformed together (one v8)
-
-// F(4x4, 3x3) with interpolation points 0, +-1, +-2, inf. G, B^T and A^T are
-// written out in g6 / bt6 / at6 with their common subexpressions (fewer
-// operations than the matrices' multiply-adds, most of whose entries are 0 or 1).
 
 // Eight lanes (GCC / Clang vector extension: AVX2 registers where compiled
 // for them, two SSE halves or scalars elsewhere; the helpers are inlined, so
@@ -61,7 +57,11 @@ typedef int i8 __attribute__((vector_size(32)));
 #define DOFPOSE_SHUFFLE8(a, b, ...) __builtin_shuffle(a, b, i8{__VA_ARGS__})
 #endif
 
-// r = G f (f: a filter's three taps down a column or along a row).
+// F(4x4, 3x3) with interpolation points 0, +-1, +-2, inf. G, B^T and A^T are
+// written out in g6 / bt6 / at6 with their common subexpressions (fewer
+// operations than the matrices' multiply-adds, most of whose entries are 0 or 1).
+
+// r = G f (f: a filter's three taps down a column or along a row; T float or v8).
 //   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 template <class T>
 inline void g6(const T f[3], T r[kIn]) {
