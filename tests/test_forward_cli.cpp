@@ -837,6 +837,60 @@ TEST_CASE("forward: --unfused profiles every layer (one row per BatchNorm / ReLU
   CHECK(contains(out, "--unfused"));
 }
 
+TEST_CASE("forward: --conv direct gives the unfused bits, winograd (the default) stays close, bad values named") {
+  TempDir dir("fwd-conv");
+  // The compact hourglass at batch 2: its 32x32 3x3 layers have 128 tiles, so
+  // the default runs them by Winograd.
+  auto net = std::make_unique<HourglassNet>(dofpose_test::compact_hourglass_config(), 12);
+  randomise_buffers(*net, 200);
+  net->save(dir.file("hg.safetensors"));
+  ForwardOptions opt;
+  opt.model = dir.file("hg.safetensors");
+  opt.input = write_f32_npy(dir, "x.npy", {2, 3, 64, 64}, 5);
+  CHECK(opt.conv == "winograd");
+  opt.output = dir.file("winograd.npz");
+  run_forward(opt);
+  opt.conv = "direct";
+  opt.output = dir.file("direct.npz");
+  run_forward(opt);
+  opt.conv = "winograd";
+  opt.unfused = true;  // every layer separately: the implicit GEMM, whatever --conv says
+  opt.output = dir.file("unfused.npz");
+  const ForwardResult r = run_forward(opt);
+  const NpzFile wino(dir.file("winograd.npz")), direct(dir.file("direct.npz")),
+      unfused(dir.file("unfused.npz"));
+  bool any_differs = false;
+  for (const std::string& name : r.output_names) {
+    CAPTURE(name);
+    const std::vector<float> w = wino.array(name).to_f32(), d = direct.array(name).to_f32();
+    CHECK(d == unfused.array(name).to_f32());
+    float scale = 0.f, diff = 0.f;
+    for (size_t i = 0; i < d.size(); ++i) {
+      scale = std::max(scale, std::fabs(d[i]));
+      diff = std::max(diff, std::fabs(w[i] - d[i]));
+    }
+    CHECK(diff <= 1e-4f * std::max(scale, 1.f));
+    any_differs = any_differs || w != d;
+  }
+  CHECK(any_differs);  // Winograd did run
+  opt.unfused = false;
+  opt.conv = "fast";
+  CHECK(contains(error_of([&] { run_forward(opt); }),
+                 "forward: --conv: unknown value 'fast', expected winograd or direct"));
+
+  const std::string program = dofpose_test::require_dofpose_program();
+  if (program.empty()) return;
+  std::string out;
+  const std::string base = dofpose_test::shell_quote(program) + " forward --model " +
+                           dir.file("hg.safetensors") + " --input " + opt.input;
+  CHECK(dofpose_test::run_command(base + " --conv fast", &out) == 1);
+  CHECK(contains(out, "--conv: unknown value 'fast', expected winograd or direct"));
+  REQUIRE(dofpose_test::run_command(base + " --conv direct --output " + dir.file("cli.npz"), &out) == 0);
+  CHECK(NpzFile(dir.file("cli.npz")).array("coords").to_f32() == direct.array("coords").to_f32());
+  CHECK(dofpose_test::run_command(base + " --help", &out) == 0);
+  CHECK(contains(out, "--conv ALGO"));
+}
+
 TEST_CASE("forward: an unknown option value is a usage error in every command (exit 1, help named)") {
   const std::string program = dofpose_test::require_dofpose_program();
   if (program.empty()) return;
