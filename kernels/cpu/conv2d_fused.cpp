@@ -50,17 +50,21 @@ void conv_with_prologue_pass(const Conv2dShape& s, const float* x, const float* 
     conv2d_winograd_forward(s, xin, w, bias, y, &out);
     return;
   }
-  conv2d_forward(s, xin, w, bias, y);
+  // The bias joins the epilogue's pass, except in the one-input-channel loop,
+  // which starts its sums from it (conv2d_forward's arithmetic either way).
+  conv2d_forward(s, xin, w, s.C == s.groups ? bias : nullptr, y);
 }
 
-// out_bn, ReLU and the residual as one pass over y.
-void epilogue_pass(const Conv2dShape& s, const ConvFusion& f, float* y) {
-  if (!f.out_bn.present() && !f.out_relu && !f.residual) return;
+// + bias (conv2d_forward's own pass, same arithmetic), out_bn, ReLU and the
+// residual as one pass over y.
+void epilogue_pass(const Conv2dShape& s, const float* bias, const ConvFusion& f, float* y) {
+  if (!bias && !f.out_bn.present() && !f.out_relu && !f.residual) return;
   const int64_t pq = int64_t(s.P()) * s.Q();
 #ifdef DOFPOSE_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (int64_t(s.K) * s.N * pq > 32768)
 #endif
   for (int k = 0; k < s.K; ++k) {
+    const float b = bias ? bias[k] : 0.f;
     float m = 0.f, sc = 1.f, sh = 0.f;
     if (f.out_bn.present()) {
       m = f.out_bn.mean[k];
@@ -73,6 +77,7 @@ void epilogue_pass(const Conv2dShape& s, const ConvFusion& f, float* y) {
       const float* rp = f.residual ? f.residual + base : nullptr;
       for (int64_t i = 0; i < pq; ++i) {
         float v = yp[i];
+        if (bias) v += b;
         if (f.out_bn.present()) v = (v - m) * sc + sh;
         if (f.out_relu) v = relu(v);
         if (rp) v += rp[i];
@@ -93,7 +98,7 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
   const int64_t hw = int64_t(s.H) * s.W, pq = int64_t(s.P()) * s.Q();
   if (f.in_bn.present() && pointwise && s.C > 1 && s.groups == 1) {
     // A 1x1 conv's prologue runs as the GEMM packs x (no normalised copy of x
-    // written and read back); then conv2d_forward's bias pass.
+    // written and read back).
     thread_local std::vector<float> rows;
     rows.resize(size_t(3) * s.C);
     for (int c = 0; c < s.C; ++c) {
@@ -106,19 +111,12 @@ void conv2d_fused_forward(const Conv2dShape& s, const float* x, const float* w, 
       float* yn = y + int64_t(n) * s.K * pq;
       gemm_bn_relu_b(s.K, int(pq), s.C, w, s.C, x + int64_t(n) * s.C * hw, int(hw), pro, yn,
                      int(pq));
-      if (bias) {
-#ifdef DOFPOSE_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (int64_t(s.K) * pq > 64 * 1024)
-#endif
-        for (int k = 0; k < s.K; ++k)
-          for (int64_t i = 0; i < pq; ++i) yn[k * pq + i] += bias[k];
-      }
     }
   } else {
     conv_with_prologue_pass(s, x, w, bias, f, winograd, y);
     if (winograd) return;  // its epilogue ran as the tiles were written
   }
-  epilogue_pass(s, f, y);
+  epilogue_pass(s, s.C == s.groups ? nullptr : bias, f, y);
 }
 
 }  // namespace dofpose::cpu

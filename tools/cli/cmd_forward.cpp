@@ -50,7 +50,7 @@ constexpr const char* kUsage =
     "  --output OUT.npz    hourglass: heatmaps_stack<s>, coords, attributes, domain;\n"
     "                      lifter: pose3d_block<b> (several blocks), pose3d [N,17,3] in mm\n"
     "  --dump DIR          every layer's output as DIR/<index>_<layer name>.npy\n"
-    "  --profile           per-layer time table (mean of --repeat runs after a warm-up)\n"
+    "  --profile           per-layer time table (mean of --repeat runs after 2 warm-ups)\n"
     "  --repeat N          profiled runs (default 10)\n"
     "  --profile-json FILE the profile as JSON (implies --profile)\n"
     "  --threads N         CPU threads (default: all cores)\n"

@@ -507,7 +507,7 @@ std::string format_profile(const ForwardResult& r) {
   std::string out;
   char line[512];
   std::snprintf(line, sizeof line,
-                "%s\ninput %s on %s, %d CPU thread(s); mean of %d run(s) after 1 warm-up\n\n",
+                "%s\ninput %s on %s, %d CPU thread(s); mean of %d run(s) after 2 warm-ups\n\n",
                 r.model_summary.c_str(), r.input_shape.str().c_str(),
                 r.device.empty() ? "cpu" : r.device.c_str(), r.threads, r.repeat);
   out += line;
