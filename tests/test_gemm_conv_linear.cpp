@@ -359,14 +359,18 @@ std::vector<float> im2col_ref(const cpu::Im2colMatrix& m) {
 TEST_CASE("gemm_im2col: bit for bit gemm on the materialised im2col matrix") {
   // {C, H, W, R, S, stride, pad, p0, p1, M}: the models' 3x3 and 7x7/2 stem,
   // widths that are not a multiple of the 16-column panel (a panel wraps to
-  // the next output row), a band not starting at row 0, padding wider than
-  // the kernel reaches, and shapes small enough for gemm's unpacked paths.
+  // the next output row), rows narrower than a panel, a band not starting at
+  // row 0, padding wider than the kernel reaches, and shapes small enough for
+  // gemm's unpacked paths.
   struct Case { int C, H, W, R, S, stride, pad, p0, p1, M; };
   const std::vector<Case> cases = {
       {16, 20, 32, 3, 3, 1, 1, 0, 20, 24},  {3, 38, 38, 7, 7, 2, 3, 0, 19, 16},
       {8, 13, 13, 3, 3, 1, 1, 0, 13, 9},    {5, 17, 23, 3, 5, 2, 2, 3, 8, 13},
       {7, 9, 11, 3, 3, 1, 3, 2, 11, 140},   {2, 5, 5, 3, 3, 1, 1, 0, 5, 3},
-      {4, 6, 6, 3, 3, 1, 0, 0, 4, 1},       {24, 16, 16, 3, 3, 1, 1, 0, 16, 130}};
+      {4, 6, 6, 3, 3, 1, 0, 0, 4, 1},       {24, 16, 16, 3, 3, 1, 1, 0, 16, 130},
+      // rows narrower than a panel (each panel spans 2-4 output rows, some padded)
+      {32, 8, 8, 3, 3, 1, 1, 0, 8, 40},     {16, 4, 4, 3, 3, 1, 1, 0, 4, 20},
+      {6, 9, 9, 3, 3, 2, 1, 0, 5, 30},      {5, 3, 7, 3, 3, 1, 2, 1, 4, 64}};
   uint32_t seed = 900;
   for (const Case& k : cases) {
     const int Q = (k.W + 2 * k.pad - k.S) / k.stride + 1;
