@@ -849,14 +849,15 @@ TEST_CASE("forward: --conv direct gives the unfused bits, winograd (the default)
   opt.input = write_f32_npy(dir, "x.npy", {2, 3, 64, 64}, 5);
   CHECK(opt.conv == "winograd");
   opt.output = dir.file("winograd.npz");
-  run_forward(opt);
+  CHECK(run_forward(opt).cpu_conv == "winograd");  // named in the profile's header too
   opt.conv = "direct";
   opt.output = dir.file("direct.npz");
-  run_forward(opt);
+  CHECK(run_forward(opt).cpu_conv == "direct");
   opt.conv = "winograd";
   opt.unfused = true;  // every layer separately: the implicit GEMM, whatever --conv says
   opt.output = dir.file("unfused.npz");
   const ForwardResult r = run_forward(opt);
+  CHECK(r.cpu_conv.empty());
   const NpzFile wino(dir.file("winograd.npz")), direct(dir.file("direct.npz")),
       unfused(dir.file("unfused.npz"));
   bool any_differs = false;
@@ -887,6 +888,8 @@ TEST_CASE("forward: --conv direct gives the unfused bits, winograd (the default)
   CHECK(contains(out, "--conv: unknown value 'fast', expected winograd or direct"));
   REQUIRE(dofpose_test::run_command(base + " --conv direct --output " + dir.file("cli.npz"), &out) == 0);
   CHECK(NpzFile(dir.file("cli.npz")).array("coords").to_f32() == direct.array("coords").to_f32());
+  REQUIRE(dofpose_test::run_command(base + " --profile --repeat 1", &out) == 0);
+  CHECK(contains(out, "; 3x3 convolutions: winograd;"));
   CHECK(dofpose_test::run_command(base + " --help", &out) == 0);
   CHECK(contains(out, "--conv ALGO"));
 }

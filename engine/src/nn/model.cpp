@@ -409,6 +409,8 @@ ForwardResult run_forward(const ForwardOptions& opt) {
   r.threads = cpu_threads();
   r.device = device == Device::CUDA ? cuda::device_name(0) : "cpu";
   if (device == Device::CUDA) r.flop_peak_gflops = device_peak(cuda::device_traits(0)).fp32_gflops;
+  if (device == Device::CPU && model->hourglass_config() && !opt.unfused)
+    r.cpu_conv = ops::cpu_conv_algorithm_name(ops::cpu_conv_algorithm());
   Arena arena(device);
 
   // 1. The outputs (this pass is also the warm-up of the profile: it sizes the arena).
@@ -506,10 +508,11 @@ ForwardResult run_forward(const ForwardOptions& opt) {
 std::string format_profile(const ForwardResult& r) {
   std::string out;
   char line[512];
+  const std::string conv = r.cpu_conv.empty() ? "" : "; 3x3 convolutions: " + r.cpu_conv;
   std::snprintf(line, sizeof line,
-                "%s\ninput %s on %s, %d CPU thread(s); mean of %d run(s) after 2 warm-ups\n\n",
+                "%s\ninput %s on %s, %d CPU thread(s)%s; mean of %d run(s) after 2 warm-ups\n\n",
                 r.model_summary.c_str(), r.input_shape.str().c_str(),
-                r.device.empty() ? "cpu" : r.device.c_str(), r.threads, r.repeat);
+                r.device.empty() ? "cpu" : r.device.c_str(), r.threads, conv.c_str(), r.repeat);
   out += line;
   // The %peak column only where the device's peak is known (CUDA).
   const bool peak = r.flop_peak_gflops > 0;
@@ -574,6 +577,7 @@ std::string profile_json(const ForwardResult& r) {
   nlohmann::json j = {{"model", r.model_summary},
                       {"input_shape", dims_of(r.input_shape)},
                       {"threads", r.threads},
+                      {"cpu_conv", r.cpu_conv},
                       {"repeat", r.repeat},
                       {"layers_ms", r.layers_ms},
                       {"wall_ms", r.wall_ms},

@@ -139,6 +139,9 @@ struct ForwardResult {
   std::vector<ProfileRow> profile;
   int repeat = 0, threads = 0;
   std::string device;     // where it ran: "cpu" or the CUDA device's name
+  // CPU hourglass: how its fused 3x3 convolutions ran ("winograd" / "direct",
+  // ops::cpu_conv_algorithm_name); empty elsewhere.
+  std::string cpu_conv;
   double layers_ms = 0;  // sum of the leaf layers' mean times
   double wall_ms = 0;    // mean wall time of one whole forward
   // CUDA: the device's FP32 peak (device_peak.h; the forward runs in F32);
