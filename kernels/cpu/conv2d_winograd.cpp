@@ -10,11 +10,12 @@
 //   y[k][t]    = A^T M[.][k][t] A + bias  output transform, clipped to P x Q
 //
 // U is transformed once per call, straight into the GEMM's packed A layout.
-// The tiles go in blocks of 16 (one packed B panel): a thread transforms a
-// block's inputs into V (36 x C x 16), multiplies, and transforms M (36 x K x
-// 16) into the output while both are still in its L2 cache; whole-layer V and
-// M buffers (4.7 MB each for 128 channels at 64 x 64) made every layer wait on
-// memory and ran slower than the direct convolution inside the network.
+// The tiles go in blocks of two packed B panels of 16: a thread transforms a
+// block's inputs into V (36 x C x 32, in its L2), then for every 6 output
+// channels multiplies into a small M (36 x 6 x 32, in L1) and transforms it
+// into the output at once. Whole-layer V and M buffers (4.7 MB each for 128
+// channels at 64 x 64) made every layer wait on memory and ran slower than
+// the direct convolution inside the network.
 //
 // Not bit-identical to conv2d_forward (different rounding; the transforms'
 // constants 1/4, 1/6, 1/12, 1/24 and 8 grow the error a little, see
@@ -349,46 +350,73 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
   thread_local AlignedScratch u_buf;
   float* const Up = u_buf.get(size_t(kPoints) * g.KP * MR * g.C);
   transform_filters(g, w, Up);
-  const int64_t blocks = (g.T + NR - 1) / NR;
-  const size_t v_point = size_t(g.C) * NR, m_point = size_t(g.K) * NR;
+  // A block is kPanels packed B panels of NR tiles. Per panel of 6 output
+  // channels (kp), the 36 products land in a small M (36 x 6 x NR per panel,
+  // in L1) and are transformed into the output at once, so only V stays
+  // resident (36 x C x NR per panel) and each packed filter panel, read from
+  // L2/L3, serves kPanels B panels.
+  constexpr int kPanels = 2;
+  const int64_t panels = (g.T + NR - 1) / NR;
+  const int64_t blocks = (panels + kPanels - 1) / kPanels;
+  const size_t v_point = size_t(g.C) * NR, v_panel = kPoints * v_point;
+  constexpr size_t m_point = size_t(MR) * NR, m_panel = kPoints * m_point;
   const int64_t PQ = int64_t(g.P) * g.Q;
+  std::vector<Epilogue> eps(size_t(g.K));
+  for (int k = 0; k < g.K; ++k) {
+    Epilogue& ep = eps[size_t(k)];
+    ep.bias = bias ? bias[k] : 0.f;
+    if (out && out->out_bn.present()) {
+      ep.bn = true;
+      ep.mean = out->out_bn.mean[k];
+      ep.scale = batchnorm_infer_scale(out->out_bn.gamma, out->out_bn.var, out->out_bn.eps, k);
+      ep.shift = out->out_bn.beta ? out->out_bn.beta[k] : 0.f;
+    }
+    ep.relu = out && out->out_relu;
+  }
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t b = 0; b < blocks; ++b) {
     thread_local AlignedScratch v_buf, m_buf, tr_buf;
-    float* const V = v_buf.get(kPoints * v_point);
-    float* const M = m_buf.get(kPoints * m_point);
+    float* const V = v_buf.get(kPanels * v_panel);
+    float* const M = m_buf.get(kPanels * m_panel);
     float* const tr = tr_buf.get(size_t(kIn) * (NR * kTile + 2 + kLanes));
-    const int64_t t0 = b * NR, t1 = std::min(g.T, t0 + NR);
-    const int lanes = int(t1 - t0);
-    Segment seg[NR];
-    const int segments = block_segments(g, t0, t1, seg);
-    if (lanes < NR)  // a last, partial block: defined values in the unused lanes
-      for (size_t r = 0; r < kPoints * size_t(g.C); ++r)
-        std::fill(V + r * NR + lanes, V + (r + 1) * NR, 0.f);
-    for (int c = 0; c < g.C; ++c)
-      for (int i = 0; i < segments; ++i)
-        input_segment(g, seg[i], x + (int64_t(seg[i].n) * g.C + c) * g.H * g.W, c, tr, V);
-    for (int i = 0; i < kPoints; ++i)
-      for (int kp = 0; kp < g.KP; ++kp)
-        gemm_micro_tile(g.C, Up + (size_t(i) * g.KP + kp) * g.C * MR, V + i * v_point,
-                        M + i * m_point + size_t(kp) * MR * NR, NR, std::min(MR, g.K - kp * MR),
-                        lanes);
-    for (int k = 0; k < g.K; ++k) {
-      Epilogue ep;
-      ep.bias = bias ? bias[k] : 0.f;
-      if (out && out->out_bn.present()) {
-        ep.bn = true;
-        ep.mean = out->out_bn.mean[k];
-        ep.scale = batchnorm_infer_scale(out->out_bn.gamma, out->out_bn.var, out->out_bn.eps, k);
-        ep.shift = out->out_bn.beta ? out->out_bn.beta[k] : 0.f;
+    const int used = int(std::min<int64_t>(kPanels, panels - b * kPanels));
+    int lanes[kPanels];
+    Segment seg[kPanels][NR];
+    int segments[kPanels];
+    for (int p = 0; p < used; ++p) {
+      const int64_t t0 = (b * kPanels + p) * NR, t1 = std::min(g.T, t0 + NR);
+      float* const Vp = V + p * v_panel;
+      lanes[p] = int(t1 - t0);
+      segments[p] = block_segments(g, t0, t1, seg[p]);
+      if (lanes[p] < NR)  // a last, partial panel: defined values in the unused lanes
+        for (size_t r = 0; r < kPoints * size_t(g.C); ++r)
+          std::fill(Vp + r * NR + lanes[p], Vp + (r + 1) * NR, 0.f);
+      for (int c = 0; c < g.C; ++c)
+        for (int i = 0; i < segments[p]; ++i)
+          input_segment(g, seg[p][i], x + (int64_t(seg[p][i].n) * g.C + c) * g.H * g.W, c, tr,
+                        Vp);
+    }
+    for (int kp = 0; kp < g.KP; ++kp) {
+      const int mr = std::min(MR, g.K - kp * MR);
+      for (int i = 0; i < kPoints; ++i) {
+        const float* Ap = Up + (size_t(i) * g.KP + kp) * g.C * MR;
+        for (int p = 0; p < used; ++p)
+          gemm_micro_tile(g.C, Ap, V + p * v_panel + i * v_point, M + p * m_panel + i * m_point,
+                          NR, mr, lanes[p]);
       }
-      ep.relu = out && out->out_relu;
-      for (int i = 0; i < segments; ++i) {
-        const int64_t plane = int64_t(seg[i].n) * g.K + k;
-        ep.residual = out && out->residual ? out->residual + plane * PQ : nullptr;
-        output_segment(g, seg[i], M + size_t(k) * NR + seg[i].lane, m_point, ep, y + plane * PQ);
+      for (int r = 0; r < mr; ++r) {
+        const int k = kp * MR + r;
+        Epilogue ep = eps[size_t(k)];
+        for (int p = 0; p < used; ++p)
+          for (int i = 0; i < segments[p]; ++i) {
+            const Segment& sg = seg[p][i];
+            const int64_t plane = int64_t(sg.n) * g.K + k;
+            ep.residual = out && out->residual ? out->residual + plane * PQ : nullptr;
+            output_segment(g, sg, M + p * m_panel + size_t(r) * NR + sg.lane, m_point, ep,
+                           y + plane * PQ);
+          }
       }
     }
   }
