@@ -514,7 +514,7 @@ void pack_b_im2col(const Im2colMatrix& b, int k0, int kc, int j0, int nr, float*
 #endif
         continue;
       }
-      if (nr == NR && b.stride == 2 && w0 >= 0 && w0 + 2 * (NR - 1) < b.W) {
+      if (nr == NR && b.stride == 2 && w0 >= 0 && w0 + 2 * NR <= b.W) {  // all 32 loaded in the row
         // The stride-2 stem inside the image: even elements of 32, no bounds tests.
 #if DOFPOSE_GEMM_AVX2
         for (int half = 0; half < 2; ++half) {
