@@ -105,11 +105,7 @@ TEST_CASE("hourglass: fused inference gives the unfused bits, backward after it 
   ops::ScopedCpuConvAlgorithm direct(ops::CpuConvAlgorithm::Direct);
   const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet net(c, 3);
-  uint32_t seed = 40;
-  for (const nn::Buffer& b : net.buffers()) {  // BatchNorms away from (0, 1)
-    const bool var = b.name.find("running_var") != std::string::npos;
-    copy(random_tensor(b.value->shape(), ++seed, var ? 0.5f : -0.3f, var ? 2.f : 0.3f), *b.value);
-  }
+  randomise_bn_buffers(net, 40);  // BatchNorms away from (0, 1)
   Tensor x = random_tensor({2, 3, 64, 64}, 7);
   Arena a1, a2;
   nn::HourglassOutputs fused;

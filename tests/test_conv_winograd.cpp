@@ -18,10 +18,6 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "tests/test_util.h"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 using namespace dofpose;
 using namespace dofpose_test;
 
@@ -75,18 +71,6 @@ float max_abs_diff(const TensorView& a, const TensorView& b) {
   return d;
 }
 
-template <typename Fn>
-void with_threads(int threads, Fn fn) {
-#if defined(_OPENMP)
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  fn();
-  omp_set_num_threads(saved);
-#else
-  (void)threads;
-  fn();
-#endif
-}
 
 }  // namespace
 
@@ -207,11 +191,7 @@ TEST_CASE("fused inference: Winograd where worthwhile, within tolerance, and Dir
 TEST_CASE("hourglass: fused inference with Winograd stays within 1e-4 of the direct products") {
   const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet net(c, 3);
-  uint32_t seed = 80;
-  for (const nn::Buffer& b : net.buffers()) {  // BatchNorms away from (0, 1)
-    const bool var = b.name.find("running_var") != std::string::npos;
-    copy(random_tensor(b.value->shape(), ++seed, var ? 0.5f : -0.3f, var ? 2.f : 0.3f), *b.value);
-  }
+  randomise_bn_buffers(net, 80);  // BatchNorms away from (0, 1)
   Tensor x = random_tensor({2, 3, 64, 64}, 8);
   Arena a1, a2;
   nn::ScopedNoGrad no_grad;

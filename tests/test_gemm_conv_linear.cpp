@@ -25,23 +25,10 @@ namespace {
 using dofpose::Conv2dShape;
 namespace cpu = dofpose::cpu;
 using dofpose_test::random_floats;
+using dofpose_test::with_threads;
 
 bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-// Runs fn with `threads` OpenMP threads (no-op without OpenMP), restoring the setting.
-template <typename Fn>
-void with_threads(int threads, Fn fn) {
-#if defined(_OPENMP)
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  fn();
-  omp_set_num_threads(saved);
-#else
-  (void)threads;
-  fn();
-#endif
 }
 
 int max_threads() {

@@ -205,11 +205,7 @@ TEST_CASE("16-bit activations: errors name the tensor and the dtypes expected") 
 TEST_CASE("hourglass: fused inference with 16-bit activations stays close to float32 (CPU)") {
   const nn::HourglassConfig c = compact_hourglass_config();
   nn::HourglassNet net(c, 3);
-  uint32_t seed = 60;
-  for (const nn::Buffer& b : net.buffers()) {  // BatchNorms away from (0, 1)
-    const bool var = b.name.find("running_var") != std::string::npos;
-    copy(random_tensor(b.value->shape(), ++seed, var ? 0.5f : -0.3f, var ? 2.f : 0.3f), *b.value);
-  }
+  randomise_bn_buffers(net, 60);  // BatchNorms away from (0, 1)
   Tensor x = random_tensor({2, 3, 64, 64}, 9);
   nn::ScopedNoGrad no_grad;
   Arena a32;

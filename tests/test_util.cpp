@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include "dofpose/nn/hourglass.h"
+#include "dofpose/nn/module.h"
 
 #include <doctest/doctest.h>
 #include <sys/wait.h>
@@ -17,6 +18,10 @@
 #include <random>
 
 #include "dofpose/error.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace fs = std::filesystem;
 
@@ -173,6 +178,25 @@ dofpose::nn::HourglassConfig compact_hourglass_config() {
   c.attribute_channels = 4;
   c.domain_hidden = 4;
   return c;
+}
+
+void randomise_bn_buffers(dofpose::nn::Module& m, uint32_t seed) {
+  for (const dofpose::nn::Buffer& b : m.buffers()) {
+    const bool var = b.name.find("running_var") != std::string::npos;
+    copy(random_tensor(b.value->shape(), ++seed, var ? 0.5f : -0.3f, var ? 2.f : 0.3f), *b.value);
+  }
+}
+
+void with_threads(int threads, const std::function<void()>& fn) {
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  fn();
+  omp_set_num_threads(saved);
+#else
+  (void)threads;
+  fn();
+#endif
 }
 
 }  // namespace dofpose_test

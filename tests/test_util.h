@@ -13,6 +13,7 @@
 
 namespace dofpose::nn {
 struct HourglassConfig;
+class Module;
 }
 
 namespace dofpose_test {
@@ -33,6 +34,12 @@ dofpose::nn::HourglassConfig compact_hourglass_config();
 // The smallest useful hourglass (2 stacks, 8 features, 32x32 input, both
 // heads): for tests of files, command lines and errors, not of numerics.
 dofpose::nn::HourglassConfig tiny_hourglass_config(int joints = 3);
+// Every buffer of m (BatchNorm running statistics) away from (0, 1):
+// running_var uniform in [0.5, 2), the others in [-0.3, 0.3); buffer i from
+// random_tensor seed seed + 1 + i. Exercises the folded inference BatchNorms.
+void randomise_bn_buffers(dofpose::nn::Module& m, uint32_t seed);
+// Runs fn with `threads` OpenMP threads (just fn without OpenMP), restoring the setting.
+void with_threads(int threads, const std::function<void()>& fn);
 
 // What error_of returns when nothing was thrown (kept distinct from any real message).
 inline constexpr const char* kNoError = "(no error)";
