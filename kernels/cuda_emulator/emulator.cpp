@@ -1,6 +1,7 @@
 // Fibers and the barrier scheduler of the CUDA host emulator (see emulator.h).
 #include "kernels/cuda_emulator/emulator.h"
 #include "kernels/cuda_emulator/memory_profile.h"
+#include "kernels/cuda_emulator/race_check.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@ struct Copy {
   const void* src;
   size_t bytes;
   bool valid;
+  const void* site;  // the issuing instruction (race check)
 };
 
 // Shared memory: exactly the declared bytes, so AddressSanitizer sees overruns.
@@ -125,7 +127,9 @@ struct Wave {
   std::vector<BlockState> blocks;
   std::vector<Thread> threads;
   std::string error;
-  bool profiling = false;  // memory profile: lanes log their accesses
+  bool logging = false;  // memory profile or race check: lanes log their accesses
+  unsigned index = 0;    // the wave's first block (race check)
+  unsigned syncs = 0;    // grid / cluster syncs passed (race check)
 };
 
 thread_local std::vector<Fiber> t_fibers;
@@ -232,14 +236,28 @@ const char* wait_name(Wait w) {
   }
 }
 
-// Memory profile: the block's warps' logged accesses become requests.
+// At a barrier: the block's logged accesses are checked for races and become
+// the memory profile's warp requests; then the logs start afresh.
 void flush_block(Wave& w, const BlockState& b) {
-  if (!w.profiling) return;
-  for (int w0 = 0; w0 < b.count; w0 += 32) {
-    memory_profile::Lane* lanes[32] = {};
-    const int n = std::min(32, b.count - w0);
-    for (int l = 0; l < n; ++l) lanes[l] = &w.threads[size_t(b.first + w0 + l)].lane;
-    memory_profile::flush_warp(w.shape->name, lanes, n, b.shared_ranges);
+  if (!w.logging) return;
+  std::vector<memory_profile::Lane*> lanes(size_t(b.count));
+  for (int i = 0; i < b.count; ++i) lanes[size_t(i)] = &w.threads[size_t(b.first + i)].lane;
+  if (race_check::enabled()) {
+    const auto block_linear = unsigned(b.idx.x + w.shape->grid.x * (b.idx.y + w.shape->grid.y * b.idx.z));
+    race_check::check_block(w.shape->name, {block_linear, w.index, w.syncs}, lanes.data(), b.count,
+                            b.shared_ranges);
+  }
+  if (memory_profile::enabled()) {
+    for (int w0 = 0; w0 < b.count; w0 += 32)
+      memory_profile::flush_warp(w.shape->name, lanes.data() + w0, std::min(32, b.count - w0), b.shared_ranges);
+  }
+  for (int i = 0; i < b.count; ++i) {
+    Thread& t = w.threads[size_t(b.first + i)];
+    t.lane.log.clear();
+    t.lane.warp_epoch = 0;
+    // A copy still in flight writes its destination in the next interval too.
+    for (const Copy& c : t.copies)
+      t.lane.log.push_back({c.site, reinterpret_cast<uintptr_t>(c.dst), uint32_t(c.bytes), true, false, 0});
   }
 }
 
@@ -310,6 +328,8 @@ bool release(Wave& w) {
       if (combine) combine(parts);
       for (int l = 0; l < n; ++l)
         if ((mask >> l & 1u) && lane[l]->wait == Wait::Warp) {
+          // __syncwarp orders the lanes' memory accesses; shuffles and mma do not.
+          if (!lane[l]->part) ++lane[l]->lane.warp_epoch;
           lane[l]->wait = Wait::None;
           lane[l]->part = nullptr;
         }
@@ -331,6 +351,7 @@ bool release(Wave& w) {
         return true;
       }
       for (const BlockState& b : w.blocks) flush_block(w, b);
+      ++w.syncs;
       for (Thread& t : w.threads)
         if (t.wait == kind) t.wait = Wait::None;
       any = true;
@@ -346,8 +367,8 @@ void run_wave(Wave& w) {
   for (int i = 0; i < n; ++i) perm[size_t(i)] = order == Order::Reverse ? n - 1 - i : i;
   uint64_t rng = 0x9e3779b97f4a7c15ull;  // fixed: a failing shuffle reproduces
   for (int i = 0; i < n; ++i) fiber(size_t(i));
-  w.profiling = memory_profile::enabled();
-  if (w.profiling)
+  w.logging = memory_profile::enabled() || race_check::enabled();
+  if (w.logging)
     for (int i = 0; i < n; ++i) {
       const auto lo = reinterpret_cast<uintptr_t>(t_fibers[size_t(i)].base);
       w.threads[size_t(i)].lane.stack_lo = lo;
@@ -370,7 +391,7 @@ void run_wave(Wave& w) {
       blockDim = t.c.block_dim;
       gridDim = t.c.grid_dim;
       Fiber& f = t_fibers[size_t(&t - w.threads.data())];
-      memory_profile::t_lane = w.profiling ? &t.lane : nullptr;
+      memory_profile::t_lane = w.logging ? &t.lane : nullptr;
       void* fake = nullptr;
       EMU_START_SWITCH(&fake, f.base + getpagesize(), kStackBytes);
       emu_fiber_switch(&t_scheduler_sp, f.sp);
@@ -476,7 +497,7 @@ void cp_async(void* dst, const void* src, size_t bytes, bool valid) {
   // Memory profile: the copy's global read and shared write, at the issuing instruction.
   if (valid) memory_profile::record(__builtin_return_address(0), src, bytes, false);
   memory_profile::record(__builtin_return_address(0), dst, bytes, true);
-  t.copies.push_back({dst, src, bytes, valid});
+  t.copies.push_back({dst, src, bytes, valid, __builtin_return_address(0)});
   ++t.uncommitted;
 }
 void cp_async_commit() {
@@ -502,8 +523,10 @@ void run_kernel(const LaunchShape& shape, const std::function<void()>& body) {
   // a cooperative launch, a cluster for a cluster launch, else one block.
   const int wave_blocks = shape.cooperative ? blocks : per_cluster;
   if (memory_profile::enabled()) memory_profile::count_launch(shape.name);
+  if (race_check::enabled()) race_check::begin_launch();
   for (int first = 0; first < blocks; first += wave_blocks) {
     Wave w;
+    w.index = unsigned(first);
     w.shape = &shape;
     w.body = &body;
     const int nb = std::min(wave_blocks, blocks - first);

@@ -178,6 +178,11 @@ void count_launch(const std::string& kernel) {
 }
 
 void flush_warp(const std::string& kernel, Lane* const* lanes, int n, const std::vector<Range>& shared) {
+  for (int l = 0; l < n; ++l)  // the race check's extra accesses (WMMA's, copies in flight)
+    if (lanes[l])
+      lanes[l]->log.erase(std::remove_if(lanes[l]->log.begin(), lanes[l]->log.end(),
+                                         [](const Access& a) { return !a.counted; }),
+                          lanes[l]->log.end());
   // Pass 1: how often each lane ran each (site, direction). A site every
   // active lane ran equally often is "even": its accesses mark the lanes'
   // common progress (a loop's unconditional loads, its shared stores).
@@ -288,12 +293,8 @@ KernelCounts kernel_counts(const std::string& kernel) {
   return it == s.kernels.end() ? KernelCounts{} : it->second;
 }
 
-namespace {
-
-// "file:line" of each site, from addr2line on the object that holds it (the
-// kernels need line tables: the profile build adds -g1); "object+0xoffset" if
-// addr2line is missing.
-std::map<const void*, std::string> symbolize(const std::vector<const void*>& sites) {
+// addr2line on the object that holds each site; "object+0xoffset" if addr2line is missing.
+std::map<const void*, std::string> source_lines(const std::vector<const void*>& sites) {
   std::map<const void*, std::string> out;
   std::map<std::string, std::vector<std::pair<const void*, uintptr_t>>> by_object;
   for (const void* s : sites) {
@@ -362,6 +363,8 @@ std::map<const void*, std::string> symbolize(const std::vector<const void*>& sit
   return out;
 }
 
+namespace {
+
 const char* stream_name(int s) {
   static const char* names[] = {"global load", "global store", "shared load", "shared store"};
   return names[s];
@@ -419,7 +422,7 @@ std::string report(size_t top_sites) {
     o << "\nNo access with excess sectors or wavefronts.\n";
     return o.str();
   }
-  const auto where = symbolize(sites);
+  const auto where = source_lines(sites);
   std::map<std::tuple<std::string, std::string, int>, Counts> lines;
   for (const void* site : sites) {
     const Site& st = s.sites.at(site);

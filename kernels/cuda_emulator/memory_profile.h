@@ -20,6 +20,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ struct Access {
   uintptr_t addr;
   uint32_t bytes;
   bool write;
+  bool counted;         // false inside a Pause: seen by the race check, not by the profile
+  uint32_t warp_epoch;  // the lane's __syncwarp count since its block's last barrier
 };
 
 // One CUDA thread's log since its block last met at a barrier.
@@ -37,9 +40,11 @@ struct Lane {
   std::vector<Access> log;
   uintptr_t stack_lo = 0, stack_hi = 0;  // the fiber's stack: locals are registers on a GPU
   int paused = 0;                        // inside an emulated warp-wide op that is not counted
+  uint32_t warp_epoch = 0;               // __syncwarp()s since the block's last barrier (race check)
 };
 
-// The running fiber's lane (set by the scheduler on every resume; nullptr when off).
+// The running fiber's lane (set by the scheduler on every resume; nullptr when
+// neither the profile nor the race check (race_check.h) is on).
 extern thread_local Lane* t_lane;
 
 bool enabled();
@@ -48,13 +53,14 @@ void reset();
 
 inline void record(const void* site, const void* addr, size_t bytes, bool write) {
   Lane* l = t_lane;
-  if (!l || l->paused) return;
+  if (!l) return;
   const auto a = reinterpret_cast<uintptr_t>(addr);
   if (a >= l->stack_lo && a < l->stack_hi) return;
-  l->log.push_back({site, a, uint32_t(bytes), write});
+  l->log.push_back({site, a, uint32_t(bytes), write, l->paused == 0, l->warp_epoch});
 }
 
-// RAII: accesses inside are not counted (emulated WMMA loads and stores).
+// RAII: accesses inside are not counted by the profile (emulated WMMA loads
+// and stores); the race check still sees them.
 struct Pause {
   Lane* l = t_lane;
   Pause() { if (l) ++l->paused; }
@@ -86,6 +92,10 @@ struct KernelCounts {
   uint64_t launches = 0;
   Counts stream[kStreams];
 };
+// "file:line (from file:line)" of each instruction address (addr2line on the
+// object that holds it; the kernels need line tables: -g1).
+std::map<const void*, std::string> source_lines(const std::vector<const void*>& sites);
+
 // This process's counts for one kernel (zeros if it never ran while enabled).
 KernelCounts kernel_counts(const std::string& kernel);
 // The per-kernel table and the source lines with the most excess traffic.
