@@ -298,7 +298,8 @@ std::string report() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   std::ostringstream o;
-  o << "# CUDA host emulator: race check (hazards between one block's threads between two barriers)\n\n";
+  o << "# CUDA host emulator: race check (hazards between a block's threads between two barriers, and\n"
+    << "# between blocks of one launch in global memory)\n\n";
   if (s.found.empty()) {
     o << "No hazards.\n";
     return o.str();
@@ -320,7 +321,7 @@ std::string report() {
   std::vector<std::pair<Line, Found>> rows(lines.begin(), lines.end());
   std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.pairs > y.second.pairs; });
   o << s.total << " hazards (pairs of accesses to one word by two threads, at least one writing, with no\n"
-    << "barrier between them) on " << rows.size() << " pairs of source lines";
+    << "barrier or sync between them) on " << rows.size() << " pairs of source lines";
   constexpr size_t kRows = 40;
   if (rows.size() > kRows) {
     o << " (the " << kRows << " with the most shown)";
