@@ -7,6 +7,8 @@
 #
 #   bash bench/emu_memory_profile.sh [OUT_DIR]          # all runs (~30 min on 2 cores)
 #   ONLY=lifter bash bench/emu_memory_profile.sh        # the runs whose name contains "lifter"
+#   RACECHECK=1 bash bench/emu_memory_profile.sh        # also the race check of each run (OUT/NAME.race.md;
+#                                                       # docs/cuda.md, "Race check on the emulator")
 #   BUILD_DIR=build-emu-prof PYTHON=/usr/bin/python3    # defaults (the Python needs numpy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,10 +56,14 @@ hourglass_b1_train_step|hg|img|--train --target $M/heat.npy"
 while IFS='|' read -r name model input opts; do
   [[ -n "${ONLY:-}" && "$name" != *"$ONLY"* ]] && continue
   start=$(date +%s)
+  race=
+  [[ -n "${RACECHECK:-}" ]] && race="$OUT/$name.race.md"
   # shellcheck disable=SC2086  # opts is a word list
-  if DOFPOSE_EMU_MEMORY="$OUT/$name.md" "$TIMER" --model "$M/$model.safetensors" \
+  if DOFPOSE_EMU_MEMORY="$OUT/$name.md" DOFPOSE_EMU_RACECHECK="$race" "$TIMER" --model "$M/$model.safetensors" \
       --input "$M/$input.npy" --device cuda --warmup 1 --repeat 0 $opts > "$OUT/$name.log" 2>&1; then
-    echo "$name: $OUT/$name.md ($(( $(date +%s) - start )) s)"
+    echo "$name: $OUT/$name.md${race:+, no hazards} ($(( $(date +%s) - start )) s)"
+  elif [[ -n "$race" ]] && grep -q ' hazards (' "$race" 2>/dev/null; then
+    echo "$name: HAZARDS, see $race"
   else
     echo "$name: FAILED, see $OUT/$name.log"
   fi

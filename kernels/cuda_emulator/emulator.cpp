@@ -113,6 +113,8 @@ struct Thread {
   Wait wait = Wait::None;
   WarpPart* part = nullptr;
   unsigned warp_mask = 0;
+  const char* barrier_file = nullptr;  // the __syncthreads it waits at (race check)
+  int barrier_line = 0;
   std::deque<Copy> copies;
   std::vector<size_t> group_sizes;  // committed groups, oldest first
   size_t uncommitted = 0;
@@ -282,6 +284,19 @@ bool release(Wave& w) {
             return true;
           }
       }
+      if (race_check::enabled()) {  // one barrier for all, or a divergent one (synccheck's job)
+        std::vector<std::string> sites;
+        for (int i = b.first; i < b.first + b.count; ++i)
+          if (w.threads[i].wait == Wait::Block)
+            sites.push_back(std::string(w.threads[i].barrier_file ? w.threads[i].barrier_file : "?") + ":" +
+                            std::to_string(w.threads[i].barrier_line));
+        std::sort(sites.begin(), sites.end());
+        sites.erase(std::unique(sites.begin(), sites.end()), sites.end());
+        if (sites.size() > 1) {
+          const auto block_linear = unsigned(b.idx.x + w.shape->grid.x * (b.idx.y + w.shape->grid.y * b.idx.z));
+          race_check::check_barrier(w.shape->name, block_linear, sites);
+        }
+      }
       flush_block(w, b);  // every access before the barrier is complete
       for (int i = b.first; i < b.first + b.count; ++i)
         if (w.threads[i].wait == Wait::Block) w.threads[i].wait = Wait::None;
@@ -438,7 +453,12 @@ Order resume_order() {
 
 const Coords& coords() { return current().c; }
 
-void sync_block() { block_until(Wait::Block); }
+void sync_block(const char* file, int line) {
+  Thread& t = current();
+  t.barrier_file = file;
+  t.barrier_line = line;
+  block_until(Wait::Block);
+}
 void sync_grid() {
   if (!t_wave->shape->cooperative)
     trap("grid.sync() in kernel " + t_wave->shape->name + ", which was not launched cooperatively");

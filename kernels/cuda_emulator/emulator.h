@@ -45,7 +45,9 @@ struct Coords {
 const Coords& coords();
 
 // Barriers, called from device code.
-void sync_block();
+// file:line of the __syncthreads call (the race check compares them; a return
+// address would not do: g++ duplicates calls and turns some into tail calls).
+void sync_block(const char* file, int line);
 void sync_warp(unsigned mask);
 void warp_collective(WarpPart& part);
 void sync_grid();

@@ -22,11 +22,11 @@ bool device_allocation(const void* p, uintptr_t& lo, uintptr_t& hi);
 namespace emu::race_check {
 namespace {
 
-enum Kind { WriteWrite, WriteRead };
+enum Kind { WriteWrite, WriteRead, DivergentBarrier };
 
 struct Key {
   std::string kernel;
-  int space;  // 0 shared, 1 global within a block, 2 global between blocks
+  int space;  // 0 shared, 1 global within a block, 2 global between blocks, 3 none (a barrier)
   Kind kind;
   const void* a;  // the writing instruction (write-write: the lower address)
   const void* b;  // the other one
@@ -61,6 +61,7 @@ struct State {
   std::map<Key, Found> found;
   uint64_t total = 0;
   std::unordered_map<uintptr_t, WordHistory> launch_words;  // global words of the running launch
+  std::map<std::tuple<std::string, std::string, std::string>, Found> barriers;  // kernel, two lines
 
   State() {
     const char* e = std::getenv("DOFPOSE_EMU_RACECHECK");
@@ -117,6 +118,7 @@ void reset() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   s.found.clear();
+  s.barriers.clear();
   s.total = 0;
 }
 
@@ -284,6 +286,16 @@ void check_block(const std::string& kernel, const BlockPlace& at, memory_profile
   }
 }
 
+void check_barrier(const std::string& kernel, unsigned block_linear, const std::vector<std::string>& sites) {
+  if (sites.size() < 2) return;
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  Found& f = s.barriers[{kernel, sites[0], sites[1]}];
+  if (!f.pairs) f = {0, block_linear, block_linear, 0, 0, 0};
+  ++f.pairs;
+  ++s.total;
+}
+
 uint64_t hazards(const std::string& kernel) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
@@ -291,6 +303,8 @@ uint64_t hazards(const std::string& kernel) {
   uint64_t n = 0;
   for (const auto& [key, f] : s.found)
     if (key.kernel.find(kernel) != std::string::npos) n += f.pairs;
+  for (const auto& [key, f] : s.barriers)
+    if (std::get<0>(key).find(kernel) != std::string::npos) n += f.pairs;
   return n;
 }
 
@@ -300,7 +314,7 @@ std::string report() {
   std::ostringstream o;
   o << "# CUDA host emulator: race check (hazards between a block's threads between two barriers, and\n"
     << "# between blocks of one launch in global memory)\n\n";
-  if (s.found.empty()) {
+  if (s.found.empty() && s.barriers.empty()) {
     o << "No hazards.\n";
     return o.str();
   }
@@ -318,26 +332,31 @@ std::string report() {
     if (!to.pairs) to = f, to.pairs = 0;
     to.pairs += f.pairs;
   }
+  for (const auto& [key, f] : s.barriers)
+    lines[{std::get<0>(key), 3, DivergentBarrier, std::get<1>(key), std::get<2>(key)}] = f;
   std::vector<std::pair<Line, Found>> rows(lines.begin(), lines.end());
   std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.pairs > y.second.pairs; });
   o << s.total << " hazards (pairs of accesses to one word by two threads, at least one writing, with no\n"
-    << "barrier or sync between them) on " << rows.size() << " pairs of source lines";
+    << "barrier or sync between them; or a block's threads meeting at different __syncthreads) on\n"
+    << rows.size() << " pairs of source lines";
   constexpr size_t kRows = 40;
   if (rows.size() > kRows) {
     o << " (the " << kRows << " with the most shown)";
     rows.resize(kRows);
   }
   o << ":\n\n"
-    << "| kernel | memory | kind | write at | other access at | pairs | first seen |\n"
+    << "| kernel | memory | kind | write (or barrier) at | other access (barrier) at | count | first seen |\n"
     << "|---|---|---|---|---|---:|---|\n";
   for (const auto& [line, f] : rows) {
-    static const char* space[] = {"shared", "global", "global, between blocks"};
-    o << "| `" << std::get<0>(line) << "` | " << space[std::get<1>(line)] << " | "
-      << (std::get<2>(line) == WriteWrite ? "write-write" : "write-read") << " | " << std::get<3>(line) << " | "
-      << std::get<4>(line) << " | " << f.pairs << " | ";
-    if (std::get<1>(line) == 2) o << "blocks " << f.block << " and " << f.block_b << ", threads ";
+    static const char* space[] = {"shared", "global", "global, between blocks", "-"};
+    static const char* kind[] = {"write-write", "write-read", "divergent __syncthreads"};
+    o << "| `" << std::get<0>(line) << "` | " << space[std::get<1>(line)] << " | " << kind[std::get<2>(line)]
+      << " | " << std::get<3>(line) << " | " << std::get<4>(line) << " | " << f.pairs << " | ";
+    if (std::get<2>(line) == DivergentBarrier) o << "block " << f.block << " |\n";
+    else if (std::get<1>(line) == 2) o << "blocks " << f.block << " and " << f.block_b << ", threads ";
     else o << "block " << f.block << ", threads ";
-    o << f.thread_a << " and " << f.thread_b << ", byte " << f.offset << " |\n";
+    if (std::get<2>(line) != DivergentBarrier)
+      o << f.thread_a << " and " << f.thread_b << ", byte " << f.offset << " |\n";
   }
   return o.str();
 }

@@ -23,12 +23,17 @@
 // narrower than 4 bytes are tracked per byte, wider ones per word, the two
 // kinds not compared with each other.
 //
+// Also checked, as compute-sanitizer's synccheck does: a block's threads that
+// meet at __syncthreads calls on different source lines (a barrier inside
+// divergent code: undefined in CUDA, the emulator would release them together).
+//
 // Turn it on with DOFPOSE_EMU_RACECHECK=stderr or =<file>: the report is
 // written at exit, and a process that found hazards exits with status 1 (like
 // `compute-sanitizer --tool racecheck --error-exitcode 1`). Tests use set_enabled.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda_emulator/memory_profile.h"
 
@@ -51,6 +56,10 @@ struct BlockPlace {
 // other blocks' in this launch. Does not clear the logs.
 void check_block(const std::string& kernel, const BlockPlace& at, memory_profile::Lane* const* lanes, int n,
                  const std::vector<memory_profile::Range>& shared);
+
+// A block's threads met at __syncthreads calls on different source lines
+// (`sites`, "file:line", at least two): a hazard (synccheck's "divergent barrier").
+void check_barrier(const std::string& kernel, unsigned block_linear, const std::vector<std::string>& sites);
 
 // Hazards found so far: pairs of accesses (one per pair of threads and word),
 // and how many of them were in kernels whose name contains `kernel` ("" = all).

@@ -121,6 +121,20 @@ __global__ void wmma_store_kernel(float* out, bool barrier) {
   if (threadIdx.x >= 32) out[threadIdx.x - 32] = tile[threadIdx.x - 32];
 }
 
+// __syncthreads in both arms of a branch on the thread index: two barriers
+// on a GPU (undefined), one for the emulator unless checked.
+__global__ void divergent_barrier_kernel(float* out, bool diverge) {
+  __shared__ float s[64];
+  s[threadIdx.x] = 1.0f;
+  if (diverge && threadIdx.x < 32) {
+    __syncthreads();
+    out[threadIdx.x] = s[63 - threadIdx.x];
+  } else {
+    __syncthreads();
+    out[threadIdx.x] = 2.0f * s[63 - threadIdx.x];  // different tails: g++ keeps two calls
+  }
+}
+
 struct Buffer {
   float* p = nullptr;
   explicit Buffer(size_t n) {
@@ -217,6 +231,13 @@ TEST_CASE("race check: global memory between blocks of one launch, and grid sync
     blocks_same_output_kernel<<<1, 64>>>(out.p);
     blocks_same_output_kernel<<<1, 64>>>(out.p);
   }) == 0);
+}
+
+TEST_CASE("race check: a block's threads meeting at different __syncthreads (synccheck)") {
+  Buffer out(64);
+  CHECK(hazards("divergent_barrier_kernel", [&] { divergent_barrier_kernel<<<1, 64>>>(out.p, true); }) == 1);
+  CHECK(rc::report().find("divergent __syncthreads") != std::string::npos);
+  CHECK(hazards("divergent_barrier_kernel", [&] { divergent_barrier_kernel<<<1, 64>>>(out.p, false); }) == 0);
 }
 
 TEST_CASE("race check: WMMA's warp-wide store is seen (uncounted by the profile, not by the check)") {

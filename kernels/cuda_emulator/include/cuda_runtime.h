@@ -85,7 +85,9 @@ inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 constexpr int warpSize = 32;
 
 // ---- barriers and warp collectives
-inline void __syncthreads() { emu::sync_block(); }
+inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  emu::sync_block(file, line);  // the caller's line: the race check's divergent-barrier test
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::sync_warp(mask); }
 [[noreturn]] inline void __trap() { emu::trap("__trap()"); }
 
