@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "dofpose/error.h"
+#include "dofpose/nn/conv_layers.h"
 #include "dofpose/nn/hourglass.h"
 #include "dofpose/nn/module.h"
 #include "dofpose/ops.h"
@@ -63,6 +65,31 @@ Conv2dShape shape3x3(int N, int C, int H, int W, int K) {
   Conv2dShape s;
   s.N = N, s.C = C, s.H = H, s.W = W, s.K = K, s.R = s.S = 3, s.stride = 1, s.pad = 1;
   return s;
+}
+
+// The input gradient (float64) by its definition, each dy term scattered
+// through the taps that used x, and per element the sum of |w * dy|.
+void backward_data_f64(const Conv2dShape& s, const std::vector<float>& w, const std::vector<float>& dy,
+                       std::vector<double>& dx, std::vector<double>& mag) {
+  const int P = s.P(), Q = s.Q();
+  dx.assign(size_t(s.N) * s.C * s.H * s.W, 0.0);
+  mag.assign(dx.size(), 0.0);
+  for (int n = 0; n < s.N; ++n)
+    for (int k = 0; k < s.K; ++k)
+      for (int p = 0; p < P; ++p)
+        for (int q = 0; q < Q; ++q) {
+          const double g = dy[((size_t(n) * s.K + k) * P + p) * Q + q];
+          for (int c = 0; c < s.C; ++c)
+            for (int r = 0; r < 3; ++r)
+              for (int t = 0; t < 3; ++t) {
+                const int h = p - 1 + r, v = q - 1 + t;
+                if (h < 0 || h >= s.H || v < 0 || v >= s.W) continue;
+                const double term = double(w[((size_t(k) * s.C + c) * 3 + r) * 3 + t]) * g;
+                const size_t i = ((size_t(n) * s.C + c) * s.H + h) * s.W + v;
+                dx[i] += term;
+                mag[i] += std::fabs(term);
+              }
+        }
 }
 
 float max_abs_diff(const TensorView& a, const TensorView& b) {
@@ -122,6 +149,72 @@ TEST_CASE("conv2d_winograd_forward: the same bits with 1 and 2 threads, and on a
   cpu::conv2d_winograd_forward(s, x.data(), w.data(), b.data(), again.data());
   CHECK(std::memcmp(one.data(), two.data(), n * sizeof(float)) == 0);
   CHECK(std::memcmp(two.data(), again.data(), n * sizeof(float)) == 0);
+}
+
+TEST_CASE("conv2d_winograd_backward_data: every input gradient within 4e-6 of its sum's size, threads alike") {
+  struct C5 {
+    int N, C, H, W, K;
+  };
+  // C != K both ways (the filters' channels are swapped), odd and tiny planes.
+  const C5 cases[] = {{1, 1, 1, 1, 1}, {2, 3, 5, 7, 4}, {3, 7, 9, 13, 5}, {1, 24, 16, 16, 8}, {2, 8, 21, 18, 32}};
+  uint32_t seed = 950;
+  for (const C5& c : cases) {
+    const Conv2dShape s = shape3x3(c.N, c.C, c.H, c.W, c.K);
+    CAPTURE(c.N);
+    CAPTURE(c.C);
+    CAPTURE(c.H);
+    CAPTURE(c.W);
+    CAPTURE(c.K);
+    const std::vector<float> w = random_floats(size_t(s.K) * s.C * 9, ++seed, -0.5f, 0.5f);
+    const std::vector<float> dy = random_floats(size_t(s.N) * s.K * s.P() * s.Q(), ++seed);
+    std::vector<double> want, mag;
+    backward_data_f64(s, w, dy, want, mag);
+    std::vector<float> got(want.size(), std::nanf("")), two(want.size()), direct(want.size());
+    with_threads(1, [&] { cpu::conv2d_winograd_backward_data(s, w.data(), dy.data(), got.data()); });
+    with_threads(2, [&] { cpu::conv2d_winograd_backward_data(s, w.data(), dy.data(), two.data()); });
+    cpu::conv2d_backward(s, nullptr, w.data(), dy.data(), direct.data(), nullptr, nullptr);
+    const double wino_err = worst_relative(got, want, mag), gemm_err = worst_relative(direct, want, mag);
+    CAPTURE(wino_err);
+    CAPTURE(gemm_err);
+    CHECK(wino_err < 4e-6);
+    CHECK(wino_err < 40 * gemm_err + 1e-7);
+    CHECK(std::memcmp(got.data(), two.data(), got.size() * sizeof(float)) == 0);
+  }
+  float v = 0.f;
+  Conv2dShape strided = shape3x3(1, 2, 8, 8, 2);
+  strided.stride = 2;
+  const std::string e = error_of([&] { cpu::conv2d_winograd_backward_data(strided, &v, &v, &v); });
+  CHECK(contains(e, "conv2d_winograd_backward_data"));
+  CHECK(contains(e, "stride 2"));
+}
+
+TEST_CASE("Conv2d::forward_fast: Winograd forward and input gradient where worthwhile, direct parameter gradients") {
+  // 4 x 4 x 4 = 64 tiles: worthwhile; the same layer at batch 1 (16 tiles) is not.
+  for (int N : {4, 1}) {
+    CAPTURE(N);
+    nn::Conv2d fast(24, 16, 3, 1, 1), plain(24, 16, 3, 1, 1);
+    std::mt19937_64 rng(5);
+    fast.reset_parameters(rng);
+    copy(fast.weight, plain.weight);
+    copy(fast.bias, plain.bias);
+    Tensor x = random_tensor({N, 24, 16, 16}, 61), dy = random_tensor({N, 16, 16, 16}, 62);
+    Arena a1, a2;
+    const TensorView y1 = fast.forward_fast(a1, x), y2 = plain.forward(a2, x);
+    const TensorView dx1 = fast.backward(a1, dy), dx2 = plain.backward(a2, dy);
+    const bool worthwhile = N == 4;
+    CHECK(same_bits(y1, y2) == !worthwhile);  // Winograd rounds otherwise
+    CHECK(same_bits(dx1, dx2) == !worthwhile);
+    CHECK(max_abs_diff(y1, y2) < 1e-5f);      // |y| up to ~5 here
+    CHECK(max_abs_diff(dx1, dx2) < 1e-5f);
+    CHECK(same_bits(fast.grad_weight, plain.grad_weight));  // the parameter gradients stay direct
+    CHECK(same_bits(fast.grad_bias, plain.grad_bias));
+    // Direct: forward_fast is forward.
+    ops::ScopedCpuConvAlgorithm direct(ops::CpuConvAlgorithm::Direct);
+    Arena a3;
+    const TensorView y3 = fast.forward_fast(a3, x), dx3 = fast.backward(a3, dy);
+    CHECK(same_bits(y3, y2));
+    CHECK(same_bits(dx3, dx2));
+  }
 }
 
 TEST_CASE("conv2d_winograd: which shapes it takes, and its error names the refused shape") {

@@ -284,6 +284,42 @@ void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView&
                                          ptr(dbias), g_stream));
 }
 
+bool conv2d_forward_fast(const TensorView& x, const TensorView& w, const TensorView& bias,
+                         const TensorView& y, ConvParams p) {
+  const Conv2dShape s = conv2d_shape(x, w, p);
+  const bool winograd = x.device == Device::CPU && x.dtype == DType::F32 && y.dtype == DType::F32 &&
+                        cpu_conv_algorithm() == CpuConvAlgorithm::Winograd &&
+                        cpu::conv2d_winograd_worthwhile(s);
+  if (!winograd) {
+    conv2d_forward(x, w, bias, y, p);
+    return false;
+  }
+  const char* op = "conv2d_forward_fast";
+  need(op, "x", x, Device::CPU, nchw(x));
+  need(op, "weight", w, Device::CPU, w.shape);
+  maybe(op, "bias", bias, Device::CPU, Shape{s.K});
+  need(op, "y", y, Device::CPU, Shape{s.N, s.K, s.P(), s.Q()});
+  DOFPOSE_CHECK(x.data != y.data, op, ": x and y must not alias");
+  cpu::conv2d_winograd_forward(s, x.f32(), w.f32(), ptr(bias), y.f32());
+  return true;
+}
+
+void conv2d_backward_fast(const TensorView& x, const TensorView& w, const TensorView& dy,
+                          const TensorView& dx, const TensorView& dw, const TensorView& dbias,
+                          ConvParams p, bool winograd) {
+  if (!winograd || dx.empty()) {
+    conv2d_backward(x, w, dy, dx, dw, dbias, p);
+    return;
+  }
+  const char* op = "conv2d_backward_fast";
+  const Conv2dShape s = conv2d_shape(x, w, p);
+  DOFPOSE_CHECK(x.device == Device::CPU && cpu::conv2d_winograd_applies(s), op,
+                ": winograd = true needs a CPU 3x3 stride-1 pad-1 convolution (conv2d_forward_fast's answer)");
+  conv2d_backward(x, w, dy, TensorView(), dw, dbias, p);  // checks every operand but dx
+  need(op, "dx", dx, Device::CPU, x.shape);
+  cpu::conv2d_winograd_backward_data(s, w.f32(), dy.f32(), dx.f32());
+}
+
 // ---- linear
 namespace {
 struct LinearDims {

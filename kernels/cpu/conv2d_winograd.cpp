@@ -422,4 +422,27 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
   }
 }
 
+void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx) {
+  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_backward_data: needs a 3x3 kernel, stride 1, "
+                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
+                " groups ", s.groups);
+  DOFPOSE_CHECK(w && dy && dx, "conv2d_winograd_backward_data: w, dy and dx must not be null");
+  // dx[c] = sum_k dy[k] (*) rot180(w[k][c]): a forward convolution from K
+  // channels of P x Q (= H x W here) to C, filters wt[c][k] = w[k][c] flipped.
+  thread_local std::vector<float> wt;
+  wt.resize(size_t(s.C) * s.K * 9);
+  for (int k = 0; k < s.K; ++k)
+    for (int c = 0; c < s.C; ++c) {
+      const float* src = w + (int64_t(k) * s.C + c) * 9;
+      float* dst = wt.data() + (int64_t(c) * s.K + k) * 9;
+      for (int i = 0; i < 9; ++i) dst[i] = src[8 - i];
+    }
+  Conv2dShape t = s;
+  t.C = s.K;
+  t.K = s.C;
+  t.H = s.P();
+  t.W = s.Q();
+  conv2d_winograd_forward(t, dy, wt.data(), nullptr, dx);
+}
+
 }  // namespace dofpose::cpu

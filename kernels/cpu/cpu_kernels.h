@@ -79,6 +79,10 @@ bool conv2d_winograd_worthwhile(const Conv2dShape& s);
 // tiles are written (conv2d_fused_forward's epilogue; in_bn must be absent).
 void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
                              const float* bias, float* y, const ConvFusion* out = nullptr);
+// The input gradient of the same convolution (s: the forward's shape; dx
+// overwritten): a 3x3 stride-1 pad-1 conv of dy with the filters flipped and
+// their channels swapped, by Winograd. conv2d_backward's dx with other rounding.
+void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);
 

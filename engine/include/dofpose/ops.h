@@ -23,6 +23,17 @@ void conv2d_forward(const TensorView& x, const TensorView& w, const TensorView& 
 void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView& dy,
                      const TensorView& dx, const TensorView& dw, const TensorView& dbias,
                      ConvParams p);
+// Training's convolution (nn::Conv2d::forward_fast): conv2d_forward, except on
+// the CPU under CpuConvAlgorithm::Winograd (below) for a 3x3 stride-1 pad-1
+// shape with enough tiles (cpu::conv2d_winograd_worthwhile), where the product
+// runs by Winograd F(4x4, 3x3): other rounding, a few 1e-6 of each sum.
+// Returns whether Winograd ran; conv2d_backward_fast takes that answer and
+// computes the input gradient the same way (dw and dbias always direct).
+bool conv2d_forward_fast(const TensorView& x, const TensorView& w, const TensorView& bias,
+                         const TensorView& y, ConvParams p);
+void conv2d_backward_fast(const TensorView& x, const TensorView& w, const TensorView& dy,
+                          const TensorView& dx, const TensorView& dw, const TensorView& dbias,
+                          ConvParams p, bool winograd);
 
 // Inference BatchNorm parameters of one layer (per-channel tensors [C]);
 // gamma/beta may be empty (1 and 0), mean empty = no BatchNorm.

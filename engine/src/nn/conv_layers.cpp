@@ -33,8 +33,19 @@ TensorView Conv2d::forward(Arena& arena, const TensorView& x) {
   TraceSpan span;
   if (span.on()) span.range(trace.get("Conv2d"));
   x_ = x;
+  winograd_ = false;
   TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p), x.dtype);
   ops::conv2d_forward(x, weight, bias.view(), y, p);
+  if (span.on()) span.done(trace.get("Conv2d"), "Conv2d", y, ops::conv2d_shape(x, weight, p).flops());
+  return y;
+}
+
+TensorView Conv2d::forward_fast(Arena& arena, const TensorView& x) {
+  TraceSpan span;
+  if (span.on()) span.range(trace.get("Conv2d"));
+  x_ = x;
+  TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p), x.dtype);
+  winograd_ = ops::conv2d_forward_fast(x, weight, bias.view(), y, p);
   if (span.on()) span.done(trace.get("Conv2d"), "Conv2d", y, ops::conv2d_shape(x, weight, p).flops());
   return y;
 }
@@ -49,6 +60,7 @@ TensorView Conv2d::forward_fused(Arena& arena, const TensorView& x, const ops::C
   TraceSpan span;
   if (span.on()) span.range(trace.get("Conv2d"));
   x_ = TensorView();  // a fused forward cannot be back-propagated
+  winograd_ = false;
   TensorView y = arena.alloc(ops::conv2d_output_shape(x, weight, p), out_dtype);
   ops::conv2d_fused_forward(x, weight, bias.view(), y, p, f);
   if (span.on()) span.done(trace.get("Conv2d"), type, y, ops::conv2d_shape(x, weight, p).flops());
@@ -71,7 +83,7 @@ TensorView Conv2d::forward_add(Arena& arena, const TensorView& x, const TensorVi
 TensorView Conv2d::backward(Arena& arena, const TensorView& dy, bool need_dx) {
   DOFPOSE_CHECK(!x_.empty(), "Conv2d::backward called without a forward");
   TensorView dx = need_dx ? arena.alloc(x_.shape) : TensorView();
-  ops::conv2d_backward(x_, weight, dy, dx, grad_weight, grad_bias.view(), p);
+  ops::conv2d_backward_fast(x_, weight, dy, dx, grad_weight, grad_bias.view(), p, winograd_);
   return dx;
 }
 

@@ -203,7 +203,10 @@ TensorView Bottleneck::forward(Arena& arena, const TensorView& x, Mode mode) {
   // PyTorch's Bottleneck applies one nn.ReLU module ("relu") three times.
   TensorView h =
       conv1.forward(arena, bn1.forward_relu(arena, x, mode, relu1_, nullptr, trace, "relu"));
-  h = conv2.forward(arena, bn2.forward_relu(arena, h, mode, relu2_, nullptr, trace, "relu"));
+  // Training's fast product (Winograd where it pays on the CPU) with the
+  // other fused training ops; the layer-by-layer reference keeps the direct one.
+  h = bn2.forward_relu(arena, h, mode, relu2_, nullptr, trace, "relu");
+  h = fused_training(mode) ? conv2.forward_fast(arena, h) : conv2.forward(arena, h);
   h = bn3.forward_relu(arena, h, mode, relu3_, nullptr, trace, "relu");
   const bool add_in_conv3 = fused_training(mode);  // the skip added in conv3's epilogue
   if (!add_in_conv3) h = conv3.forward(arena, h);

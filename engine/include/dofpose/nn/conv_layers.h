@@ -18,6 +18,11 @@ class Conv2d : public Module {
   Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int pad = 0,
          int groups = 1, bool bias = true);
   TensorView forward(Arena& arena, const TensorView& x);
+  // forward() for training on the CPU's fast product where it applies
+  // (ops::conv2d_forward_fast: Winograd for 3x3 stride-1 layers with enough
+  // tiles, when the CPU conv algorithm is Winograd); backward() then computes
+  // the input gradient the same way. Elsewhere the same as forward().
+  TensorView forward_fast(Arena& arena, const TensorView& x);
   // Inference only: this conv with its neighbours fused (ops::conv2d_fused_forward),
   // traced as one event of type `type` (e.g. "Conv2d+BN+ReLU"). Keeps nothing for backward.
   TensorView forward_fused(Arena& arena, const TensorView& x, const ops::ConvFusionRef& f,
@@ -50,6 +55,7 @@ class Conv2d : public Module {
 
  private:
   TensorView x_;
+  bool winograd_ = false;  // forward_fast took Winograd: backward's dx does too
 };
 
 // 2x2 / stride 2 max pooling (even H and W).
