@@ -4,7 +4,8 @@
 //
 //   dofpose_model_timer --model M.safetensors --input X.npy [--attributes A.npy] [--threads 2]
 //       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused]
-//       [--pipeline] [--tf32-mma] [--stem-kernel] [--mlp-launch L] [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
+//       [--pipeline] [--tf32-mma] [--stem-kernel] [--mlp-launch L] [--conv winograd|direct]
+//       [--train --target T.npy] [--warmup 1] [--output-dir DIR] (--repeat N | --serve)
 //
 // Inference (default): nn::load_model + Model::forward on X (what `dofpose
 // forward` runs; --attributes as there, for lifters with use_attributes). --train with a lifter: X is the normalised network input
@@ -32,6 +33,8 @@
 // --mlp-launch cooperative|cluster|prefetch picks the persistent batch-1
 // lifter's launch (cuda_kernels::set_mlp_launch; cluster and prefetch not yet
 // verified on a GPU).
+// --conv direct|winograd (default winograd) picks the CPU's 3x3 stride-1
+// product (ops::set_cpu_conv_algorithm): fused inference and training steps.
 // --repeat N prints one JSON object {"ms": [...], ...}; --serve prints
 // {"ready": true} after the warm-up, then answers every stdin line "K" with
 // one JSON line of K more timed runs (so a driver can alternate engines
@@ -67,7 +70,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model, input, attributes, target, output_dir;
-  std::string device = "cpu", math = "f32", mlp_launch = "cooperative", activations = "f32";
+  std::string device = "cpu", math = "f32", mlp_launch = "cooperative", activations = "f32", conv = "winograd";
   bool train = false, serve = false, graph = false, unfused = false, pipeline = false;
   bool stem_kernel = false, tf32_mma = false;
   int threads = 2, warmup = 1, repeat = 10;
@@ -75,7 +78,7 @@ struct Options {
 
 constexpr const char* kUsage =
     "usage: dofpose_model_timer --model M --input X.npy [--attributes A.npy] [--threads 2] [--warmup 1]\n"
-    "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel]\n"
+    "       [--device cpu|cuda] [--math f32|tf32|fp16|bf16] [--activations f32|f16|bf16] [--graph] [--unfused] [--pipeline] [--tf32-mma] [--stem-kernel] [--conv winograd|direct]\n"
     "       [--mlp-launch cooperative|cluster|prefetch]\n"
     "       [--train --target T.npy] [--output-dir DIR] (--repeat N | --serve)\n"
     "Times a model's forward (or, --train, a training step); prints JSON. The options\n"
@@ -124,6 +127,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--pipeline") o.pipeline = true;
     else if (a == "--tf32-mma") o.pipeline = o.tf32_mma = true;
     else if (a == "--stem-kernel") o.stem_kernel = true;
+    else if (a == "--conv") o.conv = value();
     else if (a == "--mlp-launch") o.mlp_launch = value();
     else if (a == "--serve") o.serve = true;
     else usage("unknown option " + a);
@@ -133,6 +137,7 @@ Options parse(int argc, char** argv) {
   if (o.train && !o.attributes.empty()) usage("--attributes is for inference (not --train)");
   if (o.graph && (o.train || o.device != "cuda")) usage("--graph is for CUDA inference");
   if (o.device != "cpu" && o.device != "cuda") usage("--device must be cpu or cuda, got " + o.device);
+  if (o.conv != "winograd" && o.conv != "direct") usage("--conv must be winograd or direct, got " + o.conv);
   if (o.math != "f32" && o.math != "tf32" && o.math != "fp16" && o.math != "bf16")
     usage("--math must be f32, tf32, fp16 or bf16, got " + o.math);
   if (o.mlp_launch != "cooperative" && o.mlp_launch != "cluster" && o.mlp_launch != "prefetch")
@@ -312,6 +317,8 @@ int main(int argc, char** argv) {
   const Options opt = parse(argc, argv);
   try {
     set_cpu_threads(opt.threads);
+    ops::set_cpu_conv_algorithm(opt.conv == "direct" ? ops::CpuConvAlgorithm::Direct
+                                                     : ops::CpuConvAlgorithm::Winograd);
 #ifdef DOFPOSE_WITH_CUDA
     if (opt.math == "tf32") cuda_kernels::set_math_mode(cuda_kernels::MathMode::TF32);
     if (opt.math == "fp16") cuda_kernels::set_math_mode(cuda_kernels::MathMode::FP16);

@@ -56,9 +56,11 @@ void conv2d_fused_forward(const TensorView& x, const TensorView& w, const Tensor
 // its 3x3 stride-1 pad-1 convolutions. Winograd (the default): F(4x4, 3x3) where
 // the layer has enough 4x4 output tiles for it to pay (cpu::conv2d_winograd_worthwhile),
 // 4x fewer multiplies, a few 1e-6 relative error more than the direct product
-// (docs/cpu-kernels.md, "Winograd"). Direct: the implicit GEMM of conv2d_forward,
-// so fused and unfused inference agree bit for bit. Process-wide; training
-// (conv2d_forward) and the CUDA backend always use their direct product.
+// (docs/cpu-kernels.md, "Winograd"); the same for training's 3x3 layers
+// (conv2d_forward_fast / conv2d_backward_fast: forward and input gradient).
+// Direct: the implicit GEMM of conv2d_forward, so fused and unfused inference
+// (and training) agree bit for bit. Process-wide; conv2d_forward itself, the
+// layer-by-layer (unfused) paths and the CUDA backend always use their direct product.
 enum class CpuConvAlgorithm { Winograd, Direct };
 void set_cpu_conv_algorithm(CpuConvAlgorithm a);
 CpuConvAlgorithm cpu_conv_algorithm();
