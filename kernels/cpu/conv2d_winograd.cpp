@@ -445,4 +445,126 @@ void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const f
   conv2d_winograd_forward(t, dy, wt.data(), nullptr, dx);
 }
 
+// ---- the weight gradient: F(3x3, 4x4), the same points transposed
+//
+// Per 4x4 tile of dy (h, one output channel) and the 6x6 tile of x around it
+// (d, one input channel), the tile's share of dw[k][c] (3x3) is the valid
+// correlation of d with h, and by the transposition principle (the trilinear
+// form sum h_i g_r d_(i+r) that F(4x4, 3x3) evaluates)
+//   dw_tile = G^T [(A h A^T) .* (B^T d B)] G
+// with F(4x4, 3x3)'s own A, B and G. Summed over tiles and batch that is 36
+// GEMMs, M[i] (K x C) = U[i] (K x T) * V[i]^T (T x C), then dw = G^T M G.
+
+namespace {
+
+// r = A h (h: four dy values; A = transpose of A^T above).
+inline void a6(const float h[kTile], float r[kIn]) {
+  const float e = h[0] + h[2], o = h[1] + h[3], e4 = h[0] + 4.f * h[2], o8 = 2.f * h[1] + 8.f * h[3];
+  r[0] = h[0];
+  r[1] = e + o;
+  r[2] = e - o;
+  r[3] = e4 + o8;
+  r[4] = e4 - o8;
+  r[5] = h[3];
+}
+
+// o = G^T m (six transform points to three taps).
+inline void gt6(const float m[kIn], float o[3]) {
+  const float s12 = m[1] + m[2], d12 = m[2] - m[1], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  o[0] = 0.25f * m[0] - (1.f / 6) * s12 + (1.f / 24) * s34;
+  o[1] = (1.f / 6) * d12 + (1.f / 12) * d34;
+  o[2] = (1.f / 6) * (s34 - s12) + m[5];
+}
+
+}  // namespace
+
+void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw) {
+  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_backward_weights: needs a 3x3 kernel, stride 1, "
+                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
+                " groups ", s.groups);
+  DOFPOSE_CHECK(x && dy && dw, "conv2d_winograd_backward_weights: x, dy and dw must not be null");
+  const int P = s.P(), Q = s.Q(), th = (P + kTile - 1) / kTile, tw = (Q + kTile - 1) / kTile;
+  const int64_t tiles_per_image = int64_t(th) * tw, T = s.N * tiles_per_image;
+  const int64_t HW = int64_t(s.H) * s.W, PQ = int64_t(P) * Q;
+  thread_local std::vector<float> u, v, m;
+  u.resize(size_t(kPoints) * s.K * T);  // U[i][k][t]
+  v.resize(size_t(kPoints) * s.C * T);  // V[i][c][t]
+  m.resize(size_t(kPoints) * s.K * s.C);
+  float* const U = u.data();
+  float* const V = v.data();
+  float* const M = m.data();
+  // V = B^T d B for every (channel, tile): rows ty*4-1 .. ty*4+4 of x, zero outside.
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int c = 0; c < s.C; ++c)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) / tw, c0 = t % tw;
+      const float* xc = x + (n * s.C + c) * HW;
+      float d[kIn][kIn], cols[kIn][kIn];
+      for (int i = 0; i < kIn; ++i)
+        for (int j = 0; j < kIn; ++j) {
+          const int64_t h = r0 * kTile - 1 + i, w = c0 * kTile - 1 + j;
+          d[i][j] = (h >= 0 && h < s.H && w >= 0 && w < s.W) ? xc[h * s.W + w] : 0.f;
+        }
+      for (int j = 0; j < kIn; ++j) {  // down each column
+        float col[kIn], out[kIn];
+        for (int i = 0; i < kIn; ++i) col[i] = d[i][j];
+        bt6(col, out);
+        for (int i = 0; i < kIn; ++i) cols[i][j] = out[i];
+      }
+      for (int i = 0; i < kIn; ++i) {  // along each row
+        float out[kIn];
+        bt6(cols[i], out);
+        for (int j = 0; j < kIn; ++j) V[(int64_t(i * kIn + j) * s.C + c) * T + t] = out[j];
+      }
+    }
+  // U = A h A^T for every (output channel, tile): the 4x4 of dy, zero past P, Q.
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int k = 0; k < s.K; ++k)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) / tw, c0 = t % tw;
+      const float* dk = dy + (n * s.K + k) * PQ;
+      float h[kTile][kTile], cols[kIn][kTile];
+      for (int i = 0; i < kTile; ++i)
+        for (int j = 0; j < kTile; ++j) {
+          const int64_t p = r0 * kTile + i, q = c0 * kTile + j;
+          h[i][j] = (p < P && q < Q) ? dk[p * Q + q] : 0.f;
+        }
+      for (int j = 0; j < kTile; ++j) {
+        float col[kTile], out[kIn];
+        for (int i = 0; i < kTile; ++i) col[i] = h[i][j];
+        a6(col, out);
+        for (int i = 0; i < kIn; ++i) cols[i][j] = out[i];
+      }
+      for (int i = 0; i < kIn; ++i) {
+        float out[kIn];
+        a6(cols[i], out);
+        for (int j = 0; j < kIn; ++j) U[(int64_t(i * kIn + j) * s.K + k) * T + t] = out[j];
+      }
+    }
+  // 36 GEMMs over the tiles (the packed GEMM: all cores, a fixed order).
+  for (int i = 0; i < kPoints; ++i)
+    gemm(false, true, s.K, s.C, int(T), 1.0f, U + int64_t(i) * s.K * T, int(T), V + int64_t(i) * s.C * T,
+         int(T), 0.0f, M + int64_t(i) * s.K * s.C, s.C);
+  // dw[k][c] = G^T M[.][k][c] G.
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t kc = 0; kc < int64_t(s.K) * s.C; ++kc) {
+    float mm[kIn][kIn], rows[3][kIn];
+    for (int i = 0; i < kPoints; ++i) mm[i / kIn][i % kIn] = M[int64_t(i) * s.K * s.C + kc];
+    for (int j = 0; j < kIn; ++j) {
+      float col[kIn], out[3];
+      for (int i = 0; i < kIn; ++i) col[i] = mm[i][j];
+      gt6(col, out);
+      for (int r = 0; r < 3; ++r) rows[r][j] = out[r];
+    }
+    float* o = dw + kc * 9;
+    for (int r = 0; r < 3; ++r) gt6(rows[r], o + r * 3);
+  }
+}
+
 }  // namespace dofpose::cpu

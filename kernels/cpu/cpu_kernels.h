@@ -83,6 +83,10 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
 // overwritten): a 3x3 stride-1 pad-1 conv of dy with the filters flipped and
 // their channels swapped, by Winograd. conv2d_backward's dx with other rounding.
 void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx);
+// Its weight gradient (dw [K][C][3][3] overwritten, summed over the batch) by
+// F(3x3, 4x4): 36 GEMMs of K x C over the 4x4 tiles of dy instead of one of
+// K x 9C over every pixel. conv2d_backward's dw with other rounding.
+void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);
 
