@@ -252,7 +252,7 @@ TEST_CASE("conv2d_winograd_backward_weights: every weight gradient within 4e-6 o
   CHECK(contains(e, "conv2d_winograd_backward_weights"));
 }
 
-TEST_CASE("Conv2d::forward_fast: Winograd forward, input and weight gradients where worthwhile") {
+TEST_CASE("Conv2d::forward_fast: Winograd forward and input gradient where worthwhile, direct parameter gradients") {
   // 4 x 4 x 4 = 64 tiles: worthwhile; the same layer at batch 1 (16 tiles) is not.
   for (int N : {4, 1}) {
     CAPTURE(N);
@@ -270,10 +270,8 @@ TEST_CASE("Conv2d::forward_fast: Winograd forward, input and weight gradients wh
     CHECK(same_bits(dx1, dx2) == !worthwhile);
     CHECK(max_abs_diff(y1, y2) < 1e-5f);      // |y| up to ~5 here
     CHECK(max_abs_diff(dx1, dx2) < 1e-5f);
-    CHECK(same_bits(fast.grad_weight, plain.grad_weight) == !worthwhile);
-    // Sums of N x 256 products: values up to ~100; 2.1e-4 measured at batch 4.
-    CHECK(max_abs_diff(fast.grad_weight, plain.grad_weight) < 1e-3f);
-    CHECK(same_bits(fast.grad_bias, plain.grad_bias));  // the bias gradient stays direct
+    CHECK(same_bits(fast.grad_weight, plain.grad_weight));  // the parameter gradients stay direct
+    CHECK(same_bits(fast.grad_bias, plain.grad_bias));
     // Direct: forward_fast is forward.
     ops::ScopedCpuConvAlgorithm direct(ops::CpuConvAlgorithm::Direct);
     Arena a3;

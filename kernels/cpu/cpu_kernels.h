@@ -85,7 +85,9 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
 void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx);
 // Its weight gradient (dw [K][C][3][3] overwritten, summed over the batch) by
 // F(3x3, 4x4): 36 GEMMs of K x C over the 4x4 tiles of dy instead of one of
-// K x 9C over every pixel. conv2d_backward's dw with other rounding.
+// K x 9C over every pixel. conv2d_backward's dw with other rounding. Tested,
+// not used yet: with whole-layer transforms it made the hourglass training
+// step 7-10 % slower than the direct dw (docs/cpu-kernels.md, "In training").
 void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);
