@@ -313,6 +313,7 @@ TEST_CASE("hourglass: a training step with the CPU's Winograd 3x3 products diffe
   std::vector<Tensor> storage;  // owns the upstream gradients
   nn::HourglassGrads grads;
   struct Step {
+    explicit Step(const nn::HourglassConfig& config) : net(config, 3) {}
     nn::HourglassNet net;
     Arena arena;
     nn::HourglassOutputs out;
@@ -332,8 +333,7 @@ TEST_CASE("hourglass: a training step with the CPU's Winograd 3x3 products diffe
     }
     st.net.backward(st.arena, grads);
   };
-  Step direct{nn::HourglassNet(c, 3), {}, {}}, noise{nn::HourglassNet(c, 3), {}, {}},
-      wino{nn::HourglassNet(c, 3), {}, {}};
+  Step direct(c), noise(c), wino(c);
   step(direct, x, ops::CpuConvAlgorithm::Direct);
   step(noise, nudged, ops::CpuConvAlgorithm::Direct);
   step(wino, x, ops::CpuConvAlgorithm::Winograd);

@@ -562,6 +562,8 @@ void drive_tiles(int M, int N, int K, float alpha, const float* A, int lda, bool
   int threads = 1;
 #if defined(DOFPOSE_WITH_OPENMP)
   if (parallel && !omp_in_parallel()) threads = omp_get_max_threads();
+#else
+  (void)parallel;
 #endif
   int mc, nt;
   choose_tiles(M, N, threads, mc, nt);
