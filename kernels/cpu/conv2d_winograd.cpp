@@ -329,6 +329,14 @@ bool conv2d_winograd_applies(const Conv2dShape& s) {
   return s.R == 3 && s.S == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1;
 }
 
+namespace {
+// The shape rule of every entry point, its error naming the caller and the shape.
+void check_applies(const char* op, const Conv2dShape& s) {
+  DOFPOSE_CHECK(conv2d_winograd_applies(s), op, ": needs a 3x3 kernel, stride 1, pad 1, groups 1; got ",
+                s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad, " groups ", s.groups);
+}
+}  // namespace
+
 bool conv2d_winograd_worthwhile(const Conv2dShape& s) {
   // Below ~64 tiles the 36 GEMMs are too narrow and the filter transform
   // (once per call) too large a share: 16x16 planes at batch 1 run at 0.54x.
@@ -338,9 +346,7 @@ bool conv2d_winograd_worthwhile(const Conv2dShape& s) {
 
 void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
                              const float* bias, float* y, const ConvFusion* out) {
-  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_forward: needs a 3x3 kernel, stride 1, "
-                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
-                " groups ", s.groups);
+  check_applies("conv2d_winograd_forward", s);
   DOFPOSE_CHECK(x && w && y, "conv2d_winograd_forward: x, w and y must not be null");
   DOFPOSE_CHECK(!out || !out->in_bn.present(),
                 "conv2d_winograd_forward: in_bn is the caller's (apply it to x first)");
@@ -423,9 +429,7 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
 }
 
 void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx) {
-  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_backward_data: needs a 3x3 kernel, stride 1, "
-                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
-                " groups ", s.groups);
+  check_applies("conv2d_winograd_backward_data", s);
   DOFPOSE_CHECK(w && dy && dx, "conv2d_winograd_backward_data: w, dy and dx must not be null");
   // dx[c] = sum_k dy[k] (*) rot180(w[k][c]): a forward convolution from K
   // channels of P x Q (= H x W here) to C, filters wt[c][k] = w[k][c] flipped.
@@ -479,9 +483,7 @@ inline void gt6(const float m[kIn], float o[3]) {
 }  // namespace
 
 void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw) {
-  DOFPOSE_CHECK(conv2d_winograd_applies(s), "conv2d_winograd_backward_weights: needs a 3x3 kernel, stride 1, "
-                "pad 1, groups 1; got ", s.R, "x", s.S, " stride ", s.stride, " pad ", s.pad,
-                " groups ", s.groups);
+  check_applies("conv2d_winograd_backward_weights", s);
   DOFPOSE_CHECK(x && dy && dw, "conv2d_winograd_backward_weights: x, dy and dw must not be null");
   const int P = s.P(), Q = s.Q(), th = (P + kTile - 1) / kTile, tw = (Q + kTile - 1) / kTile;
   const int64_t tiles_per_image = int64_t(th) * tw, T = s.N * tiles_per_image;

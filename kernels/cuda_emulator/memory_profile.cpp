@@ -49,15 +49,7 @@ struct State {
   }
   ~State() {
     if (destination.empty()) return;
-    const std::string text = report();
-    if (destination == "stderr") {
-      std::fputs(text.c_str(), stderr);
-      return;
-    }
-    std::ofstream out(destination);
-    out << text;
-    if (!out) std::fprintf(stderr, "[cuda emulator] cannot write the memory profile to %s\n", destination.c_str());
-    else std::fprintf(stderr, "[cuda emulator] memory profile written to %s\n", destination.c_str());
+    write_report(destination, report(), "memory profile");
   }
 };
 
@@ -291,6 +283,17 @@ KernelCounts kernel_counts(const std::string& kernel) {
   std::lock_guard<std::mutex> lock(s.mutex);
   auto it = s.kernels.find(kernel);
   return it == s.kernels.end() ? KernelCounts{} : it->second;
+}
+
+void write_report(const std::string& destination, const std::string& text, const char* what) {
+  if (destination == "stderr") {
+    std::fputs(text.c_str(), stderr);
+    return;
+  }
+  std::ofstream out(destination);
+  out << text;
+  if (!out) std::fprintf(stderr, "[cuda emulator] cannot write the %s to %s\n", what, destination.c_str());
+  else std::fprintf(stderr, "[cuda emulator] %s written to %s\n", what, destination.c_str());
 }
 
 // addr2line on the object that holds each site; "object+0xoffset" if addr2line is missing.

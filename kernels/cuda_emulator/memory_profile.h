@@ -96,6 +96,10 @@ struct KernelCounts {
 // object that holds it; the kernels need line tables: -g1).
 std::map<const void*, std::string> source_lines(const std::vector<const void*>& sites);
 
+// Writes an at-exit report to `destination` ("stderr" or a file path) and
+// says on stderr where `what` went (the race check's report shares it).
+void write_report(const std::string& destination, const std::string& text, const char* what);
+
 // This process's counts for one kernel (zeros if it never ran while enabled).
 KernelCounts kernel_counts(const std::string& kernel);
 // The per-kernel table and the source lines with the most excess traffic.

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -72,15 +71,7 @@ struct State {
   }
   ~State() {
     if (destination.empty()) return;
-    const std::string text = report();
-    if (destination == "stderr") {
-      std::fputs(text.c_str(), stderr);
-    } else {
-      std::ofstream out(destination);
-      out << text;
-      if (!out) std::fprintf(stderr, "[cuda emulator] cannot write the race check report to %s\n", destination.c_str());
-      else std::fprintf(stderr, "[cuda emulator] race check report written to %s\n", destination.c_str());
-    }
+    memory_profile::write_report(destination, report(), "race check report");
     if (total) {  // fail the run, as compute-sanitizer --error-exitcode does
       std::fprintf(stderr, "[cuda emulator] race check: %llu hazards, exit status 1\n",
                    static_cast<unsigned long long>(total));
