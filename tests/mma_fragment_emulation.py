@@ -20,21 +20,24 @@ import numpy as np
 
 BK, STAGES = 16, 3
 # Per input type (MmaInput<T> in the kernel): mma k depth, first k row of lane t
-# (kLaneRow * t), row padding in floats.
-INPUTS = {"fp16/bf16": dict(kK=16, lane_row=2, pad=4), "tf32": dict(kK=8, lane_row=1, pad=8)}
+# (kLaneRow * t), row padding in floats, column swizzle (swizzle_col: column i
+# of k row k is stored at i ^ (k & swz)).
+INPUTS = {"fp16/bf16": dict(kK=16, lane_row=2, pad=4, swz=0),
+          "tf32": dict(kK=8, lane_row=1, pad=8, swz=4)}
 
 
-def load_a(kind, smem, c, ld):
-    """MmaInput<T>::load_a: the values of the lane's A registers, low half first."""
+def load_a(kind, smem, c, ld, sw):
+    """MmaInput<T>::load_a: the values of the lane's A registers, low half first;
+    sw: the column shift of the lane's swizzled (k + 4) rows."""
     if kind == "tf32":
-        return [smem[c], smem[c + 8], smem[c + 4 * ld], smem[c + 4 * ld + 8]]
+        return [smem[c], smem[c + 8], smem[c + 4 * ld + sw], smem[c + 4 * ld + 8 + sw]]
     return [smem[c], smem[c + ld], smem[c + 8], smem[c + ld + 8],
             smem[c + 8 * ld], smem[c + 9 * ld], smem[c + 8 * ld + 8], smem[c + 9 * ld + 8]]
 
 
-def load_b(kind, smem, c, ld):
+def load_b(kind, smem, c, ld, sw):
     if kind == "tf32":
-        return [smem[c], smem[c + 4 * ld]]
+        return [smem[c], smem[c + 4 * ld + sw]]
     return [smem[c], smem[c + ld], smem[c + 8 * ld], smem[c + 9 * ld]]
 
 
@@ -59,7 +62,7 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
     """prologue: (mean, scale, beta) per k row of B, relu((v - mean) * scale + beta)
     applied as B is read for k < ke (the fused conv's b_prologue), or None."""
     In = INPUTS[kind]
-    KK = In["kK"]
+    KK, swz = In["kK"], In["swz"]
     M, N = A.shape[0], B.shape[1]
     LDA, LDB, LDC = BM + In["pad"], BN + In["pad"], 16 + 4
     WTM, WTN = BM // WM, BN // WN
@@ -79,9 +82,10 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
             for k in range(BK):
                 gk = kb + sl * BK + k
                 for i in range(BM):
-                    smem[st + k * LDA + i] = A[m0 + i, gk] if m0 + i < M and gk < ke else 0.0
+                    smem[st + k * LDA + (i ^ (k & swz))] = A[m0 + i, gk] if m0 + i < M and gk < ke else 0.0
                 for j in range(BN):
-                    smem[st + BK * LDA + k * LDB + j] = B[gk, n0 + j] if n0 + j < N and gk < ke else 0.0
+                    smem[st + BK * LDA + k * LDB + (j ^ (k & swz))] = \
+                        B[gk, n0 + j] if n0 + j < N and gk < ke else 0.0
                 if prologue is not None:  # stage_prologue: thread k's row, the identity past ke
                     table[(sl % STAGES) * BK + k] = [p[gk] for p in prologue] if gk < ke else [0.0, 1.0, 0.0]
             held[sl % STAGES] = sl
@@ -102,16 +106,17 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
                     Bm = np.full((NT, KK, 8), np.nan)
                     for lane in range(32):
                         g, t = lane // 4, lane % 4
+                        sw = (g ^ swz) - g
                         # as / bs, then ak / bk, then + i * 16 / + j * 8, as in the kernel
                         base = (it % STAGES) * k_stage
                         ak = base + wm * WTM + g + (kk + In["lane_row"] * t) * LDA
                         bk = base + BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB
                         for i in range(MT):
-                            ptx_a(kind, load_a(kind, smem, ak + i * 16, LDA), g, t, Am[i])
+                            ptx_a(kind, load_a(kind, smem, ak + i * 16, LDA, sw), g, t, Am[i])
                         row0 = (it % STAGES) * BK + kk + In["lane_row"] * t  # the lane's table rows
                         rows = [0, 1, 8, 9] if kind != "tf32" else [0, 4]  # MmaInput<T>::b_row
                         for j in range(NT):
-                            b = load_b(kind, smem, bk + j * 8, LDB)
+                            b = load_b(kind, smem, bk + j * 8, LDB, sw)
                             if prologue is not None:
                                 pro = [table[row0 + r] for r in rows]
                                 b = [max((v - m) * s + bt, 0.0) for v, (m, s, bt) in zip(b, pro)]
@@ -147,10 +152,20 @@ def kernel(kind, A, B, kb, ke, BM, BN, WM, WN, prologue=None):
     return C, ""
 
 
-def worst_bank_conflict(kind, BM, BN, WM, WN):
+def ways(addresses):
+    """Wavefronts of one warp access: the most distinct addresses on one bank."""
+    banks = {}
+    for addr in set(addresses):
+        banks[addr % 32] = banks.get(addr % 32, 0) + 1
+    return max(banks.values())
+
+
+def worst_bank_conflict(kind, BM, BN, WM, WN, swz=None):
     """The most lanes of a warp that one fragment read sends to one shared-memory
-    bank at different addresses (1: conflict-free), over every read of a slice."""
+    bank at different addresses (1: conflict-free), over every read of a slice.
+    swz: the swizzle (default: the kernel's for this kind)."""
     In = INPUTS[kind]
+    swz = In["swz"] if swz is None else swz
     LDA, LDB = BM + In["pad"], BN + In["pad"]
     WTM, WTN = BM // WM, BN // WN
     probe = np.arange(BK * (LDA + LDB))  # element index = address in floats
@@ -159,21 +174,37 @@ def worst_bank_conflict(kind, BM, BN, WM, WN):
         wm, wn = warp // WN, warp % WN
         for kk in range(0, BK, In["kK"]):
             for i in range(WTM // 16):
-                reads = [load_a(kind, probe, wm * WTM + g + (kk + In["lane_row"] * t) * LDA + i * 16, LDA)
-                         for g in range(8) for t in range(4)]
+                reads = [load_a(kind, probe, wm * WTM + g + (kk + In["lane_row"] * t) * LDA + i * 16, LDA,
+                                (g ^ swz) - g) for g in range(8) for t in range(4)]
                 for r in zip(*reads):  # one register position, all 32 lanes
-                    banks = {}
-                    for addr in set(r):
-                        banks[addr % 32] = banks.get(addr % 32, 0) + 1
-                    worst = max(worst, max(banks.values()))
+                    worst = max(worst, ways(r))
             for j in range(WTN // 8):
-                reads = [load_b(kind, probe, BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB + j * 8, LDB)
-                         for g in range(8) for t in range(4)]
+                reads = [load_b(kind, probe, BK * LDA + wn * WTN + g + (kk + In["lane_row"] * t) * LDB + j * 8, LDB,
+                                (g ^ swz) - g) for g in range(8) for t in range(4)]
                 for r in zip(*reads):
-                    banks = {}
-                    for addr in set(r):
-                        banks[addr % 32] = banks.get(addr % 32, 0) + 1
-                    worst = max(worst, max(banks.values()))
+                    worst = max(worst, ways(r))
+    return worst
+
+
+def worst_store_conflict(kind, tile, swz=None):
+    """The loaders' cp.async stores into a slice of `tile` columns (rows padded
+    as for this kind, columns swizzled): the most wavefronts one warp store
+    takes, over the two thread mappings of kernels/cuda (conv2d.cu, gemm.cu):
+    row loaders (row_loader_coords: a warp 8 k by 4 columns, k = tid % 8 +
+    8 * (tid / (8 * kStep)), column tt = tid / 8 % kStep, + l * kStep) and
+    column loaders (column tid % tile, k = tid / tile + l * (256 / tile))."""
+    In = INPUTS[kind]
+    swz = In["swz"] if swz is None else swz
+    ld = tile + In["pad"]
+    worst = 1
+    for warp in range(8):
+        tids = range(32 * warp, 32 * warp + 32)
+        k_step = 256 // BK
+        for l in range(tile * BK // 256):
+            row = [(tid % 8 + 8 * (tid // (8 * k_step)), tid // 8 % k_step + l * k_step) for tid in tids]
+            col = [(tid // tile + l * (256 // tile), tid % tile) for tid in tids]
+            for kt in (row, col):
+                worst = max(worst, ways([k * ld + (t ^ (k & swz)) for k, t in kt]))
     return worst
 
 
@@ -205,6 +236,20 @@ def main():
             w = worst_bank_conflict(kind, BM, BN, WM, WN)
             ok &= w == 1
             print(f"{kind} tile {BM}x{BN}: fragment reads {'conflict-free' if w == 1 else f'{w}-way BANK CONFLICT'}")
+    for kind in INPUTS:
+        for tile in (64, 128):
+            w = worst_store_conflict(kind, tile)
+            ok &= w == 1
+            print(f"{kind} slice of {tile} columns: loader stores "
+                  f"{'conflict-free' if w == 1 else f'{w}-way BANK CONFLICT'}")
+    # The checks can fail: TF32 rows padded by 8 without the swizzle (the
+    # kernel before 2026-11-28) store 2-way; padded by 4 they read 2-way.
+    unswizzled = worst_store_conflict("tf32", 128, swz=0)
+    INPUTS["tf32"]["pad"] = 4
+    pad4 = worst_bank_conflict("tf32", 128, 64, 4, 2, swz=0)
+    INPUTS["tf32"]["pad"] = 8
+    ok &= unswizzled == 2 and pad4 == 2
+    print(f"self-check: TF32 unswizzled stores {unswizzled}-way, 4-float padding reads {pad4}-way (both 2 expected)")
     return 0 if ok else 1
 
 

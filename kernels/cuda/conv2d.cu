@@ -139,11 +139,12 @@ struct WeightLoader {
   __device__ void fetch(int k0, int k_end) {
     visit(k0, k_end, [&](int l, const float* src) { v[l] = src ? *src : 0.0f; });
   }
-  // fetch() straight into shared memory (cp.async, zero-filled outside).
-  template <int LD>
+  // fetch() straight into shared memory (cp.async, zero-filled outside;
+  // columns swizzled by SWZ: swizzle_col).
+  template <int LD, int SWZ = 0>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
     visit(k0, k_end, [&](int l, const float* src) {
-      cp_async4(&sm[kk * LD + tt + l * kStep], src ? src : w, src != nullptr);
+      cp_async4(&sm[kk * LD + swizzle_col<SWZ>(kk, tt + l * kStep)], src ? src : w, src != nullptr);
     });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor
@@ -227,11 +228,12 @@ struct PatchLoader {
   }
   // fetch() straight into shared memory (cp.async, zero-filled outside the
   // image); only without a prologue (ConvForward::async_ok()).
-  template <int LD>
+  template <int LD, int SWZ = 0>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
     static_assert(std::is_same_v<In, float>, "cp.async copies float32 inputs only");
     visit(k0, k_end, [&](int l, int, const In* src) {
-      cp_async4(&sm[(kk + l * kStep) * LD + t], src ? src : base, src != nullptr);
+      const int k = kk + l * kStep;
+      cp_async4(&sm[k * LD + swizzle_col<SWZ>(k, t)], src ? src : base, src != nullptr);
     });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor

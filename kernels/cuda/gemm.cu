@@ -138,11 +138,12 @@ struct DenseLoader {
   __device__ void fetch(int k0, int k_end) {
     visit(k0, k_end, [&](int l, int, int, const float* src) { v[l] = src ? *src : 0.0f; });
   }
-  // fetch() straight into shared memory (cp.async, zero-filled outside).
-  template <int LD>
+  // fetch() straight into shared memory (cp.async, zero-filled outside;
+  // columns swizzled by SWZ: swizzle_col).
+  template <int LD, int SWZ = 0>
   __device__ void fetch_async(float* sm, int k0, int k_end) const {
     visit(k0, k_end, [&](int, int t, int k, const float* src) {
-      cp_async4(&sm[k * LD + t], src ? src : ptr, src != nullptr);
+      cp_async4(&sm[k * LD + swizzle_col<SWZ>(k, t)], src ? src : ptr, src != nullptr);
     });
   }
   // Into shared memory as T (float, or half / bfloat16 for the 16-bit tensor

@@ -47,6 +47,16 @@ __device__ __forceinline__ void row_loader_coords(int tid, int& kk, int& tt) {
   tt = tid / 8 % kStep;
 }
 
+// Column of element (k, t) in a shared slice swizzled by SWZ (0: none).
+// TF32 mma.sync pads rows by 8 floats (conflict-free fragment reads), which
+// puts k and k + 4 of a row loader's warp on one bank (2-way stores); SWZ = 4
+// flips bit 2 of the column in rows with k & 4 set, so those stores spread
+// over the 32 banks while the fragment reads stay a permutation of theirs.
+template <int SWZ>
+__device__ __forceinline__ int swizzle_col(int k, int t) {
+  return t ^ (k & SWZ);
+}
+
 // ---- the tile kernels (policy P: M, N, k_range, A/B loaders, store)
 
 // Optional in a policy: vec4() (true when 4 consecutive j of one row may be
@@ -349,12 +359,13 @@ bool mma_async_ok(const P& p) {
 // The multi-stage kernels' block: its tile origin (blockIdx.x over the
 // M x N tiles) and k range, and the cp.async ring over that range: STAGES
 // stages of an A slice (rows LDA floats) then a B slice (rows LDB floats),
-// STAGES - 1 slices in flight, one barrier per slice; consume(it, stage)
+// STAGES - 1 slices in flight, one barrier per slice, columns swizzled by
+// SWZ (swizzle_col); consume(it, stage)
 // reads slice `it` from its stage; on_issue(slice) runs on every thread as
 // a slice's copies are issued (for per-slice tables in the same ring). run()
 // returns with the stages dead (every copy landed, every thread past its last
 // read), ready for the epilogue.
-template <class P, int BM, int BN, int BK, int STAGES, int LDA, int LDB>
+template <class P, int BM, int BN, int BK, int STAGES, int LDA, int LDB, int SWZ = 0>
 struct AsyncBlock {
   static constexpr int kStage = BK * (LDA + LDB);  // floats per stage
   int m0, n0, kb, ke;
@@ -372,8 +383,8 @@ struct AsyncBlock {
     const int slices = kb < ke ? (ke - kb + BK - 1) / BK : 0;
     auto issue = [&](int slice) {
       float* st = smem + (slice % STAGES) * kStage;
-      a.template fetch_async<LDA>(st, kb + slice * BK, ke);
-      b.template fetch_async<LDB>(st + BK * LDA, kb + slice * BK, ke);
+      a.template fetch_async<LDA, SWZ>(st, kb + slice * BK, ke);
+      b.template fetch_async<LDB, SWZ>(st + BK * LDA, kb + slice * BK, ke);
       on_issue(slice);
     };
 #pragma unroll
@@ -468,7 +479,10 @@ __global__ void __launch_bounds__(kThreads) wmma_async_tile_kernel(const P p) {
 // Shared slices are k-major (As[k][i], Bs[k][j]). Rows are padded so that the
 // eight lanes with the same t read eight consecutive floats and the four
 // values of t land 8 banks apart (no bank conflicts): 4 floats when lanes
-// start at k row 2t, 8 when they start at row t.
+// start at k row 2t, 8 when they start at row t. TF32's slices are also
+// swizzled (swizzle_col, kSwizzle = 4: rows k & 4 store column i at i ^ 4)
+// so that the row loaders' stores are conflict-free too: a lane reads its
+// k + 4 rows `sw` = (g ^ 4) - g columns over.
 
 // Two floats as one 32-bit register of T pairs (lo in the low half).
 template <class T>
@@ -494,11 +508,12 @@ __device__ __forceinline__ uint32_t to_tf32(float x) {
 
 // What mma_async_tile_kernel needs to know about its input type T. `c` points
 // at the lane's first element of a fragment: A at (row g, k row kLaneRow * t),
-// B at (k row kLaneRow * t, column g); ld is the slice's k stride.
+// B at (k row kLaneRow * t, column g); ld is the slice's k stride; sw the
+// column shift of the lane's swizzled rows (0 where kSwizzle is 0).
 template <class T>
 struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
-  static constexpr int kK = 16, kLaneRow = 2, kRowPad = 4;
-  __device__ static void load_a(const float* c, int ld, uint32_t (&a)[4]) {
+  static constexpr int kK = 16, kLaneRow = 2, kRowPad = 4, kSwizzle = 0;
+  __device__ static void load_a(const float* c, int ld, int /*sw*/, uint32_t (&a)[4]) {
     a[0] = pack_pair<T>(c[0], c[ld]);                    // row g,   k 2t, 2t+1
     a[1] = pack_pair<T>(c[8], c[ld + 8]);                // row g+8
     a[2] = pack_pair<T>(c[8 * ld], c[9 * ld]);           // row g,   k 2t+8, 2t+9
@@ -509,7 +524,7 @@ struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
   static constexpr int kBRows = 4;
   __device__ static constexpr int b_row(int e) { return (e & 1) + (e >> 1) * 8; }  // 0, 1, 8, 9
   template <class F>
-  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2], F&& xf) {
+  __device__ static void load_b(const float* c, int ld, int /*sw*/, uint32_t (&b)[2], F&& xf) {
     b[0] = pack_pair<T>(xf(0, c[0]), xf(1, c[ld]));            // column g, k 2t, 2t+1
     b[1] = pack_pair<T>(xf(2, c[8 * ld]), xf(3, c[9 * ld]));   // k 2t+8, 2t+9
   }
@@ -536,19 +551,19 @@ struct MmaInput {  // __half, __nv_bfloat16: m16n8k16
 };
 template <>
 struct MmaInput<float> {  // TF32: m16n8k8
-  static constexpr int kK = 8, kLaneRow = 1, kRowPad = 8;
-  __device__ static void load_a(const float* c, int ld, uint32_t (&a)[4]) {
-    a[0] = to_tf32(c[0]);           // row g,   k t
-    a[1] = to_tf32(c[8]);           // row g+8
-    a[2] = to_tf32(c[4 * ld]);      // row g,   k t+4
-    a[3] = to_tf32(c[4 * ld + 8]);  // row g+8
+  static constexpr int kK = 8, kLaneRow = 1, kRowPad = 8, kSwizzle = 4;
+  __device__ static void load_a(const float* c, int ld, int sw, uint32_t (&a)[4]) {
+    a[0] = to_tf32(c[0]);                // row g,   k t
+    a[1] = to_tf32(c[8]);                // row g+8
+    a[2] = to_tf32(c[4 * ld + sw]);      // row g,   k t+4 (swizzled)
+    a[3] = to_tf32(c[4 * ld + 8 + sw]);  // row g+8
   }
   static constexpr int kBRows = 2;
   __device__ static constexpr int b_row(int e) { return e * 4; }  // 0, 4
   template <class F>
-  __device__ static void load_b(const float* c, int ld, uint32_t (&b)[2], F&& xf) {
-    b[0] = to_tf32(xf(0, c[0]));       // column g, k t
-    b[1] = to_tf32(xf(1, c[4 * ld]));  // k t+4
+  __device__ static void load_b(const float* c, int ld, int sw, uint32_t (&b)[2], F&& xf) {
+    b[0] = to_tf32(xf(0, c[0]));            // column g, k t
+    b[1] = to_tf32(xf(1, c[4 * ld + sw]));  // k t+4 (swizzled)
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(DOFPOSE_CUDA_EMULATOR)
@@ -573,13 +588,17 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
   using In = MmaInput<T>;
   static_assert(MT * 16 == WTM && NT * 8 == WTN && NT % 2 == 0 && BK % In::kK == 0,
                 "warp tiles of 16x16 blocks, whole mma steps per slice");
+  // Swizzled rows are exactly the lane's k + 4 rows: steps of 8 k, tiles of 8 columns.
+  static_assert(In::kSwizzle == 0 || (In::kSwizzle == 4 && In::kK == 8 && WTM % 8 == 0 && WTN % 8 == 0),
+                "the swizzle flips bit 2 of the column in the lane's k + 4 rows");
   constexpr int LDA = BM + In::kRowPad, LDB = BN + In::kRowPad, LDC = kStageLd;
-  using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB>;
+  using Block = AsyncBlock<P, BM, BN, BK, STAGES, LDA, LDB, In::kSwizzle>;
   static_assert(STAGES * Block::kStage >= (kThreads / 32) * 16 * LDC, "epilogue staging fits");
   __shared__ __align__(128) float smem[STAGES * Block::kStage];
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
+  const int sw = (g ^ In::kSwizzle) - g;  // fragment columns start at multiples of 8
   const int wm = warp / WN, wn = warp % WN;
   const Block blk(p);
   // B's prologue per k row of each stage, {mean, scale, beta}: computed once
@@ -621,7 +640,7 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
       const float* bk = bs + (kk + In::kLaneRow * t) * LDB;
       uint32_t fa[MT][4], fb[NT][2];
 #pragma unroll
-      for (int i = 0; i < MT; ++i) In::load_a(ak + i * 16, LDA, fa[i]);
+      for (int i = 0; i < MT; ++i) In::load_a(ak + i * 16, LDA, sw, fa[i]);
       if (prologue) {
         // The policy's transform of B (the fused conv's BN + ReLU, bn_infer's
         // arithmetic) for the lane's kBRows k rows, from the stage's table.
@@ -631,12 +650,12 @@ __global__ void __launch_bounds__(kThreads) mma_async_tile_kernel(const P p) {
         for (int e = 0; e < In::kBRows; ++e) pro[e] = rows[In::b_row(e)];
 #pragma unroll
         for (int j = 0; j < NT; ++j)
-          In::load_b(bk + j * 8, LDB, fb[j], [&](int e, float v) {
+          In::load_b(bk + j * 8, LDB, sw, fb[j], [&](int e, float v) {
             return fmaxf((v - pro[e].x) * pro[e].y + pro[e].z, 0.0f);
           });
       } else {
 #pragma unroll
-        for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, fb[j], [](int, float v) { return v; });
+        for (int j = 0; j < NT; ++j) In::load_b(bk + j * 8, LDB, sw, fb[j], [](int, float v) { return v; });
       }
 #pragma unroll
       for (int i = 0; i < MT; ++i)
