@@ -176,6 +176,37 @@ BENCHMARK(BM_conv2d_backward)
     ->Args({1, 3, 256, 64, 7, 2, 3, 1})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The 3x3 weight gradient alone (args N, C, H, K; dx not requested): the
+// direct product (im2col bands and one GEMM, what training runs) against
+// Winograd F(3x3, 4x4) (cpu::conv2d_winograd_backward_weights). GFLOP/s count
+// the direct product's flops, so the rows compare directly.
+void BM_conv2d_backward_weights(benchmark::State& state) {
+  const bool winograd = state.range(4) != 0;
+  const Conv2dShape s = conv_shape((int)state.range(0), (int)state.range(1), (int)state.range(2),
+                                   (int)state.range(3), 3, 1, 1, 1);
+  const auto x = random_vec((size_t)s.N * s.C * s.H * s.W, 1);
+  const auto dy = random_vec((size_t)s.N * s.K * s.P() * s.Q(), 3);
+  std::vector<float> dw((size_t)s.K * s.C * 9);
+  for (auto _ : state) {
+    if (winograd)
+      cpu::conv2d_winograd_backward_weights(s, x.data(), dy.data(), dw.data());
+    else
+      cpu::conv2d_backward(s, x.data(), nullptr, dy.data(), nullptr, dw.data(), nullptr);
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, (double)s.flops());
+}
+BENCHMARK(BM_conv2d_backward_weights)
+    ->ArgNames({"N", "C", "H", "K", "winograd"})
+    ->Args({4, 128, 64, 128, 0})
+    ->Args({4, 128, 64, 128, 1})
+    ->Args({4, 128, 32, 128, 0})
+    ->Args({4, 128, 32, 128, 1})
+    ->Args({4, 64, 128, 64, 0})
+    ->Args({4, 64, 128, 64, 1})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
 // Lifter-style fully connected layer: batch 64, 1024 -> 1024.
 void BM_linear_forward(benchmark::State& state) {
   const int N = (int)state.range(0), in = 1024, out = 1024;

@@ -119,6 +119,12 @@ void backward_weights_f64(const Conv2dShape& s, const std::vector<float>& x, con
           }
 }
 
+float max_abs(const TensorView& a) {
+  float m = 0.f;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(a.f32()[i]));
+  return m;
+}
+
 float max_abs_diff(const TensorView& a, const TensorView& b) {
   float d = 0.f;
   for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.f32()[i] - b.f32()[i]));
@@ -220,7 +226,7 @@ TEST_CASE("conv2d_winograd_backward_weights: every weight gradient within 4e-6 o
     int N, C, H, W, K;
   };
   const C5 cases[] = {{1, 1, 1, 1, 1}, {2, 3, 5, 7, 4}, {3, 7, 9, 13, 5}, {1, 24, 16, 16, 8}, {2, 8, 21, 18, 32},
-                      {4, 16, 32, 32, 16}};
+                      {4, 16, 32, 32, 16}, {3, 20, 19, 23, 13}, {1, 9, 10, 70, 7}};
   uint32_t seed = 970;
   for (const C5& c : cases) {
     const Conv2dShape s = shape3x3(c.N, c.C, c.H, c.W, c.K);
@@ -252,7 +258,7 @@ TEST_CASE("conv2d_winograd_backward_weights: every weight gradient within 4e-6 o
   CHECK(contains(e, "conv2d_winograd_backward_weights"));
 }
 
-TEST_CASE("Conv2d::forward_fast: Winograd forward and input gradient where worthwhile, direct parameter gradients") {
+TEST_CASE("Conv2d::forward_fast: Winograd forward, input and weight gradients where worthwhile, direct bias gradient") {
   // 4 x 4 x 4 = 64 tiles: worthwhile; the same layer at batch 1 (16 tiles) is not.
   for (int N : {4, 1}) {
     CAPTURE(N);
@@ -270,14 +276,19 @@ TEST_CASE("Conv2d::forward_fast: Winograd forward and input gradient where worth
     CHECK(same_bits(dx1, dx2) == !worthwhile);
     CHECK(max_abs_diff(y1, y2) < 1e-5f);      // |y| up to ~5 here
     CHECK(max_abs_diff(dx1, dx2) < 1e-5f);
-    CHECK(same_bits(fast.grad_weight, plain.grad_weight));  // the parameter gradients stay direct
-    CHECK(same_bits(fast.grad_bias, plain.grad_bias));
+    CHECK(same_bits(fast.grad_weight, plain.grad_weight) == !worthwhile);
+    MESSAGE("N ", N, ": |dw| up to ", max_abs(fast.grad_weight), ", Winograd - direct ",
+            max_abs_diff(fast.grad_weight, plain.grad_weight));
+    // Sums of 1024 products, |dw| up to ~38: measured 1.1e-4 (2.8e-6 of the largest).
+    CHECK(max_abs_diff(fast.grad_weight, plain.grad_weight) < 1e-5f * max_abs(plain.grad_weight));
+    CHECK(same_bits(fast.grad_bias, plain.grad_bias));  // the bias gradient stays direct
     // Direct: forward_fast is forward.
     ops::ScopedCpuConvAlgorithm direct(ops::CpuConvAlgorithm::Direct);
     Arena a3;
     const TensorView y3 = fast.forward_fast(a3, x), dx3 = fast.backward(a3, dy);
     CHECK(same_bits(y3, y2));
     CHECK(same_bits(dx3, dx2));
+    CHECK(same_bits(fast.grad_weight, plain.grad_weight));
   }
 }
 

@@ -315,10 +315,10 @@ void conv2d_backward_fast(const TensorView& x, const TensorView& w, const Tensor
   const Conv2dShape s = conv2d_shape(x, w, p);
   DOFPOSE_CHECK(x.device == Device::CPU && cpu::conv2d_winograd_applies(s), op,
                 ": winograd = true needs a CPU 3x3 stride-1 pad-1 convolution (conv2d_forward_fast's answer)");
-  // The weight gradient stays direct: cpu::conv2d_winograd_backward_weights
-  // is right but, as written, slower in the step (docs/cpu-kernels.md).
-  conv2d_backward(x, w, dy, TensorView(), dw, dbias, p);  // checks every operand but dx
+  conv2d_backward(x, w, dy, TensorView(), TensorView(), dbias, p);  // checks x, w, dy; dbias
   maybe(op, "dx", dx, Device::CPU, x.shape);
+  maybe(op, "dw", dw, Device::CPU, w.shape);
+  if (!dw.empty()) cpu::conv2d_winograd_backward_weights(s, x.f32(), dy.f32(), dw.f32());
   if (!dx.empty()) cpu::conv2d_winograd_backward_data(s, w.f32(), dy.f32(), dx.f32());
 }
 

@@ -461,9 +461,10 @@ void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const f
 
 namespace {
 
-// r = A h (h: four dy values; A = transpose of A^T above).
-inline void a6(const float h[kTile], float r[kIn]) {
-  const float e = h[0] + h[2], o = h[1] + h[3], e4 = h[0] + 4.f * h[2], o8 = 2.f * h[1] + 8.f * h[3];
+// r = A h (h: four dy values; A = transpose of A^T above; T float or v8).
+template <class T>
+inline void a6(const T h[kTile], T r[kIn]) {
+  const T e = h[0] + h[2], o = h[1] + h[3], e4 = h[0] + 4.f * h[2], o8 = 2.f * h[1] + 8.f * h[3];
   r[0] = h[0];
   r[1] = e + o;
   r[2] = e - o;
@@ -482,82 +483,211 @@ inline void gt6(const float m[kIn], float o[3]) {
 
 }  // namespace
 
+namespace {
+
+// The tiles go in blocks of kDwBlock (two panels of NR). Per block, U and V
+// are transformed straight into the packed operands of the GEMM's register
+// tile, with the block's tiles as the reduction:
+//   Ub[i][kp][t][MR]  = (A h A^T)[i] of dy tile t, output channels kp*MR + r
+//   Vb[i][cp][t][NR]  = (B^T d B)[i] of x tile t, input channels cp*NR + lane
+// and M[i] (K x C) += Ub[i] * Vb[i] by micro tiles, each point's M staying
+// in the cache of the thread that owns the point. Whole-layer U and V (19 MB
+// each for 128 channels at 64 x 64, batch 4) and the generic GEMM's own
+// packing made the step slower than the direct dw.
+// The transforms run eight tiles of one channel at a time (the forward's
+// input_segment for x), then an 8 x 8 transpose puts eight channels in the
+// lanes: gathering eight channels' pixels into lanes one by one through
+// memory took twice as long.
+constexpr int kDwBlock = 2 * NR;
+
+// r[row][lane] -> r[lane][row].
+inline void transpose8(v8 r[kLanes]) {
+  v8 t[kLanes], u[kLanes];
+  for (int k = 0; k < kLanes; k += 2) {  // pairs of rows, interleaved per 128-bit half
+    t[k] = DOFPOSE_SHUFFLE8(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[k + 1] = DOFPOSE_SHUFFLE8(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < kLanes; k += 4)  // pairs of pairs
+    for (int h = 0; h < 2; ++h) {
+      u[k + h] = DOFPOSE_SHUFFLE8(t[k + h], t[k + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[k + h + 2] = DOFPOSE_SHUFFLE8(t[k + h], t[k + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  // u[0..3]: columns 0, 2, 1, 3 (low half) and 4, 6, 5, 7 (high half) of rows 0-3; u[4..7] of rows 4-7.
+  const int order[4] = {0, 2, 1, 3};
+  for (int k = 0; k < 4; ++k) {
+    r[k] = DOFPOSE_SHUFFLE8(u[order[k]], u[order[k] + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = DOFPOSE_SHUFFLE8(u[order[k]], u[order[k] + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// dst[t * stride .. + width] = lane-transposed S[i][0..7][first + t] for t < count:
+// S holds eight rows (channels) of NR tiles per point; width floats of each
+// transposed row are stored (NR's half panels: 8; MR panels: 6).
+inline void transpose_out(const float* S, int first, int count, float* dst, size_t stride, int width) {
+  v8 r[kLanes];
+  for (int l = 0; l < kLanes; ++l) r[l] = load8(S + size_t(l) * NR + first);
+  transpose8(r);
+  for (int t = 0; t < count; ++t) std::memcpy(dst + t * stride, &r[t], size_t(width) * sizeof(float));
+}
+
+// Vb for the panel of tiles [t0, t1) (at most NR, at tile offset `at` of the
+// block) and input channels c0 .. c0+7 (past C: zero).
+void dw_input_panel(const Geometry& g, const float* x, int64_t t0, int64_t t1, int at, int c0, int CP,
+                    float* Vb) {
+  thread_local AlignedScratch s_buf, tr_buf;
+  float* const S = s_buf.get(size_t(kPoints) * kLanes * NR);  // S[i][l][tile]
+  float* const tr = tr_buf.get(size_t(kIn) * (NR * kTile + 2 + kLanes));
+  Segment seg[NR];
+  const int segments = block_segments(g, t0, t1, seg), tiles = int(t1 - t0);
+  Geometry g8 = g;
+  g8.C = kLanes;  // input_segment's point stride: eight channels of S
+  for (int l = 0; l < kLanes; ++l) {
+    const int c = c0 + l;
+    if (c >= g.C || tiles < NR)
+      for (int i = 0; i < kPoints; ++i) std::fill_n(S + (size_t(i) * kLanes + l) * NR, NR, 0.f);
+    if (c < g.C)
+      for (int k = 0; k < segments; ++k)
+        input_segment(g8, seg[k], x + (int64_t(seg[k].n) * g.C + c) * g.H * g.W, l, tr, S);
+  }
+  const size_t point = size_t(CP) * kDwBlock * NR;
+  float* const out = Vb + (size_t(c0 / NR) * kDwBlock + at) * NR + c0 % NR;
+  for (int i = 0; i < kPoints; ++i)
+    for (int f = 0; f < tiles; f += kLanes)
+      transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f), out + i * point + size_t(f) * NR,
+                    NR, kLanes);
+}
+
+// Ub for the panel of tiles [t0, t1) and the output channels of panel kp:
+// the 4x4 tiles of dy (zero past P and Q), eight tiles of a row a step.
+void dw_grad_panel(const Geometry& g, const float* dy, int64_t t0, int64_t t1, int at, int kp, float* Ub) {
+  thread_local AlignedScratch s_buf;
+  float* const S = s_buf.get(size_t(kPoints) * kLanes * NR);  // S[i][l][tile]
+  Segment seg[NR];
+  const int segments = block_segments(g, t0, t1, seg), tiles = int(t1 - t0);
+  const int64_t PQ = int64_t(g.P) * g.Q;
+  const int mr = std::min(MR, g.K - kp * MR);
+  for (int l = 0; l < kLanes; ++l)
+    if (l >= mr || tiles < NR)
+      for (int i = 0; i < kPoints; ++i) std::fill_n(S + (size_t(i) * kLanes + l) * NR, NR, 0.f);
+  for (int l = 0; l < mr; ++l)
+    for (int k = 0; k < segments; ++k) {
+      const Segment& sg = seg[k];
+      const float* plane = dy + (int64_t(sg.n) * g.K + kp * MR + l) * PQ;
+      for (int tx = sg.tx0; tx < sg.tx1; tx += kLanes) {
+        const int count = std::min(kLanes, sg.tx1 - tx), q0 = tx * kTile;
+        v8 h[kTile][kTile];  // h[u][v]: row u, column v of each tile
+        for (int u = 0; u < kTile; ++u) {
+          const int p = sg.ty * kTile + u;
+          float row[kLanes * kTile];
+          const float* src = plane + int64_t(p) * g.Q + q0;
+          if (p < g.P && count == kLanes && q0 + kLanes * kTile <= g.Q) {
+            std::memcpy(row, src, sizeof row);
+          } else {
+            for (int e = 0; e < kLanes * kTile; ++e)
+              row[e] = p < g.P && e < count * kTile && q0 + e < g.Q ? src[e] : 0.f;
+          }
+          const v8 a = load8(row), b = load8(row + 8), c = load8(row + 16), d = load8(row + 24);
+#define DOFPOSE_COLUMN(v)                                                        \
+  DOFPOSE_SHUFFLE8(DOFPOSE_SHUFFLE8(a, b, v, v + 4, v + 8, v + 12, 0, 0, 0, 0), \
+                   DOFPOSE_SHUFFLE8(c, d, v, v + 4, v + 8, v + 12, 0, 0, 0, 0), \
+                   0, 1, 2, 3, 8, 9, 10, 11)
+          h[u][0] = DOFPOSE_COLUMN(0);
+          h[u][1] = DOFPOSE_COLUMN(1);
+          h[u][2] = DOFPOSE_COLUMN(2);
+          h[u][3] = DOFPOSE_COLUMN(3);
+#undef DOFPOSE_COLUMN
+        }
+        v8 cols[kIn][kTile];  // (A h)[i][v]
+        for (int v = 0; v < kTile; ++v) {
+          const v8 col[kTile] = {h[0][v], h[1][v], h[2][v], h[3][v]};
+          v8 r[kIn];
+          a6(col, r);
+          for (int i = 0; i < kIn; ++i) cols[i][v] = r[i];
+        }
+        float* const dst = S + size_t(l) * NR + sg.lane + (tx - sg.tx0);
+        for (int i = 0; i < kIn; ++i) {
+          v8 r[kIn];
+          a6(cols[i], r);
+          for (int j = 0; j < kIn; ++j) {
+            float* d = dst + size_t(i * kIn + j) * kLanes * NR;
+            if (count == kLanes)
+              store8(d, r[j]);
+            else
+              for (int e = 0; e < count; ++e) d[e] = r[j][e];
+          }
+        }
+      }
+    }
+  const size_t point = size_t(g.KP) * kDwBlock * MR;
+  float* const out = Ub + (size_t(kp) * kDwBlock + at) * MR;
+  for (int i = 0; i < kPoints; ++i)
+    for (int f = 0; f < tiles; f += kLanes)
+      transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f), out + i * point + size_t(f) * MR,
+                    MR, MR);
+}
+
+}  // namespace
+
 void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw) {
   check_applies("conv2d_winograd_backward_weights", s);
   DOFPOSE_CHECK(x && dy && dw, "conv2d_winograd_backward_weights: x, dy and dw must not be null");
-  const int P = s.P(), Q = s.Q(), th = (P + kTile - 1) / kTile, tw = (Q + kTile - 1) / kTile;
-  const int64_t tiles_per_image = int64_t(th) * tw, T = s.N * tiles_per_image;
-  const int64_t HW = int64_t(s.H) * s.W, PQ = int64_t(P) * Q;
-  thread_local std::vector<float> u, v, m;
-  u.resize(size_t(kPoints) * s.K * T);  // U[i][k][t]
-  v.resize(size_t(kPoints) * s.C * T);  // V[i][c][t]
-  m.resize(size_t(kPoints) * s.K * s.C);
-  float* const U = u.data();
-  float* const V = v.data();
-  float* const M = m.data();
-  // V = B^T d B for every (channel, tile): rows ty*4-1 .. ty*4+4 of x, zero outside.
+  Geometry g{s.C, s.K, s.H, s.W, s.P(), s.Q(), (s.P() + kTile - 1) / kTile,
+             (s.Q() + kTile - 1) / kTile, 0, (s.K + MR - 1) / MR};
+  g.T = int64_t(s.N) * g.th * g.tw;
+  const int CP = (s.C + NR - 1) / NR, ldm = CP * NR;  // M[i]: (KP * MR) x (CP * NR)
+  const size_t m_point = size_t(g.KP) * MR * ldm;
+  const int64_t blocks = (g.T + kDwBlock - 1) / kDwBlock;
+  thread_local AlignedScratch u_buf, v_buf, m_buf;
+  float* const Ub = u_buf.get(size_t(kPoints) * g.KP * kDwBlock * MR);
+  float* const Vb = v_buf.get(size_t(kPoints) * CP * kDwBlock * NR);
+  float* const M = m_buf.get(kPoints * m_point);
+  std::fill(M, M + kPoints * m_point, 0.f);
+  const int xg = CP * (NR / kLanes), groups = xg + g.KP;  // transform items per panel
+  // Every M element sums its tiles in block order, then the block's tiles in
+  // order, whatever the thread count: the same bits with 1 or many threads.
 #if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel
 #endif
-  for (int c = 0; c < s.C; ++c)
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) / tw, c0 = t % tw;
-      const float* xc = x + (n * s.C + c) * HW;
-      float d[kIn][kIn], cols[kIn][kIn];
-      for (int i = 0; i < kIn; ++i)
-        for (int j = 0; j < kIn; ++j) {
-          const int64_t h = r0 * kTile - 1 + i, w = c0 * kTile - 1 + j;
-          d[i][j] = (h >= 0 && h < s.H && w >= 0 && w < s.W) ? xc[h * s.W + w] : 0.f;
-        }
-      for (int j = 0; j < kIn; ++j) {  // down each column
-        float col[kIn], out[kIn];
-        for (int i = 0; i < kIn; ++i) col[i] = d[i][j];
-        bt6(col, out);
-        for (int i = 0; i < kIn; ++i) cols[i][j] = out[i];
-      }
-      for (int i = 0; i < kIn; ++i) {  // along each row
-        float out[kIn];
-        bt6(cols[i], out);
-        for (int j = 0; j < kIn; ++j) V[(int64_t(i * kIn + j) * s.C + c) * T + t] = out[j];
-      }
-    }
-  // U = A h A^T for every (output channel, tile): the 4x4 of dy, zero past P, Q.
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t t0 = b * kDwBlock;
+    const int tb = int(std::min<int64_t>(kDwBlock, g.T - t0));
+    // Dynamic: an x item (8 channels of 6x6) costs about twice a dy item (6
+    // of 4x4); static halves left one thread waiting a quarter of the time.
 #if defined(DOFPOSE_WITH_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(dynamic)
 #endif
-  for (int k = 0; k < s.K; ++k)
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t n = t / tiles_per_image, r0 = (t % tiles_per_image) / tw, c0 = t % tw;
-      const float* dk = dy + (n * s.K + k) * PQ;
-      float h[kTile][kTile], cols[kIn][kTile];
-      for (int i = 0; i < kTile; ++i)
-        for (int j = 0; j < kTile; ++j) {
-          const int64_t p = r0 * kTile + i, q = c0 * kTile + j;
-          h[i][j] = (p < P && q < Q) ? dk[p * Q + q] : 0.f;
-        }
-      for (int j = 0; j < kTile; ++j) {
-        float col[kTile], out[kIn];
-        for (int i = 0; i < kTile; ++i) col[i] = h[i][j];
-        a6(col, out);
-        for (int i = 0; i < kIn; ++i) cols[i][j] = out[i];
-      }
-      for (int i = 0; i < kIn; ++i) {
-        float out[kIn];
-        a6(cols[i], out);
-        for (int j = 0; j < kIn; ++j) U[(int64_t(i * kIn + j) * s.K + k) * T + t] = out[j];
-      }
+    for (int w = 0; w < 2 * groups; ++w) {
+      const int panel = w / groups, item = w % groups, at = panel * NR;  // the x items first
+      if (at >= tb) continue;
+      const int64_t p0 = t0 + at, p1 = std::min<int64_t>(p0 + NR, t0 + tb);
+      if (item < xg)
+        dw_input_panel(g, x, p0, p1, at, item * kLanes, CP, Vb);
+      else
+        dw_grad_panel(g, dy, p0, p1, at, item - xg, Ub);
     }
-  // 36 GEMMs over the tiles (the packed GEMM: all cores, a fixed order).
-  for (int i = 0; i < kPoints; ++i)
-    gemm(false, true, s.K, s.C, int(T), 1.0f, U + int64_t(i) * s.K * T, int(T), V + int64_t(i) * s.C * T,
-         int(T), 0.0f, M + int64_t(i) * s.K * s.C, s.C);
+    // (the loop's barrier: the block's Ub and Vb are complete)
+#if defined(DOFPOSE_WITH_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (int i = 0; i < kPoints; ++i)
+      for (int kp = 0; kp < g.KP; ++kp) {
+        const int mr = std::min(MR, s.K - kp * MR);
+        const float* Ap = Ub + (size_t(i) * g.KP + kp) * kDwBlock * MR;
+        for (int cp = 0; cp < CP; ++cp)
+          gemm_micro_tile(tb, Ap, Vb + (size_t(i) * CP + cp) * kDwBlock * NR,
+                          M + i * m_point + size_t(kp) * MR * ldm + cp * NR, ldm, mr,
+                          std::min(NR, s.C - cp * NR), /*accumulate=*/true);
+      }
+    // (and its barrier: Ub and Vb are free for the next block)
+  }
   // dw[k][c] = G^T M[.][k][c] G.
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t kc = 0; kc < int64_t(s.K) * s.C; ++kc) {
+    const int64_t at = (kc / s.C) * ldm + kc % s.C;
     float mm[kIn][kIn], rows[3][kIn];
-    for (int i = 0; i < kPoints; ++i) mm[i / kIn][i % kIn] = M[int64_t(i) * s.K * s.C + kc];
+    for (int i = 0; i < kPoints; ++i) mm[i / kIn][i % kIn] = M[i * m_point + at];
     for (int j = 0; j < kIn; ++j) {
       float col[kIn], out[3];
       for (int i = 0; i < kIn; ++i) col[i] = mm[i][j];

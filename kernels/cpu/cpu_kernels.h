@@ -52,10 +52,12 @@ void gemm_bn_relu_b(int M, int N, int K, const float* A, int lda, const float* B
 // (conv2d_winograd.cpp): C[mr x nr] (row stride ldc) = Ap * Bp, where Ap holds
 // kc groups of kGemmMR values (row i of the tile at offset i) and Bp, 32-byte
 // aligned, kc rows of kGemmNR values; rows / columns beyond mr / nr are
-// computed and not stored. Sums k ascending, like gemm() within a KC block.
+// computed and not stored. Sums k ascending, like gemm() within a KC block;
+// accumulate: C += Ap * Bp (the sum, then one add to each element of C).
 constexpr int kGemmMR = 6;
 constexpr int kGemmNR = 16;
-void gemm_micro_tile(int kc, const float* Ap, const float* Bp, float* C, int ldc, int mr, int nr);
+void gemm_micro_tile(int kc, const float* Ap, const float* Bp, float* C, int ldc, int mr, int nr,
+                     bool accumulate = false);
 // Straightforward triple loop (for tests and as the portable definition).
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                 int lda, const float* B, int ldb, float beta, float* C, int ldc);
@@ -85,9 +87,9 @@ void conv2d_winograd_forward(const Conv2dShape& s, const float* x, const float* 
 void conv2d_winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx);
 // Its weight gradient (dw [K][C][3][3] overwritten, summed over the batch) by
 // F(3x3, 4x4): 36 GEMMs of K x C over the 4x4 tiles of dy instead of one of
-// K x 9C over every pixel. conv2d_backward's dw with other rounding. Tested,
-// not used yet: with whole-layer transforms it made the hourglass training
-// step 7-10 % slower than the direct dw (docs/cpu-kernels.md, "In training").
+// K x 9C over every pixel, by blocks of tiles transformed straight into the
+// register tile's packed operands. conv2d_backward's dw with other rounding;
+// the same bits whatever the thread count.
 void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, const float* dy, float* dw);
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
                      float* dx, float* dw, float* dbias);

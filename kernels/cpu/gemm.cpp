@@ -628,8 +628,9 @@ void drive_tiles(int M, int N, int K, float alpha, const float* A, int lda, bool
 
 static_assert(kGemmMR == MR && kGemmNR == NR, "cpu_kernels.h's register tile is gemm.cpp's");
 
-void gemm_micro_tile(int kc, const float* Ap, const float* Bp, float* C, int ldc, int mr, int nr) {
-  micro_kernel(kc, Ap, Bp, 1.0f, 0.0f, C, ldc, mr, nr);
+void gemm_micro_tile(int kc, const float* Ap, const float* Bp, float* C, int ldc, int mr, int nr,
+                     bool accumulate) {
+  micro_kernel(kc, Ap, Bp, 1.0f, accumulate ? 1.0f : 0.0f, C, ldc, mr, nr);
 }
 
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,

@@ -28,7 +28,7 @@ void conv2d_backward(const TensorView& x, const TensorView& w, const TensorView&
 // shape with enough tiles (cpu::conv2d_winograd_worthwhile), where the product
 // runs by Winograd F(4x4, 3x3): other rounding, a few 1e-6 of each sum.
 // Returns whether Winograd ran; conv2d_backward_fast takes that answer and
-// computes the input gradient the same way (dw and dbias direct).
+// computes the input and weight gradients the same way (dbias direct).
 bool conv2d_forward_fast(const TensorView& x, const TensorView& w, const TensorView& bias,
                          const TensorView& y, ConvParams p);
 void conv2d_backward_fast(const TensorView& x, const TensorView& w, const TensorView& dy,
