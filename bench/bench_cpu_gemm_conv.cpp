@@ -205,6 +205,8 @@ BENCHMARK(BM_conv2d_backward_weights)
     ->Args({4, 128, 32, 128, 1})
     ->Args({4, 64, 128, 64, 0})
     ->Args({4, 64, 128, 64, 1})
+    ->Args({4, 128, 16, 128, 0})  // 64 tiles: the threshold
+    ->Args({4, 128, 16, 128, 1})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // Lifter-style fully connected layer: batch 64, 1024 -> 1024.
