@@ -488,9 +488,11 @@ namespace {
 // The tiles go in blocks of kDwBlock (two panels of NR). Per block, U and V
 // are transformed straight into the packed operands of the GEMM's register
 // tile, with the block's tiles as the reduction:
-//   Ub[i][kp][t][MR]  = (A h A^T)[i] of dy tile t, output channels kp*MR + r
-//   Vb[i][cp][t][NR]  = (B^T d B)[i] of x tile t, input channels cp*NR + lane
-// and M[i] (K x C) += Ub[i] * Vb[i] by micro tiles, each point's M staying
+//   Ub[kp][i][t][MR]  = (A h A^T)[i] of dy tile t, output channels kp*MR + r
+//   Vb[cp][i][t][NR]  = (B^T d B)[i] of x tile t, input channels cp*NR + lane
+// (each transform item, a panel of channels, writes one contiguous run; an
+// item of 8 channels wrote half of each 64-byte row of Vb, the other half
+// another thread's) and M[i] (K x C) += Ub[i] * Vb[i] by micro tiles, each point's M staying
 // in the cache of the thread that owns the point. Whole-layer U and V (19 MB
 // each for 128 channels at 64 x 64, batch 4) and the generic GEMM's own
 // packing made the step slower than the direct dw.
@@ -527,13 +529,24 @@ inline void transpose_out(const float* S, int first, int count, float* dst, size
   v8 r[kLanes];
   for (int l = 0; l < kLanes; ++l) r[l] = load8(S + size_t(l) * NR + first);
   transpose8(r);
+  if (width == 6 && stride == 6 && count == kLanes) {
+    // Eight rows of six are 48 contiguous floats: six whole-vector stores
+    // instead of sixteen 16- and 8-byte ones (the store buffer was the limit).
+    for (int k = 0; k < kLanes; k += 4, dst += 24) {
+      store8(dst, DOFPOSE_SHUFFLE8(r[k], r[k + 1], 0, 1, 2, 3, 4, 5, 8, 9));
+      store8(dst + 8, DOFPOSE_SHUFFLE8(r[k + 1], r[k + 2], 2, 3, 4, 5, 8, 9, 10, 11));
+      store8(dst + 16, DOFPOSE_SHUFFLE8(r[k + 2], r[k + 3], 4, 5, 8, 9, 10, 11, 12, 13));
+    }
+    return;
+  }
   for (int t = 0; t < count; ++t) std::memcpy(dst + t * stride, &r[t], size_t(width) * sizeof(float));
 }
 
 // Vb for the panel of tiles [t0, t1) (at most NR, at tile offset `at` of the
-// block) and input channels c0 .. c0+7 (past C: zero).
-void dw_input_panel(const Geometry& g, const float* x, int64_t t0, int64_t t1, int at, int c0, int CP,
-                    float* Vb) {
+// block) and the input channels of panel cp. Lanes past C and tiles past t1
+// are left as they are: they only reach M's columns past C, which no dw
+// reads, or rows past the block's depth, which no micro tile reads.
+void dw_input_panel(const Geometry& g, const float* x, int64_t t0, int64_t t1, int at, int cp, float* Vb) {
   thread_local AlignedScratch s_buf, tr_buf;
   float* const S = s_buf.get(size_t(kPoints) * kLanes * NR);  // S[i][l][tile]
   float* const tr = tr_buf.get(size_t(kIn) * (NR * kTile + 2 + kLanes));
@@ -541,20 +554,16 @@ void dw_input_panel(const Geometry& g, const float* x, int64_t t0, int64_t t1, i
   const int segments = block_segments(g, t0, t1, seg), tiles = int(t1 - t0);
   Geometry g8 = g;
   g8.C = kLanes;  // input_segment's point stride: eight channels of S
-  for (int l = 0; l < kLanes; ++l) {
-    const int c = c0 + l;
-    if (c >= g.C || tiles < NR)
-      for (int i = 0; i < kPoints; ++i) std::fill_n(S + (size_t(i) * kLanes + l) * NR, NR, 0.f);
-    if (c < g.C)
+  for (int c0 = cp * NR; c0 < std::min(g.C, (cp + 1) * NR); c0 += kLanes) {  // eight channels a pass
+    for (int l = 0; l < kLanes && c0 + l < g.C; ++l)
       for (int k = 0; k < segments; ++k)
-        input_segment(g8, seg[k], x + (int64_t(seg[k].n) * g.C + c) * g.H * g.W, l, tr, S);
+        input_segment(g8, seg[k], x + (int64_t(seg[k].n) * g.C + c0 + l) * g.H * g.W, l, tr, S);
+    float* const out = Vb + (size_t(cp) * kPoints * kDwBlock + at) * NR + c0 % NR;
+    for (int i = 0; i < kPoints; ++i)
+      for (int f = 0; f < tiles; f += kLanes)
+        transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f),
+                      out + size_t(i) * kDwBlock * NR + size_t(f) * NR, NR, kLanes);
   }
-  const size_t point = size_t(CP) * kDwBlock * NR;
-  float* const out = Vb + (size_t(c0 / NR) * kDwBlock + at) * NR + c0 % NR;
-  for (int i = 0; i < kPoints; ++i)
-    for (int f = 0; f < tiles; f += kLanes)
-      transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f), out + i * point + size_t(f) * NR,
-                    NR, kLanes);
 }
 
 // Ub for the panel of tiles [t0, t1) and the output channels of panel kp:
@@ -566,10 +575,7 @@ void dw_grad_panel(const Geometry& g, const float* dy, int64_t t0, int64_t t1, i
   const int segments = block_segments(g, t0, t1, seg), tiles = int(t1 - t0);
   const int64_t PQ = int64_t(g.P) * g.Q;
   const int mr = std::min(MR, g.K - kp * MR);
-  for (int l = 0; l < kLanes; ++l)
-    if (l >= mr || tiles < NR)
-      for (int i = 0; i < kPoints; ++i) std::fill_n(S + (size_t(i) * kLanes + l) * NR, NR, 0.f);
-  for (int l = 0; l < mr; ++l)
+  for (int l = 0; l < mr; ++l)  // lanes past mr and K: as for dw_input_panel
     for (int k = 0; k < segments; ++k) {
       const Segment& sg = seg[k];
       const float* plane = dy + (int64_t(sg.n) * g.K + kp * MR + l) * PQ;
@@ -618,12 +624,11 @@ void dw_grad_panel(const Geometry& g, const float* dy, int64_t t0, int64_t t1, i
         }
       }
     }
-  const size_t point = size_t(g.KP) * kDwBlock * MR;
-  float* const out = Ub + (size_t(kp) * kDwBlock + at) * MR;
+  float* const out = Ub + (size_t(kp) * kPoints * kDwBlock + at) * MR;
   for (int i = 0; i < kPoints; ++i)
     for (int f = 0; f < tiles; f += kLanes)
-      transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f), out + i * point + size_t(f) * MR,
-                    MR, MR);
+      transpose_out(S + size_t(i) * kLanes * NR, f, std::min(kLanes, tiles - f),
+                    out + size_t(i) * kDwBlock * MR + size_t(f) * MR, MR, MR);
 }
 
 }  // namespace
@@ -642,7 +647,7 @@ void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, cons
   float* const Vb = v_buf.get(size_t(kPoints) * CP * kDwBlock * NR);
   float* const M = m_buf.get(kPoints * m_point);
   std::fill(M, M + kPoints * m_point, 0.f);
-  const int xg = CP * (NR / kLanes), groups = xg + g.KP;  // transform items per panel
+  const int groups = CP + g.KP;  // transform items per panel of tiles: x's channel panels, then dy's
   // Every M element sums its tiles in block order, then the block's tiles in
   // order, whatever the thread count: the same bits with 1 or many threads.
 #if defined(DOFPOSE_WITH_OPENMP)
@@ -651,8 +656,8 @@ void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, cons
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t t0 = b * kDwBlock;
     const int tb = int(std::min<int64_t>(kDwBlock, g.T - t0));
-    // Dynamic: an x item (8 channels of 6x6) costs about twice a dy item (6
-    // of 4x4); static halves left one thread waiting a quarter of the time.
+    // Dynamic: an x item (16 channels of 6x6) costs about five dy items (6
+    // of 4x4); a static split of the items left a thread waiting.
 #if defined(DOFPOSE_WITH_OPENMP)
 #pragma omp for schedule(dynamic)
 #endif
@@ -660,10 +665,10 @@ void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, cons
       const int panel = w / groups, item = w % groups, at = panel * NR;  // the x items first
       if (at >= tb) continue;
       const int64_t p0 = t0 + at, p1 = std::min<int64_t>(p0 + NR, t0 + tb);
-      if (item < xg)
-        dw_input_panel(g, x, p0, p1, at, item * kLanes, CP, Vb);
+      if (item < CP)
+        dw_input_panel(g, x, p0, p1, at, item, Vb);
       else
-        dw_grad_panel(g, dy, p0, p1, at, item - xg, Ub);
+        dw_grad_panel(g, dy, p0, p1, at, item - CP, Ub);
     }
     // (the loop's barrier: the block's Ub and Vb are complete)
 #if defined(DOFPOSE_WITH_OPENMP)
@@ -672,9 +677,9 @@ void conv2d_winograd_backward_weights(const Conv2dShape& s, const float* x, cons
     for (int i = 0; i < kPoints; ++i)
       for (int kp = 0; kp < g.KP; ++kp) {
         const int mr = std::min(MR, s.K - kp * MR);
-        const float* Ap = Ub + (size_t(i) * g.KP + kp) * kDwBlock * MR;
+        const float* Ap = Ub + (size_t(kp) * kPoints + i) * kDwBlock * MR;
         for (int cp = 0; cp < CP; ++cp)
-          gemm_micro_tile(tb, Ap, Vb + (size_t(i) * CP + cp) * kDwBlock * NR,
+          gemm_micro_tile(tb, Ap, Vb + (size_t(cp) * kPoints + i) * kDwBlock * NR,
                           M + i * m_point + size_t(kp) * MR * ldm + cp * NR, ldm, mr,
                           std::min(NR, s.C - cp * NR), /*accumulate=*/true);
       }
